@@ -1,0 +1,1 @@
+"""Clusters: registry, credentials, health, kube gateway and sandbox (issues 3 and 4)."""

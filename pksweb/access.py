@@ -1,0 +1,35 @@
+"""Access rules for pksweb's own models (see pksweb.policy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from pksweb.models import Event
+from pksweb.policy import Access, is_operator, is_platform, register, tenant_ids
+
+
+@register(Event)
+class EventAccess(Access):
+    """Who may see events and post announcements.
+
+    - Operators, approvers and viewers can see every event.
+    - A tenant admin can see an event when it belongs to one of their tenants;
+      fleet-level events (no tenant) are not theirs to see.
+    - Only an operator can create an event directly (an announcement); every
+      other event is published by the service that made the change.
+    """
+
+    def can_view(self, user: Any, event: Event) -> bool:
+        if is_platform(user):
+            return True
+        return event.tenant_id is not None and event.tenant_id in tenant_ids(user)
+
+    def can_create(self, user: Any, _model: Any) -> bool:
+        return is_operator(user)
+
+    def restrict_view(self, user: Any, queryset: QuerySet[Event]) -> QuerySet[Event]:
+        if is_platform(user):
+            return queryset
+        return queryset.filter(tenant_id__in=tenant_ids(user))

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from pksweb.choices import Role
+from pksweb.models import Event, User
+from tenants.models import Tenant
+
+
+class EventSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Event
+        fields = [
+            "id", "kind", "message", "actor_name", "subject_type", "subject_id",
+            "subject_label", "tenant", "payload", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class AnnouncementSerializer(serializers.Serializer):
+    message = serializers.CharField(max_length=500, trim_whitespace=True)
+    tenant = serializers.SlugRelatedField(
+        slug_field="name", queryset=Tenant.objects.all(), required=False, allow_null=True,
+        help_text="Name of the tenant whose people should see it; omit for everyone.",
+    )
+
+
+class MeSerializer(serializers.ModelSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+    tenants = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "role", "tenants"]
+
+    def get_tenants(self, user: User) -> list[str]:
+        return sorted(m.tenant.name for m in user.tenant_memberships.select_related("tenant"))
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    member_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "display_name", "member_count", "created_at"]

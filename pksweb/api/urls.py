@@ -1,0 +1,20 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from pksweb.api import views
+
+app_name = "api"
+
+router = DefaultRouter()
+router.register("events", views.EventViewSet, basename="event")
+router.register("tenants", views.TenantViewSet, basename="tenant")
+
+urlpatterns = [
+    path("", include(router.urls)),
+    path("announcements/", views.AnnouncementCreate.as_view(), name="announcement-create"),
+    path("me/", views.MeView.as_view(), name="me"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+]

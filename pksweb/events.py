@@ -1,0 +1,92 @@
+"""The one publish path: every state change a page shows goes through ``publish``.
+
+``publish`` stores an ``Event`` row (durable: timeline, audit, replay) and, when
+the surrounding transaction commits, tells the channel groups that watch its
+subject. Consumers receive only the event id, load it, check the policy and
+render the fragment for their user. Nothing is sent for a rolled-back change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from pksweb.choices import SubjectType
+from pksweb.models import Event
+
+log = logging.getLogger(__name__)
+
+FLEET_GROUP = "fleet"
+MESSAGE_TYPE = "event.message"
+
+
+def tenant_group(tenant_id: int) -> str:
+    return f"tenant.{tenant_id}"
+
+
+def subject_group(subject_type: str, subject_id: str | int) -> str:
+    return f"{subject_type}.{subject_id}"
+
+
+def event_groups(event: Event) -> list[str]:
+    """The groups that care: the fleet, the event's tenant, and its subject."""
+    groups = [FLEET_GROUP]
+    if event.tenant_id is not None:
+        groups.append(tenant_group(event.tenant_id))
+    if event.subject_id and event.subject_type not in (SubjectType.SYSTEM, SubjectType.TENANT):
+        groups.append(subject_group(event.subject_type, event.subject_id))
+    return groups
+
+
+def publish(
+    *,
+    kind: str,
+    message: str,
+    actor: Any = None,
+    subject_type: str = SubjectType.SYSTEM,
+    subject_id: str | int = "",
+    subject_label: str = "",
+    tenant: Any = None,
+    payload: dict[str, Any] | None = None,
+) -> Event:
+    """Store an event and push it to its groups after the transaction commits.
+
+    ``kind`` carries a prefix naming its area (``system.announcement``,
+    ``rollout.step_changed``). Call it from services only, inside their transaction.
+    """
+    event = Event(
+        kind=kind,
+        message=message,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor_name=actor.get_username() if actor is not None and actor.is_authenticated else "",
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        subject_label=subject_label,
+        tenant=tenant,
+        payload=payload or {},
+    )
+    event.full_clean()
+    event.save()
+    groups = event_groups(event)
+    transaction.on_commit(lambda: _push(event.pk, groups), robust=True)
+    return event
+
+
+def _push(event_id: int, groups: list[str]) -> None:
+    """Tell each group about a committed event.
+
+    A failure here loses no event: it is stored, and a page that reconnects
+    replays it. It is logged, never swallowed silently.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, {"type": MESSAGE_TYPE, "id": event_id})
+        except Exception:
+            log.exception("could not push event %s to group %s; pages will replay it on reconnect", event_id, group)

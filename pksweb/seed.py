@@ -1,0 +1,49 @@
+"""Demo data for the embedded mode: tenants and one user per role.
+
+``demo_seed`` is idempotent: running it again creates nothing new and changes no
+password someone has since set.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from pksweb import services
+from pksweb.choices import Role
+from pksweb.events import publish
+from pksweb.models import User
+from tenants.models import Tenant
+from tenants.services import tenant_create
+
+DEMO_TENANTS = [("acme-bank", "ACME Bank"), ("globex-insurance", "Globex Insurance")]
+# (username, password, role, tenants): listed in the README.
+DEMO_USERS = [
+    ("operator", "operator-demo", Role.OPERATOR, []),
+    ("approver", "approver-demo", Role.APPROVER, []),
+    ("acme-admin", "acme-admin-demo", Role.TENANT_ADMIN, ["acme-bank"]),
+    ("viewer", "viewer-demo", Role.VIEWER, []),
+]
+
+
+@transaction.atomic
+def demo_seed() -> list[str]:
+    """Create what is missing of the demo data; returns what was created."""
+    created: list[str] = []
+    for name, display in DEMO_TENANTS:
+        if not Tenant.objects.filter(name=name).exists():
+            tenant_create(name=name, display_name=display)
+            created.append(f"tenant {name}")
+    for username, password, role, tenant_names in DEMO_USERS:
+        if User.objects.filter(username=username).exists():
+            continue
+        services.user_create(
+            username=username,
+            role=role,
+            password=password,
+            tenants=Tenant.objects.filter(name__in=tenant_names),
+            check_password=False,
+        )
+        created.append(f"user {username}")
+    if created:
+        publish(kind="system.seeded", message=f"Demo data created: {', '.join(created)}")
+    return created

@@ -1,0 +1,275 @@
+"""pksweb settings, read from the environment.
+
+Two ways to run (see README and ../shared/DESIGN.md):
+
+- ``PKSWEB_MODE=embedded`` (the default, what ``make run`` uses): SQLite under
+  ``PKSWEB_DATA_DIR``, an in-process channel layer, and a Celery worker and beat
+  running inside the server process on an in-memory broker. Needs no services.
+- ``PKSWEB_MODE=production``: PostgreSQL from ``DATABASE_URL``, Redis from
+  ``REDIS_URL`` for the channel layer and the Celery broker, separate
+  ``celery worker`` / ``celery beat`` processes. A missing required variable stops
+  start-up with ``ImproperlyConfigured`` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+MODES = ("embedded", "production")
+MODE = os.environ.get("PKSWEB_MODE", "embedded").strip().lower()
+if MODE not in MODES:
+    raise ImproperlyConfigured(
+        f"PKSWEB_MODE={MODE!r} is not a mode pksweb knows: use 'embedded' or 'production'."
+    )
+EMBEDDED = MODE == "embedded"
+
+_REQUIRED_HINTS = {
+    "PKSWEB_SECRET_KEY": "a long random string, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(50))'`",
+    "DATABASE_URL": "e.g. postgresql://pksweb@db.example:5432/pksweb",
+    "REDIS_URL": "e.g. redis://redis.example:6379/0",
+    "ALLOWED_HOSTS": "the host names the dashboard is served under, comma-separated",
+}
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _required(name: str) -> str:
+    value = _env(name)
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is required when PKSWEB_MODE=production: set it to {_REQUIRED_HINTS[name]}."
+        )
+    return value
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = _env(name)
+    if not value:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a yes/no value: use 1 or 0.")
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+DATA_DIR = Path(_env("PKSWEB_DATA_DIR") or BASE_DIR / "var")
+
+
+def _embedded_secret_key() -> str:
+    """A key generated once per data directory, so sessions survive restarts."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+if EMBEDDED:
+    SECRET_KEY = _env("PKSWEB_SECRET_KEY") or _embedded_secret_key()
+    ALLOWED_HOSTS = _csv(_env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]"))
+    REDIS_URL = _env("REDIS_URL")
+else:
+    SECRET_KEY = _required("PKSWEB_SECRET_KEY")
+    ALLOWED_HOSTS = _csv(_required("ALLOWED_HOSTS"))
+    REDIS_URL = _required("REDIS_URL")
+    _required("DATABASE_URL")
+
+DEBUG = _flag("PKSWEB_DEBUG", default=False)
+CSRF_TRUSTED_ORIGINS = _csv(_env("CSRF_TRUSTED_ORIGINS"))
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "template_partials",
+    "pksweb",
+    "tenants",
+    "clusters",
+    "upgrades",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "pksweb.urls"
+ASGI_APPLICATION = "pksweb.asgi.application"
+AUTH_USER_MODEL = "pksweb.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "activity"
+LOGOUT_REDIRECT_URL = "login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "pksweb.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+# Database: DATABASE_URL wins in either mode; the embedded default is a SQLite file.
+if _env("DATABASE_URL"):
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _env("DATABASE_URL"), conn_max_age=60, conn_health_checks=True
+        )
+    }
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "pksweb.sqlite3",
+            "OPTIONS": {
+                # The embedded server writes from request threads and the Celery
+                # worker thread at once: WAL and IMMEDIATE transactions make them
+                # queue for the lock instead of failing with "database is locked".
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(_env("PKSWEB_STATIC_ROOT") or BASE_DIR / "staticfiles") if not EMBEDDED else None
+# Embedded mode serves static files straight from the apps' folders (no collectstatic);
+# production serves the hashed, compressed files `collectstatic` wrote.
+WHITENOISE_USE_FINDERS = EMBEDDED
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if EMBEDDED
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# Channel layer: Redis in production (pub/sub layer: about twice the fan-out of the
+# list-based one on this hardware, see DESIGN.md); in-process when embedded.
+CHANNEL_PREFIX = _env("PKSWEB_CHANNEL_PREFIX", "pksweb")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "pksweb.channel_layers.EmbeddedChannelLayer"}}
+
+# Celery: one settings namespace (CELERY_*) read by pksweb/celery.py.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = _env("PKSWEB_CELERY_QUEUE", "pksweb")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 270
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE = {
+    "worker-heartbeat": {
+        "task": "pksweb.tasks.worker_heartbeat",
+        "schedule": float(_env("PKSWEB_HEARTBEAT_SECONDS", "30")),
+    },
+}
+# The embedded server runs a worker and beat in threads of its own process.
+PKSWEB_EMBEDDED_CELERY = CELERY_BROKER_URL.startswith("memory://")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "pksweb API",
+    "DESCRIPTION": "Day-2 operations of Kubernetes fleets. Authenticate with a session "
+    "or `Authorization: Token <key>` (`python manage.py apitoken USER`).",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+if not EMBEDDED:
+    SESSION_COOKIE_SECURE = _flag("PKSWEB_SECURE_COOKIES", default=True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# WhiteNoise hands Django's ASGI handler a file iterator that is synchronous;
+# Django warns on every static file. The files are small and served correctly.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _env("PKSWEB_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,25 @@
+"""Celery tasks of the pksweb core: thin, they load ids and call a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from pksweb import services
+
+
+@shared_task(name="pksweb.tasks.worker_heartbeat", ignore_result=True, time_limit=30)
+def worker_heartbeat() -> None:
+    """Record that a worker ran a beat-scheduled task (shown on the activity page)."""
+    hostname = getattr(worker_heartbeat.request, "hostname", None) or "worker"
+    services.worker_heartbeat_record(worker=hostname)
+
+
+@shared_task(name="pksweb.tasks.announce", ignore_result=True, time_limit=30)
+def announce(*, author_id: int, message: str, tenant_id: int | None = None) -> int:
+    """Post an announcement on behalf of a user, from a worker (scripts, integration tests)."""
+    from pksweb.models import User
+    from tenants.models import Tenant
+
+    author = User.objects.get(pk=author_id)
+    tenant = Tenant.objects.get(pk=tenant_id) if tenant_id is not None else None
+    return services.announcement_post(author=author, message=message, tenant=tenant).pk

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from pksweb import health, policy, selectors, services
+from pksweb.forms import AnnouncementForm
+from pksweb.models import Event
+from tenants.selectors import tenant_list
+
+PAGE_SIZE = 50
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is alive and serving requests."""
+    return JsonResponse({"status": "alive"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Database, channel layer and broker reachable; 503 naming what is not."""
+    checks = health.readiness()
+    failing = [name for name, state in checks.items() if state != "ok"]
+    body = {"status": "not ready" if failing else "ready", "failing": failing, "checks": checks}
+    return JsonResponse(body, status=503 if failing else 200)
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("activity")
+
+
+def _announcement_form(request: HttpRequest, data: object = None) -> AnnouncementForm | None:
+    if not policy.can(request.user, "create", Event):
+        return None
+    return AnnouncementForm(data, tenants=tenant_list(user=request.user))
+
+
+@require_GET
+@login_required
+def activity(request: HttpRequest) -> HttpResponse:
+    """The latest events the user may see; new ones arrive over the websocket."""
+    events = selectors.event_list(user=request.user)
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        events = events.filter(id__lt=int(before))
+    page = list(events[: PAGE_SIZE + 1])
+    context = {
+        "events": page[:PAGE_SIZE],
+        "more": len(page) > PAGE_SIZE,
+        "cursor": page[0].pk if page and not before else 0,
+        "ws_path": "/ws/activity/",
+    }
+    if request.htmx and before:
+        return render(request, "pksweb/activity.html#older-events", context)
+    context["form"] = _announcement_form(request)
+    context["worker"] = selectors.worker_last_seen()
+    return render(request, "pksweb/activity.html", context)
+
+
+@require_POST
+@login_required
+def announcement_create(request: HttpRequest) -> HttpResponse:
+    """Post an announcement; it reaches every open page through the event path."""
+    form = _announcement_form(request, request.POST)
+    if form is None:
+        raise PermissionDenied("Only operators can post announcements.")
+    posted = False
+    if form.is_valid():
+        try:
+            services.announcement_post(
+                author=request.user, message=form.cleaned_data["message"], tenant=form.cleaned_data["tenant"]
+            )
+            posted = True
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+    if request.htmx:
+        if posted:
+            form = _announcement_form(request)
+        return render(request, "pksweb/activity.html#announce-form", {"form": form, "posted": posted})
+    if posted:
+        messages.success(request, "Announcement posted.")
+        return redirect("activity")
+    return render(
+        request,
+        "pksweb/activity.html",
+        {"form": form, "events": selectors.event_list(user=request.user)[:PAGE_SIZE], "cursor": 0, "ws_path": "/ws/activity/"},
+        status=400,
+    )

@@ -1,0 +1,24 @@
+// Live pages: the htmx websocket extension swaps the HTML fragments the server
+// sends. This glue adds the one thing the extension lacks: every (re)connect asks
+// for the events after the last one this page has shown, so nothing is missed.
+(function () {
+  "use strict";
+  htmx.createWebSocket = function (url) {
+    var cursor = document.getElementById("event-cursor");
+    var full = new URL(url, window.location.href);
+    if (cursor && cursor.dataset.last) {
+      full.searchParams.set("after", cursor.dataset.last);
+    }
+    return new WebSocket(full.toString());
+  };
+
+  function setStatus(state, text) {
+    var badge = document.getElementById("live-status");
+    if (!badge) return;
+    badge.dataset.state = state;
+    badge.textContent = text;
+  }
+  document.addEventListener("htmx:wsConnecting", function () { setStatus("connecting", "connecting…"); });
+  document.addEventListener("htmx:wsOpen", function () { setStatus("live", "live"); });
+  document.addEventListener("htmx:wsClose", function () { setStatus("offline", "reconnecting…"); });
+})();

@@ -1,0 +1,1 @@
+"""Tenants: customers sharing the fleet, their members and (later) namespaces."""

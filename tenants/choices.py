@@ -1,0 +1,6 @@
+from django.db import models
+
+
+class MemberRole(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    VIEWER = "viewer", "Viewer"

@@ -1,0 +1,1 @@
+"""Upgrades: plans, approvals and rollouts (issue 6)."""
