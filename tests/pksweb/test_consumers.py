@@ -1,0 +1,117 @@
+"""Websocket consumers through the real ASGI stack (origin check, session auth, routing)."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from pksweb.asgi import application
+from pksweb.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
+from pksweb.events import FLEET_GROUP, publish
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+ORIGIN = (b"origin", b"http://localhost")
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def socket(path: str, user=None, origin=ORIGIN) -> WebsocketCommunicator:
+    headers = [origin, (b"host", b"localhost")]
+    if user is not None:
+        headers.append((b"cookie", await database_sync_to_async(session_cookie)(user)))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def publish_async(**kwargs):
+    return await database_sync_to_async(publish)(**kwargs)
+
+
+async def test_anonymous_is_refused():
+    connected, code = await (await socket("/ws/activity/")).connect()
+    assert not connected and code == CLOSE_UNAUTHENTICATED
+
+
+async def test_foreign_origin_is_refused(operator):
+    communicator = await socket("/ws/activity/", operator, origin=(b"origin", b"http://evil.example"))
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_operator_receives_published_event_as_fragment(operator):
+    communicator = await socket("/ws/activity/", operator)
+    connected, _ = await communicator.connect()
+    assert connected
+    event = await publish_async(kind="system.announcement", message="hello fleet")
+    html = await communicator.receive_from(timeout=3)
+    assert '<ul id="event-list" hx-swap-oob="afterbegin">' in html
+    assert f'id="event-{event.pk}"' in html and "hello fleet" in html
+    assert f'<span id="event-cursor" data-last="{event.pk}" hx-swap-oob="true"' in html
+    await communicator.disconnect()
+
+
+async def test_tenant_admin_may_not_join_another_tenants_group(tenant_admin, other_tenant):
+    connected, code = await (await socket(f"/ws/tenants/{other_tenant.pk}/", tenant_admin)).connect()
+    assert not connected and code == CLOSE_FORBIDDEN
+
+
+async def test_unknown_tenant_is_refused_like_a_forbidden_one(tenant_admin):
+    connected, code = await (await socket("/ws/tenants/999999/", tenant_admin)).connect()
+    assert not connected and code == CLOSE_FORBIDDEN
+
+
+async def test_tenant_stream_carries_only_that_tenants_events(tenant_admin, tenant, other_tenant):
+    communicator = await socket(f"/ws/tenants/{tenant.pk}/", tenant_admin)
+    assert (await communicator.connect())[0]
+    await publish_async(kind="system.notice", message="fleet only")
+    await publish_async(kind="tenant.notice", message="globex only", tenant=other_tenant)
+    await publish_async(kind="tenant.notice", message="acme news", tenant=tenant)
+    html = await communicator.receive_from(timeout=3)
+    assert "acme news" in html
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def test_tenant_admin_activity_stream_is_scoped(tenant_admin, tenant, other_tenant):
+    communicator = await socket("/ws/activity/", tenant_admin)
+    assert (await communicator.connect())[0]
+    await publish_async(kind="system.notice", message="fleet only")
+    await publish_async(kind="tenant.notice", message="globex only", tenant=other_tenant)
+    assert await communicator.receive_nothing(timeout=0.3)
+    await publish_async(kind="tenant.notice", message="acme news", tenant=tenant)
+    assert "acme news" in await communicator.receive_from(timeout=3)
+    await communicator.disconnect()
+
+
+async def test_reconnect_replays_what_was_missed_once(operator):
+    seen = await publish_async(kind="system.notice", message="already shown")
+    missed_1 = await publish_async(kind="system.notice", message="missed one")
+    missed_2 = await publish_async(kind="system.notice", message="missed two")
+    communicator = await socket(f"/ws/activity/?after={seen.pk}", operator)
+    assert (await communicator.connect())[0]
+    first, second = await communicator.receive_from(timeout=3), await communicator.receive_from(timeout=3)
+    assert "missed one" in first and "missed two" in second
+    assert f'data-last="{missed_2.pk}"' in second
+    # The same event arriving live after its replay is not sent again.
+    await get_channel_layer().group_send(FLEET_GROUP, {"type": "event.message", "id": missed_1.pk})
+    assert await communicator.receive_nothing(timeout=0.3)
+    live = await publish_async(kind="system.notice", message="live now")
+    assert f'id="event-{live.pk}"' in await communicator.receive_from(timeout=3)
+    await communicator.disconnect()
+
+
+async def test_replay_respects_the_policy(tenant_admin, tenant, other_tenant):
+    await publish_async(kind="tenant.notice", message="globex secret", tenant=other_tenant)
+    await publish_async(kind="tenant.notice", message="acme replayed", tenant=tenant)
+    communicator = await socket("/ws/activity/?after=0", tenant_admin)
+    assert (await communicator.connect())[0]
+    assert "acme replayed" in await communicator.receive_from(timeout=3)
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()

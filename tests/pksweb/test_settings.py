@@ -1,0 +1,45 @@
+"""Production mode refuses to start without its configuration, naming what is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPLETE = {
+    "PKSWEB_MODE": "production",
+    "PKSWEB_SECRET_KEY": "x" * 50,
+    "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "ALLOWED_HOSTS": "pksweb.example",
+}
+
+
+def manage_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in COMPLETE}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env={**clean, **env},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.parametrize("missing", ["PKSWEB_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"])
+def test_missing_production_variable_is_named(missing):
+    result = manage_check({k: v for k, v in COMPLETE.items() if k != missing})
+    assert result.returncode != 0
+    assert f"{missing} is required when PKSWEB_MODE=production" in result.stderr
+
+
+def test_complete_production_configuration_passes_check():
+    result = manage_check(COMPLETE)
+    assert result.returncode == 0, result.stderr
+
+
+def test_unknown_mode_is_refused():
+    result = manage_check({"PKSWEB_MODE": "staging"})
+    assert result.returncode != 0
+    assert "PKSWEB_MODE='staging' is not a mode pksweb knows" in result.stderr
