@@ -7,14 +7,14 @@ from celery import shared_task
 from pksweb import services
 
 
-@shared_task(name="pksweb.tasks.worker_heartbeat", ignore_result=True, time_limit=30)
+@shared_task(name="pksweb.tasks.worker_heartbeat", ignore_result=True, time_limit=30, soft_time_limit=25)
 def worker_heartbeat() -> None:
     """Record that a worker ran a beat-scheduled task (shown on the activity page)."""
     hostname = getattr(worker_heartbeat.request, "hostname", None) or "worker"
     services.worker_heartbeat_record(worker=hostname)
 
 
-@shared_task(name="pksweb.tasks.announce", ignore_result=True, time_limit=30)
+@shared_task(name="pksweb.tasks.announce", ignore_result=True, time_limit=30, soft_time_limit=25)
 def announce(*, author_id: int, message: str, tenant_id: int | None = None) -> int:
     """Post an announcement on behalf of a user, from a worker (scripts, integration tests)."""
     from pksweb.models import User

@@ -64,8 +64,15 @@ def users(operator, approver, viewer, tenant_admin):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_channel_layer():
-    """Each test starts with an empty in-process channel layer."""
+def _fresh_channel_layer(request):
+    """Each test starts with an empty in-process channel layer.
+
+    Browser tests talk to a server in another process and run Playwright's own
+    event loop in this thread, where async_to_sync may not be used.
+    """
+    if request.node.get_closest_marker("e2e"):
+        yield
+        return
     layer = get_channel_layer()
     if hasattr(layer, "flush"):
         async_to_sync(layer.flush)()

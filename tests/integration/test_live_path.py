@@ -1,0 +1,88 @@
+"""The event path end to end in the production shape.
+
+A task run by a real `celery worker` process publishes an event; a websocket
+client connected to a real ASGI server process receives the rendered fragment
+through Redis. A client that was away replays what it missed from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import httpx
+import pytest
+from celery import Celery
+from websockets.sync.client import connect
+
+from tests.integration.conftest import PASSWORD, Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def session(stack: Stack) -> httpx.Client:
+    client = httpx.Client(base_url=stack.url, timeout=10)
+    client.get("/accounts/login/")
+    response = client.post(
+        "/accounts/login/",
+        data={"username": "itop", "password": PASSWORD, "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+        headers={"Referer": stack.url + "/accounts/login/"},
+    )
+    assert response.status_code == 302, response.text
+    return client
+
+
+def send_announce(stack: Stack, author_id: int, message: str) -> None:
+    app = Celery(broker=stack.env["REDIS_URL"])
+    app.send_task("pksweb.tasks.announce", kwargs={"author_id": author_id, "message": message}, queue=stack.queue)
+    app.close()
+
+
+def open_socket(stack: Stack, session: httpx.Client, after: int | None = None):
+    path = "/ws/activity/" + (f"?after={after}" if after is not None else "")
+    return connect(
+        stack.url.replace("http", "ws") + path,
+        additional_headers={"Cookie": f"sessionid={session.cookies['sessionid']}", "Origin": stack.url},
+        open_timeout=10,
+    )
+
+
+def test_ready_in_production_shape(stack: Stack):
+    response = httpx.get(stack.url + "/readyz", timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"database": "ok", "channel_layer": "ok", "broker": "ok"}
+
+
+def test_worker_event_reaches_open_socket_then_replays_after_reconnect(stack: Stack, session: httpx.Client):
+    me = session.get("/api/me/").json()
+    first = f"from the worker {uuid.uuid4().hex[:8]}"
+    latest = session.get("/api/events/", params={"limit": 1}).json()["results"][0]["id"]
+    with open_socket(stack, session, after=latest) as ws:
+        time.sleep(0.5)  # let the consumer join its group before the worker publishes
+        send_announce(stack, me["id"], first)
+        fragment = ws.recv(timeout=30)
+    assert first in fragment, stack.log_tail()
+    assert 'hx-swap-oob="afterbegin"' in fragment
+    cursor = int(re.search(r'data-last="(\d+)"', fragment).group(1))
+
+    # Away from the page: the worker publishes, nobody is connected to receive it.
+    missed = f"while you were away {uuid.uuid4().hex[:8]}"
+    send_announce(stack, me["id"], missed)
+    deadline = time.monotonic() + 30
+    while not session.get("/api/events/", params={"after": cursor}).json()["results"]:
+        assert time.monotonic() < deadline, "the worker never stored the event\n" + stack.log_tail()
+        time.sleep(0.2)
+
+    with open_socket(stack, session, after=cursor) as ws:
+        replayed = ws.recv(timeout=10)
+    assert missed in replayed and first not in replayed
+
+
+def test_websocket_without_session_is_refused(stack: Stack):
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as exc:
+        connect(stack.url.replace("http", "ws") + "/ws/activity/", additional_headers={"Origin": stack.url}, open_timeout=10)
+    assert exc.value.response.status_code == 403
