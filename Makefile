@@ -44,6 +44,7 @@ chromium:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: install-test chromium
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lint: install-test
