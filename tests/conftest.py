@@ -83,3 +83,52 @@ def _fresh_channel_layer(request):
 def _fast_password_hashing(settings):
     """PBKDF2's deliberate slowness is for attackers, not the test suite."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# ---- the sandbox: simulated clusters over real HTTP ---------------------------------
+
+_cluster_numbers = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """One sandbox server for the session; each test adds clusters of its own."""
+    from clusters.sandbox import Sandbox
+
+    server = Sandbox(seed=7, heartbeat_seconds=0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox_cluster(sandbox):
+    """A fresh 1 control-plane + 3 worker cluster with fast simulated kubelets."""
+    name = f"test-{next(_cluster_numbers)}"
+    cluster = sandbox.add_cluster(name, nodes=4, pods_per_node=3, pod_start_delay=0.05, node_ready_delay=0.2,
+                                  namespace_finalize_delay=0.1, bookmark_seconds=0.2)
+    yield cluster
+    sandbox.remove_cluster(name)
+
+
+@pytest.fixture
+def kube(sandbox, sandbox_cluster):
+    """An official-client ApiClient for ``sandbox_cluster``, built from its kubeconfig."""
+    from kubernetes import config
+
+    api_client = config.new_client_from_config_dict(sandbox.kubeconfig(sandbox_cluster.name))
+    yield api_client
+    api_client.close()
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02, what: str = "condition"):
+    """Poll until ``predicate()`` is truthy (simulated kubelets act on timers)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

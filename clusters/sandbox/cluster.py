@@ -1,0 +1,1187 @@
+"""One simulated cluster: an object store with kube-apiserver semantics, plus the
+controllers, scheduler and kubelets that make it behave like a cluster.
+
+All state sits behind one re-entrant lock. Objects are never mutated in place:
+every change stores a new dict, so the watch log and watchers can hold references.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import random
+import re
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from clusters.sandbox import errors
+from clusters.sandbox.faults import Faults
+from clusters.sandbox.matching import Predicate, selector_object
+from clusters.sandbox.resources import RESOURCES, ResourceType, by_plural
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped
+
+WATCH_LOG_SIZE = 5000
+NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and "
+    "end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+LABEL_NAMED = {"namespaces", "services"}
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NODE_SELECTOR_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector"
+DEFAULT_TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def version_info(version: str) -> dict[str, str]:
+    major, minor, *_ = version.lstrip("v").split(".")
+    return {
+        "major": major,
+        "minor": minor,
+        "gitVersion": f"v{version.lstrip('v')}",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2024-01-01T00:00:00Z",
+        "goVersion": "go1.22.5",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    }
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+@dataclass
+class Watcher:
+    resource: ResourceType
+    namespace: str
+    labels: Predicate
+    fields: Predicate
+    push: Callable[[str, Obj], None]
+    closed: bool = False
+
+    def matches(self, obj: Obj | None) -> bool:
+        if obj is None:
+            return False
+        if self.namespace and obj["metadata"].get("namespace") != self.namespace:
+            return False
+        return self.labels(obj) and self.fields(obj)
+
+
+@dataclass
+class LogEntry:
+    rv: int
+    resource: ResourceType
+    type: str
+    obj: Obj
+    old: Obj | None = None
+
+
+@dataclass
+class SandboxCluster:
+    """A simulated cluster. Create with ``Sandbox.add_cluster``; reach into it in tests."""
+
+    name: str
+    version: str = "1.30.4"
+    token: str = ""
+    readonly_token: str = ""
+    seed: int = 0
+    pod_start_delay: float = 0.2
+    node_ready_delay: float = 2.0
+    namespace_finalize_delay: float = 0.3
+    watch_log_size: int = WATCH_LOG_SIZE
+    bookmark_seconds: float = 5.0
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()
+        self.random = random.Random(f"{self.seed}:{self.name}")
+        self.token = self.token or f"{self.name}-{uuid.UUID(int=self.random.getrandbits(128)).hex}"
+        self.readonly_token = self.readonly_token or f"{self.name}-ro-{uuid.UUID(int=self.random.getrandbits(128)).hex}"
+        self.rv = 0
+        self.objects: dict[ResourceType, dict[Key, Obj]] = {r: {} for r in RESOURCES}
+        self.log: deque[LogEntry] = deque(maxlen=self.watch_log_size)
+        self.watchers: list[Watcher] = []
+        self.later: Callable[[float, Callable[[], None]], None] = self._later_thread
+        self._dirty_namespaces: set[str] = set()
+        self._nodes_changed = False
+        self._settling = False
+        self._soon: list[Callable[[], None]] = []
+
+    # ---- identity and auth --------------------------------------------------
+
+    def user_for(self, token: str | None) -> str | None:
+        """The user a bearer token authenticates, or None."""
+        if token and token == self.token:
+            return "system:serviceaccount:kube-system:pksweb-admin"
+        if token and token == self.readonly_token:
+            return "system:serviceaccount:kube-system:pksweb-viewer"
+        return None
+
+    def may(self, user: str, verb: str) -> bool:
+        return user.endswith("pksweb-admin") or verb in ("get", "list", "watch")
+
+    @property
+    def server_version(self) -> str:
+        """The control plane's version: the lowest kubelet version among control-plane nodes."""
+        with self.lock:
+            versions = [
+                n["status"]["nodeInfo"]["kubeletVersion"]
+                for n in self.objects[NODES].values()
+                if "node-role.kubernetes.io/control-plane" in n["metadata"].get("labels", {})
+            ]
+        return min(versions, key=version_tuple).lstrip("v") if versions else self.version
+
+    # ---- timers ---------------------------------------------------------------
+
+    @staticmethod
+    def _later_thread(delay: float, fn: Callable[[], None]) -> None:
+        timer = threading.Timer(delay, fn)
+        timer.daemon = True
+        timer.start()
+
+    def _after(self, delay: float, fn: Callable[[], None]) -> None:
+        def run() -> None:
+            with self.lock:
+                fn()
+                self._settle()
+
+        if delay <= 0:
+            self._soon.append(fn)
+        else:
+            self.later(delay, run)
+
+    # ---- store primitives --------------------------------------------------
+
+    def _uid(self) -> str:
+        return str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+
+    def _suffix(self, n: int = 5) -> str:
+        return "".join(self.random.choice(NAME_CHARS) for _ in range(n))
+
+    def get(self, resource: ResourceType | str, namespace: str, name: str) -> Obj | None:
+        resource = by_plural(resource) if isinstance(resource, str) else resource
+        with self.lock:
+            return self.objects[resource].get((namespace if resource.namespaced else "", name))
+
+    def items(self, resource: ResourceType | str, namespace: str = "") -> list[Obj]:
+        """Objects of a type (in one namespace, or all), sorted as the API lists them."""
+        resource = by_plural(resource) if isinstance(resource, str) else resource
+        with self.lock:
+            store = self.objects[resource]
+            keys = sorted(k for k in store if not namespace or k[0] == namespace)
+            return [store[k] for k in keys]
+
+    def _key(self, resource: ResourceType, obj: Obj) -> Key:
+        meta = obj["metadata"]
+        return (meta.get("namespace", "") if resource.namespaced else "", meta["name"])
+
+    def _write(self, resource: ResourceType, obj: Obj, event: str, old: Obj | None) -> Obj:
+        """Store ``obj`` (a fresh dict) at a new resourceVersion and tell watchers."""
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        key = self._key(resource, obj)
+        if event == "DELETED":
+            self.objects[resource].pop(key, None)
+        else:
+            self.objects[resource][key] = obj
+        self.log.append(LogEntry(self.rv, resource, event, obj, old))
+        self._notify(resource, event, obj, old)
+        self._mark(resource, obj)
+        return obj
+
+    def _notify(self, resource: ResourceType, event: str, obj: Obj, old: Obj | None) -> None:
+        entry = LogEntry(self.rv, resource, event, obj, old)
+        for watcher in list(self.watchers):
+            if not watcher.closed and watcher.resource is resource:
+                self._notify_one(watcher, entry)
+
+    def _mark(self, resource: ResourceType, obj: Obj) -> None:
+        if resource.namespaced:
+            self._dirty_namespaces.add(obj["metadata"].get("namespace", ""))
+        elif resource is NODES:
+            self._nodes_changed = True
+
+    def watch(self, resource: ResourceType, namespace: str, labels: Predicate, fields: Predicate,
+              push: Callable[[str, Obj], None], since: int | None) -> Watcher:
+        """Register a watcher and replay: everything current (``since`` None) or the log after ``since``.
+
+        Raises 410 Expired when ``since`` is older than the log keeps.
+        """
+        with self.lock:
+            watcher = Watcher(resource, namespace, labels, fields, push)
+            if since is None:
+                for obj in self.items(resource, namespace):
+                    if watcher.matches(obj):
+                        push("ADDED", obj)
+            else:
+                oldest = self.log[0].rv if self.log else self.rv + 1
+                if since < oldest - 1 and since < self.rv:
+                    raise errors.gone(f"too old resource version: {since} ({oldest - 1})")
+                for entry in self.log:
+                    if entry.rv > since and entry.resource is resource:
+                        self._notify_one(watcher, entry)
+            self.watchers.append(watcher)
+            return watcher
+
+    @staticmethod
+    def _notify_one(watcher: Watcher, entry: LogEntry) -> None:
+        """Tell one watcher about one change, as its selectors saw it before and after."""
+        now_matches = entry.type != "DELETED" and watcher.matches(entry.obj)
+        was = watcher.matches(entry.old) if entry.old is not None else False
+        if entry.type == "DELETED":
+            if watcher.matches(entry.obj):
+                watcher.push("DELETED", entry.obj)
+        elif now_matches:
+            watcher.push("MODIFIED" if was else "ADDED", entry.obj)
+        elif was:
+            watcher.push("DELETED", entry.obj)
+
+    def unwatch(self, watcher: Watcher) -> None:
+        with self.lock:
+            watcher.closed = True
+            if watcher in self.watchers:
+                self.watchers.remove(watcher)
+
+    # ---- validation and admission ---------------------------------------------
+
+    def _validate(self, resource: ResourceType, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        causes: list[tuple[str, str]] = []
+        if not name:
+            causes.append(("metadata.name", "Required value: name or generateName is required"))
+        elif resource.plural in LABEL_NAMED:
+            if len(name) > 63:
+                causes.append(("metadata.name", f'Invalid value: "{name}": must be no more than 63 characters'))
+            elif not DNS1123_LABEL.match(name):
+                causes.append(("metadata.name", f'Invalid value: "{name}": {LABEL_MSG}'))
+        elif resource.group == "rbac.authorization.k8s.io":
+            if "/" in name or "%" in name or name in (".", ".."):
+                causes.append(("metadata.name", f'Invalid value: "{name}": may not contain \'/\' or \'%\''))
+        elif len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+            causes.append(("metadata.name", f'Invalid value: "{name}": {SUBDOMAIN_MSG}'))
+        for value in (meta.get("labels") or {}).values():
+            if not isinstance(value, str) or len(value) > 63 or (value and not LABEL_VALUE.match(value)):
+                causes.append(("metadata.labels", f'Invalid value: "{value}": a valid label must be an empty string or consist of alphanumeric characters, \'-\', \'_\' or \'.\', and must start and end with an alphanumeric character'))
+        spec = obj.get("spec") or {}
+        if resource.plural == "pods" and not spec.get("containers"):
+            causes.append(("spec.containers", "Required value"))
+        if resource.plural in ("deployments", "replicasets", "daemonsets", "statefulsets"):
+            selector = spec.get("selector")
+            if not selector:
+                causes.append(("spec.selector", "Required value"))
+            else:
+                template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+                if not selector_object(selector)(template_labels):
+                    causes.append(("spec.template.metadata.labels", f"Invalid value: {template_labels}: `selector` does not match template `labels`"))
+            if not ((spec.get("template") or {}).get("spec") or {}).get("containers"):
+                causes.append(("spec.template.spec.containers", "Required value"))
+        if resource.plural in ("rolebindings", "clusterrolebindings") and not (obj.get("roleRef") or {}).get("name"):
+            causes.append(("roleRef.name", "Required value"))
+        if resource.plural == "resourcequotas":
+            for rname, q in ((spec.get("hard") or {}).items()):
+                if not QUANTITY.match(str(q)):
+                    causes.append((f"spec.hard[{rname}]", f"Invalid value: \"{q}\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
+        if resource.plural == "limitranges":
+            for i, limit in enumerate(spec.get("limits") or []):
+                for section in ("default", "defaultRequest", "max", "min"):
+                    for rname, q in (limit.get(section) or {}).items():
+                        if not QUANTITY.match(str(q)):
+                            causes.append((f"spec.limits[{i}].{section}[{rname}]", f"Invalid value: \"{q}\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
+        if causes:
+            raise errors.invalid(resource.kind, resource.group, name or meta.get("generateName", ""), causes)
+
+    def _admit_pod(self, pod: Obj) -> None:
+        """PodNodeSelector and PodTolerationRestriction, from the namespace's annotations."""
+        ns = self.objects[NAMESPACES].get(("", pod["metadata"].get("namespace", "")))
+        annotations = (ns or {}).get("metadata", {}).get("annotations") or {}
+        spec = pod.setdefault("spec", {})
+        if annotations.get(NODE_SELECTOR_ANNOTATION):
+            selector = dict(spec.get("nodeSelector") or {})
+            for pair in annotations[NODE_SELECTOR_ANNOTATION].split(","):
+                key, _, value = pair.partition("=")
+                if key.strip():
+                    if selector.get(key.strip(), value.strip()) != value.strip():
+                        raise errors.forbidden("system:admission", "create", "pods", "", pod["metadata"].get("namespace", ""))
+                    selector[key.strip()] = value.strip()
+            spec["nodeSelector"] = selector
+        if annotations.get(DEFAULT_TOLERATIONS_ANNOTATION):
+            try:
+                defaults = json.loads(annotations[DEFAULT_TOLERATIONS_ANNOTATION])
+            except ValueError:
+                defaults = []
+            tolerations = list(spec.get("tolerations") or [])
+            for toleration in defaults:
+                if toleration not in tolerations:
+                    tolerations.append(toleration)
+            spec["tolerations"] = tolerations
+
+    # ---- API verbs (used by the HTTP layer and by tests) -------------------------
+
+    def create(self, resource: ResourceType | str, obj: Obj, namespace: str = "") -> Obj:
+        resource = by_plural(resource) if isinstance(resource, str) else resource
+        with self.lock:
+            created = self._create(resource, copy.deepcopy(obj), namespace)
+            self._settle()
+            return created
+
+    def _create(self, resource: ResourceType, obj: Obj, namespace: str = "") -> Obj:
+        meta = obj.setdefault("metadata", {})
+        if resource.namespaced:
+            if meta.get("namespace") and namespace and meta["namespace"] != namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            meta["namespace"] = namespace or meta.get("namespace") or "default"
+            ns = self.objects[NAMESPACES].get(("", meta["namespace"]))
+            if ns is None:
+                raise errors.not_found("namespaces", "", meta["namespace"])
+            if ns["status"].get("phase") == "Terminating":
+                raise errors.ApiError(
+                    403, "Forbidden",
+                    f'{resource.plural} "{meta.get("name", "")}" is forbidden: unable to create new content in namespace '
+                    f'{meta["namespace"]} because it is being terminated',
+                    {"name": meta.get("name", ""), "kind": resource.plural,
+                     "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {meta['namespace']} is being terminated", "field": "metadata.namespace"}]},
+                )
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + self._suffix()
+        self._validate(resource, obj)
+        if self._key(resource, obj) in self.objects[resource]:
+            raise errors.already_exists(resource.plural, resource.group, meta["name"])
+        obj["kind"], obj["apiVersion"] = resource.kind, resource.api_version
+        meta["uid"] = self._uid()
+        meta["creationTimestamp"] = now()
+        meta.pop("deletionTimestamp", None)
+        meta.pop("resourceVersion", None)
+        if "spec" in obj or resource.plural in ("deployments", "replicasets", "daemonsets", "statefulsets", "poddisruptionbudgets", "pods", "networkpolicies"):
+            meta["generation"] = 1
+        self._defaults(resource, obj)
+        return self._write(resource, obj, "ADDED", None)
+
+    def _defaults(self, resource: ResourceType, obj: Obj) -> None:
+        """What the real server fills in on create."""
+        plural = resource.plural
+        if plural == "namespaces":
+            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+            obj["spec"] = {"finalizers": ["kubernetes"]}
+            obj["status"] = {"phase": "Active"}
+        elif plural == "pods":
+            self._admit_pod(obj)
+            spec = obj["spec"]
+            spec.setdefault("restartPolicy", "Always")
+            spec.setdefault("schedulerName", "default-scheduler")
+            spec.setdefault("serviceAccountName", "default")
+            spec.setdefault("terminationGracePeriodSeconds", 30)
+            spec.setdefault("dnsPolicy", "ClusterFirst")
+            obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+            if spec.get("nodeName"):
+                self._bind(obj, spec["nodeName"], write=False)
+        elif plural in ("deployments", "replicasets", "statefulsets"):
+            obj["spec"].setdefault("replicas", 1)
+            obj["status"] = {"replicas": 0, "observedGeneration": 0}
+            if plural == "deployments":
+                obj["spec"].setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+            if plural == "statefulsets":
+                obj["spec"].setdefault("serviceName", obj["metadata"]["name"])
+                obj["spec"].setdefault("podManagementPolicy", "OrderedReady")
+        elif plural == "daemonsets":
+            obj["status"] = {"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0}
+        elif plural == "poddisruptionbudgets":
+            obj["status"] = {"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0}
+        elif plural == "services":
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("type", "ClusterIP")
+            spec.setdefault("clusterIP", f"10.96.{self.random.randint(0, 255)}.{self.random.randint(1, 254)}")
+            obj["status"] = {"loadBalancer": {}}
+        elif plural == "resourcequotas":
+            obj["status"] = {"hard": dict(obj.get("spec", {}).get("hard") or {}), "used": {}}
+
+    def replace(self, resource: ResourceType | str, obj: Obj, namespace: str = "", subresource: str = "") -> Obj:
+        """PUT: full update (``subresource="status"`` changes only the status)."""
+        resource = by_plural(resource) if isinstance(resource, str) else resource
+        with self.lock:
+            updated = self._replace(resource, copy.deepcopy(obj), namespace, subresource)
+            self._settle()
+            return updated
+
+    def _replace(self, resource: ResourceType, obj: Obj, namespace: str, subresource: str) -> Obj:
+        meta = obj.setdefault("metadata", {})
+        if resource.namespaced:
+            if meta.get("namespace") and namespace and meta["namespace"] != namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            meta["namespace"] = namespace or meta.get("namespace") or "default"
+        key = self._key(resource, obj)
+        old = self.objects[resource].get(key)
+        if old is None:
+            raise errors.not_found(resource.plural, resource.group, meta.get("name", ""))
+        if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(resource.plural, resource.group, meta["name"])
+        new = copy.deepcopy(old) if subresource == "status" else obj
+        if subresource == "status":
+            new["status"] = obj.get("status", {})
+        else:
+            for kept in ("uid", "creationTimestamp", "deletionTimestamp", "generation"):
+                if kept in old["metadata"]:
+                    meta[kept] = old["metadata"][kept]
+            if resource.has_status and "status" in old:
+                new["status"] = old["status"]
+            if resource.plural == "namespaces":
+                new["spec"] = old.get("spec", {})
+            if resource.plural == "pods":
+                self._check_pod_update(old, new)
+            if new.get("spec") != old.get("spec") and "generation" in old["metadata"]:
+                meta["generation"] = old["metadata"]["generation"] + 1
+            self._validate(resource, new)
+        new["kind"], new["apiVersion"] = resource.kind, resource.api_version
+        return self._write(resource, new, "MODIFIED", old)
+
+    @staticmethod
+    def _check_pod_update(old: Obj, new: Obj) -> None:
+        """Pods are mostly immutable: only images, tolerations (added) and a few fields may change."""
+        old_spec, new_spec = dict(old.get("spec") or {}), dict(new.get("spec") or {})
+        for spec in (old_spec, new_spec):
+            spec.pop("activeDeadlineSeconds", None)
+            spec.pop("tolerations", None)
+            spec["containers"] = [{k: v for k, v in c.items() if k != "image"} for c in spec.get("containers") or []]
+        if old_spec != new_spec:
+            raise errors.invalid("Pod", "", old["metadata"]["name"], [(
+                "spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+                "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations)"
+                ",`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+            )])
+
+    def patch(self, resource: ResourceType | str, namespace: str, name: str, patcher: Callable[[Obj], Obj],
+              subresource: str = "", create_missing: bool = False) -> tuple[Obj, bool]:
+        """Apply ``patcher`` to the current object; returns (object, created)."""
+        resource = by_plural(resource) if isinstance(resource, str) else resource
+        with self.lock:
+            old = self.objects[resource].get((namespace if resource.namespaced else "", name))
+            if old is None:
+                if not create_missing:
+                    raise errors.not_found(resource.plural, resource.group, name)
+                new = patcher({"metadata": {"name": name, **({"namespace": namespace} if resource.namespaced else {})}})
+                created = self._create(resource, new, namespace)
+                self._settle()
+                return created, True
+            new = patcher(copy.deepcopy(old))
+            if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
+                raise errors.bad_request("the patch would remove the object's metadata")
+            if new["metadata"].get("name", name) != name:
+                raise errors.invalid(resource.kind, resource.group, name, [("metadata.name", "Invalid value: field is immutable")])
+            new["metadata"]["name"] = name
+            new["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion") or old["metadata"]["resourceVersion"]
+            updated = self._replace(resource, new, namespace, subresource)
+            self._settle()
+            return updated, False
+
+    def delete(self, resource: ResourceType | str, namespace: str, name: str,
+               preconditions: dict[str, Any] | None = None, propagation: str = "Background") -> Obj:
+        resource = by_plural(resource) if isinstance(resource, str) else resource
+        with self.lock:
+            old = self.objects[resource].get((namespace if resource.namespaced else "", name))
+            if old is None:
+                raise errors.not_found(resource.plural, resource.group, name)
+            preconditions = preconditions or {}
+            if preconditions.get("uid") and preconditions["uid"] != old["metadata"]["uid"]:
+                raise errors.conflict(resource.plural, resource.group, name)
+            if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != old["metadata"]["resourceVersion"]:
+                raise errors.conflict(resource.plural, resource.group, name)
+            result = self._delete(resource, old, propagation)
+            self._settle()
+            return result
+
+    def _delete(self, resource: ResourceType, old: Obj, propagation: str = "Background") -> Obj:
+        if resource is NAMESPACES:
+            return self._terminate_namespace(old)
+        gone = copy.deepcopy(old)
+        gone["metadata"]["deletionTimestamp"] = now()
+        self._write(resource, gone, "DELETED", old)
+        if propagation != "Orphan":
+            # The garbage collector: dependents go with their owner.
+            uid = old["metadata"]["uid"]
+            for dep_resource in (REPLICASETS, PODS):
+                for dep in self.items(dep_resource):
+                    if any(ref.get("uid") == uid for ref in dep["metadata"].get("ownerReferences") or []):
+                        self._delete(dep_resource, dep, propagation)
+        if resource is NODES:
+            # The pod garbage collector: pods bound to a deleted node are removed.
+            for pod in self.items(PODS):
+                if pod["spec"].get("nodeName") == old["metadata"]["name"] and self._key(PODS, pod) in self.objects[PODS]:
+                    self._delete(PODS, pod)
+        return gone
+
+    def _terminate_namespace(self, old: Obj) -> Obj:
+        if old["status"].get("phase") == "Terminating":
+            return old
+        terminating = copy.deepcopy(old)
+        terminating["metadata"]["deletionTimestamp"] = now()
+        terminating["status"] = {"phase": "Terminating"}
+        self._write(NAMESPACES, terminating, "MODIFIED", old)
+        name = old["metadata"]["name"]
+
+        def finalize() -> None:
+            for resource in RESOURCES:
+                if resource.namespaced:
+                    for obj in self.items(resource, name):
+                        if (resource.namespaced and obj["metadata"].get("namespace") == name
+                                and self._key(resource, obj) in self.objects[resource]):
+                            self._delete(resource, obj, "Orphan")
+            current = self.objects[NAMESPACES].get(("", name))
+            if current is not None:
+                done = copy.deepcopy(current)
+                done["spec"] = {"finalizers": []}
+                self._write(NAMESPACES, done, "DELETED", current)
+
+        self._after(self.namespace_finalize_delay, finalize)
+        return terminating
+
+    # ---- eviction -------------------------------------------------------------
+
+    def evict(self, namespace: str, name: str) -> None:
+        """The Eviction API: refuse with 429 when a PodDisruptionBudget forbids it."""
+        with self.lock:
+            pod = self.objects[PODS].get((namespace, name))
+            if pod is None:
+                raise errors.not_found("pods", "", name)
+            if pod["metadata"].get("deletionTimestamp"):
+                return
+            if pod["status"].get("phase") == "Running":
+                budgets = [pdb for pdb in self.items(PDBS, namespace)
+                           if selector_object(pdb["spec"].get("selector"))(pod["metadata"].get("labels") or {})]
+                if len(budgets) > 1:
+                    raise errors.internal_error("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
+                if budgets:
+                    status = self._pdb_status(budgets[0])
+                    healthy = self._pod_ready(pod)
+                    allowed = status["disruptionsAllowed"] > 0 if healthy else status["currentHealthy"] >= status["desiredHealthy"]
+                    if not allowed:
+                        pdb_name = budgets[0]["metadata"]["name"]
+                        raise errors.too_many_requests(
+                            "Cannot evict pod as it would violate the pod's disruption budget.",
+                            causes=[{
+                                "reason": "DisruptionBudget",
+                                "message": f"The disruption budget {pdb_name} needs {status['desiredHealthy']} healthy pods "
+                                           f"and has {status['currentHealthy']} currently",
+                            }],
+                        )
+            self._delete(PODS, pod)
+            self._event(pod, "Normal", "Killing", f"Stopping container {pod['spec']['containers'][0]['name']}")
+            self._settle()
+
+    # ---- kubelets and nodes -------------------------------------------------------
+
+    def add_node(self, name: str, *, control_plane: bool = False, version: str | None = None,
+                 cpu: str = "4", memory: str = "16Gi", pods: str = "110", labels: dict[str, str] | None = None) -> Obj:
+        version = "v" + (version or self.version).lstrip("v")
+        node_labels = {
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            **({"node-role.kubernetes.io/control-plane": ""} if control_plane else {"node-role.kubernetes.io/worker": ""}),
+            **(labels or {}),
+        }
+        index = len(self.objects[NODES]) + 1
+        node = {
+            "metadata": {"name": name, "labels": node_labels, "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+            "spec": {"podCIDR": f"10.244.{index}.0/24", "podCIDRs": [f"10.244.{index}.0/24"],
+                     **({"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]} if control_plane else {})},
+            "status": {
+                "capacity": {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "100Gi"},
+                "allocatable": {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "95Gi"},
+                "conditions": self._node_conditions(ready=True),
+                "addresses": [{"type": "InternalIP", "address": f"172.18.0.{index + 1}"}, {"type": "Hostname", "address": name}],
+                "nodeInfo": {
+                    "architecture": "amd64", "bootID": self._uid(), "containerRuntimeVersion": "containerd://1.7.18",
+                    "kernelVersion": "6.1.0-25-amd64", "kubeProxyVersion": version, "kubeletVersion": version,
+                    "machineID": uuid.UUID(int=self.random.getrandbits(128)).hex, "operatingSystem": "linux",
+                    "osImage": "Debian GNU/Linux 12 (bookworm)", "systemUUID": self._uid(),
+                },
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            },
+        }
+        with self.lock:
+            created = self._create(NODES, node)
+            if control_plane:
+                for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+                    self._create(PODS, self._mirror_pod(component, created, version))
+            self._settle()
+            return created
+
+    def _node_conditions(self, *, ready: bool, message: str = "") -> list[Obj]:
+        stamp = now()
+        conditions = [
+            {"type": t, "status": "False", "reason": f"KubeletHas{r}", "message": f"kubelet has {m}",
+             "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
+            for t, r, m in (("MemoryPressure", "SufficientMemory", "sufficient memory available"),
+                            ("DiskPressure", "NoDiskPressure", "no disk pressure"),
+                            ("PIDPressure", "SufficientPID", "sufficient PID available"))
+        ]
+        conditions.append({
+            "type": "Ready", "status": "True" if ready else "False",
+            "reason": "KubeletReady" if ready else "KubeletNotReady",
+            "message": message or ("kubelet is posting ready status" if ready else "container runtime status check may not have completed yet"),
+            "lastHeartbeatTime": stamp, "lastTransitionTime": stamp,
+        })
+        return conditions
+
+    def _mirror_pod(self, component: str, node: Obj, version: str) -> Obj:
+        node_name = node["metadata"]["name"]
+        return {
+            "metadata": {
+                "name": f"{component}-{node_name}", "namespace": "kube-system",
+                "labels": {"component": component, "tier": "control-plane"},
+                "annotations": {MIRROR_ANNOTATION: uuid.UUID(int=self.random.getrandbits(128)).hex},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node_name,
+                                     "uid": node["metadata"]["uid"], "controller": True}],
+            },
+            "spec": {"nodeName": node_name, "priorityClassName": "system-node-critical", "hostNetwork": True,
+                     "containers": [{"name": component, "image": f"registry.k8s.io/{component}:{version if component != 'etcd' else '3.5.15-0'}"}],
+                     "tolerations": [{"operator": "Exists", "effect": "NoExecute"}]},
+        }
+
+    def set_node_condition(self, name: str, condition: str, status: str, reason: str = "", message: str = "") -> Obj:
+        """Set one node condition (e.g. MemoryPressure True) as its kubelet would."""
+        with self.lock:
+            old = self.objects[NODES][("", name)]
+            node = copy.deepcopy(old)
+            for cond in node["status"]["conditions"]:
+                if cond["type"] == condition:
+                    if cond["status"] != status:
+                        cond["lastTransitionTime"] = now()
+                    cond.update({"status": status, "lastHeartbeatTime": now()})
+                    if reason:
+                        cond["reason"] = reason
+                    if message:
+                        cond["message"] = message
+            written = self._write(NODES, node, "MODIFIED", old)
+            if condition == "Ready":
+                self._event(node, "Normal" if status == "True" else "Warning", "NodeReady" if status == "True" else "NodeNotReady",
+                            f"Node {name} status is now: {'NodeReady' if status == 'True' else 'NodeNotReady'}")
+                self._pods_on_node_ready(name, status == "True")
+            self._settle()
+            return written
+
+    def upgrade_node(self, name: str, version: str, delay: float | None = None) -> None:
+        """Replace a node's kubelet with ``version``: NotReady now, Ready at that version after ``delay``.
+
+        A node listed in ``faults.stuck_nodes`` never comes back.
+        """
+        version = "v" + version.lstrip("v")
+        with self.lock:
+            if ("", name) not in self.objects[NODES]:
+                raise errors.not_found("nodes", "", name)
+            self.set_node_condition(name, "Ready", "False", "KubeletNotReady", f"kubelet is being replaced (upgrade to {version})")
+
+        def come_back() -> None:
+            if name in self.faults.stuck_nodes or ("", name) not in self.objects[NODES]:
+                return
+            old = self.objects[NODES][("", name)]
+            node = copy.deepcopy(old)
+            node["status"]["nodeInfo"]["kubeletVersion"] = version
+            node["status"]["nodeInfo"]["kubeProxyVersion"] = version
+            node["status"]["nodeInfo"]["bootID"] = self._uid()
+            self._write(NODES, node, "MODIFIED", old)
+            for pod in self.items(PODS):
+                if pod["spec"].get("nodeName") == name and MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {}):
+                    image = pod["spec"]["containers"][0]["image"]
+                    if "etcd" not in image:
+                        updated = copy.deepcopy(pod)
+                        updated["spec"]["containers"][0]["image"] = image.rsplit(":", 1)[0] + ":" + version
+                        self._write(PODS, updated, "MODIFIED", pod)
+            self.set_node_condition(name, "Ready", "True", "KubeletReady", "kubelet is posting ready status")
+
+        self._after(self.node_ready_delay if delay is None else delay, come_back)
+
+    def heartbeat(self) -> None:
+        """Kubelets post their status: refresh lastHeartbeatTime on Ready nodes."""
+        with self.lock:
+            stamp = now()
+            for old in self.items(NODES):
+                node = copy.deepcopy(old)
+                for cond in node["status"]["conditions"]:
+                    cond["lastHeartbeatTime"] = stamp
+                self._write(NODES, node, "MODIFIED", old)
+            self._settle()
+
+    def _pods_on_node_ready(self, node_name: str, ready: bool) -> None:
+        for pod in self.items(PODS):
+            if pod["spec"].get("nodeName") == node_name and pod["status"].get("phase") in ("Running", "Pending"):
+                if pod["status"].get("phase") == "Running":
+                    self._set_pod_ready(pod, ready, restarted=ready)
+
+    # ---- pods ------------------------------------------------------------------------
+
+    @staticmethod
+    def _pod_ready(pod: Obj) -> bool:
+        if pod["metadata"].get("deletionTimestamp") or pod["status"].get("phase") != "Running":
+            return False
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
+
+    def _bind(self, pod: Obj, node_name: str, write: bool = True) -> Obj:
+        old = pod if write else None
+        new = copy.deepcopy(pod) if write else pod
+        new["spec"]["nodeName"] = node_name
+        node = self.objects[NODES].get(("", node_name))
+        stamp = now()
+        new["status"] = {
+            "phase": "Pending", "qosClass": new["status"].get("qosClass", "BestEffort"),
+            "hostIP": node["status"]["addresses"][0]["address"] if node else "",
+            "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp}],
+            "containerStatuses": [self._container_status(c, ready=False) for c in new["spec"]["containers"]],
+            "startTime": stamp,
+        }
+        if write:
+            self._write(PODS, new, "MODIFIED", old)
+        key = (new["metadata"]["namespace"], new["metadata"]["name"])
+        uid = new["metadata"].get("uid")
+
+        def start() -> None:
+            current = self.objects[PODS].get(key)
+            if current is None or (uid and current["metadata"].get("uid") != uid) or current["status"].get("phase") != "Pending":
+                return
+            node_now = self.objects[NODES].get(("", node_name))
+            ready = bool(node_now) and any(c["type"] == "Ready" and c["status"] == "True" for c in node_now["status"]["conditions"])
+            started = copy.deepcopy(current)
+            started["status"]["phase"] = "Running"
+            started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
+            started["status"]["podIPs"] = [{"ip": started["status"]["podIP"]}]
+            self._write(PODS, started, "MODIFIED", current)
+            self._set_pod_ready(started, ready)
+
+        self._after(self.pod_start_delay, start)
+        return new
+
+    @staticmethod
+    def _container_status(container: Obj, *, ready: bool, restarts: int = 0) -> Obj:
+        state = {"running": {"startedAt": now()}} if ready else {"waiting": {"reason": "ContainerCreating"}}
+        return {"name": container["name"], "image": container.get("image", ""), "imageID": "",
+                "ready": ready, "started": ready, "restartCount": restarts, "state": state}
+
+    def _set_pod_ready(self, pod: Obj, ready: bool, restarted: bool = False) -> None:
+        current = self.objects[PODS].get((pod["metadata"]["namespace"], pod["metadata"]["name"]))
+        if current is None:
+            return
+        new = copy.deepcopy(current)
+        stamp = now()
+        status = "True" if ready else "False"
+        conditions = [c for c in new["status"].get("conditions") or [] if c["type"] not in ("Ready", "ContainersReady", "Initialized")]
+        conditions += [
+            {"type": "Initialized", "status": "True", "lastTransitionTime": stamp},
+            {"type": "Ready", "status": status, "lastTransitionTime": stamp},
+            {"type": "ContainersReady", "status": status, "lastTransitionTime": stamp},
+        ]
+        new["status"]["conditions"] = conditions
+        restarts = [cs.get("restartCount", 0) + (1 if restarted else 0) for cs in new["status"].get("containerStatuses") or []]
+        new["status"]["containerStatuses"] = [
+            self._container_status(c, ready=ready, restarts=restarts[i] if i < len(restarts) else 0)
+            for i, c in enumerate(new["spec"]["containers"])
+        ]
+        self._write(PODS, new, "MODIFIED", current)
+
+    def _event(self, about: Obj, type_: str, reason: str, message: str) -> None:
+        namespace = about["metadata"].get("namespace") or "default"
+        if ("", namespace) not in self.objects[NAMESPACES]:
+            return
+        stamp = now()
+        name = f"{about['metadata']['name']}.{self.random.getrandbits(64):016x}"
+        event = {
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": {"kind": about.get("kind", ""), "name": about["metadata"]["name"],
+                               "namespace": about["metadata"].get("namespace", ""), "uid": about["metadata"].get("uid", ""),
+                               "apiVersion": about.get("apiVersion", "v1")},
+            "reason": reason, "message": message, "type": type_, "count": 1,
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "eventTime": None,
+            "source": {"component": "sandbox"}, "reportingComponent": "sandbox", "reportingInstance": self.name,
+        }
+        self._create(EVENTS, event, namespace)
+
+    # ---- controllers and the scheduler ----------------------------------------------
+
+    def _settle(self) -> None:
+        """Run the controllers until nothing is left to do (called after every change)."""
+        if self._settling:
+            return
+        self._settling = True
+        try:
+            for _ in range(20):
+                while self._soon:
+                    self._soon.pop(0)()
+                namespaces, nodes_changed = self._dirty_namespaces, self._nodes_changed
+                self._dirty_namespaces, self._nodes_changed = set(), False
+                if not namespaces and not nodes_changed:
+                    break
+                if nodes_changed:
+                    namespaces |= {ns for (_, ns) in self.objects[NAMESPACES]}
+                for ns in sorted(namespaces):
+                    self._reconcile_namespace(ns, nodes_changed)
+                self._schedule_pending()
+        finally:
+            self._settling = False
+
+    def _reconcile_namespace(self, ns: str, nodes_changed: bool) -> None:
+        for deployment in self.items(DEPLOYMENTS, ns):
+            self._reconcile_deployment(deployment)
+        for rs in self.items(REPLICASETS, ns):
+            self._reconcile_replicas(REPLICASETS, rs)
+        for sts in self.items(STATEFULSETS, ns):
+            self._reconcile_replicas(STATEFULSETS, sts)
+        for ds in self.items(DAEMONSETS, ns):
+            self._reconcile_daemonset(ds)
+        for pdb in self.items(PDBS, ns):
+            self._write_status(PDBS, pdb, self._pdb_status(pdb))
+
+    def _owned(self, owner: Obj) -> list[Obj]:
+        uid = owner["metadata"]["uid"]
+        return [p for p in self.items(PODS, owner["metadata"]["namespace"])
+                if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])]
+
+    def _write_status(self, resource: ResourceType, obj: Obj, status: Obj) -> None:
+        if obj.get("status") != status:
+            new = copy.deepcopy(obj)
+            new["status"] = status
+            self._write(resource, new, "MODIFIED", obj)
+
+    def _owner_ref(self, owner: Obj) -> Obj:
+        return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+    def _reconcile_deployment(self, deployment: Obj) -> None:
+        ns = deployment["metadata"]["namespace"]
+        template = deployment["spec"]["template"]
+        template_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        owned_rs = [rs for rs in self.items(REPLICASETS, ns)
+                    if any(r.get("uid") == deployment["metadata"]["uid"] for r in rs["metadata"].get("ownerReferences") or [])]
+        rs_name = f"{deployment['metadata']['name']}-{template_hash}"
+        current = next((rs for rs in owned_rs if rs["metadata"]["name"] == rs_name), None)
+        replicas = deployment["spec"].get("replicas", 1)
+        if current is None:
+            labels = {**(template.get("metadata", {}).get("labels") or {}), "pod-template-hash": template_hash}
+            tmpl = copy.deepcopy(template)
+            tmpl.setdefault("metadata", {})["labels"] = labels
+            selector = copy.deepcopy(deployment["spec"]["selector"])
+            selector.setdefault("matchLabels", {})["pod-template-hash"] = template_hash
+            current = self._create(REPLICASETS, {
+                "metadata": {"name": rs_name, "namespace": ns, "labels": labels,
+                             "ownerReferences": [self._owner_ref(deployment)]},
+                "spec": {"replicas": replicas, "selector": selector, "template": tmpl},
+            }, ns)
+        elif current["spec"].get("replicas") != replicas:
+            scaled = copy.deepcopy(current)
+            scaled["spec"]["replicas"] = replicas
+            current = self._write(REPLICASETS, scaled, "MODIFIED", current)
+        for rs in owned_rs:
+            if rs["metadata"]["name"] != rs_name and rs["spec"].get("replicas"):
+                drained = copy.deepcopy(rs)
+                drained["spec"]["replicas"] = 0
+                self._write(REPLICASETS, drained, "MODIFIED", rs)
+        pods = [p for rs in self.items(REPLICASETS, ns) for p in self._owned(rs)
+                if any(r.get("uid") == deployment["metadata"]["uid"] for r in rs["metadata"].get("ownerReferences") or [])]
+        ready = sum(1 for p in pods if self._pod_ready(p))
+        updated = sum(1 for p in pods if p["metadata"].get("labels", {}).get("pod-template-hash") == template_hash)
+        available = ready >= max(0, replicas - 1) if replicas else True
+        status = {
+            "observedGeneration": deployment["metadata"].get("generation", 1),
+            "replicas": len(pods), "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": ready,
+            "unavailableReplicas": max(0, replicas - ready),
+            "conditions": [
+                {"type": "Available", "status": "True" if available else "False",
+                 "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+                 "message": "Deployment has minimum availability." if available else "Deployment does not have minimum availability."},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                 "message": f'ReplicaSet "{rs_name}" has successfully progressed.'},
+            ],
+        }
+        if not status["unavailableReplicas"]:
+            status.pop("unavailableReplicas")
+        self._write_status(DEPLOYMENTS, deployment, status)
+
+    def _pod_from_template(self, owner: Obj, name: str, node_name: str = "") -> Obj:
+        template = copy.deepcopy(owner["spec"]["template"])
+        meta = template.get("metadata") or {}
+        pod = {
+            "metadata": {"name": name, "namespace": owner["metadata"]["namespace"], "labels": meta.get("labels") or {},
+                         "annotations": meta.get("annotations") or {}, "ownerReferences": [self._owner_ref(owner)]},
+            "spec": template["spec"],
+        }
+        if not pod["metadata"]["annotations"]:
+            pod["metadata"].pop("annotations")
+        if node_name:
+            pod["spec"]["nodeName"] = node_name
+        return pod
+
+    def _reconcile_replicas(self, resource: ResourceType, owner: Obj) -> None:
+        pods = [p for p in self._owned(owner) if not p["metadata"].get("deletionTimestamp")]
+        want = owner["spec"].get("replicas", 1)
+        if resource is STATEFULSETS:
+            names = {p["metadata"]["name"] for p in pods}
+            for i in range(want):
+                name = f"{owner['metadata']['name']}-{i}"
+                if name not in names:
+                    pod = self._pod_from_template(owner, name)
+                    pod["metadata"]["labels"] = {**pod["metadata"]["labels"], "statefulset.kubernetes.io/pod-name": name}
+                    pod["spec"]["hostname"] = name
+                    self._create(PODS, pod, owner["metadata"]["namespace"])
+            for pod in pods:
+                index = pod["metadata"]["name"].rsplit("-", 1)[-1]
+                if index.isdigit() and int(index) >= want:
+                    self._delete(PODS, pod)
+        else:
+            for _ in range(want - len(pods)):
+                self._create(PODS, self._pod_from_template(owner, f"{owner['metadata']['name']}-{self._suffix()}"), owner["metadata"]["namespace"])
+            for pod in pods[want:] if len(pods) > want else []:
+                self._delete(PODS, pod)
+        pods = self._owned(owner)
+        ready = sum(1 for p in pods if self._pod_ready(p))
+        status = {"observedGeneration": owner["metadata"].get("generation", 1), "replicas": len(pods),
+                  "readyReplicas": ready, "availableReplicas": ready}
+        if resource is STATEFULSETS:
+            status.update({"currentReplicas": len(pods), "updatedReplicas": len(pods)})
+        else:
+            status["fullyLabeledReplicas"] = len(pods)
+        self._write_status(resource, owner, status)
+
+    def _tolerates(self, tolerations: list[Obj], taints: list[Obj]) -> bool:
+        for taint in taints:
+            if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+                continue
+            if not any(
+                (t.get("operator") == "Exists" and (not t.get("key") or t.get("key") == taint.get("key")))
+                or (t.get("key") == taint.get("key") and t.get("value", "") == taint.get("value", ""))
+                for t in tolerations
+                if not t.get("effect") or t.get("effect") == taint.get("effect")
+            ):
+                return False
+        return True
+
+    @staticmethod
+    def _node_ready(node: Obj) -> bool:
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+
+    def _fits(self, pod: Obj, node: Obj, *, daemon: bool = False) -> str | None:
+        """Why ``pod`` cannot run on ``node``, or None when it can.
+
+        A DaemonSet's pods (``daemon``) go to unschedulable and not-ready nodes too.
+        """
+        spec = pod["spec"]
+        if not daemon and not self._node_ready(node):
+            return "node(s) were not ready"
+        if node["spec"].get("unschedulable") and not daemon:
+            return "node(s) were unschedulable"
+        if not self._tolerates(spec.get("tolerations") or [], node["spec"].get("taints") or []):
+            return "node(s) had untolerated taint(s)"
+        labels = node["metadata"].get("labels") or {}
+        if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+            return "node(s) didn't match Pod's node affinity/selector"
+        capacity = int(node["status"]["allocatable"].get("pods", "110"))
+        if sum(1 for p in self.objects[PODS].values() if p["spec"].get("nodeName") == node["metadata"]["name"]) >= capacity:
+            return "Too many pods"
+        return None
+
+    def _reconcile_daemonset(self, ds: Obj) -> None:
+        pods = [p for p in self._owned(ds) if not p["metadata"].get("deletionTimestamp")]
+        by_node = {p["spec"].get("nodeName"): p for p in pods}
+        desired = 0
+        tolerations = [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+                       {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}]
+        for node in self.items(NODES):
+            probe = {"spec": {**ds["spec"]["template"]["spec"],
+                              "tolerations": (ds["spec"]["template"]["spec"].get("tolerations") or []) + tolerations}}
+            reason = self._fits(probe, node, daemon=True)
+            node_name = node["metadata"]["name"]
+            if reason not in (None, "Too many pods"):
+                continue
+            desired += 1
+            if node_name not in by_node:
+                pod = self._pod_from_template(ds, f"{ds['metadata']['name']}-{self._suffix()}", node_name)
+                pod["spec"]["tolerations"] = (pod["spec"].get("tolerations") or []) + tolerations
+                pod["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}}}
+                self._create(PODS, pod, ds["metadata"]["namespace"])
+        pods = self._owned(ds)
+        ready = sum(1 for p in pods if self._pod_ready(p))
+        status = {"currentNumberScheduled": len(pods), "desiredNumberScheduled": desired, "numberMisscheduled": 0,
+                  "numberReady": ready, "numberAvailable": ready, "updatedNumberScheduled": len(pods),
+                  "observedGeneration": ds["metadata"].get("generation", 1)}
+        if desired - ready > 0:
+            status["numberUnavailable"] = desired - ready
+        self._write_status(DAEMONSETS, ds, status)
+
+    def _schedule_pending(self) -> None:
+        nodes = self.items(NODES)
+        for pod in self.items(PODS):
+            if pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            reasons: dict[str, int] = {}
+            candidates = []
+            for node in nodes:
+                reason = self._fits(pod, node)
+                if reason is None:
+                    candidates.append(node)
+                else:
+                    reasons[reason] = reasons.get(reason, 0) + 1
+            if candidates:
+                load = {n["metadata"]["name"]: 0 for n in candidates}
+                for other in self.objects[PODS].values():
+                    if other["spec"].get("nodeName") in load:
+                        load[other["spec"]["nodeName"]] += 1
+                target = min(candidates, key=lambda n: (load[n["metadata"]["name"]], n["metadata"]["name"]))
+                self._bind(pod, target["metadata"]["name"])
+            else:
+                message = f"0/{len(nodes)} nodes are available: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) + "."
+                conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]
+                if pod["status"].get("conditions") != conditions:
+                    new = copy.deepcopy(pod)
+                    new["status"]["conditions"] = conditions
+                    self._write(PODS, new, "MODIFIED", pod)
+                    self._event(pod, "Warning", "FailedScheduling", message)
+
+    # ---- PodDisruptionBudgets ------------------------------------------------------------
+
+    def _pdb_status(self, pdb: Obj) -> Obj:
+        ns = pdb["metadata"]["namespace"]
+        match = selector_object(pdb["spec"].get("selector"))
+        pods = [p for p in self.items(PODS, ns) if match(p["metadata"].get("labels") or {}) and not p["metadata"].get("deletionTimestamp")]
+        owners: dict[str, int] = {}
+        unowned = 0
+        for pod in pods:
+            ref = next((r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+            owner = None
+            if ref and ref["kind"] in ("ReplicaSet", "StatefulSet"):
+                owner = self.objects[REPLICASETS if ref["kind"] == "ReplicaSet" else STATEFULSETS].get((ns, ref["name"]))
+            if owner is not None:
+                owners[owner["metadata"]["uid"]] = owner["spec"].get("replicas", 1)
+            else:
+                unowned += 1
+        expected = sum(owners.values()) + unowned
+        healthy = sum(1 for p in pods if self._pod_ready(p))
+        spec = pdb["spec"]
+
+        def scaled(value: Any, round_up: bool) -> int:
+            if isinstance(value, str) and value.endswith("%"):
+                share = expected * int(value[:-1]) / 100
+                return math.ceil(share) if round_up else math.floor(share)
+            return int(value)
+
+        if spec.get("maxUnavailable") is not None:
+            desired = max(0, expected - scaled(spec["maxUnavailable"], True))
+        elif spec.get("minAvailable") is not None:
+            desired = scaled(spec["minAvailable"], True)
+        else:
+            desired = expected
+        allowed = max(0, healthy - desired)
+        key = f"{ns}/{pdb['metadata']['name']}"
+        if "*" in self.faults.frozen_pdbs or key in self.faults.frozen_pdbs:
+            allowed = 0
+        return {
+            "observedGeneration": pdb["metadata"].get("generation", 1),
+            "currentHealthy": healthy, "desiredHealthy": desired, "disruptionsAllowed": allowed, "expectedPods": expected,
+            "conditions": [{
+                "type": "DisruptionAllowed", "status": "True" if allowed else "False",
+                "reason": "SufficientPods" if allowed else "InsufficientPods", "message": "",
+                "observedGeneration": pdb["metadata"].get("generation", 1), "lastTransitionTime": "1970-01-01T00:00:00Z",
+            }],
+        }
+
+    def refresh_budgets(self) -> None:
+        """Recompute every PodDisruptionBudget's status (after changing frozen_pdbs)."""
+        with self.lock:
+            for pdb in self.items(PDBS):
+                self._write_status(PDBS, pdb, self._pdb_status(pdb))
+
+    # ---- a starting fleet --------------------------------------------------------------
+
+    def populate(self, *, nodes: int = 3, control_planes: int = 1, pods_per_node: int = 3) -> None:
+        """A realistic small cluster: system namespaces, nodes, kube-system, and demo workloads."""
+        with self.lock:
+            for ns in SYSTEM_NAMESPACES:
+                self._create(NAMESPACES, {"metadata": {"name": ns}})
+            for i in range(1, control_planes + 1):
+                self.add_node(f"{self.name}-cp-{i}", control_plane=True)
+            workers = max(0, nodes - control_planes)
+            for i in range(1, workers + 1):
+                self.add_node(f"{self.name}-w-{i}")
+            self._create(SERVICEACCOUNTS, {"metadata": {"name": "default", "namespace": "default"}}, "default")
+            self._create(DAEMONSETS, self._workload("kube-proxy", "registry.k8s.io/kube-proxy:v" + self.version.lstrip("v"),
+                                                    {"k8s-app": "kube-proxy"}, tolerations=[{"operator": "Exists"}]), "kube-system")
+            self._create(DEPLOYMENTS, self._workload("coredns", "registry.k8s.io/coredns/coredns:v1.11.1",
+                                                     {"k8s-app": "kube-dns"}, replicas=2), "kube-system")
+            total = pods_per_node * workers
+            if total:
+                self._create(NAMESPACES, {"metadata": {"name": "demo", "labels": {"app.kubernetes.io/part-of": "demo"}}})
+                db = min(3, workers)
+                web = max(1, (total - db) // 2)
+                api = max(0, total - db - web)
+                self._create(DEPLOYMENTS, self._workload("web", "nginx:1.27", {"app": "web"}, replicas=web), "demo")
+                if api:
+                    self._create(DEPLOYMENTS, self._workload("api", "ghcr.io/example/api:2.4.1", {"app": "api"}, replicas=api), "demo")
+                self._create(STATEFULSETS, self._workload("db", "postgres:16", {"app": "db"}, replicas=db), "demo")
+                self._create(PDBS, {"metadata": {"name": "web"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}}, "demo")
+                self._create(PDBS, {"metadata": {"name": "db"}, "spec": {"minAvailable": max(1, db - 1), "selector": {"matchLabels": {"app": "db"}}}}, "demo")
+                self._create(SERVICES, {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]}}, "demo")
+            self._settle()
+
+    @staticmethod
+    def _workload(name: str, image: str, labels: dict[str, str], replicas: int | None = None,
+                  tolerations: list[Obj] | None = None) -> Obj:
+        spec: Obj = {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"containers": [{"name": name, "image": image,
+                                                  "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}],
+                                  **({"tolerations": tolerations} if tolerations else {})}},
+        }
+        if replicas is not None:
+            spec["replicas"] = replicas
+        return {"metadata": {"name": name, "labels": labels}, "spec": spec}
+
+    def make_ready_now(self) -> None:
+        """Start every Pending pod at once (populate without waiting for pod start delays)."""
+        with self.lock:
+            for pod in self.items(PODS):
+                if pod["status"].get("phase") == "Pending" and pod["spec"].get("nodeName"):
+                    started = copy.deepcopy(pod)
+                    started["status"]["phase"] = "Running"
+                    started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
+                    self._write(PODS, started, "MODIFIED", pod)
+                    node = self.objects[NODES].get(("", pod["spec"]["nodeName"]))
+                    self._set_pod_ready(started, bool(node) and self._node_ready(node))
+            self._settle()
+
+
+NAMESPACES = by_plural("namespaces")
+NODES = by_plural("nodes")
+PODS = by_plural("pods")
+EVENTS = by_plural("events")
+SERVICES = by_plural("services")
+SERVICEACCOUNTS = by_plural("serviceaccounts")
+DEPLOYMENTS = by_plural("deployments", "apps")
+REPLICASETS = by_plural("replicasets", "apps")
+DAEMONSETS = by_plural("daemonsets", "apps")
+STATEFULSETS = by_plural("statefulsets", "apps")
+PDBS = by_plural("poddisruptionbudgets", "policy")

@@ -1,0 +1,309 @@
+"""The sandbox HTTP server: many simulated clusters under ``/c/<name>`` on one port.
+
+A small HTTP/1.1 server (asyncio + h11) rather than an ASGI app, because faults
+need control below HTTP: dropping a connection without an answer, or holding it
+open forever, as an unreachable cluster does.
+
+Besides the Kubernetes API, each cluster has control endpoints for tests and the
+``sandbox`` upgrade driver (bearer token of the cluster's admin required):
+
+- ``GET|PUT /c/<name>/sandbox/faults`` — read or set faults (JSON, see ``Faults``);
+- ``POST /c/<name>/sandbox/nodes/<node>/upgrade`` — ``{"version": "1.31.2", "delay": 2}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from pathlib import Path
+from typing import Any
+
+import h11
+import yaml
+
+from clusters.sandbox import api, errors
+from clusters.sandbox.cluster import SandboxCluster
+
+MAX_BODY = 8 * 1024 * 1024
+BLACKHOLE_SECONDS = 300
+
+
+class Sandbox:
+    """A sandbox server. ``start()`` runs it in a background thread; ``serve_forever()`` in this one."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, heartbeat_seconds: float = 40.0) -> None:
+        self.host = host
+        self.port = port
+        self.seed = seed
+        self.heartbeat_seconds = heartbeat_seconds
+        self.clusters: dict[str, SandboxCluster] = {}
+        self.loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    # ---- clusters -------------------------------------------------------------
+
+    def add_cluster(self, name: str, *, version: str = "1.30.4", nodes: int = 3, control_planes: int = 1,
+                    pods_per_node: int = 3, populate: bool = True, **options: Any) -> SandboxCluster:
+        """A new cluster with a realistic starting state (all pods running)."""
+        if name in self.clusters:
+            raise ValueError(f"a sandbox cluster called {name!r} exists already")
+        cluster = SandboxCluster(name=name, version=version.lstrip("v"), seed=self.seed, **options)
+        cluster.later = self._later
+        if populate:
+            cluster.populate(nodes=nodes, control_planes=control_planes, pods_per_node=pods_per_node)
+            cluster.make_ready_now()
+        self.clusters[name] = cluster
+        return cluster
+
+    def remove_cluster(self, name: str) -> None:
+        self.clusters.pop(name, None)
+
+    def _later(self, delay: float, fn: Any) -> None:
+        self.loop.call_soon_threadsafe(self.loop.call_later, delay, fn)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def server_url(self, name: str) -> str:
+        return f"{self.url}/c/{name}"
+
+    def kubeconfig(self, name: str, *, readonly: bool = False) -> dict[str, Any]:
+        """An ordinary kubeconfig for one cluster (bearer-token auth)."""
+        cluster = self.clusters[name]
+        user = f"{name}-{'viewer' if readonly else 'admin'}"
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": {"server": self.server_url(name)}}],
+            "users": [{"name": user, "user": {"token": cluster.readonly_token if readonly else cluster.token}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": user, "namespace": "default"}}],
+            "current-context": name,
+            "preferences": {},
+        }
+
+    def write_kubeconfigs(self, directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in self.clusters:
+            path = directory / f"{name}.kubeconfig"
+            path.write_text(yaml.safe_dump(self.kubeconfig(name), sort_keys=False))
+            path.chmod(0o600)
+            written.append(path)
+        return written
+
+    # ---- running ----------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        """Serve in a daemon thread; returns once the port is bound."""
+        self._thread = threading.Thread(target=self._run, name="sandbox", daemon=True)
+        self._thread.start()
+        if not self._started.wait(30):
+            raise RuntimeError("the sandbox server did not start")
+        return self
+
+    def serve_forever(self) -> None:
+        self._run()
+
+    def stop(self) -> None:
+        if self._stopping is not None:
+            self.loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        finally:
+            self.loop.close()
+
+    async def _main(self) -> None:
+        self._stopping = asyncio.Event()
+        self._server = await asyncio.start_server(self._connection, self.host, self.port, backlog=1024, limit=MAX_BODY)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._started.set()
+        beats = asyncio.create_task(self._heartbeats())
+        try:
+            await self._stopping.wait()
+        finally:
+            beats.cancel()
+            self._server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+
+    async def _heartbeats(self) -> None:
+        if self.heartbeat_seconds <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            for cluster in list(self.clusters.values()):
+                cluster.heartbeat()
+                await asyncio.sleep(0)
+
+    # ---- HTTP ---------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BODY)
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            while True:
+                request = await self._read_request(conn, reader)
+                if request is None:
+                    return
+                method, target, headers, body = request
+                outcome = await self._respond(method, target, headers, body)
+                if outcome == "drop":
+                    self._reset(writer)
+                    return
+                if outcome == "hold":
+                    await asyncio.sleep(BLACKHOLE_SECONDS)
+                    self._reset(writer)
+                    return
+                await self._write(conn, writer, outcome)
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    return
+                conn.start_next_cycle()
+        except (h11.RemoteProtocolError, h11.LocalProtocolError, ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._connections.discard(task)  # type: ignore[arg-type]
+            if not writer.is_closing():
+                writer.close()
+
+    @staticmethod
+    def _reset(writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    @staticmethod
+    async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
+        method = target = ""
+        headers: dict[str, str] = {}
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                if not data and conn.their_state is not h11.DONE:
+                    return None
+                continue
+            if isinstance(event, h11.Request):
+                method, target = event.method.decode(), event.target.decode()
+                headers = {k.decode().lower(): v.decode() for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return method, target, headers, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                return None
+
+    async def _respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+        path = target.split("?", 1)[0]
+        parts = path.split("/", 3)
+        if len(parts) < 3 or parts[1] != "c" or parts[2] not in self.clusters:
+            if path in ("/healthz", "/livez", "/readyz"):
+                return api.Response(200, b"ok", "text/plain; charset=utf-8")
+            return api.error_response(errors.ApiError(404, "NotFound", "the server could not find the requested resource"))
+        cluster = self.clusters[parts[2]]
+        rest = "/" + (parts[3] if len(parts) > 3 else "")
+        inner_target = rest + ("?" + target.split("?", 1)[1] if "?" in target else "")
+        request = api.Request.parse(method, inner_target, headers, body)
+        if request.path.startswith("/sandbox/"):
+            return self._control(cluster, request)
+        faults = cluster.faults
+        if faults.unreachable:
+            return "drop"
+        if faults.blackhole:
+            return "hold"
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        roll = cluster.random.random()
+        if roll < faults.error_rate:
+            code = 500 if cluster.random.random() < 0.5 else 503
+            error = errors.internal_error("injected fault") if code == 500 else errors.service_unavailable("the server is currently unable to handle the request")
+            return api.error_response(error)
+        if roll < faults.error_rate + faults.throttle_rate:
+            return api.error_response(errors.too_many_requests(
+                "Too many requests, please try again later.", retry_after=faults.retry_after))
+        return api.handle(cluster, request)
+
+    def _control(self, cluster: SandboxCluster, request: api.Request) -> api.Response:
+        """The sandbox's own endpoints (faults, node upgrades); admin token only."""
+        try:
+            user = cluster.user_for(api._token(request))
+            if user is None:
+                raise errors.unauthorized()
+            if not cluster.may(user, "update"):
+                raise errors.forbidden(user, "update", "sandbox", "", "")
+            parts = request.path.strip("/").split("/")
+            if parts == ["sandbox", "faults"]:
+                if request.method == "PUT":
+                    values = request.json() or {}
+                    if not isinstance(values, dict):
+                        raise errors.bad_request("faults must be a JSON object")
+                    try:
+                        cluster.faults.update(values)
+                    except ValueError as exc:
+                        raise errors.bad_request(str(exc)) from None
+                    cluster.refresh_budgets()
+                elif request.method == "DELETE":
+                    cluster.faults.clear()
+                    cluster.refresh_budgets()
+                elif request.method != "GET":
+                    raise errors.method_not_allowed()
+                return api.json_response(200, cluster.faults.as_dict())
+            if len(parts) == 4 and parts[:2] == ["sandbox", "nodes"] and parts[3] == "upgrade" and request.method == "POST":
+                body = request.json() or {}
+                version = str(body.get("version", "")).lstrip("v")
+                if not version or not all(p.isdigit() for p in version.split(".")) or len(version.split(".")) != 3:
+                    raise errors.bad_request(f"version must look like 1.31.2, not {body.get('version')!r}")
+                delay = body.get("delay")
+                cluster.upgrade_node(parts[2], version, float(delay) if isinstance(delay, (int, float)) else None)
+                return api.json_response(202, {"node": parts[2], "version": f"v{version}", "status": "upgrading"})
+            raise errors.ApiError(404, "NotFound", "no such sandbox endpoint")
+        except errors.ApiError as error:
+            return api.error_response(error)
+
+    @staticmethod
+    async def _write(conn: h11.Connection, writer: asyncio.StreamWriter, response: api.Response | api.WatchStream) -> None:
+        base = [("content-type", response.content_type), ("cache-control", "no-cache, private"),
+                ("audit-id", "00000000-0000-0000-0000-000000000000")]
+        extra = [(k.lower(), v) for k, v in response.headers.items()]
+        if isinstance(response, api.Response):
+            headers = base + extra + [("content-length", str(len(response.body)))]
+            writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
+            writer.write(conn.send(h11.Data(data=response.body)) if response.body else b"")
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            return
+        headers = base + extra + [("transfer-encoding", "chunked")]
+        writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
+        await writer.drain()
+        try:
+            async for chunk in response.events:
+                writer.write(conn.send(h11.Data(data=chunk)))
+                await writer.drain()
+        finally:
+            await response.events.aclose()  # type: ignore[attr-defined]
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
+
