@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install install-test lint migrate seed chromium clean
+.PHONY: run test install install-test lint migrate seed chromium clean sandbox bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "pksweb needs Python 3.11; set PYTHON=/path/to/python3.11")'
@@ -46,6 +46,14 @@ chromium:
 test: install-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# A fleet of simulated clusters on :6550, kubeconfigs in var/sandbox (Ctrl-C stops it).
+sandbox: install
+	$(BIN)/python manage.py sandbox --port 6550 --clusters 3 --nodes 5 --out var/sandbox
+
+# Benchmarks print their figures and write raw numbers under var/bench/.
+bench: install-test
+	$(BIN)/python bench/sandbox_scale.py
 
 lint: install-test
 	$(BIN)/ruff check .

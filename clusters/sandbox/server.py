@@ -111,6 +111,12 @@ class Sandbox:
     def serve_forever(self) -> None:
         self._run()
 
+    def wait(self) -> None:
+        """Block until the server thread ends (Ctrl-C interrupts)."""
+        if self._thread is not None:
+            while self._thread.is_alive():
+                self._thread.join(1)
+
     def stop(self) -> None:
         if self._stopping is not None:
             self.loop.call_soon_threadsafe(self._stopping.set)

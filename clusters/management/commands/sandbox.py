@@ -1,0 +1,62 @@
+"""``manage.py sandbox``: serve a fleet of simulated clusters until interrupted.
+
+Each cluster is served at ``http://HOST:PORT/c/<name>`` and gets a kubeconfig in
+``--out`` (``<name>.kubeconfig``, bearer-token auth) that the official client, kubectl
+or pksweb can use unmodified.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from clusters.sandbox import Sandbox
+
+VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
+
+
+class Command(BaseCommand):
+    help = "Serve simulated Kubernetes clusters (the sandbox) and write a kubeconfig for each."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=6550, help="0 picks a free port")
+        parser.add_argument("--clusters", type=int, default=3)
+        parser.add_argument("--nodes", type=int, default=5, help="nodes per cluster, control plane included")
+        parser.add_argument("--control-planes", type=int, default=1)
+        parser.add_argument("--pods-per-node", type=int, default=3, help="demo workload pods per worker node")
+        parser.add_argument("--versions", default="1.30.4",
+                            help="Kubernetes version of each cluster, comma-separated, used in turn (e.g. 1.30.4,1.31.2)")
+        parser.add_argument("--seed", type=int, default=1, help="same seed, same fleet (names, ids, tokens)")
+        parser.add_argument("--prefix", default="sandbox", help="cluster names are PREFIX-1, PREFIX-2, …")
+        parser.add_argument("--out", default="var/sandbox", help="where the kubeconfigs are written")
+        parser.add_argument("--heartbeat", type=float, default=40.0, help="seconds between node heartbeats (0: none)")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        versions = [v.strip() for v in opts["versions"].split(",") if v.strip()]
+        bad = [v for v in versions if not VERSION.match(v)]
+        if bad or not versions:
+            raise CommandError(f"--versions takes versions like 1.30.4,1.31.2; not {', '.join(bad) or 'nothing'}")
+        if opts["clusters"] < 1 or opts["nodes"] < 1 or opts["control_planes"] < 1 or opts["pods_per_node"] < 0:
+            raise CommandError("--clusters, --nodes and --control-planes must be at least 1; --pods-per-node at least 0")
+        if opts["control_planes"] > opts["nodes"]:
+            raise CommandError("--control-planes cannot exceed --nodes")
+        sandbox = Sandbox(opts["host"], opts["port"], seed=opts["seed"], heartbeat_seconds=opts["heartbeat"])
+        for i in range(1, opts["clusters"] + 1):
+            sandbox.add_cluster(f"{opts['prefix']}-{i}", version=versions[(i - 1) % len(versions)], nodes=opts["nodes"],
+                                control_planes=opts["control_planes"], pods_per_node=opts["pods_per_node"])
+        sandbox.start()
+        written = sandbox.write_kubeconfigs(Path(opts["out"]))
+        self.stdout.write(f"sandbox serving {len(written)} clusters on {sandbox.url}/c/<name>; "
+                          f"kubeconfigs in {Path(opts['out']).resolve()}")
+        self.stdout.write("ready", ending="\n")
+        self.stdout.flush()
+        try:
+            sandbox.wait()
+        except KeyboardInterrupt:
+            self.stdout.write("stopping sandbox")
+        finally:
+            sandbox.stop()
