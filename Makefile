@@ -34,8 +34,9 @@ migrate: install
 seed: migrate
 	$(BIN)/python manage.py seed_demo
 
+# The embedded server also starts a sandbox fleet (PKSWEB_SANDBOX_CLUSTERS=0 for none).
 run: seed
-	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
+	PKSWEB_SANDBOX_CLUSTERS=$${PKSWEB_SANDBOX_CLUSTERS:-3} $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \

@@ -59,8 +59,7 @@ class EventStreamConsumer(WebsocketConsumer):
             self.joined.append(group)
         # Join first, replay second: an event committed in between arrives both
         # ways and is sent once; none falls in the gap.
-        for event in selectors.event_replay(user=user, after=self._after(), tenant_id=self.tenant_id):
-            self._send_event(event)
+        self.replay(selectors.event_replay(user=user, after=self._after(), tenant_id=self.tenant_id))
 
     def disconnect(self, code: int) -> None:
         for group in getattr(self, "joined", []):
@@ -75,6 +74,15 @@ class EventStreamConsumer(WebsocketConsumer):
             return
         self._send_event(event)
 
+    def replay(self, events: list[Event]) -> None:
+        """Send what a reconnecting page missed (pages showing current state may coalesce)."""
+        for event in events:
+            self._send_event(event)
+
+    def render(self, event: Event) -> str:
+        """The HTML this page swaps in for ``event`` ('' to send nothing but the cursor)."""
+        return render_to_string("pksweb/_event_oob.html", {"event": event})
+
     def _after(self) -> int:
         raw = parse_qs(self.scope.get("query_string", b"").decode()).get("after", ["0"])[0]
         return int(raw) if raw.isdigit() else 0
@@ -86,7 +94,9 @@ class EventStreamConsumer(WebsocketConsumer):
         if len(self.sent) > SENT_MEMORY:
             self.sent.pop(next(iter(self.sent)))
         self.cursor = max(self.cursor, event.pk)
-        self.send(text_data=render_to_string("pksweb/_event_oob.html", {"event": event, "cursor": self.cursor}))
+        html = self.render(event)
+        cursor = f'<span id="event-cursor" data-last="{self.cursor}" hx-swap-oob="true" hidden></span>'
+        self.send(text_data=html + cursor)
 
 
 class ActivityConsumer(EventStreamConsumer):

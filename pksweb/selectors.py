@@ -33,3 +33,8 @@ def event_get_visible(*, user: Any, event_id: int) -> Event | None:
 
 def worker_last_seen() -> WorkerHeartbeat | None:
     return WorkerHeartbeat.objects.order_by("-seen_at").first()
+
+
+def latest_event_id(*, user: Any) -> int:
+    """The newest event id ``user`` may see (a live page's starting cursor)."""
+    return event_list(user=user).order_by("-id").values_list("id", flat=True).first() or 0

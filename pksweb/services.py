@@ -116,3 +116,34 @@ def worker_heartbeat_record(*, worker: str) -> WorkerHeartbeat:
     """Note that ``worker`` is alive now (the beat-scheduled heartbeat)."""
     beat, _ = WorkerHeartbeat.objects.update_or_create(worker=worker, defaults={"seen_at": timezone.now()})
     return beat
+
+
+def lease_acquire(*, name: str, holder: str, seconds: float) -> bool:
+    """Take the lease ``name`` for ``seconds`` unless someone else holds an unexpired one."""
+    from datetime import timedelta
+
+    from django.db import IntegrityError
+
+    from pksweb.models import Lease
+
+    now = timezone.now()
+    expires = now + timedelta(seconds=seconds)
+    try:
+        with transaction.atomic():
+            lease = Lease.objects.select_for_update().filter(name=name).first()
+            if lease is None:
+                Lease.objects.create(name=name, holder=holder, expires_at=expires)
+                return True
+            if lease.holder != holder and lease.expires_at > now:
+                return False
+            lease.holder, lease.expires_at = holder, expires
+            lease.save(update_fields=["holder", "expires_at"])
+            return True
+    except IntegrityError:
+        return False  # someone created it between our read and our insert
+
+
+def lease_release(*, name: str, holder: str) -> None:
+    from pksweb.models import Lease
+
+    Lease.objects.filter(name=name, holder=holder).delete()

@@ -36,6 +36,8 @@ _REQUIRED_HINTS = {
     "DATABASE_URL": "e.g. postgresql://pksweb@db.example:5432/pksweb",
     "REDIS_URL": "e.g. redis://redis.example:6379/0",
     "ALLOWED_HOSTS": "the host names the dashboard is served under, comma-separated",
+    "PKSWEB_CREDENTIAL_KEYS": "one or more Fernet keys, comma-separated, newest first (make one with "
+    "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)",
 }
 
 
@@ -80,12 +82,26 @@ def _embedded_secret_key() -> str:
     return key_file.read_text().strip()
 
 
+def _embedded_credential_key() -> str:
+    """A Fernet key generated once per data directory (embedded mode only)."""
+    from cryptography.fernet import Fernet
+
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key_file = DATA_DIR / "credential_key"
+    if not key_file.exists():
+        key_file.write_text(Fernet.generate_key().decode())
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
 if EMBEDDED:
     SECRET_KEY = _env("PKSWEB_SECRET_KEY") or _embedded_secret_key()
+    PKSWEB_CREDENTIAL_KEYS = _csv(_env("PKSWEB_CREDENTIAL_KEYS")) or [_embedded_credential_key()]
     ALLOWED_HOSTS = _csv(_env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]"))
     REDIS_URL = _env("REDIS_URL")
 else:
     SECRET_KEY = _required("PKSWEB_SECRET_KEY")
+    PKSWEB_CREDENTIAL_KEYS = _csv(_required("PKSWEB_CREDENTIAL_KEYS"))
     ALLOWED_HOSTS = _csv(_required("ALLOWED_HOSTS"))
     REDIS_URL = _required("REDIS_URL")
     _required("DATABASE_URL")
@@ -224,10 +240,24 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 270
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
+# Fleet health ("dial tone"): how often, how many clusters probed at once, per-call timeouts.
+PKSWEB_HEALTH_INTERVAL = float(_env("PKSWEB_HEALTH_INTERVAL", "30"))
+PKSWEB_SWEEP_WORKERS = int(_env("PKSWEB_SWEEP_WORKERS", "32"))
+PKSWEB_PROBE_TIMEOUT = (float(_env("PKSWEB_PROBE_CONNECT_TIMEOUT", "3")), float(_env("PKSWEB_PROBE_READ_TIMEOUT", "8")))
+PKSWEB_DRAIN_TIMEOUT = int(_env("PKSWEB_DRAIN_TIMEOUT", "300"))
+# Sandbox clusters the embedded server starts and registers (0: none).
+PKSWEB_SANDBOX_CLUSTERS = int(_env("PKSWEB_SANDBOX_CLUSTERS", "0"))
+PKSWEB_SANDBOX_PORT = int(_env("PKSWEB_SANDBOX_PORT", "6550"))
+
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
         "task": "pksweb.tasks.worker_heartbeat",
         "schedule": float(_env("PKSWEB_HEARTBEAT_SECONDS", "30")),
+    },
+    "health-sweep": {
+        "task": "clusters.tasks.health_sweep",
+        "schedule": PKSWEB_HEALTH_INTERVAL,
+        "options": {"expires": PKSWEB_HEALTH_INTERVAL},
     },
 }
 # The embedded server runs a worker and beat in threads of its own process.

@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("activity/", views.activity, name="activity"),
     path("activity/announce/", views.announcement_create, name="announce"),
+    path("clusters/", include("clusters.urls")),
     path("tenants/", include("tenants.urls")),
     path("api/", include("pksweb.api.urls")),
 ]

@@ -1,17 +1,11 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from pksweb.validators import dns_label
 from tenants.choices import MemberRole
-
-dns_label = RegexValidator(
-    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
-    "Use lower-case letters, digits and '-', starting and ending with a letter or digit "
-    "(at most 63 characters, a DNS-1123 label): it becomes a Kubernetes label value.",
-)
 
 
 class Tenant(models.Model):

@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from clusters.api import views as cluster_views
 from pksweb.api import views
 
 app_name = "api"
@@ -9,6 +10,8 @@ app_name = "api"
 router = DefaultRouter()
 router.register("events", views.EventViewSet, basename="event")
 router.register("tenants", views.TenantViewSet, basename="tenant")
+router.register("clusters", cluster_views.ClusterViewSet, basename="cluster")
+router.register("operations", cluster_views.OperationViewSet, basename="operation")
 
 urlpatterns = [
     path("", include(router.urls)),

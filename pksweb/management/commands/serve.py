@@ -25,6 +25,25 @@ class Command(BaseCommand):
             from pksweb.embedded import start_embedded_celery
 
             start_embedded_celery()
+        if settings.PKSWEB_SANDBOX_CLUSTERS:
+            self._start_sandbox(settings.PKSWEB_SANDBOX_CLUSTERS, settings.PKSWEB_SANDBOX_PORT)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(self.style.SUCCESS(f"pksweb is serving on http://{shown}:{port}/ (Ctrl-C stops it)"))
         uvicorn.run("pksweb.asgi:application", host=host, port=port, lifespan="off", log_level="info")
+
+    def _start_sandbox(self, count: int, port: int) -> None:
+        """A demo fleet of simulated clusters in this process, registered so the fleet page is live."""
+        from clusters.sandbox import Sandbox
+        from clusters.services import sandbox_fleet_register
+        from clusters.tasks import health_sweep
+
+        sandbox = Sandbox("127.0.0.1", port, seed=1)
+        versions = ["1.30.4", "1.30.4", "1.31.2"]
+        for i in range(1, count + 1):
+            sandbox.add_cluster(f"sandbox-{i}", version=versions[(i - 1) % len(versions)], nodes=5, pods_per_node=3)
+        sandbox.start()
+        sandbox.write_kubeconfigs(settings.DATA_DIR / "sandbox")
+        sandbox_fleet_register(kubeconfigs={name: sandbox.kubeconfig(name) for name in sandbox.clusters})
+        health_sweep.delay()
+        self.stdout.write(f"sandbox fleet: {count} clusters on {sandbox.url}/c/<name> "
+                          f"(kubeconfigs in {settings.DATA_DIR / 'sandbox'})")

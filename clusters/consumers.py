@@ -1,0 +1,63 @@
+"""Live fleet and cluster pages (see pksweb.consumers for the stream mechanics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clusters import live, selectors
+from pksweb import policy
+from pksweb.consumers import EventStreamConsumer
+from pksweb.events import FLEET_GROUP, subject_group
+from pksweb.models import Event
+
+
+class FleetConsumer(EventStreamConsumer):
+    """The fleet page: a cluster event re-renders that cluster's row and the counts.
+
+    For the platform team only. A reconnect coalesces: each cluster that changed is
+    rendered once, in its current state, however many events it missed.
+    """
+
+    def watch_groups(self, user: Any) -> list[str] | None:
+        return [FLEET_GROUP] if policy.is_platform(user) else None
+
+    def render(self, event: Event) -> str:
+        if event.subject_type != "cluster" or not event.subject_id.isdigit():
+            return ""
+        return live.fleet_fragments(int(event.subject_id), self.scope["user"], new=event.kind == "cluster.registered")
+
+    def replay(self, events: list[Event]) -> None:
+        latest: dict[str, Event] = {}
+        registered = set()
+        for event in events:
+            if event.subject_type == "cluster":
+                latest[event.subject_id] = event
+                if event.kind == "cluster.registered":
+                    registered.add(event.subject_id)
+        for subject_id, event in latest.items():
+            self.sent[event.pk] = None
+            self.cursor = max(self.cursor, max(e.pk for e in events))
+            html = live.fleet_fragments(int(subject_id), self.scope["user"], new=subject_id in registered)
+            self.send(text_data=html + f'<span id="event-cursor" data-last="{self.cursor}" hx-swap-oob="true" hidden></span>')
+
+
+class ClusterConsumer(EventStreamConsumer):
+    """One cluster's page: status card, nodes and operations follow its events."""
+
+    cluster_id: int = 0
+
+    def watch_groups(self, user: Any) -> list[str] | None:
+        self.cluster_id = int(self.scope["url_route"]["kwargs"]["cluster_id"])
+        if selectors.cluster_get(user=user, pk=self.cluster_id) is None:
+            return None
+        return [subject_group("cluster", self.cluster_id)]
+
+    def replay(self, events: list[Event]) -> None:
+        for event in events:
+            if event.subject_type == "cluster" and event.subject_id == str(self.cluster_id):
+                self._send_event(event)
+
+    def render(self, event: Event) -> str:
+        if event.subject_type != "cluster" or event.subject_id != str(self.cluster_id):
+            return ""
+        return live.cluster_fragments(event, self.cluster_id, self.scope["user"])

@@ -1,0 +1,199 @@
+"""Credentials from kubeconfigs or tokens, checked before anything connects.
+
+pksweb runs no exec or auth-provider plugins and reads no file a kubeconfig names:
+a kubeconfig pasted into a web form must not make the server run commands or read
+its own disk. Everything it needs must be inline (``*-data`` fields, ``token``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+MAX_KUBECONFIG_BYTES = 1024 * 1024
+
+
+class KubeConfigError(ValueError):
+    """A kubeconfig or credential pksweb cannot use; ``field`` names the form field."""
+
+    def __init__(self, message: str, field: str = "kubeconfig", choices: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.choices = choices or []
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Everything needed to reach one cluster. Encrypted at rest; never shown."""
+
+    server: str
+    token: str = ""
+    ca_data: str = ""  # PEM text
+    client_cert_data: str = ""  # PEM text
+    client_key_data: str = ""  # PEM text
+    insecure_skip_tls_verify: bool = False
+    tls_server_name: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Credential:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
+
+    def secrets(self) -> list[str]:
+        """The secret strings in this credential (to check they never leak)."""
+        return [s for s in (self.token, self.client_key_data) if s]
+
+
+def check_server(server: str, field: str = "server") -> str:
+    server = (server or "").strip().rstrip("/")
+    parsed = urlparse(server)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise KubeConfigError(f"The API server must be an http:// or https:// URL, e.g. https://10.0.0.1:6443 (got {server!r}).", field)
+    return server
+
+
+def _pem(data: str, what: str, field: str) -> str:
+    """Decode base64 ``*-data`` into PEM text, or accept PEM as given."""
+    text = (data or "").strip()
+    if not text:
+        return ""
+    if text.startswith("-----BEGIN"):
+        return text + "\n"
+    try:
+        decoded = base64.b64decode(text, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise KubeConfigError(f"{what} is neither PEM nor base64-encoded PEM.", field) from None
+    if "-----BEGIN" not in decoded:
+        raise KubeConfigError(f"{what} does not decode to a PEM block (-----BEGIN ...).", field)
+    return decoded
+
+
+def credential_from_token(*, server: str, token: str, ca_data: str = "", insecure_skip_tls_verify: bool = False) -> Credential:
+    """A credential from an API server URL, a bearer token and optionally a CA certificate."""
+    token = (token or "").strip()
+    if not token:
+        raise KubeConfigError("A bearer token is required (e.g. from `kubectl create token SERVICEACCOUNT`).", "token")
+    if any(ch.isspace() for ch in token):
+        raise KubeConfigError("The token contains spaces or line breaks; paste the token alone.", "token")
+    return Credential(server=check_server(server), token=token, ca_data=_pem(ca_data, "The CA certificate", "ca_data"),
+                      insecure_skip_tls_verify=bool(insecure_skip_tls_verify))
+
+
+def _load(text: str | bytes) -> dict[str, Any]:
+    raw = text.encode() if isinstance(text, str) else text
+    if len(raw) > MAX_KUBECONFIG_BYTES:
+        raise KubeConfigError(f"The kubeconfig is {len(raw) // 1024} KiB; pksweb reads at most {MAX_KUBECONFIG_BYTES // 1024} KiB.")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise KubeConfigError("The kubeconfig is not UTF-8 text.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise KubeConfigError(f"The kubeconfig is not valid YAML ({where}{problem}).") from None
+    if not isinstance(data, dict):
+        raise KubeConfigError("The kubeconfig must be a YAML mapping with clusters, users and contexts.")
+    for section in ("clusters", "users", "contexts"):
+        entries = data.get(section)
+        if not isinstance(entries, list) or not entries:
+            raise KubeConfigError(f"The kubeconfig has no {section} list.")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise KubeConfigError(f"{section}[{i}] must be a mapping with a name.")
+            inner = section[:-1]
+            if not isinstance(entry.get(inner), dict):
+                raise KubeConfigError(f"{section}[{i}] ({entry['name']}) has no {inner} mapping.")
+    return data
+
+
+def kubeconfig_contexts(text: str | bytes) -> tuple[list[str], str]:
+    """The context names in a kubeconfig and its current-context ('' if none)."""
+    data = _load(text)
+    current = data.get("current-context") or ""
+    return [c["name"] for c in data["contexts"]], current if isinstance(current, str) else ""
+
+
+def _entry(data: dict[str, Any], section: str, name: str, context: str) -> dict[str, Any]:
+    for entry in data[section]:
+        if entry["name"] == name:
+            return entry[section[:-1]]
+    raise KubeConfigError(f"Context {context!r} refers to {section[:-1]} {name!r}, which the kubeconfig does not define.")
+
+
+def parse_kubeconfig(text: str | bytes, context: str | None = None) -> tuple[str, Credential]:
+    """The chosen context's name and credential.
+
+    Without ``context`` the current-context is used, or the only context; several
+    and no current-context raise ``KubeConfigError`` with ``choices``.
+    """
+    data = _load(text)
+    names = [c["name"] for c in data["contexts"]]
+    if context:
+        if context not in names:
+            raise KubeConfigError(f"Unknown context {context!r}; this kubeconfig has: {', '.join(names)}.", "context", names)
+        chosen = context
+    elif isinstance(data.get("current-context"), str) and data["current-context"] in names:
+        chosen = data["current-context"]
+    elif len(names) == 1:
+        chosen = names[0]
+    else:
+        raise KubeConfigError(f"This kubeconfig has {len(names)} contexts; pick one.", "context", names)
+    ctx = next(c["context"] for c in data["contexts"] if c["name"] == chosen)
+    if not isinstance(ctx.get("cluster"), str) or not isinstance(ctx.get("user"), str):
+        raise KubeConfigError(f"Context {chosen!r} must name a cluster and a user.")
+    cluster = _entry(data, "clusters", ctx["cluster"], chosen)
+    user = _entry(data, "users", ctx["user"], chosen)
+
+    for key in ("certificate-authority",):
+        if cluster.get(key):
+            raise KubeConfigError(f"Cluster {ctx['cluster']!r} points at a file ({key}: {cluster[key]}); pksweb never reads files "
+                                  "from the server's disk. Inline it as certificate-authority-data (kubectl config view --raw --flatten).")
+    if cluster.get("proxy-url"):
+        raise KubeConfigError(f"Cluster {ctx['cluster']!r} uses a proxy-url, which pksweb does not support.")
+    if user.get("exec"):
+        command = (user["exec"] or {}).get("command", "?") if isinstance(user["exec"], dict) else "?"
+        raise KubeConfigError(f"User {ctx['user']!r} gets its credential from an exec plugin ({command}); pksweb never runs "
+                              "commands from a kubeconfig. Use a service account token instead (kubectl create token ...).")
+    if user.get("auth-provider"):
+        provider = (user["auth-provider"] or {}).get("name", "?") if isinstance(user["auth-provider"], dict) else "?"
+        raise KubeConfigError(f"User {ctx['user']!r} uses the {provider!r} auth-provider plugin, which pksweb cannot run. "
+                              "Use a service account token instead.")
+    for key in ("tokenFile", "client-certificate", "client-key"):
+        if user.get(key):
+            raise KubeConfigError(f"User {ctx['user']!r} points at a file ({key}: {user[key]}); pksweb never reads files from "
+                                  "the server's disk. Inline it (token, client-certificate-data, client-key-data).")
+    if user.get("username") or user.get("password"):
+        raise KubeConfigError(f"User {ctx['user']!r} uses basic auth (username/password), which Kubernetes removed in 1.19.")
+    token = user.get("token") or ""
+    cert, key = user.get("client-certificate-data") or "", user.get("client-key-data") or ""
+    if not token and not (cert and key):
+        raise KubeConfigError(f"User {ctx['user']!r} has no usable credential: give a token or client-certificate-data with client-key-data.")
+    if not isinstance(token, str) or not isinstance(cert, str) or not isinstance(key, str):
+        raise KubeConfigError(f"User {ctx['user']!r}: token and *-data fields must be strings.")
+    insecure = cluster.get("insecure-skip-tls-verify", False)
+    if not isinstance(insecure, bool):
+        raise KubeConfigError(f"Cluster {ctx['cluster']!r}: insecure-skip-tls-verify must be true or false.")
+    server = check_server(str(cluster.get("server") or ""), "kubeconfig")
+    return chosen, Credential(
+        server=server,
+        token=token.strip(),
+        ca_data=_pem(str(cluster.get("certificate-authority-data") or ""), f"Cluster {ctx['cluster']!r} certificate-authority-data", "kubeconfig"),
+        client_cert_data=_pem(cert, f"User {ctx['user']!r} client-certificate-data", "kubeconfig"),
+        client_key_data=_pem(key, f"User {ctx['user']!r} client-key-data", "kubeconfig"),
+        insecure_skip_tls_verify=insecure,
+        tls_server_name=str(cluster.get("tls-server-name") or ""),
+    )

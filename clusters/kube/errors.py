@@ -1,0 +1,99 @@
+"""Cluster failures, translated into words an operator can act on."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+
+class KubeError(Exception):
+    """A failed cluster call. ``kind`` groups failures; ``message`` says what to do."""
+
+    UNREACHABLE_KINDS = frozenset({"dns", "refused", "timeout", "tls", "dropped", "unreachable"})
+
+    def __init__(self, kind: str, message: str, status: int | None = None, retry_after: float | None = None,
+                 details: dict | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.details = details or {}
+
+    @property
+    def unreachable(self) -> bool:
+        """The cluster's API could not be reached (as opposed to answering with an error)."""
+        return self.kind in self.UNREACHABLE_KINDS
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _status_body(exc: ApiException) -> dict:
+    try:
+        body = json.loads(exc.body or "{}")
+        return body if isinstance(body, dict) else {}
+    except (ValueError, TypeError):
+        return {}
+
+
+def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
+    """A ``KubeError`` for any exception raised while ``action`` ran against ``server``."""
+    if isinstance(exc, KubeError):
+        return exc
+    if isinstance(exc, ApiException):
+        body = _status_body(exc)
+        message = body.get("message") or exc.reason or ""
+        status = exc.status
+        if status == 401:
+            return KubeError("unauthorized", f"The API server refused the credential (401 Unauthorized) while trying to {action}: "
+                                             "the token or client certificate is wrong, expired or revoked.", status)
+        if status == 403:
+            return KubeError("forbidden", f"The credential may not {action} (403 Forbidden): {message}. Grant it that permission "
+                                          "(RBAC) or register the cluster with a credential that has it.", status)
+        if status == 404:
+            return KubeError("not_found", f"Not found while trying to {action}: {message}.", status)
+        if status == 409:
+            return KubeError("conflict", f"Conflict while trying to {action}: {message}.", status)
+        if status == 422:
+            return KubeError("invalid", f"The API server rejected the request to {action}: {message}.", status)
+        if status == 429:
+            retry = (exc.headers or {}).get("Retry-After") if exc.headers else None
+            details = body.get("details") or {}
+            seconds = float(retry) if retry and str(retry).isdigit() else None
+            return KubeError("throttled", f"The API server is throttling requests (429) while trying to {action}"
+                                          f"{f'; it asks to retry after {int(seconds)} s' if seconds else ''}: {message}.",
+                             status, seconds, details)
+        if status and status >= 500:
+            return KubeError("server_error", f"The API server failed ({status}) while trying to {action}: {message}.", status)
+        if status == 0 or status is None:
+            return KubeError("unreachable", f"No answer from {server} while trying to {action}: {exc.reason}.")
+        return KubeError("error", f"The API server answered {status} while trying to {action}: {message}.", status)
+    reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None else exc
+    text = str(reason)
+    if isinstance(reason, urllib3.exceptions.NameResolutionError) or isinstance(reason, socket.gaierror) \
+            or "Name or service not known" in text or "nodename nor servname" in text or "Failed to resolve" in text:
+        host = getattr(reason, "host", None) or server
+        return KubeError("dns", f"Cannot resolve the API server's host name ({host}): check the server address and DNS.")
+    if isinstance(reason, urllib3.exceptions.SSLError) or isinstance(reason, ssl.SSLError):
+        return KubeError("tls", f"TLS verification of {server} failed ({text.split(':', 1)[-1].strip()[:200]}): check the CA "
+                                "certificate (certificate-authority-data) and that the server name matches its certificate.")
+    if isinstance(reason, (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout)):
+        return KubeError("timeout", f"{server} did not answer in time while trying to {action}: the cluster or the network "
+                                    "to it is down or overloaded.")
+    if isinstance(reason, urllib3.exceptions.NewConnectionError) or isinstance(reason, ConnectionRefusedError) \
+            or "Connection refused" in text:
+        return KubeError("refused", f"Connection to {server} was refused: nothing listens at that address and port "
+                                    "(is the API server up and the port right?).")
+    if isinstance(reason, (urllib3.exceptions.ProtocolError, ConnectionError)) or "Connection aborted" in text \
+            or "RemoteDisconnected" in text:
+        return KubeError("dropped", f"{server} dropped the connection without answering while trying to {action}.")
+    if isinstance(reason, urllib3.exceptions.HTTPError):
+        return KubeError("unreachable", f"Could not reach {server} while trying to {action}: {text[:200]}.")
+    if isinstance(exc, ValueError):
+        return KubeError("bad_response", f"{server} sent an answer pksweb could not read while trying to {action}: {text[:200]}.")
+    raise exc

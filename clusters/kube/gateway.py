@@ -1,0 +1,295 @@
+"""Typed operations on one cluster, each with a timeout and translated errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from kubernetes import client as k8s
+
+from clusters.kube import client as clients
+from clusters.kube.credentials import Credential
+from clusters.kube.errors import KubeError, translate
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = (3.05, 10.0)  # (connect, read) seconds
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+PRESSURE = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
+PDB_CAUSE = re.compile(r"The disruption budget (?P<name>\S+) needs (?P<needs>\d+) healthy pods and has (?P<has>\d+) currently")
+
+
+@dataclass
+class NodeInfo:
+    name: str
+    roles: list[str]
+    kubelet_version: str
+    ready: bool | None
+    conditions: dict[str, str]  # type -> "True"/"False"/"Unknown"
+    unschedulable: bool
+    taints: list[str]
+    labels: dict[str, str]
+    ready_message: str = ""
+
+    @property
+    def pressures(self) -> list[str]:
+        return [c for c in PRESSURE if self.conditions.get(c) == "True"]
+
+    @property
+    def is_control_plane(self) -> bool:
+        return "control-plane" in self.roles or "master" in self.roles
+
+
+@dataclass
+class PodInfo:
+    namespace: str
+    name: str
+    phase: str
+    ready: bool
+    owner_kind: str
+    owner_name: str
+    mirror: bool
+    terminating: bool
+    node: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class EventInfo:
+    namespace: str
+    type: str
+    reason: str
+    message: str
+    object: str
+    last_seen: datetime | None
+
+
+@dataclass
+class ProbeResult:
+    """What one health probe saw. ``error`` set means the API could not be reached."""
+
+    version: str = ""
+    ready: bool = False
+    failed_checks: list[str] = field(default_factory=list)
+    nodes: list[NodeInfo] = field(default_factory=list)
+    system_problems: list[str] = field(default_factory=list)
+    warnings: list[EventInfo] = field(default_factory=list)
+    error: KubeError | None = None
+    latency_ms: float = 0.0
+
+
+@dataclass
+class Eviction:
+    """How one eviction went: ``evicted``, ``gone`` (already deleted) or ``blocked`` (by a PDB)."""
+
+    outcome: str
+    budget: str = ""
+    message: str = ""
+
+
+def _node_info(node: k8s.V1Node) -> NodeInfo:
+    labels = node.metadata.labels or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/") and "/" in k)
+    conditions = {c.type: c.status for c in (node.status.conditions or [])}
+    ready_condition = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
+    ready = None if ready_condition is None or ready_condition.status == "Unknown" else ready_condition.status == "True"
+    taints = [f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}" for t in (node.spec.taints or [])]
+    return NodeInfo(
+        name=node.metadata.name,
+        roles=roles,
+        kubelet_version=node.status.node_info.kubelet_version if node.status.node_info else "",
+        ready=ready,
+        conditions=conditions,
+        unschedulable=bool(node.spec.unschedulable),
+        taints=taints,
+        labels=labels,
+        ready_message=ready_condition.message or "" if ready_condition is not None else "",
+    )
+
+
+def _pod_info(pod: k8s.V1Pod) -> PodInfo:
+    owner = next((r for r in (pod.metadata.owner_references or []) if r.controller), None)
+    ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+    return PodInfo(
+        namespace=pod.metadata.namespace,
+        name=pod.metadata.name,
+        phase=pod.status.phase or "",
+        ready=ready,
+        owner_kind=owner.kind if owner else "",
+        owner_name=owner.name if owner else "",
+        mirror=MIRROR_ANNOTATION in (pod.metadata.annotations or {}),
+        terminating=pod.metadata.deletion_timestamp is not None,
+        node=pod.spec.node_name or "",
+    )
+
+
+class Gateway:
+    """Operations on one cluster. ``key`` identifies the cluster for client caching."""
+
+    def __init__(self, credential: Credential, *, key: str = "", timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+        self.credential = credential
+        self.timeout = timeout
+        self.api = clients.api_client(key or credential.server, credential)
+
+    def _call(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        kwargs.setdefault("_request_timeout", self.timeout)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # every failure is translated; translate() re-raises what it does not know
+            raise translate(exc, server=self.credential.server, action=action) from exc
+
+    def _raw(self, action: str, path: str, query: list[tuple[str, str]] | None = None) -> tuple[int, str]:
+        """GET a non-resource path (``/readyz``); returns (status, text) even for 5xx."""
+        params = self.api.param_serialize(method="GET", resource_path=path, query_params=query or [],
+                                          header_params={"Accept": "text/plain, application/json"}, auth_settings=["BearerToken"])
+        try:
+            response = self.api.call_api(*params, _request_timeout=self.timeout)
+            response.read()
+            return response.status, (response.data or b"").decode(errors="replace")
+        except Exception as exc:  # translated below, like every other call
+            raise translate(exc, server=self.credential.server, action=action) from exc
+
+    @property
+    def core(self) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.api)
+
+    # ---- identity and health --------------------------------------------------
+
+    def version(self) -> str:
+        info = self._call("read the server version", k8s.VersionApi(self.api).get_code)
+        return info.git_version.lstrip("v")
+
+    def readyz(self) -> tuple[bool, list[str]]:
+        """Whether /readyz passes, and the names of the checks that fail."""
+        status, text = self._raw("read /readyz", "/readyz", [("verbose", "")])
+        if status == 401:
+            raise KubeError("unauthorized", "The API server refused the credential (401 Unauthorized) while trying to read "
+                                            "/readyz: the token or client certificate is wrong, expired or revoked.", 401)
+        failed = [line[3:].split(" ", 1)[0] for line in text.splitlines() if line.startswith("[-]")]
+        if status == 403:
+            return True, []  # /readyz is not readable by every credential; /version and nodes still tell
+        return status == 200 and not failed, failed
+
+    def nodes(self) -> list[NodeInfo]:
+        """All nodes, from the API server's cache (``resourceVersion=0``)."""
+        nodes = self._call("list nodes", self.core.list_node, resource_version="0")
+        return [_node_info(n) for n in nodes.items]
+
+    def node(self, name: str) -> NodeInfo:
+        return _node_info(self._call(f"read node {name}", self.core.read_node, name))
+
+    def system_problems(self) -> list[str]:
+        """kube-system pods that are not Running and Ready (one namespaced list, never cluster-wide)."""
+        pods = self._call("list kube-system pods", self.core.list_namespaced_pod, "kube-system")
+        problems = []
+        for pod in pods.items:
+            info = _pod_info(pod)
+            if info.terminating or info.phase == "Succeeded":
+                continue
+            if info.phase != "Running" or not info.ready:
+                problems.append(f"{info.name} ({info.phase or 'Unknown'}{'' if info.phase != 'Running' else ', not ready'})")
+        return problems
+
+    def warning_events(self, since: timedelta = timedelta(minutes=10), limit: int = 200) -> list[EventInfo]:
+        events = self._call("list warning events", self.core.list_event_for_all_namespaces, field_selector="type=Warning", limit=limit)
+        cutoff = datetime.now(UTC) - since
+        recent = []
+        for event in events.items:
+            seen = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+            if seen is not None and seen < cutoff:
+                continue
+            recent.append(EventInfo(event.metadata.namespace or "", event.type or "", event.reason or "", event.message or "",
+                                    f"{(event.involved_object.kind or '').lower()}/{event.involved_object.name}", seen))
+        return recent
+
+    def probe(self) -> ProbeResult:
+        """The dial tone: readyz, version, nodes, kube-system pods and recent warnings.
+
+        At most one /readyz, one /version and one node list; never a cluster-wide pod list.
+        Transport failures end the probe with ``error`` set.
+        """
+        started = datetime.now(UTC)
+        result = ProbeResult()
+        try:
+            result.ready, result.failed_checks = self.readyz()
+            result.version = self.version()
+            result.nodes = self.nodes()
+            result.system_problems = self.system_problems()
+            try:
+                result.warnings = self.warning_events()
+            except KubeError as exc:
+                if exc.kind != "forbidden":
+                    raise
+        except KubeError as exc:
+            result.error = exc
+        result.latency_ms = (datetime.now(UTC) - started).total_seconds() * 1000
+        return result
+
+    def check_access(self) -> str:
+        """Connect and prove the credential can read what pksweb needs; returns the version."""
+        version = self.version()
+        self._call("list nodes", self.core.list_node, limit=1)
+        return version
+
+    # ---- node operations ------------------------------------------------------
+
+    def set_unschedulable(self, node: str, unschedulable: bool) -> NodeInfo:
+        body = {"spec": {"unschedulable": True if unschedulable else None}}
+        action = f"{'cordon' if unschedulable else 'uncordon'} node {node}"
+        return _node_info(self._call(action, self.core.patch_node, node, body))
+
+    def pods_on_node(self, node: str) -> list[PodInfo]:
+        pods = self._call(f"list pods on node {node}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}")
+        return [_pod_info(p) for p in pods.items]
+
+    def evict(self, namespace: str, name: str) -> Eviction:
+        body = k8s.V1Eviction(metadata=k8s.V1ObjectMeta(name=name, namespace=namespace))
+        try:
+            self._call(f"evict pod {namespace}/{name}", self.core.create_namespaced_pod_eviction, name, namespace, body)
+        except KubeError as exc:
+            if exc.kind == "not_found":
+                return Eviction("gone")
+            if exc.status == 429 and exc.details.get("causes"):
+                cause = next((c.get("message", "") for c in exc.details["causes"] if c.get("reason") == "DisruptionBudget"), "")
+                match = PDB_CAUSE.search(cause)
+                return Eviction("blocked", match.group("name") if match else "", cause or exc.message)
+            if exc.status == 429:
+                return Eviction("blocked", "", exc.message)
+            raise
+        return Eviction("evicted")
+
+    # ---- reads for pages --------------------------------------------------------
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        items = self._call("list namespaces", self.core.list_namespace).items
+        return [{"name": n.metadata.name, "phase": n.status.phase if n.status else "",
+                 "tenant": (n.metadata.labels or {}).get("pksweb.io/tenant", "")} for n in items]
+
+    def pod_counts(self) -> dict[str, int]:
+        """Pods per node, read as raw JSON (no model per pod: fast on large clusters)."""
+        response = self._call("list pods", self.core.list_pod_for_all_namespaces, _preload_content=False,
+                              field_selector="status.phase!=Succeeded,status.phase!=Failed")
+        try:
+            data = json.loads(response.data)
+        finally:
+            response.release_conn()
+        counts: dict[str, int] = {}
+        for pod in data.get("items", []):
+            node = (pod.get("spec") or {}).get("nodeName") or ""
+            if node:
+                counts[node] = counts.get(node, 0) + 1
+        return counts
+
+    def recent_events(self, limit: int = 30) -> list[EventInfo]:
+        events = self._call("list events", self.core.list_event_for_all_namespaces, limit=500).items
+        infos = [EventInfo(e.metadata.namespace or "", e.type or "", e.reason or "", e.message or "",
+                           f"{(e.involved_object.kind or '').lower()}/{e.involved_object.name}",
+                           e.last_timestamp or e.event_time or e.metadata.creation_timestamp) for e in events]
+        infos.sort(key=lambda e: e.last_seen or datetime.min.replace(tzinfo=UTC), reverse=True)
+        return infos[:limit]

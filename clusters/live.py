@@ -1,0 +1,53 @@
+"""HTML fragments the fleet and cluster pages swap in when a cluster event arrives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from clusters import selectors
+from clusters.forms import NodeOperationForm
+from pksweb import policy
+from pksweb.models import Event
+
+STATUS_KINDS = {"cluster.status_changed", "cluster.version_changed", "cluster.registered", "cluster.updated",
+                "cluster.node_ready_changed"}
+NODE_KINDS = {"cluster.node_ready_changed", "cluster.status_changed", "cluster.operation_finished", "cluster.registered"}
+
+
+def fleet_fragments(cluster_id: int, user: Any, *, new: bool = False) -> str:
+    """The cluster's fleet row (or its removal) and the fleet counts; ``new`` rows are inserted."""
+    clusters = selectors.cluster_list(user=user)
+    cluster = clusters.filter(pk=cluster_id).first()
+    counts = render_to_string("clusters/_counts.html", {"counts": selectors.fleet_counts(clusters), "oob": True})
+    if cluster is None:
+        return f'<tr id="cluster-{cluster_id}" hx-swap-oob="delete"></tr>{counts}'
+    health = selectors.cluster_health_view(cluster, list(cluster.spans.all()))
+    row = render_to_string("clusters/_cluster_row.html", {"cluster": cluster, "health": health})
+    # Upsert: drop the row if the page has it, then put the fresh one on top of the table.
+    return (f'<tr id="cluster-{cluster_id}" hx-swap-oob="delete"></tr>'
+            f'<tbody hx-swap-oob="afterbegin:#fleet-rows">{row}</tbody>{counts}') if new else (
+        render_to_string("clusters/_cluster_row.html", {"cluster": cluster, "health": health, "oob": True}) + counts)
+
+
+def cluster_fragments(event: Event, cluster_id: int, user: Any) -> str:
+    """For the cluster page: the event row, and the sections the event changed."""
+    parts = [render_to_string("pksweb/_event_oob.html", {"event": event})]
+    if event.kind == "cluster.deleted":
+        parts.append('<section class="card" id="status-card" hx-swap-oob="true"><p class="errorlist">This cluster was removed from pksweb.</p></section>')
+        return "".join(parts)
+    cluster = selectors.cluster_get(user=user, pk=cluster_id)
+    if cluster is None:
+        return "".join(parts)
+    context = {"cluster": cluster, "oob": True, "can_operate": policy.can(user, "operate", cluster), "op_form": NodeOperationForm()}
+    if event.kind in STATUS_KINDS:
+        context["health"] = selectors.cluster_health_view(cluster, list(cluster.spans.all()))
+        parts.append(render_to_string("clusters/detail.html#status-card", context))
+    if event.kind in NODE_KINDS:
+        context["nodes"] = selectors.cluster_nodes(cluster=cluster)
+        parts.append(render_to_string("clusters/detail.html#nodes", context))
+    if event.kind.startswith("cluster.operation_"):
+        context["operations"] = selectors.cluster_operations(user=user, cluster=cluster)
+        parts.append(render_to_string("clusters/detail.html#operations", context))
+    return "".join(parts)

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState
+from pksweb.validators import dns_label
+
+
+class Cluster(models.Model):
+    """A registered Kubernetes cluster and its latest health.
+
+    The credential is stored only sealed (``clusters.crypto``); read it through
+    ``clusters.services.cluster_credential``. It is never rendered or serialized.
+    """
+
+    name = models.CharField(max_length=63, unique=True, validators=[dns_label])
+    server = models.CharField(max_length=500)
+    context = models.CharField(max_length=253, blank=True)
+    credential_sealed = models.TextField(editable=False)
+    status = models.CharField(max_length=12, choices=ClusterStatus.choices, default=ClusterStatus.UNKNOWN, db_index=True)
+    reasons = models.JSONField(default=list, blank=True)
+    version = models.CharField(max_length=40, blank=True, db_index=True)
+    nodes_ready = models.PositiveIntegerField(default=0)
+    nodes_total = models.PositiveIntegerField(default=0)
+    warnings = models.PositiveIntegerField(default=0)
+    last_probe_at = models.DateTimeField(null=True, blank=True)
+    last_probe_ms = models.PositiveIntegerField(null=True, blank=True)
+    status_since = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ClusterNode(models.Model):
+    """A node as the last probe saw it (pages read this; they never wait on the cluster)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="nodes")
+    name = models.CharField(max_length=253)
+    roles = models.JSONField(default=list, blank=True)
+    kubelet_version = models.CharField(max_length=40, blank=True)
+    ready = models.BooleanField(null=True)
+    ready_message = models.CharField(max_length=500, blank=True)
+    conditions = models.JSONField(default=dict, blank=True)
+    unschedulable = models.BooleanField(default=False)
+    taints = models.JSONField(default=list, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="cluster_node_once")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster_id}/{self.name}"
+
+    @property
+    def is_control_plane(self) -> bool:
+        return "control-plane" in self.roles or "master" in self.roles
+
+    @property
+    def pressures(self) -> list[str]:
+        return [c for c in ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable") if self.conditions.get(c) == "True"]
+
+
+class HealthSpan(models.Model):
+    """A stretch of time a cluster spent in one status: the health history."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="spans")
+    status = models.CharField(max_length=12, choices=ClusterStatus.choices)
+    reasons = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+        indexes = [models.Index(fields=["cluster", "started_at"], name="span_cluster_start")]
+        constraints = [models.UniqueConstraint(fields=["cluster"], condition=Q(ended_at__isnull=True), name="one_open_span_per_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster_id} {self.status} from {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class NodeOperation(models.Model):
+    """A cordon, uncordon or drain: the row is the truth; the task claims and runs it."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="operations")
+    node = models.CharField(max_length=253)
+    kind = models.CharField(max_length=10, choices=OperationKind.choices)
+    state = models.CharField(max_length=10, choices=OperationState.choices, default=OperationState.QUEUED, db_index=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by_name = models.CharField(max_length=150, blank=True)
+    timeout_seconds = models.PositiveIntegerField(default=300)
+    progress = models.JSONField(default=dict, blank=True)
+    report = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "node"], condition=Q(state__in=ACTIVE_STATES), name="one_active_operation_per_node"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.node} ({self.state})"
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES

@@ -1,0 +1,83 @@
+"""Reads of the fleet for a person, scoped by the policy, with constant query counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from clusters import health
+from clusters.choices import ClusterStatus
+from clusters.models import Cluster, ClusterNode, HealthSpan, NodeOperation
+from pksweb import policy
+from pksweb.models import Event
+
+DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
+
+
+def cluster_list(*, user: Any, window: timedelta = DAY) -> QuerySet[Cluster]:
+    """Clusters ``user`` may see, with the health spans of the last ``window`` prefetched."""
+    since = timezone.now() - window
+    spans = HealthSpan.objects.filter(Q(ended_at__isnull=True) | Q(ended_at__gte=since)).only(
+        "cluster_id", "status", "started_at", "ended_at").order_by("started_at")
+    return policy.restrict(user, Cluster.objects.defer("credential_sealed").prefetch_related(Prefetch("spans", queryset=spans)))
+
+
+def fleet_counts(queryset: QuerySet[Cluster]) -> dict[str, int]:
+    """How many clusters are in each status (one query)."""
+    rows = queryset.order_by().values("status").annotate(n=Count("id"))
+    counts = {s.value: 0 for s in ClusterStatus}
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    counts["total"] = sum(counts[s.value] for s in ClusterStatus)
+    return counts
+
+
+@dataclass
+class ClusterHealthView:
+    availability_day: float | None
+    availability_week: float | None
+    timeline_day: str
+    timeline_week: str
+
+
+def cluster_health_view(cluster: Cluster, spans: list[HealthSpan] | None = None) -> ClusterHealthView:
+    now = timezone.now()
+    spans = spans if spans is not None else list(cluster.spans.all())
+    return ClusterHealthView(
+        availability_day=health.availability(spans, now=now, window=DAY),
+        availability_week=health.availability(spans, now=now, window=WEEK),
+        timeline_day=health.timeline_svg(spans, now=now, window=DAY),
+        timeline_week=health.timeline_svg(spans, now=now, window=WEEK),
+    )
+
+
+def cluster_get(*, user: Any, pk: int) -> Cluster | None:
+    """One cluster with a week of spans, if ``user`` may see it."""
+    return cluster_list(user=user, window=WEEK).filter(pk=pk).first()
+
+
+def cluster_nodes(*, cluster: Cluster) -> QuerySet[ClusterNode]:
+    return ClusterNode.objects.filter(cluster=cluster).order_by("name")
+
+
+def cluster_operations(*, user: Any, cluster: Cluster, limit: int = 20) -> list[NodeOperation]:
+    return list(policy.restrict(user, NodeOperation.objects.filter(cluster=cluster))[:limit])
+
+
+def operation_get(*, user: Any, pk: int) -> NodeOperation | None:
+    return policy.restrict(user, NodeOperation.objects.select_related("cluster")).filter(pk=pk).first()
+
+
+def cluster_events(*, user: Any, cluster: Cluster, limit: int = 30) -> list[Event]:
+    events = policy.restrict(user, Event.objects.select_related("tenant"))
+    return list(events.filter(subject_type="cluster", subject_id=str(cluster.pk))[:limit])
+
+
+def cluster_spans(*, cluster: Cluster, window: timedelta = WEEK) -> list[HealthSpan]:
+    since = timezone.now() - window
+    return list(cluster.spans.filter(Q(ended_at__isnull=True) | Q(ended_at__gte=since)).order_by("started_at"))

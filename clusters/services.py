@@ -1,0 +1,458 @@
+"""Writes of the fleet: registering clusters, recording health, node operations.
+
+Every cluster call goes through ``clusters.kube``; every change a page shows is
+published through ``pksweb.events.publish``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from clusters import crypto, health
+from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState
+from clusters.kube import Credential, Gateway, KubeError, ProbeResult
+from clusters.kube import client as kube_clients
+from clusters.models import Cluster, ClusterNode, HealthSpan, NodeOperation
+from pksweb import policy
+from pksweb.choices import SubjectType
+from pksweb.events import publish
+from pksweb.services import lease_acquire, lease_release
+
+log = logging.getLogger(__name__)
+SWEEP_LEASE = "clusters.health_sweep"
+
+
+def cluster_credential(cluster: Cluster) -> Credential:
+    """The decrypted credential (server side only; never render or serialize it)."""
+    return Credential.from_dict(crypto.unseal(cluster.credential_sealed))
+
+
+def gateway_for(cluster: Cluster, timeout: tuple[float, float] | None = None) -> Gateway:
+    return Gateway(cluster_credential(cluster), key=f"cluster-{cluster.pk}", timeout=timeout or settings.PKSWEB_PROBE_TIMEOUT)
+
+
+def _publish(cluster: Cluster, kind: str, message: str, actor: Any = None, **payload: Any) -> None:
+    publish(kind=kind, message=message, actor=actor, subject_type=SubjectType.CLUSTER, subject_id=cluster.pk,
+            subject_label=cluster.name, payload=payload)
+
+
+def _connect(credential: Credential, field: str) -> str:
+    """Prove the credential works before anything is saved; returns the server version."""
+    try:
+        return Gateway(credential, key=f"check-{credential.fingerprint()[:12]}",
+                       timeout=settings.PKSWEB_PROBE_TIMEOUT).check_access()
+    except KubeError as exc:
+        raise ValidationError({field: exc.message}) from None
+
+
+def _require(user: Any, action: str, obj: Any) -> None:
+    """Ask the policy; ``user=None`` means pksweb itself (management commands, the embedded sandbox)."""
+    if user is not None and not policy.can(user, action, obj):
+        raise PermissionDenied("Only operators can change clusters.")
+
+
+# ---- registry ----------------------------------------------------------------------
+
+
+def cluster_register(*, name: str, credential: Credential, created_by: Any, context: str = "",
+                     credential_field: str = "kubeconfig", check: bool = True) -> Cluster:
+    """Register a cluster after proving pksweb can reach it with ``credential``.
+
+    Nothing is saved when the name is invalid or taken, or the cluster cannot be
+    reached or read; the ValidationError says why, on ``credential_field``.
+    ``check=False`` skips the connection (bulk imports of trusted fleets, benchmarks).
+    """
+    _require(created_by, "create", Cluster)
+    cluster = Cluster(name=(name or "").strip(), server=credential.server, context=context, created_by=created_by,
+                      credential_sealed="pending")
+    cluster.full_clean(exclude=["credential_sealed"])
+    version = _connect(credential, credential_field) if check else ""
+    with transaction.atomic():
+        cluster.credential_sealed = crypto.seal(credential.as_dict())
+        cluster.version = version
+        cluster.status_since = timezone.now()
+        try:
+            with transaction.atomic():
+                cluster.save()
+        except IntegrityError:
+            raise ValidationError({"name": f"A cluster called {cluster.name!r} is registered already."}) from None
+        HealthSpan.objects.create(cluster=cluster, status=ClusterStatus.UNKNOWN, started_at=cluster.status_since)
+        _publish(cluster, "cluster.registered", f"Cluster {cluster.name} registered ({credential.server})", created_by,
+                 version=version)
+        transaction.on_commit(lambda: _enqueue_probe(cluster.pk))
+    return cluster
+
+
+def _enqueue_probe(cluster_id: int) -> None:
+    from clusters.tasks import probe_cluster
+
+    probe_cluster.delay(cluster_id)
+
+
+def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None, credential: Credential | None = None,
+                   context: str | None = None, credential_field: str = "kubeconfig") -> Cluster:
+    """Rename a cluster and/or replace its credential (checked by connecting first)."""
+    _require(updated_by, "operate", cluster)
+    changes = []
+    if credential is not None:
+        _connect(credential, credential_field)
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if name is not None and name.strip() != locked.name:
+            locked.name = name.strip()
+            changes.append("name")
+        if credential is not None:
+            locked.credential_sealed = crypto.seal(credential.as_dict())
+            locked.server = credential.server
+            changes.append("credential")
+        if context is not None and context != locked.context:
+            locked.context = context
+        locked.full_clean(exclude=["credential_sealed"])
+        try:
+            with transaction.atomic():
+                locked.save()
+        except IntegrityError:
+            raise ValidationError({"name": f"A cluster called {locked.name!r} is registered already."}) from None
+        if changes:
+            _publish(locked, "cluster.updated", f"Cluster {locked.name}: {' and '.join(changes)} changed", updated_by,
+                     changed=changes)
+    if credential is not None:
+        kube_clients.forget(f"cluster-{cluster.pk}")
+    return locked
+
+
+def cluster_delete(*, cluster: Cluster, deleted_by: Any) -> None:
+    """Forget a cluster and its credential; its events stay in the audit trail."""
+    _require(deleted_by, "operate", cluster)
+    with transaction.atomic():
+        _publish(cluster, "cluster.deleted", f"Cluster {cluster.name} removed from pksweb", deleted_by)
+        Cluster.objects.filter(pk=cluster.pk).delete()
+    kube_clients.forget(f"cluster-{cluster.pk}")
+
+
+def credential_keys_rotate() -> int:
+    """Re-encrypt every stored credential with the newest key; returns how many."""
+    count = 0
+    for cluster in Cluster.objects.only("pk", "credential_sealed").iterator():
+        with transaction.atomic():
+            locked = Cluster.objects.select_for_update().only("pk", "credential_sealed").get(pk=cluster.pk)
+            Cluster.objects.filter(pk=locked.pk).update(credential_sealed=crypto.reseal(locked.credential_sealed))
+            count += 1
+    return count
+
+
+# ---- health ----------------------------------------------------------------------------
+
+
+def cluster_probe(*, cluster: Cluster) -> Cluster:
+    """Probe one cluster now and record what it showed."""
+    return cluster_health_record(cluster_id=cluster.pk, result=gateway_for(cluster).probe())
+
+
+@transaction.atomic
+def cluster_health_record(*, cluster_id: int, result: ProbeResult) -> Cluster:
+    """Store a probe's verdict; publish status, version and node readiness changes."""
+    cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
+    status, reasons = health.assess(result)
+    now = timezone.now()
+    old_status, old_version = cluster.status, cluster.version
+    cluster.reasons = reasons
+    cluster.last_probe_at = now
+    cluster.last_probe_ms = int(result.latency_ms)
+    cluster.warnings = len(result.warnings)
+    if result.error is None:
+        cluster.version = result.version
+        cluster.nodes_total = len(result.nodes)
+        cluster.nodes_ready = sum(1 for n in result.nodes if n.ready)
+    changed_status = status != old_status
+    if changed_status:
+        cluster.status = status
+        cluster.status_since = now
+        HealthSpan.objects.filter(cluster=cluster, ended_at__isnull=True).update(ended_at=now)
+        HealthSpan.objects.create(cluster=cluster, status=status, reasons=reasons, started_at=now)
+    cluster.save()
+    node_changes = _nodes_record(cluster, result) if result.error is None else []
+    if changed_status:
+        detail = f": {reasons[0]}" if reasons else ""
+        _publish(cluster, "cluster.status_changed", f"Cluster {cluster.name} is {status}{detail}",
+                 old=old_status, new=status, reasons=reasons)
+    if result.error is None and old_version and cluster.version != old_version:
+        _publish(cluster, "cluster.version_changed", f"Cluster {cluster.name} now runs Kubernetes {cluster.version} (was {old_version})",
+                 old=old_version, new=cluster.version)
+    for node, ready in node_changes:
+        _publish(cluster, "cluster.node_ready_changed",
+                 f"Node {node} of {cluster.name} is {'Ready' if ready else 'NotReady' if ready is False else 'unknown'}",
+                 node=node, ready=ready)
+    return cluster
+
+
+def _nodes_record(cluster: Cluster, result: ProbeResult) -> list[tuple[str, bool | None]]:
+    """Bring the node snapshot up to date; returns (node, ready) for readiness changes."""
+    existing = {n.name: n for n in ClusterNode.objects.filter(cluster=cluster)}
+    seen = set()
+    changes: list[tuple[str, bool | None]] = []
+    now = timezone.now()
+    for info in result.nodes:
+        seen.add(info.name)
+        values = {"roles": info.roles, "kubelet_version": info.kubelet_version, "ready": info.ready,
+                  "ready_message": info.ready_message[:500], "conditions": info.conditions,
+                  "unschedulable": info.unschedulable, "taints": info.taints, "labels": info.labels}
+        node = existing.get(info.name)
+        if node is None:
+            ClusterNode.objects.create(cluster=cluster, name=info.name, updated_at=now, **values)
+            continue
+        if node.ready != info.ready:
+            changes.append((info.name, info.ready))
+        if any(getattr(node, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(node, k, v)
+            node.updated_at = now
+            node.save()
+    gone = [name for name in existing if name not in seen]
+    if gone:
+        ClusterNode.objects.filter(cluster=cluster, name__in=gone).delete()
+    return changes
+
+
+@dataclass
+class SweepReport:
+    probed: int = 0
+    healthy: int = 0
+    degraded: int = 0
+    unreachable: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+    failures: list[str] = field(default_factory=list)
+
+
+def fleet_sweep(*, workers: int | None = None, timeout: tuple[float, float] | None = None,
+                on_result: Callable[[Cluster], None] | None = None) -> SweepReport:
+    """Probe every cluster concurrently (bounded) and record each result as it arrives.
+
+    One sweep at a time across all processes (a lease); a slow cluster holds only
+    its own worker thread until its per-call timeout; one cluster's failure never
+    fails the sweep.
+    """
+    holder = f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"
+    interval = settings.PKSWEB_HEALTH_INTERVAL
+    if not lease_acquire(name=SWEEP_LEASE, holder=holder, seconds=max(interval * 2, 60)):
+        return SweepReport(skipped=True)
+    started = time.monotonic()
+    report = SweepReport()
+    try:
+        clusters = list(Cluster.objects.only("pk", "name", "credential_sealed"))
+        timeout = timeout or settings.PKSWEB_PROBE_TIMEOUT
+        gateways = {}
+        for cluster in clusters:
+            try:
+                gateways[cluster.pk] = gateway_for(cluster, timeout)
+            except Exception as exc:  # a broken credential must not stop the sweep; it is reported
+                report.failures.append(f"{cluster.name}: {exc}")
+        with ThreadPoolExecutor(max_workers=workers or settings.PKSWEB_SWEEP_WORKERS, thread_name_prefix="probe") as pool:
+            futures = {pool.submit(gw.probe): cluster_id for cluster_id, gw in gateways.items()}
+            for future in as_completed(futures):
+                cluster_id = futures[future]
+                try:
+                    recorded = cluster_health_record(cluster_id=cluster_id, result=future.result())
+                except Cluster.DoesNotExist:
+                    continue  # deleted while being probed
+                except Exception as exc:  # recorded per cluster, never fatal to the sweep
+                    log.exception("recording the probe of cluster %s failed", cluster_id)
+                    report.failures.append(f"{cluster_id}: {exc}")
+                    continue
+                report.probed += 1
+                setattr(report, recorded.status, getattr(report, recorded.status, 0) + 1)
+                if on_result is not None:
+                    on_result(recorded)
+    finally:
+        lease_release(name=SWEEP_LEASE, holder=holder)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# ---- node operations -------------------------------------------------------------------------
+
+
+def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by: Any,
+                         timeout_seconds: int | None = None) -> NodeOperation:
+    """Queue a cordon, uncordon or drain of ``node``; refused while another operation on it is active."""
+    _require(requested_by, "operate", cluster)
+    if kind not in OperationKind.values:
+        raise ValidationError({"kind": f"{kind!r} is not an operation: use cordon, uncordon or drain."})
+    if not ClusterNode.objects.filter(cluster=cluster, name=node).exists():
+        raise ValidationError({"node": f"{cluster.name} has no node {node!r} (as of its last probe)."})
+    timeout = timeout_seconds or settings.PKSWEB_DRAIN_TIMEOUT
+    if not 10 <= timeout <= 86400:
+        raise ValidationError({"timeout_seconds": "Give the drain between 10 seconds and a day."})
+    with transaction.atomic():
+        running = NodeOperation.objects.select_for_update().filter(cluster=cluster, node=node, state__in=ACTIVE_STATES).first()
+        if running is not None:
+            raise ValidationError({"node": f"A {running.kind} of {node} is already {running.state} (operation #{running.pk}, "
+                                           f"started by {running.requested_by_name or 'someone'}); wait for it to finish."})
+        operation = NodeOperation(cluster=cluster, node=node, kind=kind, requested_by=requested_by,
+                                  requested_by_name=requested_by.get_username() if requested_by else "pksweb",
+                                  timeout_seconds=timeout)
+        operation.full_clean()
+        try:
+            with transaction.atomic():
+                operation.save()
+        except IntegrityError:
+            raise ValidationError({"node": f"Another operation on {node} started a moment ago; wait for it to finish."}) from None
+        _publish(cluster, "cluster.operation_queued", f"{kind.capitalize()} of node {node} on {cluster.name} queued",
+                 requested_by, operation=operation.pk, node=node, state=operation.state)
+        transaction.on_commit(lambda: _enqueue_operation(operation.pk))
+    return operation
+
+
+def _enqueue_operation(operation_id: int) -> None:
+    from clusters.tasks import node_operation_run
+
+    node_operation_run.delay(operation_id)
+
+
+def _claim(operation_id: int) -> NodeOperation | None:
+    with transaction.atomic():
+        operation = NodeOperation.objects.select_for_update().select_related("cluster").filter(pk=operation_id).first()
+        if operation is None or operation.state != OperationState.QUEUED:
+            return None
+        operation.state = OperationState.RUNNING
+        operation.started_at = timezone.now()
+        operation.save(update_fields=["state", "started_at"])
+        _publish(operation.cluster, "cluster.operation_started", f"{operation.kind.capitalize()} of node {operation.node} started",
+                 operation=operation.pk, node=operation.node, state=operation.state)
+        return operation
+
+
+def _progress(operation: NodeOperation, message: str, **progress: Any) -> None:
+    operation.progress = {**operation.progress, **progress, "message": message}
+    NodeOperation.objects.filter(pk=operation.pk).update(progress=operation.progress)
+    _publish(operation.cluster, "cluster.operation_progress", f"{operation.kind.capitalize()} of {operation.node}: {message}",
+             operation=operation.pk, node=operation.node, state=operation.state)
+
+
+def _finish(operation: NodeOperation, state: str, report: str) -> NodeOperation:
+    with transaction.atomic():
+        operation.state = state
+        operation.report = report
+        operation.finished_at = timezone.now()
+        operation.save(update_fields=["state", "report", "finished_at", "progress"])
+        verb = "finished" if state == OperationState.SUCCEEDED else "failed"
+        _publish(operation.cluster, "cluster.operation_finished", f"{operation.kind.capitalize()} of node {operation.node} {verb}: "
+                 f"{report.splitlines()[0] if report else ''}", operation=operation.pk, node=operation.node, state=state)
+    return operation
+
+
+def node_operation_execute(*, operation_id: int, sleep: Callable[[float], None] = time.sleep) -> NodeOperation | None:
+    """Run a queued operation; returns None when it was not queued (a second delivery)."""
+    operation = _claim(operation_id)
+    if operation is None:
+        return None
+    try:
+        gateway = gateway_for(operation.cluster)
+        if operation.kind == OperationKind.CORDON:
+            gateway.set_unschedulable(operation.node, True)
+            state, report = OperationState.SUCCEEDED, f"Node {operation.node} cordoned: no new pods will be scheduled there."
+        elif operation.kind == OperationKind.UNCORDON:
+            gateway.set_unschedulable(operation.node, False)
+            state, report = OperationState.SUCCEEDED, f"Node {operation.node} uncordoned: it takes new pods again."
+        else:
+            state, report = _drain(operation, gateway, sleep)
+    except KubeError as exc:
+        state, report = OperationState.FAILED, exc.message
+    # Re-read the nodes first, so the pages the finish event updates show the cordon.
+    _refresh_nodes(operation.cluster)
+    return _finish(operation, state, report)
+
+
+def _drain(operation: NodeOperation, gateway: Gateway, sleep: Callable[[float], None]) -> tuple[str, str]:
+    """Cordon, then evict every pod but DaemonSet and mirror pods, retrying PDB refusals until the timeout."""
+    node = operation.node
+    gateway.set_unschedulable(node, True)
+    pods = gateway.pods_on_node(node)
+    skipped = sorted(f"{p.key} ({'mirror pod' if p.mirror else 'DaemonSet'})" for p in pods if p.mirror or p.owner_kind == "DaemonSet")
+    pending = {p.key: p for p in pods if not (p.mirror or p.owner_kind == "DaemonSet") and not p.terminating}
+    evicted: list[str] = []
+    blocked: dict[str, str] = {}
+    _progress(operation, f"cordoned; {len(pending)} pods to evict, {len(skipped)} skipped", evicted=evicted, skipped=skipped,
+              blocked=blocked, pending=sorted(pending))
+    deadline = time.monotonic() + operation.timeout_seconds
+    while pending:
+        for key, pod in list(pending.items()):
+            outcome = gateway.evict(pod.namespace, pod.name)
+            if outcome.outcome in ("evicted", "gone"):
+                pending.pop(key)
+                blocked.pop(key, None)
+                evicted.append(key)
+                _progress(operation, f"evicted {key}", evicted=evicted, blocked=blocked, pending=sorted(pending))
+            else:
+                reason = f"PodDisruptionBudget {outcome.budget}" if outcome.budget else "the API server"
+                if blocked.get(key) != reason:
+                    blocked[key] = reason
+                    _progress(operation, f"{key} blocked by {reason}; retrying", evicted=evicted, blocked=blocked,
+                              pending=sorted(pending), detail=outcome.message)
+        if not pending or time.monotonic() >= deadline:
+            break
+        sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    # Evicted pods terminate gracefully; a drain is done when they are gone from the node.
+    while not pending and time.monotonic() < deadline:
+        remaining = [p.key for p in gateway.pods_on_node(node) if p.key in set(evicted)]
+        if not remaining:
+            break
+        sleep(1.0)
+    lines = [f"Evicted {len(evicted)} pod(s): {', '.join(evicted) or 'none'}.",
+             f"Skipped {len(skipped)}: {', '.join(skipped) or 'none'}."]
+    if pending:
+        by_budget: dict[str, list[str]] = {}
+        for key in pending:
+            by_budget.setdefault(blocked.get(key, "timeout"), []).append(key)
+        lines.insert(0, f"Drain of {node} stopped after {operation.timeout_seconds} s with {len(pending)} pod(s) not evicted.")
+        lines += [f"Blocked by {why}: {', '.join(sorted(keys))}." for why, keys in sorted(by_budget.items())]
+        operation.progress = {**operation.progress, "evicted": evicted, "skipped": skipped, "blocked": blocked, "pending": sorted(pending)}
+        return OperationState.FAILED, "\n".join(lines)
+    lines.insert(0, f"Node {node} drained: cordoned and empty but for DaemonSet and mirror pods.")
+    operation.progress = {**operation.progress, "evicted": evicted, "skipped": skipped, "blocked": {}, "pending": []}
+    return OperationState.SUCCEEDED, "\n".join(lines)
+
+
+def _refresh_nodes(cluster: Cluster) -> None:
+    """Re-read the nodes after an operation so pages show cordons at once."""
+    try:
+        nodes = gateway_for(cluster).nodes()
+    except KubeError:
+        return  # the next sweep will catch up; the operation's own report says what happened
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        for node, ready in _nodes_record(locked, ProbeResult(nodes=nodes)):
+            _publish(locked, "cluster.node_ready_changed", f"Node {node} of {locked.name} is {'Ready' if ready else 'NotReady'}",
+                     node=node, ready=ready)
+
+
+def sandbox_fleet_register(*, kubeconfigs: dict[str, dict[str, Any]]) -> list[Cluster]:
+    """Register (or re-point) the embedded sandbox's clusters, by name; used by ``manage.py serve``."""
+    import yaml
+
+    from clusters.kube import parse_kubeconfig
+
+    clusters = []
+    for name, kubeconfig in kubeconfigs.items():
+        context, credential = parse_kubeconfig(yaml.safe_dump(kubeconfig))
+        existing = Cluster.objects.filter(name=name).first()
+        if existing is None:
+            clusters.append(cluster_register(name=name, credential=credential, context=context, created_by=None))
+        elif cluster_credential(existing) != credential:
+            clusters.append(cluster_update(cluster=existing, updated_by=None, credential=credential, context=context))
+        else:
+            clusters.append(existing)
+    return clusters

@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from clusters import selectors, services
+from clusters.filters import ClusterFilter
+from clusters.forms import ClusterEditForm, ClusterRegisterForm, NodeOperationForm
+from clusters.kube import KubeError
+from clusters.models import Cluster
+from pksweb import policy
+from pksweb import selectors as event_selectors
+
+
+def _cluster_or_404(request: HttpRequest, pk: int) -> Cluster:
+    cluster = selectors.cluster_get(user=request.user, pk=pk)
+    if cluster is None:
+        raise Http404("No such cluster.")
+    return cluster
+
+
+def fleet_rows(clusters: Any) -> list[dict[str, Any]]:
+    """Per-cluster rows for the fleet table (health computed from prefetched spans)."""
+    return [{"cluster": c, "health": selectors.cluster_health_view(c, list(c.spans.all()))} for c in clusters]
+
+
+def _form_errors_into(form: Any, exc: ValidationError) -> None:
+    errors = exc.error_dict if hasattr(exc, "error_dict") else {None: exc.error_list}
+    for field, field_errors in errors.items():
+        form.add_error(field if field in form.fields else None, field_errors)
+
+
+@require_GET
+@login_required
+def fleet(request: HttpRequest) -> HttpResponse:
+    """Every cluster's dial tone, live: status, reasons, version, nodes, availability."""
+    if not policy.is_platform(request.user):
+        raise PermissionDenied("The fleet is for the platform team; your namespaces are under My tenants.")
+    clusters = selectors.cluster_list(user=request.user)
+    filtered = ClusterFilter(request.GET, queryset=clusters)
+    context = {
+        "filter": filtered,
+        "rows": fleet_rows(filtered.qs),
+        "counts": selectors.fleet_counts(clusters),
+        "can_register": policy.can(request.user, "create", Cluster),
+        "ws_path": "/ws/fleet/",
+        "cursor": event_selectors.latest_event_id(user=request.user),
+    }
+    if request.htmx and request.htmx.target == "fleet-table":
+        return render(request, "clusters/fleet.html#fleet-table", context)
+    return render(request, "clusters/fleet.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def cluster_register(request: HttpRequest) -> HttpResponse:
+    """Register a cluster from a kubeconfig or server + token; nothing is saved unless it connects."""
+    if not policy.can(request.user, "create", Cluster):
+        raise PermissionDenied("Only operators can register clusters.")
+    form = ClusterRegisterForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid() and form.credential_input is not None:
+        given = form.credential_input
+        try:
+            cluster = services.cluster_register(name=form.cleaned_data["name"], credential=given.credential,
+                                                context=given.context, created_by=request.user, credential_field=given.field)
+        except ValidationError as exc:
+            _form_errors_into(form, exc)
+        else:
+            messages.success(request, f"Cluster {cluster.name} registered; its first probe is on the way.")
+            url = reverse("clusters:detail", args=[cluster.pk])
+            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "clusters/register.html", {"form": form}, status=status)
+
+
+@require_GET
+@login_required
+def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One cluster: status, availability, nodes, operations, events; live."""
+    cluster = _cluster_or_404(request, pk)
+    return render(request, "clusters/detail.html", cluster_context(request, cluster))
+
+
+def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
+    events = selectors.cluster_events(user=request.user, cluster=cluster)
+    return {
+        "cluster": cluster,
+        "health": selectors.cluster_health_view(cluster, list(cluster.spans.all())),
+        "nodes": selectors.cluster_nodes(cluster=cluster),
+        "operations": selectors.cluster_operations(user=request.user, cluster=cluster),
+        "events": events,
+        "cursor": events[0].pk if events else 0,
+        "can_operate": policy.can(request.user, "operate", cluster),
+        "ws_path": f"/ws/clusters/{cluster.pk}/",
+        "op_form": NodeOperationForm(),
+    }
+
+
+@require_GET
+@login_required
+def cluster_live(request: HttpRequest, pk: int) -> HttpResponse:
+    """What only the cluster knows right now (pods per node, namespaces, events); loaded after the page."""
+    cluster = _cluster_or_404(request, pk)
+    context: dict[str, Any] = {"cluster": cluster}
+    try:
+        gateway = services.gateway_for(cluster)
+        context["pod_counts"] = gateway.pod_counts()
+        context["namespaces"] = gateway.namespaces()
+        context["kube_events"] = gateway.recent_events(limit=20)
+    except KubeError as exc:
+        context["error"] = exc.message
+    return render(request, "clusters/_live.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Rename a cluster or replace its credential (checked before saving)."""
+    cluster = _cluster_or_404(request, pk)
+    if not policy.can(request.user, "operate", cluster):
+        raise PermissionDenied("Only operators can change clusters.")
+    form = ClusterEditForm(request.POST or None, request.FILES or None, initial={"name": cluster.name})
+    if request.method == "POST" and form.is_valid():
+        given = form.credential_input
+        try:
+            services.cluster_update(cluster=cluster, updated_by=request.user, name=form.cleaned_data["name"],
+                                    credential=given.credential if given else None, context=given.context if given else None,
+                                    credential_field=given.field if given else "kubeconfig")
+        except ValidationError as exc:
+            _form_errors_into(form, exc)
+        else:
+            messages.success(request, "Cluster updated.")
+            return redirect("clusters:detail", pk=cluster.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "clusters/edit.html", {"form": form, "cluster": cluster}, status=status)
+
+
+@require_POST
+@login_required
+def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    cluster = _cluster_or_404(request, pk)
+    services.cluster_delete(cluster=cluster, deleted_by=request.user)
+    messages.success(request, f"Cluster {cluster.name} and its credential were removed.")
+    return HttpResponseClientRedirect(reverse("clusters:fleet")) if request.htmx else redirect("clusters:fleet")
+
+
+@require_POST
+@login_required
+def cluster_probe(request: HttpRequest, pk: int) -> HttpResponse:
+    """Probe now; the result arrives on the page through the event path too."""
+    cluster = _cluster_or_404(request, pk)
+    if not policy.can(request.user, "operate", cluster):
+        raise PermissionDenied("Only operators can probe clusters on demand.")
+    cluster = services.cluster_probe(cluster=cluster)
+    cluster = _cluster_or_404(request, pk)
+    if request.htmx:
+        return render(request, "clusters/detail.html#status-card", cluster_context(request, cluster))
+    return redirect("clusters:detail", pk=pk)
+
+
+@require_POST
+@login_required
+def node_operation(request: HttpRequest, pk: int, node: str, kind: str) -> HttpResponse:
+    """Start a cordon, uncordon or drain; progress arrives live."""
+    cluster = _cluster_or_404(request, pk)
+    form = NodeOperationForm(request.POST)
+    error = ""
+    if form.is_valid():
+        try:
+            services.node_operation_start(cluster=cluster, node=node, kind=kind, requested_by=request.user,
+                                          timeout_seconds=form.cleaned_data.get("timeout_seconds"))
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+    else:
+        error = " ".join(e for errs in form.errors.values() for e in errs)
+    if request.htmx:
+        context = cluster_context(request, cluster)
+        context["operation_error"] = error
+        return render(request, "clusters/detail.html#operations", context, status=400 if error else 200)
+    if error:
+        messages.error(request, error)
+    return redirect("clusters:detail", pk=pk)
