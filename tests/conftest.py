@@ -132,3 +132,16 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def celery_worker_thread():
+    """A real Celery worker in a thread on the in-memory broker, started on an empty queue
+    (tasks earlier tests queued without a worker are dropped first)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from pksweb.celery import app
+
+    app.control.purge()
+    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30) as worker:
+        yield worker

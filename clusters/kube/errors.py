@@ -82,13 +82,15 @@ def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
     if isinstance(reason, urllib3.exceptions.SSLError) or isinstance(reason, ssl.SSLError):
         return KubeError("tls", f"TLS verification of {server} failed ({text.split(':', 1)[-1].strip()[:200]}): check the CA "
                                 "certificate (certificate-authority-data) and that the server name matches its certificate.")
+    # urllib3's NewConnectionError subclasses ConnectTimeoutError: test for refusals first.
+    if "Connection refused" in text or isinstance(reason, ConnectionRefusedError):
+        return KubeError("refused", f"Connection to {server} was refused: nothing listens at that address and port "
+                                    "(is the API server up and the port right?).")
     if isinstance(reason, (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout)):
         return KubeError("timeout", f"{server} did not answer in time while trying to {action}: the cluster or the network "
                                     "to it is down or overloaded.")
-    if isinstance(reason, urllib3.exceptions.NewConnectionError) or isinstance(reason, ConnectionRefusedError) \
-            or "Connection refused" in text:
-        return KubeError("refused", f"Connection to {server} was refused: nothing listens at that address and port "
-                                    "(is the API server up and the port right?).")
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return KubeError("unreachable", f"Could not connect to {server}: {text.split(':', 1)[-1].strip()[:200]}.")
     if isinstance(reason, (urllib3.exceptions.ProtocolError, ConnectionError)) or "Connection aborted" in text \
             or "RemoteDisconnected" in text:
         return KubeError("dropped", f"{server} dropped the connection without answering while trying to {action}.")

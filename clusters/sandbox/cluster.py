@@ -122,6 +122,8 @@ class SandboxCluster:
         self.random = random.Random(f"{self.seed}:{self.name}")
         self.token = self.token or f"{self.name}-{uuid.UUID(int=self.random.getrandbits(128)).hex}"
         self.readonly_token = self.readonly_token or f"{self.name}-ro-{uuid.UUID(int=self.random.getrandbits(128)).hex}"
+        # Authenticates, but RBAC allows it nothing: for testing 403 handling.
+        self.denied_token = f"{self.name}-denied-{uuid.UUID(int=self.random.getrandbits(128)).hex}"
         self.rv = 0
         self.objects: dict[ResourceType, dict[Key, Obj]] = {r: {} for r in RESOURCES}
         self.log: deque[LogEntry] = deque(maxlen=self.watch_log_size)
@@ -140,9 +142,13 @@ class SandboxCluster:
             return "system:serviceaccount:kube-system:pksweb-admin"
         if token and token == self.readonly_token:
             return "system:serviceaccount:kube-system:pksweb-viewer"
+        if token and token == self.denied_token:
+            return "system:serviceaccount:kube-system:pksweb-denied"
         return None
 
     def may(self, user: str, verb: str) -> bool:
+        if user.endswith("pksweb-denied"):
+            return False
         return user.endswith("pksweb-admin") or verb in ("get", "list", "watch")
 
     @property

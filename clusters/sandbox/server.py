@@ -74,15 +74,19 @@ class Sandbox:
     def server_url(self, name: str) -> str:
         return f"{self.url}/c/{name}"
 
-    def kubeconfig(self, name: str, *, readonly: bool = False) -> dict[str, Any]:
-        """An ordinary kubeconfig for one cluster (bearer-token auth)."""
+    def kubeconfig(self, name: str, *, readonly: bool = False, denied: bool = False) -> dict[str, Any]:
+        """An ordinary kubeconfig for one cluster (bearer-token auth).
+
+        ``readonly``: a token that may only read; ``denied``: one that RBAC allows nothing.
+        """
         cluster = self.clusters[name]
-        user = f"{name}-{'viewer' if readonly else 'admin'}"
+        user = f"{name}-{'viewer' if readonly else 'denied' if denied else 'admin'}"
+        token = cluster.readonly_token if readonly else cluster.denied_token if denied else cluster.token
         return {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": name, "cluster": {"server": self.server_url(name)}}],
-            "users": [{"name": user, "user": {"token": cluster.readonly_token if readonly else cluster.token}}],
+            "users": [{"name": user, "user": {"token": token}}],
             "contexts": [{"name": name, "context": {"cluster": name, "user": user, "namespace": "default"}}],
             "current-context": name,
             "preferences": {},

@@ -28,11 +28,10 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    data = tmp_path_factory.mktemp("embedded")
+def start_embedded(data: Path, **extra_env: str) -> Iterator[dict]:
+    """`make run`'s steps (migrate, seed, serve) in a temporary data directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PKSWEB_", "DATABASE_URL", "REDIS_URL"))}
-    env.update({"PKSWEB_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"})
+    env.update({"PKSWEB_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1", **extra_env})
 
     def manage(*args: str) -> str:
         result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
@@ -58,11 +57,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 pass
             assert time.monotonic() < deadline, "embedded server did not start"
             time.sleep(0.2)
-        yield {"url": url, "token": manage("apitoken", "operator").strip(), "log": data / "server.log"}
+        yield {"url": url, "token": manage("apitoken", "operator").strip(), "log": data / "server.log", "data": data}
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        proc.wait(15)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    yield from start_embedded(tmp_path_factory.mktemp("embedded"), PKSWEB_SANDBOX_CLUSTERS="0")
 
 
 @pytest.fixture(scope="module")

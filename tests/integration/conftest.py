@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+from cryptography.fernet import Fernet
 
 from tests.conftest import require_service
 
@@ -93,6 +94,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         **{k: v for k, v in os.environ.items() if not k.startswith(("PKSWEB_", "DATABASE_URL", "REDIS_URL"))},
         "PKSWEB_MODE": "production",
         "PKSWEB_SECRET_KEY": uuid.uuid4().hex * 2,
+        "PKSWEB_CREDENTIAL_KEYS": Fernet.generate_key().decode(),
         "DATABASE_URL": PG_URL.rsplit("/", 1)[0] + f"/{database}",
         "REDIS_URL": REDIS_URL,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",

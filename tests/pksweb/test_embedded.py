@@ -4,7 +4,6 @@ reaches an open websocket through the in-process channel layer."""
 from __future__ import annotations
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
@@ -16,13 +15,12 @@ from tests.pksweb.test_consumers import socket
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 
-async def test_event_from_worker_thread_reaches_open_page(operator):
+async def test_event_from_worker_thread_reaches_open_page(operator, celery_worker_thread):
     assert isinstance(get_channel_layer(), EmbeddedChannelLayer)
     assert celery_app.conf.broker_url.startswith("memory://")
     communicator = await socket("/ws/activity/", operator)
     assert (await communicator.connect())[0]
-    with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30):
-        await database_sync_to_async(announce.delay)(author_id=operator.pk, message="from the worker thread")
-        html = await communicator.receive_from(timeout=15)
+    await database_sync_to_async(announce.delay)(author_id=operator.pk, message="from the worker thread")
+    html = await communicator.receive_from(timeout=15)
     assert "from the worker thread" in html and 'hx-swap-oob="afterbegin"' in html
     await communicator.disconnect()

@@ -16,6 +16,7 @@ COMPLETE = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "ALLOWED_HOSTS": "pksweb.example",
+    "PKSWEB_CREDENTIAL_KEYS": "Y3JlZGVudGlhbC1rZXktZm9yLXRlc3RzLW9ubHktMDE=",
 }
 
 
@@ -27,7 +28,7 @@ def manage_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("missing", ["PKSWEB_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"])
+@pytest.mark.parametrize("missing", ["PKSWEB_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "PKSWEB_CREDENTIAL_KEYS"])
 def test_missing_production_variable_is_named(missing):
     result = manage_check({k: v for k, v in COMPLETE.items() if k != missing})
     assert result.returncode != 0

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import datetime
+import http.server
+import ssl
+import threading
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from rest_framework.test import APIClient
+
+from clusters.kube.credentials import Credential
+from clusters.services import cluster_register
+from pksweb import services as core_services
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory):
+    """An HTTPS server with a self-signed certificate pksweb was not told to trust."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "untrusted.example")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def operator_api(operator):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=operator)}")
+    return client
+
+
+@pytest.fixture
+def viewer_api(viewer):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=viewer)}")
+    return client
+
+
+@pytest.fixture
+def registered(db, sandbox, sandbox_cluster, operator, django_capture_on_commit_callbacks):
+    """``sandbox_cluster`` registered in pksweb (by the operator), first probe done."""
+    from clusters.services import cluster_probe
+
+    with django_capture_on_commit_callbacks(execute=False):
+        cluster = cluster_register(name=sandbox_cluster.name, credential=Credential.from_dict(
+            {"server": sandbox.server_url(sandbox_cluster.name), "token": sandbox_cluster.token}), created_by=operator)
+    return cluster_probe(cluster=cluster)
+
+
+def kubeconfig_text(sandbox, name, **kwargs) -> str:
+    return yaml.safe_dump(sandbox.kubeconfig(name, **kwargs))

@@ -1,0 +1,81 @@
+"""Live fleet and cluster pages over websockets."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+
+from clusters.services import cluster_probe, node_operation_execute, node_operation_start
+from pksweb.consumers import CLOSE_FORBIDDEN
+from tests.pksweb.test_consumers import socket
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+async def test_tenant_admin_cannot_watch_the_fleet(tenant_admin):
+    connected, code = await (await socket("/ws/fleet/", tenant_admin)).connect()
+    assert not connected and code == CLOSE_FORBIDDEN
+
+
+async def test_unknown_cluster_is_refused(viewer):
+    connected, code = await (await socket("/ws/clusters/999999/", viewer)).connect()
+    assert not connected and code == CLOSE_FORBIDDEN
+
+
+async def test_fleet_row_turns_unreachable_live(viewer, registered, sandbox_cluster):
+    communicator = await socket(f"/ws/fleet/?after={await database_sync_to_async(_latest)()}", viewer)
+    assert (await communicator.connect())[0]
+    sandbox_cluster.faults.update({"unreachable": True})
+    await database_sync_to_async(cluster_probe)(cluster=registered)
+    html = await communicator.receive_from(timeout=5)
+    assert f'<tr id="cluster-{registered.pk}" data-status="unreachable" hx-swap-oob="true">' in html
+    assert 'id="fleet-counts"' in html and "<b>1</b> unreachable" in html
+    assert 'id="event-cursor"' in html
+    await communicator.disconnect()
+
+
+async def test_fleet_replay_coalesces_per_cluster(viewer, registered, sandbox_cluster):
+    before = await database_sync_to_async(_latest)()
+    for faults in ({"unreachable": True}, {"unreachable": False}, {"unreachable": True}):
+        sandbox_cluster.faults.update(faults)
+        await database_sync_to_async(cluster_probe)(cluster=registered)
+    communicator = await socket(f"/ws/fleet/?after={before}", viewer)
+    assert (await communicator.connect())[0]
+    html = await communicator.receive_from(timeout=5)
+    assert 'data-status="unreachable"' in html
+    assert await communicator.receive_nothing(timeout=0.3)  # three status changes, one row
+    await communicator.disconnect()
+
+
+async def test_cluster_page_follows_a_drain(operator, registered, sandbox_cluster):
+    communicator = await socket(f"/ws/clusters/{registered.pk}/?after={await database_sync_to_async(_latest)()}", operator)
+    assert (await communicator.connect())[0]
+    node = f"{sandbox_cluster.name}-w-1"
+    operation = await database_sync_to_async(_start)(registered, node, operator)
+    queued = await communicator.receive_from(timeout=5)
+    assert "cluster.operation_queued" in queued and f'<tr id="operation-{operation.pk}" data-state="queued"' in queued
+    await database_sync_to_async(node_operation_execute)(operation_id=operation.pk)
+    messages = []
+    while True:
+        message = await communicator.receive_from(timeout=5)
+        messages.append(message)
+        if "cluster.operation_finished" in message:
+            break
+    final = messages[-1]
+    assert f'<tr id="operation-{operation.pk}" data-state="succeeded"' in final
+    assert 'id="nodes" hx-swap-oob="true"' in final and "cordoned" in final
+    assert any("cluster.operation_progress" in m for m in messages)
+    await communicator.disconnect()
+
+
+def _latest() -> int:
+    from pksweb.models import Event
+
+    return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def _start(cluster, node, user):
+    from django.db import transaction
+
+    with transaction.atomic():
+        return node_operation_start(cluster=cluster, node=node, kind="drain", requested_by=user)

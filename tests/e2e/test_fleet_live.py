@@ -1,0 +1,42 @@
+"""A real browser on the embedded server with its sandbox fleet: a cluster cut off turns
+unreachable on the fleet page without a reload."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import yaml
+
+from tests.e2e.test_activity_live import browser, sign_in, start_embedded  # noqa: F401 - fixtures
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def fleet_server(tmp_path_factory):
+    yield from start_embedded(tmp_path_factory.mktemp("fleet"), PKSWEB_SANDBOX_CLUSTERS="2",
+                              PKSWEB_SANDBOX_PORT=str(free_port()), PKSWEB_HEALTH_INTERVAL="1",
+                              PKSWEB_PROBE_CONNECT_TIMEOUT="1", PKSWEB_PROBE_READ_TIMEOUT="1")
+
+
+def test_cluster_cut_off_turns_unreachable_live(fleet_server, browser):  # noqa: F811 - pytest fixture
+    page = browser.new_page()
+    sign_in(page, fleet_server["url"], "operator", "operator-demo")
+    page.goto(fleet_server["url"] + "/clusters/")
+    page.wait_for_selector("#live-status[data-state=live]", timeout=10_000)
+    page.wait_for_selector("tr[id^=cluster-][data-status=healthy] >> text=sandbox-1", timeout=15_000)
+    page.evaluate("window.__sameDocument = true")
+    row_id = page.eval_on_selector("tr:has(a:text-is('sandbox-1'))", "el => el.id")
+
+    kubeconfig = yaml.safe_load((fleet_server["data"] / "sandbox" / "sandbox-1.kubeconfig").read_text())
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    token = kubeconfig["users"][0]["user"]["token"]
+    cut = httpx.put(f"{server}/sandbox/faults", json={"unreachable": True}, headers={"Authorization": f"Bearer {token}"})
+    assert cut.status_code == 200
+
+    page.wait_for_selector(f"#{row_id}[data-status=unreachable]", timeout=20_000)
+    assert "dropped the connection" in page.inner_text(f"#{row_id}")
+    assert page.evaluate("window.__sameDocument") is True
+    assert "1 unreachable" in page.inner_text("#fleet-counts")
+    page.close()
