@@ -8,6 +8,7 @@ from django.template.loader import render_to_string
 
 from clusters import selectors
 from clusters.forms import NodeOperationForm
+from clusters.rows import render_one
 from pksweb import policy
 from pksweb.models import Event
 
@@ -18,17 +19,19 @@ NODE_KINDS = {"cluster.node_ready_changed", "cluster.status_changed", "cluster.o
 
 def fleet_fragments(cluster_id: int, user: Any, *, new: bool = False) -> str:
     """The cluster's fleet row (or its removal) and the fleet counts; ``new`` rows are inserted."""
-    clusters = selectors.cluster_list(user=user)
-    cluster = clusters.filter(pk=cluster_id).first()
+    clusters = selectors.cluster_scope(user=user)
     counts = render_to_string("clusters/_counts.html", {"counts": selectors.fleet_counts(clusters), "oob": True})
-    if cluster is None:
+    if new:
+        row = render_one(cluster_id, clusters)
+        if row is None:
+            return counts
+        # Upsert: drop the row if the page has it, then put the fresh one on top of the table.
+        return (f'<tr id="cluster-{cluster_id}" hx-swap-oob="delete"></tr>'
+                f'<tbody hx-swap-oob="afterbegin:#fleet-rows">{row}</tbody>{counts}')
+    row = render_one(cluster_id, clusters, oob=True)
+    if row is None:
         return f'<tr id="cluster-{cluster_id}" hx-swap-oob="delete"></tr>{counts}'
-    health = selectors.cluster_health_view(cluster, list(cluster.spans.all()))
-    row = render_to_string("clusters/_cluster_row.html", {"cluster": cluster, "health": health})
-    # Upsert: drop the row if the page has it, then put the fresh one on top of the table.
-    return (f'<tr id="cluster-{cluster_id}" hx-swap-oob="delete"></tr>'
-            f'<tbody hx-swap-oob="afterbegin:#fleet-rows">{row}</tbody>{counts}') if new else (
-        render_to_string("clusters/_cluster_row.html", {"cluster": cluster, "health": health, "oob": True}) + counts)
+    return row + counts
 
 
 def cluster_fragments(event: Event, cluster_id: int, user: Any) -> str:

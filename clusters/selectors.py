@@ -19,12 +19,19 @@ DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
 
 
+def cluster_scope(*, user: Any) -> QuerySet[Cluster]:
+    """Clusters ``user`` may see, nothing prefetched (for counts and lean rows)."""
+    return policy.restrict(user, Cluster.objects.all())
+
+
 def cluster_list(*, user: Any, window: timedelta = DAY) -> QuerySet[Cluster]:
     """Clusters ``user`` may see, with the health spans of the last ``window`` prefetched."""
     since = timezone.now() - window
     spans = HealthSpan.objects.filter(Q(ended_at__isnull=True) | Q(ended_at__gte=since)).only(
         "cluster_id", "status", "started_at", "ended_at").order_by("started_at")
-    return policy.restrict(user, Cluster.objects.defer("credential_sealed").prefetch_related(Prefetch("spans", queryset=spans)))
+    fields = ("name", "status", "reasons", "version", "nodes_ready", "nodes_total", "last_probe_at", "server", "context",
+              "warnings", "last_probe_ms", "status_since", "created_at")
+    return policy.restrict(user, Cluster.objects.only(*fields).prefetch_related(Prefetch("spans", queryset=spans)))
 
 
 def fleet_counts(queryset: QuerySet[Cluster]) -> dict[str, int]:
@@ -45,14 +52,15 @@ class ClusterHealthView:
     timeline_week: str
 
 
-def cluster_health_view(cluster: Cluster, spans: list[HealthSpan] | None = None) -> ClusterHealthView:
+def cluster_health_view(cluster: Cluster, spans: list[HealthSpan] | None = None, *, week: bool = True) -> ClusterHealthView:
+    """Availability and timelines over 24 h (and 7 d unless ``week`` is off, as on the fleet page)."""
     now = timezone.now()
     spans = spans if spans is not None else list(cluster.spans.all())
     return ClusterHealthView(
         availability_day=health.availability(spans, now=now, window=DAY),
-        availability_week=health.availability(spans, now=now, window=WEEK),
+        availability_week=health.availability(spans, now=now, window=WEEK) if week else None,
         timeline_day=health.timeline_svg(spans, now=now, window=DAY),
-        timeline_week=health.timeline_svg(spans, now=now, window=WEEK),
+        timeline_week=health.timeline_svg(spans, now=now, window=WEEK) if week else "",
     )
 
 

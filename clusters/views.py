@@ -16,6 +16,7 @@ from clusters.filters import ClusterFilter
 from clusters.forms import ClusterEditForm, ClusterRegisterForm, NodeOperationForm
 from clusters.kube import KubeError
 from clusters.models import Cluster
+from clusters.rows import context_rows, fleet_rows
 from pksweb import policy
 from pksweb import selectors as event_selectors
 
@@ -25,11 +26,6 @@ def _cluster_or_404(request: HttpRequest, pk: int) -> Cluster:
     if cluster is None:
         raise Http404("No such cluster.")
     return cluster
-
-
-def fleet_rows(clusters: Any) -> list[dict[str, Any]]:
-    """Per-cluster rows for the fleet table (health computed from prefetched spans)."""
-    return [{"cluster": c, "health": selectors.cluster_health_view(c, list(c.spans.all()))} for c in clusters]
 
 
 def _form_errors_into(form: Any, exc: ValidationError) -> None:
@@ -44,11 +40,11 @@ def fleet(request: HttpRequest) -> HttpResponse:
     """Every cluster's dial tone, live: status, reasons, version, nodes, availability."""
     if not policy.is_platform(request.user):
         raise PermissionDenied("The fleet is for the platform team; your namespaces are under My tenants.")
-    clusters = selectors.cluster_list(user=request.user)
+    clusters = selectors.cluster_scope(user=request.user)
     filtered = ClusterFilter(request.GET, queryset=clusters)
     context = {
         "filter": filtered,
-        "rows": fleet_rows(filtered.qs),
+        **context_rows(fleet_rows(filtered.qs)),
         "counts": selectors.fleet_counts(clusters),
         "can_register": policy.can(request.user, "create", Cluster),
         "ws_path": "/ws/fleet/",
