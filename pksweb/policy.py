@@ -105,3 +105,18 @@ def is_operator(user: Any) -> bool:
     from pksweb.choices import Role
 
     return _signed_in(user) and user.role == Role.OPERATOR
+
+
+def admin_tenant_ids(user: Any) -> frozenset[int]:
+    """Ids of the tenants ``user`` administers (member with role admin)."""
+    if not _signed_in(user):
+        return frozenset()
+    cached = getattr(user, "_pksweb_admin_tenant_ids", None)
+    if cached is None:
+        from tenants.models import TenantMembership
+
+        cached = frozenset(
+            TenantMembership.objects.filter(user=user, role="admin").values_list("tenant_id", flat=True)
+        )
+        user._pksweb_admin_tenant_ids = cached
+    return cached

@@ -15,7 +15,7 @@ from pksweb.models import User
 from tenants.models import Tenant
 from tenants.services import tenant_create
 
-DEMO_TENANTS = [("acme-bank", "ACME Bank"), ("globex-insurance", "Globex Insurance")]
+DEMO_TENANTS = [("acme-bank", "ACME Bank", "shared"), ("globex-insurance", "Globex Insurance", "dedicated-nodes")]
 # (username, password, role, tenants): listed in the README.
 DEMO_USERS = [
     ("operator", "operator-demo", Role.OPERATOR, []),
@@ -29,9 +29,10 @@ DEMO_USERS = [
 def demo_seed() -> list[str]:
     """Create what is missing of the demo data; returns what was created."""
     created: list[str] = []
-    for name, display in DEMO_TENANTS:
+    for name, display, isolation in DEMO_TENANTS:
         if not Tenant.objects.filter(name=name).exists():
-            tenant_create(name=name, display_name=display)
+            tenant_create(name=name, display_name=display, isolation=isolation, created_by=None,
+                          ingress_from_namespaces=["ingress-nginx"])
             created.append(f"tenant {name}")
     for username, password, role, tenant_names in DEMO_USERS:
         if User.objects.filter(username=username).exists():
@@ -47,3 +48,10 @@ def demo_seed() -> list[str]:
     if created:
         publish(kind="system.seeded", message=f"Demo data created: {', '.join(created)}")
     return created
+
+
+def demo_attach_clusters(clusters: list) -> None:
+    """Let the demo tenants use the demo clusters (only if an operator has not set them already)."""
+    for tenant in Tenant.objects.filter(name__in=[name for name, _, _ in DEMO_TENANTS]):
+        if not tenant.clusters.exists():
+            tenant.clusters.set(clusters)

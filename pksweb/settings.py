@@ -254,6 +254,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "pksweb.tasks.worker_heartbeat",
         "schedule": float(_env("PKSWEB_HEARTBEAT_SECONDS", "30")),
     },
+    "drift-scan": {
+        "task": "tenants.tasks.drift_scan",
+        "schedule": float(_env("PKSWEB_DRIFT_INTERVAL", "300")),
+    },
     "health-sweep": {
         "task": "clusters.tasks.health_sweep",
         "schedule": PKSWEB_HEALTH_INTERVAL,

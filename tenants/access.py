@@ -1,4 +1,4 @@
-"""Access rules for tenants (see pksweb.policy)."""
+"""Access rules for tenants, their namespaces and dedicated nodes (see pksweb.policy)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from pksweb.policy import Access, is_operator, is_platform, register, tenant_ids
-from tenants.models import Tenant
+from pksweb.policy import Access, admin_tenant_ids, is_operator, is_platform, register, tenant_ids
+from tenants.models import NodeAssignment, Tenant, TenantNamespace
 
 
 @register(Tenant)
@@ -15,16 +15,17 @@ class TenantAccess(Access):
     """Who may see and change tenants.
 
     - Operators, approvers and viewers can see every tenant.
-    - A tenant admin can see only the tenants they are a member of, and can
-      manage (namespaces, later) only those.
-    - Only an operator can create or change a tenant (``operate``) and manage any tenant.
+    - A tenant member (admin or viewer) can see only the tenants they belong to.
+    - A tenant admin can manage (create, re-apply, delete namespaces of) only the
+      tenants they administer; operators can manage every tenant.
+    - Only an operator can create a tenant or change its profile, clusters and members (``operate``).
     """
 
     def can_view(self, user: Any, tenant: Tenant) -> bool:
         return is_platform(user) or tenant.pk in tenant_ids(user)
 
     def can_manage(self, user: Any, tenant: Tenant) -> bool:
-        return is_operator(user) or tenant.pk in tenant_ids(user)
+        return is_operator(user) or tenant.pk in admin_tenant_ids(user)
 
     def can_operate(self, user: Any, _tenant: Any) -> bool:
         return is_operator(user)
@@ -36,3 +37,33 @@ class TenantAccess(Access):
         if is_platform(user):
             return queryset
         return queryset.filter(pk__in=tenant_ids(user))
+
+
+@register(TenantNamespace)
+class TenantNamespaceAccess(Access):
+    """A namespace is seen by whoever may see its tenant, and managed by whoever may manage it."""
+
+    def can_view(self, user: Any, namespace: TenantNamespace) -> bool:
+        return is_platform(user) or namespace.tenant_id in tenant_ids(user)
+
+    def can_manage(self, user: Any, namespace: TenantNamespace) -> bool:
+        return is_operator(user) or namespace.tenant_id in admin_tenant_ids(user)
+
+    def restrict_view(self, user: Any, queryset: QuerySet[TenantNamespace]) -> QuerySet[TenantNamespace]:
+        if is_platform(user):
+            return queryset
+        return queryset.filter(tenant_id__in=tenant_ids(user))
+
+
+@register(NodeAssignment)
+class NodeAssignmentAccess(Access):
+    """Node assignments are platform business: the platform team sees them, operators change them.
+    A tenant's members see their own tenant's nodes."""
+
+    def can_view(self, user: Any, assignment: NodeAssignment) -> bool:
+        return is_platform(user) or assignment.tenant_id in tenant_ids(user)
+
+    def restrict_view(self, user: Any, queryset: QuerySet[NodeAssignment]) -> QuerySet[NodeAssignment]:
+        if is_platform(user):
+            return queryset
+        return queryset.filter(tenant_id__in=tenant_ids(user))

@@ -1,51 +1,414 @@
-"""Writes of tenants."""
+"""Writes of tenancy: tenants, members, namespaces and their reconciliation, dedicated nodes.
+
+Cluster I/O goes through ``clusters.kube`` (via ``clusters.services.gateway_for``);
+every change is published through ``pksweb.events.publish``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from pksweb.choices import SubjectType
+from clusters.kube import KubeError
+from clusters.models import Cluster, ClusterNode
+from pksweb import policy
+from pksweb.choices import Role, SubjectType
 from pksweb.events import publish
-from tenants.choices import MemberRole
-from tenants.models import Tenant, TenantMembership
+from tenants import bundle
+from tenants.choices import Isolation, MemberRole, SyncState
+from tenants.models import NodeAssignment, Tenant, TenantMembership, TenantNamespace
+from tenants.validators import DNS_LABEL
+
+PROFILE_FIELDS = (
+    "isolation", "max_namespaces", "pod_security", "quota_cpu", "quota_memory", "quota_pods", "quota_storage",
+    "quota_load_balancers", "limit_cpu", "limit_memory", "request_cpu", "request_memory", "allow_same_namespace",
+    "allow_same_tenant", "allow_dns", "ingress_from_namespaces", "egress_cidrs",
+)
+BUNDLE_FIELDS = frozenset(PROFILE_FIELDS) - {"max_namespaces"}
+
+
+def _gateway(cluster: Cluster) -> Any:
+    from clusters.services import gateway_for
+
+    return gateway_for(cluster)
+
+
+def _require(user: Any, action: str, obj: Any, message: str) -> None:
+    """Ask the policy; ``user=None`` is pksweb itself (commands, seeds, tasks)."""
+    if user is not None and not policy.can(user, action, obj):
+        raise PermissionDenied(message)
+
+
+def _tenant_event(tenant: Tenant, kind: str, message: str, actor: Any = None, **payload: Any) -> None:
+    publish(kind=kind, message=message, actor=actor, subject_type=SubjectType.TENANT, subject_id=tenant.pk,
+            subject_label=tenant.name, tenant=tenant, payload=payload)
+
+
+# ---- tenants and members ----------------------------------------------------------
+
+
+def _check_dedicated_cluster(tenant: Tenant, clusters: Iterable[Cluster]) -> None:
+    clusters = list(clusters)
+    if tenant.isolation == Isolation.DEDICATED_CLUSTER:
+        for cluster in clusters:
+            others = sorted({n.tenant.name for n in TenantNamespace.objects.filter(cluster=cluster).exclude(tenant=tenant)
+                             .select_related("tenant")})
+            if others:
+                raise ValidationError({"clusters": f"Cluster {cluster.name} already hosts namespaces of other tenants "
+                                                   f"({', '.join(others)}); a dedicated-cluster tenant needs clusters of its own."})
+    for cluster in clusters:
+        owner = Tenant.objects.filter(isolation=Isolation.DEDICATED_CLUSTER, clusters=cluster).exclude(pk=tenant.pk).first()
+        if owner is not None:
+            raise ValidationError({"clusters": f"Cluster {cluster.name} is dedicated to tenant {owner.name}."})
 
 
 @transaction.atomic
-def tenant_create(*, name: str, display_name: str = "", created_by: Any = None) -> Tenant:
-    """Create a tenant (name: a DNS-1123 label, unique)."""
-    tenant = Tenant(name=name, display_name=display_name)
+def tenant_create(*, name: str, created_by: Any, display_name: str = "", clusters: Iterable[Cluster] = (),
+                  **profile: Any) -> Tenant:
+    """Create a tenant with its profile and the clusters it may use."""
+    _require(created_by, "create", Tenant, "Only operators can create tenants.")
+    unknown = set(profile) - set(PROFILE_FIELDS)
+    if unknown:
+        raise ValidationError({"profile": f"Unknown profile fields: {', '.join(sorted(unknown))}."})
+    tenant = Tenant(name=(name or "").strip(), display_name=display_name, **profile)
     tenant.full_clean()
-    tenant.save()
-    publish(
-        kind="tenant.created",
-        message=f"Tenant {tenant.name} created",
-        actor=created_by,
-        subject_type=SubjectType.TENANT,
-        subject_id=tenant.pk,
-        subject_label=tenant.name,
-        tenant=tenant,
-    )
+    clusters = list(clusters)
+    _check_dedicated_cluster(tenant, clusters)
+    try:
+        with transaction.atomic():
+            tenant.save()
+    except IntegrityError:
+        raise ValidationError({"name": f"A tenant called {tenant.name!r} exists already."}) from None
+    tenant.clusters.set(clusters)
+    _tenant_event(tenant, "tenant.created", f"Tenant {tenant.name} created ({tenant.get_isolation_display().lower()})", created_by)
     return tenant
 
 
+def tenant_update(*, tenant: Tenant, updated_by: Any, clusters: Iterable[Cluster] | None = None, **changes: Any) -> Tenant:
+    """Edit a tenant's profile; a change to what namespaces get re-reconciles all of them."""
+    _require(updated_by, "operate", tenant, "Only operators can change tenants.")
+    unknown = set(changes) - set(PROFILE_FIELDS) - {"display_name"}
+    if unknown:
+        raise ValidationError({"profile": f"Unknown profile fields: {', '.join(sorted(unknown))}."})
+    with transaction.atomic():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        changed = [k for k, v in changes.items() if getattr(locked, k) != v]
+        for key, value in changes.items():
+            setattr(locked, key, value)
+        locked.full_clean()
+        if clusters is not None:
+            clusters = list(clusters)
+            removed = set(locked.clusters.values_list("pk", flat=True)) - {c.pk for c in clusters}
+            in_use = TenantNamespace.objects.filter(tenant=locked, cluster_id__in=removed).select_related("cluster").first()
+            if in_use is not None:
+                raise ValidationError({"clusters": f"Tenant {locked.name} still has namespace {in_use.name} on cluster "
+                                                   f"{in_use.cluster.name}; delete it before taking the cluster away."})
+            _check_dedicated_cluster(locked, clusters)
+            if removed or {c.pk for c in clusters} - set(locked.clusters.values_list("pk", flat=True)):
+                changed.append("clusters")
+            locked.clusters.set(clusters)
+        elif "isolation" in changed:
+            _check_dedicated_cluster(locked, locked.clusters.all())
+        locked.save()
+        if changed:
+            _tenant_event(locked, "tenant.updated", f"Tenant {locked.name}: {', '.join(sorted(set(changed)))} changed", updated_by,
+                          changed=sorted(set(changed)))
+        if BUNDLE_FIELDS & set(changed):
+            ids = list(locked.namespaces.values_list("pk", flat=True))
+            TenantNamespace.objects.filter(pk__in=ids).update(sync_state=SyncState.PENDING)
+            transaction.on_commit(lambda: [_enqueue_reconcile(i) for i in ids])
+    return locked
+
+
 @transaction.atomic
-def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN) -> TenantMembership:
-    """Make ``user`` an admin (or viewer) of ``tenant``; idempotent."""
-    existing = TenantMembership.objects.filter(tenant=tenant, user=user).first()
-    if existing is not None:
-        return existing
-    membership = TenantMembership(tenant=tenant, user=user, role=role)
+def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, added_by: Any = None) -> TenantMembership:
+    """Make ``user`` an admin or viewer of ``tenant`` (a changed role is updated)."""
+    _require(added_by, "operate", tenant, "Only operators can change a tenant's members.")
+    if role not in MemberRole.values:
+        raise ValidationError({"role": f"{role!r} is not a member role: use admin or viewer."})
+    if user.role != Role.TENANT_ADMIN:
+        raise ValidationError({"username": f"{user.get_username()} is a {user.get_role_display().lower()} and sees every tenant "
+                                           "already; only tenant users (role tenant-admin) become members."})
+    membership = TenantMembership.objects.select_for_update().filter(tenant=tenant, user=user).first()
+    if membership is not None and membership.role == role:
+        return membership
+    if membership is None:
+        membership = TenantMembership(tenant=tenant, user=user, role=role)
+    membership.role = role
     membership.full_clean()
     membership.save()
     user.__dict__.pop("_pksweb_tenant_ids", None)
-    publish(
-        kind="tenant.member_added",
-        message=f"{user.get_username()} is now {role} of tenant {tenant.name}",
-        subject_type=SubjectType.TENANT,
-        subject_id=tenant.pk,
-        subject_label=tenant.name,
-        tenant=tenant,
-    )
+    user.__dict__.pop("_pksweb_admin_tenant_ids", None)
+    _tenant_event(tenant, "tenant.member_added", f"{user.get_username()} is now {role} of tenant {tenant.name}", added_by,
+                  username=user.get_username(), role=role)
     return membership
+
+
+@transaction.atomic
+def membership_remove(*, tenant: Tenant, user: Any, removed_by: Any) -> None:
+    _require(removed_by, "operate", tenant, "Only operators can change a tenant's members.")
+    deleted, _ = TenantMembership.objects.filter(tenant=tenant, user=user).delete()
+    if not deleted:
+        raise ValidationError({"username": f"{user.get_username()} is not a member of {tenant.name}."})
+    _tenant_event(tenant, "tenant.member_removed", f"{user.get_username()} is no longer a member of tenant {tenant.name}",
+                  removed_by, username=user.get_username())
+
+
+# ---- namespaces ------------------------------------------------------------------------
+
+
+def _check_name(name: str) -> None:
+    if not DNS_LABEL.match(name):
+        raise ValidationError({"name": f"{name!r} is not a valid namespace name: use lower-case letters, digits and '-', "
+                                       "starting and ending with a letter or digit, at most 63 characters."})
+    if name in bundle.SYSTEM_NAMESPACES or name.startswith(bundle.RESERVED_PREFIXES):
+        raise ValidationError({"name": f"{name!r} is a system namespace name (default, kube-*, openshift-*, pksweb-*); pick another."})
+
+
+def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by: Any) -> TenantNamespace:
+    """Give ``tenant`` a namespace on ``cluster``; the reconciler then makes it so on the cluster."""
+    _require(created_by, "manage", tenant, "You may not create namespaces for this tenant.")
+    name = (name or "").strip()
+    _check_name(name)
+    if not tenant.clusters.filter(pk=cluster.pk).exists():
+        raise ValidationError({"cluster": f"Tenant {tenant.name} may not use cluster {cluster.name}; an operator can add it "
+                                          "to the tenant's clusters."})
+    if Tenant.objects.filter(isolation=Isolation.DEDICATED_CLUSTER, clusters=cluster).exclude(pk=tenant.pk).exists():
+        raise ValidationError({"cluster": f"Cluster {cluster.name} is dedicated to another tenant; pksweb places no other "
+                                          "tenant's namespace there."})
+    try:
+        existing = _gateway(cluster).objects.get("Namespace", name)
+    except KubeError as exc:
+        raise ValidationError({"cluster": f"Cannot check cluster {cluster.name}: {exc.message}"}) from None
+    if existing is not None and not (bundle.is_managed(existing) and
+                                     existing["metadata"].get("labels", {}).get(bundle.TENANT_LABEL) == tenant.name):
+        raise ValidationError({"name": f"A namespace called {name!r} already exists on cluster {cluster.name}; pick another name."})
+    with transaction.atomic():
+        Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialise creations against the limit
+        count = TenantNamespace.objects.filter(tenant=tenant).count()
+        if count >= tenant.max_namespaces:
+            raise ValidationError({"name": f"Tenant {tenant.name} has {count} of its {tenant.max_namespaces} namespaces; "
+                                           "delete one or ask an operator to raise the limit."})
+        namespace = TenantNamespace(tenant=tenant, cluster=cluster, name=name, created_by=created_by)
+        namespace.full_clean(validate_unique=False)
+        try:
+            with transaction.atomic():
+                namespace.save()
+        except IntegrityError:
+            raise ValidationError({"name": f"A namespace called {name!r} already exists on cluster {cluster.name}; pick another name."}) from None
+        _tenant_event(tenant, "tenant.namespace_created", f"Namespace {name} on {cluster.name} created for {tenant.name}",
+                      created_by, namespace=namespace.pk, cluster=cluster.name, state=namespace.sync_state)
+        transaction.on_commit(lambda: _enqueue_reconcile(namespace.pk))
+    return namespace
+
+
+def _enqueue_reconcile(namespace_id: int) -> None:
+    from tenants.tasks import namespace_reconcile_task
+
+    namespace_reconcile_task.delay(namespace_id)
+
+
+def namespace_reconcile_request(*, namespace: TenantNamespace, requested_by: Any) -> None:
+    """Queue a re-apply of the namespace's bundle ("Re-apply" on the page, the API)."""
+    _require(requested_by, "manage", namespace.tenant, "You may not reconcile this namespace.")
+    transaction.on_commit(lambda: _enqueue_reconcile(namespace.pk))
+
+
+class BundleConflict(Exception):
+    """An object in the bundle exists on the cluster but pksweb did not create it."""
+
+
+def _apply(ops: Any, desired: dict[str, Any]) -> str | None:
+    kind, name = desired["kind"], desired["metadata"]["name"]
+    namespace = desired["metadata"].get("namespace", "")
+    actual = ops.get(kind, name, namespace)
+    if actual is None:
+        ops.create(desired)
+        return f"created {kind} {name}"
+    if not bundle.is_managed(actual):
+        raise BundleConflict(f"{kind} {name} exists on the cluster and was not created by pksweb; pksweb does not modify it. "
+                             "Remove or rename it, then re-apply.")
+    if not bundle.differences(desired, actual):
+        return None
+    if kind == "RoleBinding" and actual.get("roleRef") != desired["roleRef"]:
+        ops.delete(kind, name, namespace)  # roleRef is immutable: replace the binding
+        ops.create(desired)
+        return f"re-created {kind} {name}"
+    merged = dict(actual)
+    meta = dict(actual["metadata"])
+    meta["labels"] = {**(meta.get("labels") or {}), **desired["metadata"].get("labels", {})}
+    if desired["metadata"].get("annotations"):
+        meta["annotations"] = {**(meta.get("annotations") or {}), **desired["metadata"]["annotations"]}
+    merged["metadata"] = meta
+    for key in ("spec", "roleRef", "subjects"):
+        if key in desired and kind != "Namespace":
+            merged[key] = desired[key]
+    ops.replace(merged)
+    return f"updated {kind} {name}"
+
+
+def _managed_extras(ops: Any, tenant: Tenant, namespace: str, desired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pksweb-managed NetworkPolicies in the namespace that the profile no longer asks for."""
+    wanted = {d["metadata"]["name"] for d in desired if d["kind"] == "NetworkPolicy"}
+    present = ops.list("NetworkPolicy", namespace, f"{bundle.MANAGED_BY}=pksweb")
+    return [p for p in present if p["metadata"]["name"] not in wanted]
+
+
+def namespace_reconcile(*, namespace_id: int) -> TenantNamespace | None:
+    """Make the cluster match the namespace's desired bundle; idempotent (a second run changes nothing)."""
+    namespace = TenantNamespace.objects.select_related("tenant", "cluster").filter(pk=namespace_id).first()
+    if namespace is None:
+        return None
+    tenant = namespace.tenant
+    desired = bundle.desired_bundle(tenant, namespace.name)
+    changes: list[str] = []
+    error = ""
+    try:
+        ops = _gateway(namespace.cluster).objects
+        for obj in desired:
+            change = _apply(ops, obj)
+            if change:
+                changes.append(change)
+        for extra in _managed_extras(ops, tenant, namespace.name, desired):
+            ops.delete("NetworkPolicy", extra["metadata"]["name"], namespace.name)
+            changes.append(f"deleted NetworkPolicy {extra['metadata']['name']}")
+    except (KubeError, BundleConflict) as exc:
+        error = getattr(exc, "message", None) or str(exc)
+    return _record_sync(namespace, SyncState.FAILED if error else SyncState.IN_SYNC, [], error, changes, reconciled=not error)
+
+
+def namespace_check(*, namespace_id: int) -> TenantNamespace | None:
+    """The drift scan for one namespace: compare the cluster with the desired bundle, change nothing."""
+    namespace = TenantNamespace.objects.select_related("tenant", "cluster").filter(pk=namespace_id).first()
+    if namespace is None:
+        return None
+    desired = bundle.desired_bundle(namespace.tenant, namespace.name)
+    drift: list[str] = []
+    try:
+        ops = _gateway(namespace.cluster).objects
+        for obj in desired:
+            actual = ops.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace", ""))
+            if actual is not None and not bundle.is_managed(actual):
+                drift.append(f"{obj['kind']} {obj['metadata']['name']} exists but was not created by pksweb")
+            else:
+                drift += bundle.differences(obj, actual)
+        drift += [f"NetworkPolicy {p['metadata']['name']} is not in the profile any more"
+                  for p in _managed_extras(ops, namespace.tenant, namespace.name, desired)]
+    except KubeError as exc:
+        return _record_sync(namespace, SyncState.FAILED, [], exc.message, [], reconciled=False)
+    return _record_sync(namespace, SyncState.DRIFTED if drift else SyncState.IN_SYNC, drift, "", [], reconciled=False)
+
+
+def _record_sync(namespace: TenantNamespace, state: str, drift: list[str], error: str, changes: list[str],
+                 *, reconciled: bool) -> TenantNamespace:
+    with transaction.atomic():
+        locked = TenantNamespace.objects.select_for_update().select_related("tenant", "cluster").filter(pk=namespace.pk).first()
+        if locked is None:
+            return namespace
+        before = (locked.sync_state, locked.drift, locked.error)
+        now = timezone.now()
+        locked.sync_state, locked.drift, locked.error = state, drift, error
+        locked.last_checked_at = now
+        if reconciled:
+            locked.last_reconciled_at = now
+        locked.save()
+        if changes or before != (state, drift, error):
+            words = {SyncState.IN_SYNC: "in sync", SyncState.DRIFTED: "drifted", SyncState.FAILED: "failed"}[state]
+            detail = f": {error}" if error else f": {drift[0]}" + (f" (+{len(drift) - 1} more)" if len(drift) > 1 else "") if drift else ""
+            applied = f" ({len(changes)} change{'s' if len(changes) != 1 else ''} applied)" if changes else ""
+            _tenant_event(locked.tenant, f"tenant.namespace_{state}", f"Namespace {locked.name} on {locked.cluster.name} is "
+                          f"{words}{applied}{detail}", namespace=locked.pk, cluster=locked.cluster.name, state=state,
+                          changes=changes, drift=drift)
+    return locked
+
+
+def drift_scan() -> dict[str, int]:
+    """Check every namespace against its bundle (beat-scheduled)."""
+    counts: dict[str, int] = {}
+    for namespace_id in TenantNamespace.objects.exclude(sync_state=SyncState.PENDING).values_list("pk", flat=True):
+        checked = namespace_check(namespace_id=namespace_id)
+        if checked is not None:
+            counts[checked.sync_state] = counts.get(checked.sync_state, 0) + 1
+    return counts
+
+
+def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: Any) -> None:
+    """Delete a tenant namespace from the cluster and from pksweb; the caller must type its name."""
+    _require(deleted_by, "manage", namespace.tenant, "You may not delete this namespace.")
+    if (confirm or "").strip() != namespace.name:
+        raise ValidationError({"confirm": f"Type the namespace's name ({namespace.name}) to delete it."})
+    try:
+        ops = _gateway(namespace.cluster).objects
+        actual = ops.get("Namespace", namespace.name)
+        if actual is not None and bundle.is_managed(actual):
+            ops.delete("Namespace", namespace.name)
+    except KubeError as exc:
+        raise ValidationError({"cluster": f"The namespace could not be deleted from {namespace.cluster.name}: {exc.message}"}) from None
+    with transaction.atomic():
+        TenantNamespace.objects.filter(pk=namespace.pk).delete()
+        _tenant_event(namespace.tenant, "tenant.namespace_deleted",
+                      f"Namespace {namespace.name} on {namespace.cluster.name} deleted", deleted_by,
+                      namespace=namespace.pk, cluster=namespace.cluster.name)
+
+
+# ---- dedicated nodes --------------------------------------------------------------------
+
+
+def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any) -> NodeAssignment:
+    """Give a node to a dedicated-nodes tenant: label and taint it, then record it."""
+    _require(assigned_by, "operate", cluster, "Only operators can assign nodes.")
+    if tenant.isolation != Isolation.DEDICATED_NODES:
+        raise ValidationError({"tenant": f"Tenant {tenant.name} is not a dedicated-nodes tenant."})
+    if not tenant.clusters.filter(pk=cluster.pk).exists():
+        raise ValidationError({"tenant": f"Tenant {tenant.name} may not use cluster {cluster.name}."})
+    snapshot = ClusterNode.objects.filter(cluster=cluster, name=node).first()
+    if snapshot is None:
+        raise ValidationError({"node": f"{cluster.name} has no node {node!r} (as of its last probe)."})
+    if snapshot.is_control_plane:
+        raise ValidationError({"node": f"{node} is a control-plane node; only workers are given to tenants."})
+    current = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
+    if current is not None:
+        raise ValidationError({"node": f"{node} is assigned to tenant {current.tenant.name} already; release it first."})
+    try:
+        _gateway(cluster).set_node_tenant(node, tenant.name)
+    except KubeError as exc:
+        raise ValidationError({"node": exc.message}) from None
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                assignment = NodeAssignment.objects.create(tenant=tenant, cluster=cluster, node=node)
+        except IntegrityError:
+            raise ValidationError({"node": f"{node} was assigned a moment ago; reload."}) from None
+        publish(kind="tenant.node_assigned", message=f"Node {node} of {cluster.name} assigned to tenant {tenant.name}",
+                actor=assigned_by, subject_type=SubjectType.CLUSTER, subject_id=cluster.pk, subject_label=cluster.name,
+                tenant=tenant, payload={"node": node})
+    return assignment
+
+
+def node_release(*, cluster: Cluster, node: str, released_by: Any) -> None:
+    """Take a node back; refused while the tenant's pods still run there (drain it first)."""
+    _require(released_by, "operate", cluster, "Only operators can release nodes.")
+    assignment = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
+    if assignment is None:
+        raise ValidationError({"node": f"{node} is not assigned to any tenant."})
+    tenant = assignment.tenant
+    namespaces = set(TenantNamespace.objects.filter(tenant=tenant, cluster=cluster).values_list("name", flat=True))
+    try:
+        gateway = _gateway(cluster)
+        running = [p.key for p in gateway.pods_on_node(node) if p.namespace in namespaces and not p.terminating
+                   and p.owner_kind != "DaemonSet" and not p.mirror]
+        if running:
+            raise ValidationError({"node": f"{len(running)} of tenant {tenant.name}'s pods still run on {node} "
+                                           f"({', '.join(running[:5])}); drain the node first."})
+        gateway.set_node_tenant(node, None)
+    except KubeError as exc:
+        raise ValidationError({"node": exc.message}) from None
+    with transaction.atomic():
+        assignment.delete()
+        publish(kind="tenant.node_released", message=f"Node {node} of {cluster.name} released by tenant {tenant.name}",
+                actor=released_by, subject_type=SubjectType.CLUSTER, subject_id=cluster.pk, subject_label=cluster.name,
+                tenant=tenant, payload={"node": node})

@@ -145,3 +145,41 @@ def celery_worker_thread():
     app.control.purge()
     with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30) as worker:
         yield worker
+
+
+# ---- clusters registered in pksweb and API clients -----------------------------------
+
+@pytest.fixture
+def operator_api(operator):
+    from rest_framework.test import APIClient
+
+    from pksweb import services as core_services
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=operator)}")
+    return client
+
+
+@pytest.fixture
+def viewer_api(viewer):
+    from rest_framework.test import APIClient
+
+    from pksweb import services as core_services
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=viewer)}")
+    return client
+
+
+@pytest.fixture
+def registered(db, sandbox, sandbox_cluster, operator, django_capture_on_commit_callbacks):
+    """``sandbox_cluster`` registered in pksweb (by the operator), first probe done."""
+    from clusters.kube.credentials import Credential
+    from clusters.services import cluster_probe, cluster_register
+
+    with django_capture_on_commit_callbacks(execute=False):
+        cluster = cluster_register(name=sandbox_cluster.name, credential=Credential.from_dict(
+            {"server": sandbox.server_url(sandbox_cluster.name), "token": sandbox_cluster.token}), created_by=operator)
+    return cluster_probe(cluster=cluster)
+
+

@@ -264,6 +264,58 @@ class Gateway:
             raise
         return Eviction("evicted")
 
+
+    # ---- tenant bundles and dedicated nodes -------------------------------------
+
+    @property
+    def objects(self) -> ObjectOps:
+        """Generic get/create/replace/delete/list of the kinds in a tenant bundle."""
+        return ObjectOps(self)
+
+    def set_node_tenant(self, node: str, tenant: str | None, label: str = "pksweb.io/tenant") -> NodeInfo:
+        """Label and taint ``node`` for ``tenant`` (or clear both): dedicated nodes."""
+        current = self._call(f"read node {node}", self.core.read_node, node)
+        taints = [t for t in self.api.sanitize_for_serialization(current.spec.taints or []) if t.get("key") != label]
+        if tenant:
+            taints.append({"key": label, "value": tenant, "effect": "NoSchedule"})
+        body = {"metadata": {"labels": {label: tenant}}, "spec": {"taints": taints or None}}
+        action = f"{'assign' if tenant else 'release'} node {node}"
+        return _node_info(self._call(action, self.core.patch_node, node, body))
+
+    def namespace_overview(self, namespace: str) -> dict[str, Any]:
+        """What a tenant admin sees of one namespace, read live: quota use, workloads, pods, policies, events."""
+        apps = k8s.AppsV1Api(self.api)
+        plain = self.api.sanitize_for_serialization
+        quotas = [plain(q) for q in self._call("list quotas", self.core.list_namespaced_resource_quota, namespace).items]
+        workloads = []
+        for kind, fn in (("Deployment", apps.list_namespaced_deployment), ("StatefulSet", apps.list_namespaced_stateful_set),
+                         ("DaemonSet", apps.list_namespaced_daemon_set)):
+            for item in self._call(f"list {kind}s", fn, namespace).items:
+                status = item.status
+                desired = getattr(item.spec, "replicas", None) if kind != "DaemonSet" else status.desired_number_scheduled
+                ready = (status.ready_replicas if kind != "DaemonSet" else status.number_ready) or 0
+                workloads.append({"kind": kind, "name": item.metadata.name, "desired": desired or 0, "ready": ready})
+        pods = []
+        for pod in self._call("list pods", self.core.list_namespaced_pod, namespace).items:
+            restarts = sum(cs.restart_count or 0 for cs in (pod.status.container_statuses or []))
+            info = _pod_info(pod)
+            pods.append({"name": info.name, "phase": info.phase, "ready": info.ready, "restarts": restarts, "node": info.node})
+        policies = [plain(p) for p in self._call("list network policies",
+                                                 k8s.NetworkingV1Api(self.api).list_namespaced_network_policy, namespace).items]
+        events = [EventInfo(e.metadata.namespace or "", e.type or "", e.reason or "", e.message or "",
+                            f"{(e.involved_object.kind or '').lower()}/{e.involved_object.name}",
+                            e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+                  for e in self._call("list events", self.core.list_namespaced_event, namespace).items][-20:]
+        return {"quotas": quotas, "workloads": workloads, "pods": pods, "policies": policies, "events": events}
+
+    def pods_all(self) -> list[PodInfo]:
+        """Every pod (one cluster-wide list: scorecards and releases, never the health sweep)."""
+        return [_pod_info(p) for p in self._call("list pods", self.core.list_pod_for_all_namespaces).items]
+
+    def cluster_role_bindings(self) -> list[dict[str, Any]]:
+        items = self._call("list cluster role bindings", k8s.RbacAuthorizationV1Api(self.api).list_cluster_role_binding).items
+        return [self.api.sanitize_for_serialization(b) for b in items]
+
     # ---- reads for pages --------------------------------------------------------
 
     def namespaces(self) -> list[dict[str, Any]]:
@@ -293,3 +345,70 @@ class Gateway:
                            e.last_timestamp or e.event_time or e.metadata.creation_timestamp) for e in events]
         infos.sort(key=lambda e: e.last_seen or datetime.min.replace(tzinfo=UTC), reverse=True)
         return infos[:limit]
+
+
+# ---- objects by kind (tenant bundles) -------------------------------------------------
+
+OBJECT_APIS: dict[str, tuple[str, str, bool]] = {
+    "Namespace": ("CoreV1Api", "namespace", False),
+    "ResourceQuota": ("CoreV1Api", "namespaced_resource_quota", True),
+    "LimitRange": ("CoreV1Api", "namespaced_limit_range", True),
+    "NetworkPolicy": ("NetworkingV1Api", "namespaced_network_policy", True),
+    "RoleBinding": ("RbacAuthorizationV1Api", "namespaced_role_binding", True),
+}
+
+
+class ObjectOps:
+    """Generic get/create/replace/delete/list of the kinds pksweb manages, as plain dicts."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    def _api(self, kind: str) -> tuple[Any, str, bool]:
+        cls, suffix, namespaced = OBJECT_APIS[kind]
+        return getattr(k8s, cls)(self.gw.api), suffix, namespaced
+
+    def _plain(self, model: Any) -> dict[str, Any]:
+        return self.gw.api.sanitize_for_serialization(model)
+
+    def get(self, kind: str, name: str, namespace: str = "") -> dict[str, Any] | None:
+        api, suffix, namespaced = self._api(kind)
+        args = (name, namespace) if namespaced else (name,)
+        try:
+            return self._plain(self.gw._call(f"read {kind} {name}", getattr(api, f"read_{suffix}"), *args))
+        except KubeError as exc:
+            if exc.kind == "not_found":
+                return None
+            raise
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        api, suffix, namespaced = self._api(obj["kind"])
+        name = obj["metadata"]["name"]
+        args = (obj["metadata"]["namespace"], obj) if namespaced else (obj,)
+        return self._plain(self.gw._call(f"create {obj['kind']} {name}", getattr(api, f"create_{suffix}"), *args))
+
+    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        api, suffix, namespaced = self._api(obj["kind"])
+        name = obj["metadata"]["name"]
+        args = (name, obj["metadata"]["namespace"], obj) if namespaced else (name, obj)
+        return self._plain(self.gw._call(f"update {obj['kind']} {name}", getattr(api, f"replace_{suffix}"), *args))
+
+    def delete(self, kind: str, name: str, namespace: str = "") -> None:
+        api, suffix, namespaced = self._api(kind)
+        args = (name, namespace) if namespaced else (name,)
+        try:
+            self.gw._call(f"delete {kind} {name}", getattr(api, f"delete_{suffix}"), *args)
+        except KubeError as exc:
+            if exc.kind != "not_found":
+                raise
+
+    def list(self, kind: str, namespace: str = "", label_selector: str = "") -> list[dict[str, Any]]:
+        api, suffix, namespaced = self._api(kind)
+        if namespaced and namespace:
+            result = self.gw._call(f"list {kind}", getattr(api, f"list_{suffix}"), namespace, label_selector=label_selector)
+        elif namespaced:
+            plural = suffix.replace("namespaced_", "")
+            result = self.gw._call(f"list {kind}", getattr(api, f"list_{plural}_for_all_namespaces"), label_selector=label_selector)
+        else:
+            result = self.gw._call(f"list {kind}", getattr(api, f"list_{suffix}"), label_selector=label_selector)
+        return [self._plain(item) for item in result.items]

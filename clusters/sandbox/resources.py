@@ -63,9 +63,10 @@ def lookup(group: str, version: str, plural: str) -> ResourceType | None:
     return BY_PATH.get((group, version, plural))
 
 
-def by_plural(plural: str, group: str = "") -> ResourceType:
+def by_plural(plural: str, group: str | None = None) -> ResourceType:
+    """The resource type called ``plural`` (in ``group``, or in whichever group has it)."""
     for resource in RESOURCES:
-        if resource.plural == plural and resource.group == group:
+        if resource.plural == plural and (group is None or resource.group == group):
             return resource
     raise KeyError(plural)
 

@@ -11,11 +11,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from rest_framework.test import APIClient
-
-from clusters.kube.credentials import Credential
-from clusters.services import cluster_register
-from pksweb import services as core_services
 
 
 @pytest.fixture(scope="session")
@@ -39,31 +34,6 @@ def tls_server(tmp_path_factory):
     thread.start()
     yield f"https://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-@pytest.fixture
-def operator_api(operator):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=operator)}")
-    return client
-
-
-@pytest.fixture
-def viewer_api(viewer):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=viewer)}")
-    return client
-
-
-@pytest.fixture
-def registered(db, sandbox, sandbox_cluster, operator, django_capture_on_commit_callbacks):
-    """``sandbox_cluster`` registered in pksweb (by the operator), first probe done."""
-    from clusters.services import cluster_probe
-
-    with django_capture_on_commit_callbacks(execute=False):
-        cluster = cluster_register(name=sandbox_cluster.name, credential=Credential.from_dict(
-            {"server": sandbox.server_url(sandbox_cluster.name), "token": sandbox_cluster.token}), created_by=operator)
-    return cluster_probe(cluster=cluster)
 
 
 def kubeconfig_text(sandbox, name, **kwargs) -> str:

@@ -43,7 +43,10 @@ class Command(BaseCommand):
             sandbox.add_cluster(f"sandbox-{i}", version=versions[(i - 1) % len(versions)], nodes=5, pods_per_node=3)
         sandbox.start()
         sandbox.write_kubeconfigs(settings.DATA_DIR / "sandbox")
-        sandbox_fleet_register(kubeconfigs={name: sandbox.kubeconfig(name) for name in sandbox.clusters})
+        clusters = sandbox_fleet_register(kubeconfigs={name: sandbox.kubeconfig(name) for name in sandbox.clusters})
+        from pksweb.seed import demo_attach_clusters
+
+        demo_attach_clusters(clusters)
         health_sweep.delay()
         self.stdout.write(f"sandbox fleet: {count} clusters on {sandbox.url}/c/<name> "
                           f"(kubeconfigs in {settings.DATA_DIR / 'sandbox'})")
