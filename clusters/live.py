@@ -14,7 +14,8 @@ from pksweb.models import Event
 
 STATUS_KINDS = {"cluster.status_changed", "cluster.version_changed", "cluster.registered", "cluster.updated",
                 "cluster.node_ready_changed"}
-NODE_KINDS = {"cluster.node_ready_changed", "cluster.status_changed", "cluster.operation_finished", "cluster.registered"}
+NODE_KINDS = {"cluster.node_ready_changed", "cluster.status_changed", "cluster.operation_finished", "cluster.registered",
+              "tenant.node_assigned", "tenant.node_released"}
 
 
 def fleet_fragments(cluster_id: int, user: Any, *, new: bool = False) -> str:
@@ -48,7 +49,10 @@ def cluster_fragments(event: Event, cluster_id: int, user: Any) -> str:
         context["health"] = selectors.cluster_health_view(cluster, list(cluster.spans.all()))
         parts.append(render_to_string("clusters/detail.html#status-card", context))
     if event.kind in NODE_KINDS:
+        from tenants.selectors import assignable_tenants
+
         context["nodes"] = selectors.cluster_nodes(cluster=cluster)
+        context["assignable"] = assignable_tenants(cluster=cluster)
         parts.append(render_to_string("clusters/detail.html#nodes", context))
     if event.kind.startswith("cluster.operation_"):
         context["operations"] = selectors.cluster_operations(user=user, cluster=cluster)

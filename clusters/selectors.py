@@ -69,8 +69,15 @@ def cluster_get(*, user: Any, pk: int) -> Cluster | None:
     return cluster_list(user=user, window=WEEK).filter(pk=pk).first()
 
 
-def cluster_nodes(*, cluster: Cluster) -> QuerySet[ClusterNode]:
-    return ClusterNode.objects.filter(cluster=cluster).order_by("name")
+def cluster_nodes(*, cluster: Cluster) -> list[ClusterNode]:
+    """Nodes as of the last probe, each with ``tenant``: the dedicated-nodes tenant it is assigned to, if any."""
+    from tenants.selectors import node_tenants
+
+    owners = node_tenants(cluster=cluster)
+    nodes = list(ClusterNode.objects.filter(cluster=cluster).order_by("name"))
+    for node in nodes:
+        node.tenant = owners.get(node.name, "")
+    return nodes
 
 
 def cluster_operations(*, user: Any, cluster: Cluster, limit: int = 20) -> list[NodeOperation]:

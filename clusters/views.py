@@ -19,6 +19,7 @@ from clusters.models import Cluster
 from clusters.rows import context_rows, fleet_rows
 from pksweb import policy
 from pksweb import selectors as event_selectors
+from tenants.selectors import assignable_tenants
 
 
 def _cluster_or_404(request: HttpRequest, pk: int) -> Cluster:
@@ -97,6 +98,7 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
         "can_operate": policy.can(request.user, "operate", cluster),
         "ws_path": f"/ws/clusters/{cluster.pk}/",
         "op_form": NodeOperationForm(),
+        "assignable": assignable_tenants(cluster=cluster),
     }
 
 

@@ -106,16 +106,3 @@ class ActivityConsumer(EventStreamConsumer):
         if policy.is_platform(user):
             return [FLEET_GROUP]
         return [tenant_group(tenant_id) for tenant_id in sorted(policy.tenant_ids(user))]
-
-
-class TenantActivityConsumer(EventStreamConsumer):
-    """One tenant's events; refused unless the policy lets the user see that tenant."""
-
-    def watch_groups(self, user: Any) -> list[str] | None:
-        from tenants.models import Tenant
-
-        tenant = Tenant.objects.filter(pk=self.scope["url_route"]["kwargs"]["tenant_id"]).first()
-        if tenant is None or not policy.can(user, "view", tenant):
-            return None
-        self.tenant_id = tenant.pk
-        return [tenant_group(tenant.pk)]

@@ -2,10 +2,11 @@ from django.urls import path
 
 from clusters import consumers as cluster_consumers
 from pksweb import consumers
+from tenants import consumers as tenant_consumers
 
 websocket_urlpatterns = [
     path("ws/fleet/", cluster_consumers.FleetConsumer.as_asgi()),
     path("ws/clusters/<int:cluster_id>/", cluster_consumers.ClusterConsumer.as_asgi()),
     path("ws/activity/", consumers.ActivityConsumer.as_asgi()),
-    path("ws/tenants/<int:tenant_id>/", consumers.TenantActivityConsumer.as_asgi()),
+    path("ws/tenants/<int:tenant_id>/", tenant_consumers.TenantConsumer.as_asgi()),
 ]

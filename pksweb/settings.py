@@ -146,7 +146,7 @@ ROOT_URLCONF = "pksweb.urls"
 ASGI_APPLICATION = "pksweb.asgi.application"
 AUTH_USER_MODEL = "pksweb.User"
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "activity"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 TEMPLATES = [

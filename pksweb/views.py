@@ -33,7 +33,13 @@ def readyz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("activity")
+    """The platform team lands on the fleet; a tenant's people on their tenant."""
+    from tenants.selectors import landing_tenant
+
+    if policy.is_platform(request.user):
+        return redirect("clusters:fleet")
+    tenant = landing_tenant(user=request.user)
+    return redirect("tenants:detail", pk=tenant.pk) if tenant else redirect("tenants:list")
 
 
 def _announcement_form(request: HttpRequest, data: object = None) -> AnnouncementForm | None:

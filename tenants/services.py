@@ -55,8 +55,8 @@ def _check_dedicated_cluster(tenant: Tenant, clusters: Iterable[Cluster]) -> Non
     clusters = list(clusters)
     if tenant.isolation == Isolation.DEDICATED_CLUSTER:
         for cluster in clusters:
-            others = sorted({n.tenant.name for n in TenantNamespace.objects.filter(cluster=cluster).exclude(tenant=tenant)
-                             .select_related("tenant")})
+            others = sorted({n.tenant.name for n in TenantNamespace.objects.filter(cluster=cluster)
+                             .exclude(tenant_id=tenant.pk).select_related("tenant")})
             if others:
                 raise ValidationError({"clusters": f"Cluster {cluster.name} already hosts namespaces of other tenants "
                                                    f"({', '.join(others)}); a dedicated-cluster tenant needs clusters of its own."})
@@ -188,10 +188,11 @@ def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by:
                                      existing["metadata"].get("labels", {}).get(bundle.TENANT_LABEL) == tenant.name):
         raise ValidationError({"name": f"A namespace called {name!r} already exists on cluster {cluster.name}; pick another name."})
     with transaction.atomic():
-        Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialise creations against the limit
+        # Lock the tenant row: concurrent creations are counted against the current limit.
+        limit = Tenant.objects.select_for_update().values_list("max_namespaces", flat=True).get(pk=tenant.pk)
         count = TenantNamespace.objects.filter(tenant=tenant).count()
-        if count >= tenant.max_namespaces:
-            raise ValidationError({"name": f"Tenant {tenant.name} has {count} of its {tenant.max_namespaces} namespaces; "
+        if count >= limit:
+            raise ValidationError({"name": f"Tenant {tenant.name} has {count} of its {limit} namespaces; "
                                            "delete one or ask an operator to raise the limit."})
         namespace = TenantNamespace(tenant=tenant, cluster=cluster, name=name, created_by=created_by)
         namespace.full_clean(validate_unique=False)

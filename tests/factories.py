@@ -21,6 +21,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 class TenantFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Tenant
+        django_get_or_create = ("name",)
 
     name = factory.Sequence(lambda n: f"tenant-{n}")
     display_name = factory.LazyAttribute(lambda t: t.name.title())

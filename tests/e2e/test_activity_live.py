@@ -98,7 +98,8 @@ def test_wrong_password_is_explained(server, browser):
 def test_event_published_elsewhere_appears_live(server, browser):
     page = browser.new_page()
     sign_in(page, server["url"], "operator", "operator-demo")
-    page.wait_for_url("**/activity/")
+    page.wait_for_url("**/clusters/")
+    page.goto(server["url"] + "/activity/")
     page.wait_for_selector("#live-status[data-state=live]", timeout=10_000)
     page.evaluate("window.__sameDocument = true")
 
@@ -120,11 +121,15 @@ def test_event_published_elsewhere_appears_live(server, browser):
 def test_operator_announces_from_the_page_and_tenant_admin_does_not_see_fleet_news(server, browser):
     admin = browser.new_page()
     sign_in(admin, server["url"], "acme-admin", "acme-admin-demo")
+    admin.wait_for_url("**/tenants/*/")
+    admin.goto(server["url"] + "/activity/")
     admin.wait_for_selector("#live-status[data-state=live]", timeout=10_000)
     assert admin.query_selector("#announce-form") is None
 
     operator = browser.new_page()
     sign_in(operator, server["url"], "operator", "operator-demo")
+    operator.wait_for_url("**/clusters/")
+    operator.goto(server["url"] + "/activity/")
     operator.wait_for_selector("#live-status[data-state=live]", timeout=10_000)
     operator.fill("#announce-form input[name=message]", "fleet-only note")
     operator.click("#announce-form button[type=submit]")

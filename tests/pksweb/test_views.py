@@ -29,7 +29,8 @@ def test_sign_in_with_wrong_password_says_so(client, operator):
 
 def test_sign_in_and_out(client, operator, password):
     response = client.post(reverse("login"), {"username": "op", "password": password})
-    assert response.status_code == 302 and response.url == reverse("activity")
+    assert response.status_code == 302 and response.url == reverse("home")
+    assert client.get(reverse("home")).url == reverse("clusters:fleet")
     page = client.get(reverse("activity")).content.decode()
     assert "op · Operator" in page
     assert client.post(reverse("logout")).status_code == 302
@@ -127,7 +128,8 @@ def test_only_operators_announce(client, users, role):
 
 def test_tenant_pages_are_scoped(client, tenant_admin, tenant, other_tenant):
     client.force_login(tenant_admin)
-    listing = client.get(reverse("tenants:list")).content.decode()
+    assert client.get(reverse("tenants:list")).url == reverse("tenants:detail", args=[tenant.pk])  # lands on its tenant
+    listing = client.get(reverse("tenants:list"), {"all": "1"}).content.decode()
     assert "acme-bank" in listing and "globex-insurance" not in listing
     assert client.get(reverse("tenants:detail", args=[tenant.pk])).status_code == 200
     assert client.get(reverse("tenants:detail", args=[other_tenant.pk])).status_code == 404

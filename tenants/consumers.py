@@ -1,0 +1,30 @@
+"""The live tenant page (see pksweb.consumers for the stream mechanics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pksweb import policy
+from pksweb.consumers import EventStreamConsumer
+from pksweb.events import tenant_group
+from pksweb.models import Event
+from tenants.live import tenant_fragments
+from tenants.models import Tenant
+
+
+class TenantConsumer(EventStreamConsumer):
+    """One tenant's page: its events, and its namespaces' states as they change.
+
+    Refused unless the policy lets the user see that tenant; an unknown tenant is
+    refused the same way (no probing for other tenants' ids).
+    """
+
+    def watch_groups(self, user: Any) -> list[str] | None:
+        tenant = Tenant.objects.filter(pk=self.scope["url_route"]["kwargs"]["tenant_id"]).first()
+        if tenant is None or not policy.can(user, "view", tenant):
+            return None
+        self.tenant_id = tenant.pk
+        return [tenant_group(tenant.pk)]
+
+    def render(self, event: Event) -> str:
+        return tenant_fragments(event, self.tenant_id or 0, self.scope["user"])
