@@ -79,8 +79,12 @@ class EventStreamConsumer(WebsocketConsumer):
         for event in events:
             self._send_event(event)
 
-    def render(self, event: Event) -> str:
-        """The HTML this page swaps in for ``event`` ('' to send nothing but the cursor)."""
+    def render(self, event: Event) -> str | list[str]:
+        """The HTML this page swaps in for ``event`` ('' to send nothing but the cursor).
+
+        A list is sent as one message each: the browser parses each message on its own,
+        and table rows parse only where a table part comes first.
+        """
         return render_to_string("pksweb/_event_oob.html", {"event": event})
 
     def _after(self) -> int:
@@ -94,9 +98,12 @@ class EventStreamConsumer(WebsocketConsumer):
         if len(self.sent) > SENT_MEMORY:
             self.sent.pop(next(iter(self.sent)))
         self.cursor = max(self.cursor, event.pk)
-        html = self.render(event)
+        rendered = self.render(event)
+        messages = rendered if isinstance(rendered, list) else [rendered]
         cursor = f'<span id="event-cursor" data-last="{self.cursor}" hx-swap-oob="true" hidden></span>'
-        self.send(text_data=html + cursor)
+        for message in messages[:-1]:
+            self.send(text_data=message)
+        self.send(text_data=messages[-1] + cursor)
 
 
 class ActivityConsumer(EventStreamConsumer):

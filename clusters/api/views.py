@@ -25,6 +25,7 @@ from clusters.api.serializers import (
 from clusters.filters import ClusterFilter
 from clusters.models import Cluster, NodeOperation
 from pksweb.api.permissions import PolicyPermission
+from tenants.api.serializers import AssignSerializer, SegmentationSerializerOut
 
 
 def _drf(exc: DjangoValidationError) -> ValidationError:
@@ -117,6 +118,46 @@ class ClusterViewSet(viewsets.ModelViewSet):
         except DjangoValidationError as exc:
             raise _drf(exc) from exc
         return Response(OperationSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
+
+
+    @extend_schema(responses={200: SegmentationSerializerOut})
+    @action(detail=True, methods=["get"])
+    def segmentation(self, request: Request, pk: str | None = None) -> Response:
+        """Which namespaces can open connections to which, from the cluster's actual NetworkPolicies."""
+        from tenants.segmentation import cluster_segmentation
+
+        matrix = cluster_segmentation(self.get_object())
+        cells = [{"source": s, "target": t, **matrix.cell(s, t)} for s in matrix.namespaces for t in matrix.namespaces]
+        return Response({"namespaces": matrix.namespaces, "cells": cells, "partial": matrix.partial, "error": matrix.error})
+
+    @extend_schema(request=AssignSerializer, responses={200: AssignSerializer})
+    @action(detail=True, methods=["post"], url_path=r"nodes/(?P<node>[^/]+)/assign")
+    def node_assign(self, request: Request, pk: str | None = None, node: str = "") -> Response:
+        """Give a node to a dedicated-nodes tenant (labelled and tainted for it)."""
+        from tenants.models import Tenant
+        from tenants.services import node_assign
+
+        cluster = self.get_object()
+        tenant = Tenant.objects.filter(name=str(request.data.get("tenant", ""))).first()
+        if tenant is None:
+            raise ValidationError({"tenant": ["No such tenant."]})
+        try:
+            node_assign(cluster=cluster, node=node, tenant=tenant, assigned_by=request.user)
+        except DjangoValidationError as exc:
+            raise _drf(exc) from exc
+        return Response({"node": node, "tenant": tenant.name})
+
+    @extend_schema(request=None, responses={200: None})
+    @action(detail=True, methods=["post"], url_path=r"nodes/(?P<node>[^/]+)/release")
+    def node_release(self, request: Request, pk: str | None = None, node: str = "") -> Response:
+        """Take a node back from its tenant (refused while the tenant's pods run there)."""
+        from tenants.services import node_release
+
+        try:
+            node_release(cluster=self.get_object(), node=node, released_by=request.user)
+        except DjangoValidationError as exc:
+            raise _drf(exc) from exc
+        return Response({"node": node, "tenant": None})
 
 
 class OperationViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):

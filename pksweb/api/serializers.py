@@ -37,11 +37,3 @@ class MeSerializer(serializers.ModelSerializer):
 
     def get_tenants(self, user: User) -> list[str]:
         return sorted(m.tenant.name for m in user.tenant_memberships.select_related("tenant"))
-
-
-class TenantSerializer(serializers.ModelSerializer):
-    member_count = serializers.IntegerField(read_only=True)
-
-    class Meta:
-        model = Tenant
-        fields = ["id", "name", "display_name", "member_count", "created_at"]

@@ -4,12 +4,14 @@ from rest_framework.routers import DefaultRouter
 
 from clusters.api import views as cluster_views
 from pksweb.api import views
+from tenants.api import views as tenant_views
 
 app_name = "api"
 
 router = DefaultRouter()
 router.register("events", views.EventViewSet, basename="event")
-router.register("tenants", views.TenantViewSet, basename="tenant")
+router.register("tenants", tenant_views.TenantViewSet, basename="tenant")
+router.register("namespaces", tenant_views.NamespaceViewSet, basename="namespace")
 router.register("clusters", cluster_views.ClusterViewSet, basename="cluster")
 router.register("operations", cluster_views.OperationViewSet, basename="operation")
 

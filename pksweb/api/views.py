@@ -14,10 +14,8 @@ from rest_framework.views import APIView
 from pksweb import selectors, services
 from pksweb.api.filters import EventFilter
 from pksweb.api.permissions import PolicyPermission
-from pksweb.api.serializers import AnnouncementSerializer, EventSerializer, MeSerializer, TenantSerializer
+from pksweb.api.serializers import AnnouncementSerializer, EventSerializer, MeSerializer
 from pksweb.models import Event
-from tenants.models import Tenant
-from tenants.selectors import tenant_list
 
 
 class EventViewSet(viewsets.ReadOnlyModelViewSet):
@@ -61,13 +59,3 @@ class MeView(generics.RetrieveAPIView):
 
     def get_object(self) -> Any:
         return self.request.user
-
-
-class TenantViewSet(viewsets.ReadOnlyModelViewSet):
-    """Tenants you may see."""
-
-    serializer_class = TenantSerializer
-    permission_classes = [PolicyPermission]
-
-    def get_queryset(self) -> QuerySet[Tenant]:
-        return tenant_list(user=self.request.user)

@@ -3,6 +3,13 @@
 // for the events after the last one this page has shown, so nothing is missed.
 (function () {
   "use strict";
+  // Forms answer 400 with the form and its error messages: swap those in like a success.
+  htmx.config.responseHandling = [
+    { code: "204", swap: false },
+    { code: "[23]..", swap: true },
+    { code: "400", swap: true },
+    { code: "[45]..", swap: false, error: true },
+  ];
   htmx.createWebSocket = function (url) {
     var cursor = document.getElementById("event-cursor");
     var full = new URL(url, window.location.href);

@@ -40,3 +40,26 @@ def test_cluster_cut_off_turns_unreachable_live(fleet_server, browser):  # noqa:
     assert page.evaluate("window.__sameDocument") is True
     assert "1 unreachable" in page.inner_text("#fleet-counts")
     page.close()
+
+
+def test_tenant_admin_watches_a_new_namespace_get_in_sync(fleet_server, browser):  # noqa: F811 - pytest fixture
+    page = browser.new_page()
+    sign_in(page, fleet_server["url"], "acme-admin", "acme-admin-demo")
+    page.wait_for_url("**/tenants/*/")
+    page.wait_for_selector("#live-status[data-state=live]", timeout=10_000)
+    assert "globex" not in page.content().lower()  # another tenant is nowhere on the page
+    page.evaluate("window.__sameDocument = true")
+    # sandbox-1 was cut off by the test before: the refusal is shown in words, in place.
+    page.select_option("#namespace-form select[name=cluster]", label="sandbox-1")
+    page.fill("#namespace-form input[name=name]", "payments-prod")
+    page.click("#namespace-form button[type=submit]")
+    page.wait_for_selector("#namespace-form .errorlist >> text=Cannot check cluster sandbox-1", timeout=10_000)
+    page.select_option("#namespace-form select[name=cluster]", label="sandbox-2")
+    page.fill("#namespace-form input[name=name]", "payments-prod")
+    page.click("#namespace-form button[type=submit]")
+    row = page.wait_for_selector("tr[id^=namespace-]:has(a:text-is('payments-prod'))", timeout=10_000)
+    row_id = row.get_attribute("id")
+    page.wait_for_selector(f"#{row_id}[data-state=in_sync]", timeout=20_000)
+    assert "In sync" in page.inner_text(f"#{row_id}")
+    assert page.evaluate("window.__sameDocument") is True
+    page.close()

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from clusters.models import Cluster
+from tenants.choices import Isolation, MemberRole, PodSecurity
+from tenants.models import Tenant, TenantMembership, TenantNamespace
+from tenants.validators import cidr_list, namespace_list, quantity
+
+
+def _django(validator: Any) -> Any:
+    """A Django validator as a DRF one (same message)."""
+    from django.core.exceptions import ValidationError
+
+    def run(value: Any) -> None:
+        try:
+            validator(value)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+    return run
+
+
+class QuotaSerializer(serializers.Serializer):
+    cpu = serializers.CharField(source="quota_cpu", required=False, validators=[_django(quantity)])
+    memory = serializers.CharField(source="quota_memory", required=False, validators=[_django(quantity)])
+    pods = serializers.CharField(source="quota_pods", required=False, validators=[_django(quantity)])
+    storage = serializers.CharField(source="quota_storage", required=False, validators=[_django(quantity)])
+    load_balancers = serializers.IntegerField(source="quota_load_balancers", required=False, min_value=0)
+
+
+class LimitsSerializer(serializers.Serializer):
+    cpu = serializers.CharField(source="limit_cpu", required=False, validators=[_django(quantity)])
+    memory = serializers.CharField(source="limit_memory", required=False, validators=[_django(quantity)])
+    request_cpu = serializers.CharField(required=False, validators=[_django(quantity)])
+    request_memory = serializers.CharField(required=False, validators=[_django(quantity)])
+
+
+class SegmentationSerializer(serializers.Serializer):
+    allow_same_namespace = serializers.BooleanField(required=False)
+    allow_same_tenant = serializers.BooleanField(required=False)
+    allow_dns = serializers.BooleanField(required=False)
+    ingress_from_namespaces = serializers.ListField(child=serializers.CharField(), required=False, validators=[_django(namespace_list)])
+    egress_cidrs = serializers.ListField(child=serializers.CharField(), required=False, validators=[_django(cidr_list)])
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    """A tenant and its profiles. ``clusters`` are cluster ids it may use."""
+
+    isolation = serializers.ChoiceField(choices=Isolation.choices, required=False)
+    pod_security = serializers.ChoiceField(choices=PodSecurity.choices, required=False)
+    clusters = serializers.PrimaryKeyRelatedField(many=True, queryset=Cluster.objects.all(), required=False)
+    quota = QuotaSerializer(source="*", required=False)
+    limits = LimitsSerializer(source="*", required=False)
+    segmentation = SegmentationSerializer(source="*", required=False)
+    member_count = serializers.IntegerField(read_only=True)
+    namespace_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "display_name", "isolation", "clusters", "max_namespaces", "pod_security", "quota", "limits",
+                  "segmentation", "member_count", "namespace_count", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"name": {"validators": []}}
+
+    def flat(self) -> tuple[dict[str, Any], list[Cluster] | None]:
+        """Validated data as the services take it: profile fields, and the clusters."""
+        data = dict(self.validated_data)
+        clusters = data.pop("clusters", None)
+        return data, clusters
+
+
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=MemberRole.choices, default=MemberRole.ADMIN)
+
+    def validate_username(self, value: str) -> Any:
+        user = get_user_model().objects.filter(username=value).first()
+        if user is None:
+            raise serializers.ValidationError(f"No user is called {value!r}.")
+        return user
+
+    @staticmethod
+    def of(membership: TenantMembership) -> dict[str, str]:
+        return {"username": membership.user.get_username(), "role": membership.role}
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "Tenant id or name"})
+class TenantRefField(serializers.Field):
+    """A tenant by id or by name, among the tenants the user may see."""
+
+    default_error_messages = {"missing": "No such tenant."}
+
+    def to_internal_value(self, data: Any) -> Tenant:
+        from tenants.selectors import tenant_list
+
+        tenants = tenant_list(user=self.context["request"].user)
+        tenant = tenants.filter(pk=data).first() if isinstance(data, int) else tenants.filter(name=str(data)).first()
+        if tenant is None:
+            self.fail("missing")
+        return tenant
+
+    def to_representation(self, value: Tenant) -> str:
+        return value.name
+
+
+class NamespaceSerializer(serializers.ModelSerializer):
+    tenant = TenantRefField()
+    cluster = serializers.PrimaryKeyRelatedField(queryset=Cluster.objects.all())
+    cluster_name = serializers.CharField(source="cluster.name", read_only=True)
+
+    class Meta:
+        model = TenantNamespace
+        fields = ["id", "tenant", "cluster", "cluster_name", "name", "sync_state", "drift", "error", "last_reconciled_at",
+                  "last_checked_at", "created_at"]
+        read_only_fields = ["id", "sync_state", "drift", "error", "last_reconciled_at", "last_checked_at", "created_at"]
+        extra_kwargs = {"name": {"validators": []}}
+        validators: list[Any] = []
+
+
+class AssignSerializer(serializers.Serializer):
+    tenant = serializers.CharField(help_text="Name of a dedicated-nodes tenant allowed on the cluster.")
+
+
+class ScorecardCheckSerializer(serializers.Serializer):
+    cluster = serializers.CharField()
+    subject = serializers.CharField()
+    check = serializers.CharField()
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class SegmentationCellSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    target = serializers.CharField()
+    allowed = serializers.BooleanField()
+    intended = serializers.BooleanField(allow_null=True)
+    drift = serializers.BooleanField()
+
+
+class SegmentationSerializerOut(serializers.Serializer):
+    namespaces = serializers.ListField(child=serializers.CharField())
+    cells = SegmentationCellSerializer(many=True)
+    partial = serializers.ListField(child=serializers.CharField())
+    error = serializers.CharField()
