@@ -861,6 +861,12 @@ class SandboxCluster:
             self._reconcile_daemonset(ds)
         for pdb in self.items(PDBS, ns):
             self._write_status(PDBS, pdb, self._pdb_status(pdb))
+        quotas = self.items(QUOTAS, ns)
+        if quotas:
+            used = self._quota_used(ns)
+            for quota in quotas:
+                hard = dict((quota.get("spec") or {}).get("hard") or {})
+                self._write_status(QUOTAS, quota, {"hard": hard, "used": {k: used.get(k, "0") for k in hard}})
 
     def _owned(self, owner: Obj) -> list[Obj]:
         uid = owner["metadata"]["uid"]
@@ -1067,6 +1073,27 @@ class SandboxCluster:
                     self._write(PODS, new, "MODIFIED", pod)
                     self._event(pod, "Warning", "FailedScheduling", message)
 
+    def _quota_used(self, ns: str) -> dict[str, str]:
+        """What the quota controller would report as used in ``ns`` (pods, CPU and memory requests/limits)."""
+        pods = [p for p in self.items(PODS, ns) if p["status"].get("phase") not in ("Succeeded", "Failed")
+                and not p["metadata"].get("deletionTimestamp")]
+        totals = {"requests.cpu": 0.0, "limits.cpu": 0.0, "requests.memory": 0.0, "limits.memory": 0.0}
+        for pod in pods:
+            for container in pod["spec"].get("containers") or []:
+                resources = container.get("resources") or {}
+                for section in ("requests", "limits"):
+                    for resource in ("cpu", "memory"):
+                        value = (resources.get(section) or {}).get(resource)
+                        if value is not None:
+                            totals[f"{section}.{resource}"] += _quantity(value)
+        used = {"pods": str(len(pods)), "services.loadbalancers": str(sum(
+            1 for s in self.items(SERVICES, ns) if (s.get("spec") or {}).get("type") == "LoadBalancer"))}
+        for key, value in totals.items():
+            used[key] = f"{round(value * 1000)}m" if key.endswith("cpu") else f"{round(value / 2**20)}Mi"
+        used["cpu"], used["memory"] = used["requests.cpu"], used["requests.memory"]
+        used["requests.storage"] = "0"
+        return used
+
     # ---- PodDisruptionBudgets ------------------------------------------------------------
 
     def _pdb_status(self, pdb: Obj) -> Obj:
@@ -1180,11 +1207,20 @@ class SandboxCluster:
             self._settle()
 
 
+QUANTITY_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _quantity(value: Any) -> float:
+    match = re.match(r"^([0-9.]+)([a-zA-Z]*)$", str(value).strip())
+    return float(match.group(1)) * QUANTITY_UNITS.get(match.group(2), 1) if match else 0.0
+
+
 NAMESPACES = by_plural("namespaces")
 NODES = by_plural("nodes")
 PODS = by_plural("pods")
 EVENTS = by_plural("events")
 SERVICES = by_plural("services")
+QUOTAS = by_plural("resourcequotas")
 SERVICEACCOUNTS = by_plural("serviceaccounts")
 DEPLOYMENTS = by_plural("deployments", "apps")
 REPLICASETS = by_plural("replicasets", "apps")

@@ -66,6 +66,7 @@ def test_namespace_page_reads_the_cluster(client, tenant_admin, acme, registered
     assert "Delete namespace" in page and "Re-apply" in page
     live = client.get(reverse("tenants:namespace-live", args=[namespace.pk])).content.decode()
     assert "Deployment <b>api</b>" in live and "requests.cpu" in live and 'class="bar"' in live
+    assert '<span class="quota-name">pods</span><span class="bar"><span style="width: 2%"></span></span><span class="small">2 / 100</span>' in live
     assert "all pods accept connections from nothing" in live
     assert "all pods may connect to namespace kube-system pods k8s-app=kube-dns on UDP/53, TCP/53" in live
     wrong = client.post(reverse("tenants:namespace-delete", args=[namespace.pk]), {"confirm": "card"})
