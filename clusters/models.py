@@ -31,6 +31,9 @@ class Cluster(models.Model):
     status_since = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    # How a drained node is turned into the new version (see upgrades.drivers).
+    upgrade_driver = models.CharField(max_length=30, blank=True, default="")
+    upgrade_command = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -376,18 +376,31 @@ def node_operation_execute(*, operation_id: int, sleep: Callable[[float], None] 
     return _finish(operation, state, report)
 
 
-def _drain(operation: NodeOperation, gateway: Gateway, sleep: Callable[[float], None]) -> tuple[str, str]:
-    """Cordon, then evict every pod but DaemonSet and mirror pods, retrying PDB refusals until the timeout."""
-    node = operation.node
+@dataclass
+class DrainResult:
+    ok: bool
+    report: str
+    evicted: list[str]
+    skipped: list[str]
+    blocked: dict[str, str]
+    pending: list[str]
+
+
+def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Callable[..., None] | None = None,
+               sleep: Callable[[float], None] = time.sleep) -> DrainResult:
+    """Cordon ``node`` and evict every pod but DaemonSet and mirror pods through the Eviction API,
+    retrying refusals (PodDisruptionBudgets) until ``timeout``. Idempotent: evicting a pod
+    that is already gone counts as done. Used by node operations and by upgrade rollouts."""
+    report_progress = on_progress or (lambda message, **state: None)
     gateway.set_unschedulable(node, True)
     pods = gateway.pods_on_node(node)
     skipped = sorted(f"{p.key} ({'mirror pod' if p.mirror else 'DaemonSet'})" for p in pods if p.mirror or p.owner_kind == "DaemonSet")
     pending = {p.key: p for p in pods if not (p.mirror or p.owner_kind == "DaemonSet") and not p.terminating}
     evicted: list[str] = []
     blocked: dict[str, str] = {}
-    _progress(operation, f"cordoned; {len(pending)} pods to evict, {len(skipped)} skipped", evicted=evicted, skipped=skipped,
-              blocked=blocked, pending=sorted(pending))
-    deadline = time.monotonic() + operation.timeout_seconds
+    report_progress(f"cordoned; {len(pending)} pods to evict, {len(skipped)} skipped", evicted=evicted, skipped=skipped,
+                    blocked=blocked, pending=sorted(pending))
+    deadline = time.monotonic() + timeout
     while pending:
         for key, pod in list(pending.items()):
             outcome = gateway.evict(pod.namespace, pod.name)
@@ -395,13 +408,13 @@ def _drain(operation: NodeOperation, gateway: Gateway, sleep: Callable[[float], 
                 pending.pop(key)
                 blocked.pop(key, None)
                 evicted.append(key)
-                _progress(operation, f"evicted {key}", evicted=evicted, blocked=blocked, pending=sorted(pending))
+                report_progress(f"evicted {key}", evicted=evicted, blocked=blocked, pending=sorted(pending))
             else:
                 reason = f"PodDisruptionBudget {outcome.budget}" if outcome.budget else "the API server"
                 if blocked.get(key) != reason:
                     blocked[key] = reason
-                    _progress(operation, f"{key} blocked by {reason}; retrying", evicted=evicted, blocked=blocked,
-                              pending=sorted(pending), detail=outcome.message)
+                    report_progress(f"{key} blocked by {reason}; retrying", evicted=evicted, blocked=blocked,
+                                    pending=sorted(pending), detail=outcome.message)
         if not pending or time.monotonic() >= deadline:
             break
         sleep(min(2.0, max(0.0, deadline - time.monotonic())))
@@ -417,13 +430,19 @@ def _drain(operation: NodeOperation, gateway: Gateway, sleep: Callable[[float], 
         by_budget: dict[str, list[str]] = {}
         for key in pending:
             by_budget.setdefault(blocked.get(key, "timeout"), []).append(key)
-        lines.insert(0, f"Drain of {node} stopped after {operation.timeout_seconds} s with {len(pending)} pod(s) not evicted.")
+        lines.insert(0, f"Drain of {node} stopped after {int(timeout)} s with {len(pending)} pod(s) not evicted.")
         lines += [f"Blocked by {why}: {', '.join(sorted(keys))}." for why, keys in sorted(by_budget.items())]
-        operation.progress = {**operation.progress, "evicted": evicted, "skipped": skipped, "blocked": blocked, "pending": sorted(pending)}
-        return OperationState.FAILED, "\n".join(lines)
+        return DrainResult(False, "\n".join(lines), evicted, skipped, blocked, sorted(pending))
     lines.insert(0, f"Node {node} drained: cordoned and empty but for DaemonSet and mirror pods.")
-    operation.progress = {**operation.progress, "evicted": evicted, "skipped": skipped, "blocked": {}, "pending": []}
-    return OperationState.SUCCEEDED, "\n".join(lines)
+    return DrainResult(True, "\n".join(lines), evicted, skipped, {}, [])
+
+
+def _drain(operation: NodeOperation, gateway: Gateway, sleep: Callable[[float], None]) -> tuple[str, str]:
+    result = node_drain(gateway=gateway, node=operation.node, timeout=operation.timeout_seconds, sleep=sleep,
+                        on_progress=lambda message, **state: _progress(operation, message, **state))
+    operation.progress = {**operation.progress, "evicted": result.evicted, "skipped": result.skipped,
+                          "blocked": result.blocked, "pending": result.pending}
+    return (OperationState.SUCCEEDED if result.ok else OperationState.FAILED), result.report
 
 
 def _refresh_nodes(cluster: Cluster) -> None:

@@ -20,4 +20,5 @@ class SubjectType(models.TextChoices):
     TENANT = "tenant", "Tenant"
     CLUSTER = "cluster", "Cluster"
     ROLLOUT = "rollout", "Rollout"
+    PLAN = "plan", "Upgrade plan"
     USER = "user", "User"

@@ -245,6 +245,10 @@ PKSWEB_HEALTH_INTERVAL = float(_env("PKSWEB_HEALTH_INTERVAL", "30"))
 PKSWEB_SWEEP_WORKERS = int(_env("PKSWEB_SWEEP_WORKERS", "32"))
 PKSWEB_PROBE_TIMEOUT = (float(_env("PKSWEB_PROBE_CONNECT_TIMEOUT", "3")), float(_env("PKSWEB_PROBE_READ_TIMEOUT", "8")))
 PKSWEB_DRAIN_TIMEOUT = int(_env("PKSWEB_DRAIN_TIMEOUT", "300"))
+# Upgrades: the command driver runs operator-configured commands, so it is off unless allowed.
+PKSWEB_ALLOW_COMMAND_DRIVER = _flag("PKSWEB_ALLOW_COMMAND_DRIVER", default=False)
+PKSWEB_COMMAND_DRIVER_TIMEOUT = int(_env("PKSWEB_COMMAND_DRIVER_TIMEOUT", "900"))
+PKSWEB_ROLLOUT_TICK = float(_env("PKSWEB_ROLLOUT_TICK", "2"))
 # Sandbox clusters the embedded server starts and registers (0: none).
 PKSWEB_SANDBOX_CLUSTERS = int(_env("PKSWEB_SANDBOX_CLUSTERS", "0"))
 PKSWEB_SANDBOX_PORT = int(_env("PKSWEB_SANDBOX_PORT", "6550"))
@@ -257,6 +261,10 @@ CELERY_BEAT_SCHEDULE = {
     "drift-scan": {
         "task": "tenants.tasks.drift_scan",
         "schedule": float(_env("PKSWEB_DRIFT_INTERVAL", "300")),
+    },
+    "rollout-tick": {
+        "task": "upgrades.tasks.rollouts_poke",
+        "schedule": float(_env("PKSWEB_ROLLOUT_POKE_SECONDS", "10")),
     },
     "health-sweep": {
         "task": "clusters.tasks.health_sweep",

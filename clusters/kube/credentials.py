@@ -197,3 +197,23 @@ def parse_kubeconfig(text: str | bytes, context: str | None = None) -> tuple[str
         insecure_skip_tls_verify=insecure,
         tls_server_name=str(cluster.get("tls-server-name") or ""),
     )
+
+
+def credential_kubeconfig(credential: Credential, name: str = "cluster") -> dict[str, Any]:
+    """A kubeconfig holding ``credential`` inline (for tools pksweb runs, e.g. the command driver)."""
+    cluster: dict[str, Any] = {"server": credential.server}
+    if credential.ca_data:
+        cluster["certificate-authority-data"] = base64.b64encode(credential.ca_data.encode()).decode()
+    if credential.insecure_skip_tls_verify:
+        cluster["insecure-skip-tls-verify"] = True
+    if credential.tls_server_name:
+        cluster["tls-server-name"] = credential.tls_server_name
+    user: dict[str, Any] = {}
+    if credential.token:
+        user["token"] = credential.token
+    if credential.client_cert_data:
+        user["client-certificate-data"] = base64.b64encode(credential.client_cert_data.encode()).decode()
+        user["client-key-data"] = base64.b64encode(credential.client_key_data.encode()).decode()
+    return {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": name, "cluster": cluster}],
+            "users": [{"name": name, "user": user}], "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name}

@@ -316,6 +316,65 @@ class Gateway:
         items = self._call("list cluster role bindings", k8s.RbacAuthorizationV1Api(self.api).list_cluster_role_binding).items
         return [self.api.sanitize_for_serialization(b) for b in items]
 
+    # ---- upgrades: preflight and drivers --------------------------------------------
+
+    def served_group_versions(self) -> set[str]:
+        """Every group/version the API server serves (discovery)."""
+        core = self._call("read API versions", k8s.CoreApi(self.api).get_api_versions)
+        groups = self._call("read API groups", k8s.ApisApi(self.api).get_api_versions)
+        served = set(core.versions or [])
+        for group in groups.groups or []:
+            served |= {v.group_version for v in group.versions or []}
+        return served
+
+    def count_stored(self, group_version: str, resource: str) -> int:
+        """How many objects the cluster returns for ``resource`` through ``group_version`` (0 if not served)."""
+        path = f"/api/{group_version}/{resource}" if "/" not in group_version else f"/apis/{group_version}/{resource}"
+        params = self.api.param_serialize(method="GET", resource_path=path, query_params=[("limit", "500")],
+                                          auth_settings=["BearerToken"])
+        try:
+            response = self.api.call_api(*params, _request_timeout=self.timeout)
+            response.read()
+        except Exception as exc:  # translated like every call
+            raise translate(exc, server=self.credential.server, action=f"list {resource} in {group_version}") from exc
+        if response.status == 404:
+            return 0
+        if response.status >= 400:
+            return 0
+        return len(json.loads(response.data or b"{}").get("items", []))
+
+    def pdbs(self) -> list[dict[str, Any]]:
+        items = self._call("list PodDisruptionBudgets", k8s.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces).items
+        return [self.api.sanitize_for_serialization(p) for p in items]
+
+    def pods_raw(self) -> list[dict[str, Any]]:
+        """Every pod as raw JSON (scheduling fields included), without a model per pod."""
+        response = self._call("list pods", self.core.list_pod_for_all_namespaces, _preload_content=False)
+        try:
+            return json.loads(response.data).get("items", [])
+        finally:
+            response.release_conn()
+
+    def sandbox_upgrade_node(self, node: str, version: str) -> str:
+        """Ask a sandbox cluster to replace ``node``'s kubelet with ``version`` (the sandbox driver)."""
+        params = self.api.param_serialize(method="POST", resource_path=f"/sandbox/nodes/{node}/upgrade",
+                                          body={"version": version}, header_params={"Content-Type": "application/json"},
+                                          auth_settings=["BearerToken"])
+        try:
+            response = self.api.call_api(*params, _request_timeout=self.timeout)
+            response.read()
+        except Exception as exc:  # translated like every call
+            raise translate(exc, server=self.credential.server, action=f"replace node {node}") from exc
+        text = (response.data or b"").decode(errors="replace")
+        if response.status >= 400:
+            raise KubeError("driver", f"The sandbox refused to replace node {node} ({response.status}): {text[:300]}", response.status)
+        return text
+
+    def create_custom_object(self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        api = k8s.CustomObjectsApi(self.api)
+        return self._call(f"create {plural}.{group} {body['metadata']['name']}", api.create_namespaced_custom_object,
+                          group, version, namespace, plural, body)
+
     # ---- reads for pages --------------------------------------------------------
 
     def namespaces(self) -> list[dict[str, Any]]:

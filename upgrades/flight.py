@@ -1,0 +1,57 @@
+"""The flight plan (every step, in order) and the revision fingerprint approvals bind to."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.db.models import Avg, DurationField, ExpressionWrapper, F
+
+from clusters.models import Cluster, ClusterNode
+
+DEFAULT_NODE_SECONDS = 180
+
+
+def flight_plan(*, waves: list[list[int]], target: str) -> list[dict[str, Any]]:
+    """wave → cluster → node, control-plane nodes first in each cluster."""
+    clusters = {c.pk: c for c in Cluster.objects.filter(pk__in=[cid for wave in waves for cid in wave])}
+    nodes_by_cluster: dict[int, list[ClusterNode]] = {}
+    for node in ClusterNode.objects.filter(cluster_id__in=clusters).order_by("name"):
+        nodes_by_cluster.setdefault(node.cluster_id, []).append(node)
+    steps = []
+    for wave_index, wave in enumerate(waves, start=1):
+        for cluster_id in wave:
+            cluster = clusters.get(cluster_id)
+            if cluster is None:
+                continue
+            nodes = sorted(nodes_by_cluster.get(cluster_id, []), key=lambda n: (not n.is_control_plane, n.name))
+            for node in nodes:
+                steps.append({"wave": wave_index, "cluster_id": cluster.pk, "cluster": cluster.name, "node": node.name,
+                              "control_plane": node.is_control_plane, "from_version": node.kubelet_version.lstrip("v"),
+                              "driver": cluster.upgrade_driver})
+    return steps
+
+
+def estimate_seconds(steps: list[dict[str, Any]], soak_seconds: int, waves: int) -> int:
+    """From past rollouts' node steps where there are any; a default otherwise."""
+    from upgrades.models import RolloutStep
+
+    average = (RolloutStep.objects.filter(phase="done", started_at__isnull=False, finished_at__isnull=False)
+               .annotate(took=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
+               .aggregate(avg=Avg("took"))["avg"])
+    per_node = average.total_seconds() if average else DEFAULT_NODE_SECONDS
+    return int(per_node * len(steps) + soak_seconds * max(0, waves - 1))
+
+
+def revision(plan: Any, steps: list[dict[str, Any]]) -> str:
+    """A fingerprint of everything that affects execution."""
+    material = {
+        "target": plan.target_version, "waves": plan.waves, "max_unavailable": plan.max_unavailable,
+        "drain_timeout": plan.drain_timeout_seconds, "node_ready_timeout": plan.node_ready_timeout_seconds,
+        "health_gate": plan.health_gate, "soak": plan.soak_seconds,
+        "window": [plan.window_start.isoformat() if plan.window_start else None,
+                   plan.window_end.isoformat() if plan.window_end else None, plan.window_weekly],
+        "steps": [(s["cluster_id"], s["node"], s["control_plane"], s["driver"]) for s in steps],
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()

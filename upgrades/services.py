@@ -1,0 +1,495 @@
+"""Writes of upgrades: plans, approvals bound to a revision, and the rollout engine.
+
+The engine is a persisted state machine: ``rollout_advance`` does one transition of
+one node step at a time, recording the intent (the step's phase) before acting and
+checking the cluster's real state before repeating, so a worker killed at any moment
+is resumed by the next tick without repeating or skipping a node.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from clusters.kube import KubeError
+from clusters.models import Cluster
+from pksweb import policy
+from pksweb.choices import SubjectType
+from pksweb.events import publish
+from pksweb.services import lease_acquire, lease_release
+from upgrades import drivers, flight, preflight, versions
+from upgrades.choices import ACTIVE_ROLLOUT, Decision, PlanState, RolloutState, StepPhase
+from upgrades.models import Approval, Rollout, RolloutStep, UpgradePlan
+
+log = logging.getLogger(__name__)
+PLAN_FIELDS = ("name", "target_version", "waves", "max_unavailable", "drain_timeout_seconds", "node_ready_timeout_seconds",
+               "health_gate", "soak_seconds", "window_start", "window_end", "window_weekly", "quorum")
+GATE_GRACE_SECONDS = 60
+WEEK = timedelta(days=7)
+
+
+def _require(user: Any, action: str, obj: Any, message: str) -> None:
+    if user is not None and not policy.can(user, action, obj):
+        raise PermissionDenied(message)
+
+
+def _plan_event(plan: UpgradePlan, kind: str, message: str, actor: Any = None, **payload: Any) -> None:
+    publish(kind=kind, message=message, actor=actor, subject_type=SubjectType.PLAN, subject_id=plan.pk,
+            subject_label=plan.name, payload={"plan": plan.pk, **payload})
+
+
+# ---- plans ------------------------------------------------------------------------------
+
+
+def _validate(plan: UpgradePlan) -> None:
+    errors: dict[str, str] = {}
+    if versions.parse(plan.target_version) is None:
+        errors["target_version"] = f"{plan.target_version!r} is not a Kubernetes version: write it like 1.31.2."
+    waves = plan.waves
+    if not isinstance(waves, list) or not waves or not all(isinstance(w, list) and w and all(isinstance(c, int) for c in w) for w in waves):
+        errors["waves"] = "Give the waves as a list of lists of cluster ids, e.g. [[1], [2, 3]] (a canary wave first)."
+    else:
+        ids = [c for wave in waves for c in wave]
+        if len(ids) != len(set(ids)):
+            errors["waves"] = "A cluster appears in more than one wave."
+        missing = set(ids) - set(Cluster.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        if missing:
+            errors["waves"] = f"No clusters with ids {sorted(missing)}."
+    if plan.max_unavailable != 1:
+        errors["max_unavailable"] = "pksweb upgrades one node at a time per cluster for now: use 1."
+    if plan.quorum < 1:
+        errors["quorum"] = "At least one approval is needed."
+    if plan.drain_timeout_seconds < 10:
+        errors["drain_timeout_seconds"] = "Give drains at least 10 seconds."
+    if (plan.window_start is None) != (plan.window_end is None):
+        errors["window_end"] = "Give both the window's start and its end, or neither."
+    elif plan.window_start and plan.window_end and plan.window_end <= plan.window_start:
+        errors["window_end"] = "The window must end after it starts."
+    elif plan.window_weekly and plan.window_start and plan.window_end and plan.window_end - plan.window_start >= WEEK:
+        errors["window_end"] = "A weekly window must be shorter than a week."
+    if errors:
+        raise ValidationError(errors)
+
+
+def _refresh(plan: UpgradePlan) -> None:
+    """Recompute the flight plan, the revision and the preflight (on every edit and before start)."""
+    steps = flight.flight_plan(waves=plan.waves, target=plan.target_version)
+    plan.flight_plan = steps
+    plan.revision = flight.revision(plan, steps)
+    clusters = list(Cluster.objects.filter(pk__in=[c for wave in plan.waves for c in wave]))
+    report = preflight.run(clusters=clusters, target=plan.target_version).as_dict()
+    report["estimate_seconds"] = flight.estimate_seconds(steps, plan.soak_seconds, len(plan.waves))
+    plan.preflight = report
+
+
+def plan_create(*, author: Any, **fields: Any) -> UpgradePlan:
+    """Write a plan (draft); its flight plan, revision and preflight are computed at once."""
+    _require(author, "create", UpgradePlan, "Only operators write upgrade plans.")
+    unknown = set(fields) - set(PLAN_FIELDS)
+    if unknown:
+        raise ValidationError({"non_field_errors": f"Unknown fields: {', '.join(sorted(unknown))}."})
+    plan = UpgradePlan(author=author, **fields)
+    plan.target_version = (plan.target_version or "").strip().lstrip("v")
+    _validate(plan)
+    _refresh(plan)
+    plan.full_clean()
+    with transaction.atomic():
+        plan.save()
+        _plan_event(plan, "upgrade.plan_created", f"Upgrade plan {plan.name} to {plan.target_version} written", author,
+                    revision=plan.revision)
+    return plan
+
+
+def plan_update(*, plan: UpgradePlan, editor: Any, **changes: Any) -> UpgradePlan:
+    """Edit a plan that has not started. Existing approvals are voided and the plan returns to draft."""
+    _require(editor, "operate", plan, "Only operators edit upgrade plans.")
+    unknown = set(changes) - set(PLAN_FIELDS)
+    if unknown:
+        raise ValidationError({"non_field_errors": f"Unknown fields: {', '.join(sorted(unknown))}."})
+    with transaction.atomic():
+        locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
+        if locked.state == PlanState.STARTED:
+            raise ValidationError({"non_field_errors": "This plan has started; write a new plan instead."})
+        for key, value in changes.items():
+            setattr(locked, key, value)
+        locked.target_version = (locked.target_version or "").strip().lstrip("v")
+        _validate(locked)
+        old_revision = locked.revision
+        _refresh(locked)
+        locked.updated_at = timezone.now()
+        locked.full_clean()
+        voided = locked.approvals.filter(voided=False).update(voided=True)
+        if locked.state != PlanState.DRAFT:
+            locked.state = PlanState.DRAFT
+        locked.save()
+        note = f"; {voided} approval{'s' if voided != 1 else ''} voided" if voided else ""
+        _plan_event(locked, "upgrade.plan_edited", f"Upgrade plan {locked.name} edited (revision {locked.revision[:8]}){note}",
+                    editor, old_revision=old_revision, revision=locked.revision, voided=voided)
+    return locked
+
+
+def plan_submit(*, plan: UpgradePlan, by: Any) -> UpgradePlan:
+    """Ask approvers to sign off; refused while preflight fails."""
+    _require(by, "operate", plan, "Only operators submit upgrade plans.")
+    with transaction.atomic():
+        locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
+        if locked.state != PlanState.DRAFT:
+            raise ValidationError({"non_field_errors": f"Only a draft can be submitted; this plan is {locked.get_state_display().lower()}."})
+        _refresh(locked)
+        if locked.preflight["failures"]:
+            locked.save()
+            first = locked.preflight["failures"][0]
+            raise ValidationError({"preflight": f"Preflight fails ({len(locked.preflight['failures'])}): "
+                                                f"{first['cluster']}: {first['message']}"})
+        locked.state = PlanState.SUBMITTED
+        locked.save()
+        _plan_event(locked, "upgrade.plan_submitted", f"Upgrade plan {locked.name} submitted for approval "
+                    f"(revision {locked.revision[:8]}, {len(locked.preflight['warnings'])} warnings)", by, revision=locked.revision)
+    return locked
+
+
+def plan_decide(*, plan: UpgradePlan, approver: Any, revision: str, decision: str, comment: str = "") -> UpgradePlan:
+    """An approver approves or rejects the exact revision they reviewed."""
+    _require(approver, "approve", plan, "Only approvers sign off upgrade plans.")
+    if decision not in Decision.values:
+        raise ValidationError({"decision": "Decide approve or reject."})
+    with transaction.atomic():
+        locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
+        if locked.state not in (PlanState.SUBMITTED, PlanState.APPROVED):
+            raise ValidationError({"non_field_errors": f"This plan is {locked.get_state_display().lower()}, not waiting for approval."})
+        if approver is not None and locked.author_id == approver.pk:
+            raise ValidationError({"non_field_errors": "You wrote this plan: someone else must approve it."})
+        if revision != locked.revision:
+            raise ValidationError({"revision": f"The plan changed since you reviewed it (you saw {revision[:8] or 'nothing'}, it is now "
+                                               f"{locked.revision[:8]}): review the current revision."})
+        if decision == Decision.REJECT and not (comment or "").strip():
+            raise ValidationError({"comment": "Say why you reject the plan."})
+        if locked.approvals.filter(approver=approver, revision=locked.revision, voided=False).exists():
+            raise ValidationError({"non_field_errors": "You have already decided on this revision; one person counts once."})
+        try:
+            with transaction.atomic():
+                Approval.objects.create(plan=locked, approver=approver, approver_name=approver.get_username(), revision=locked.revision,
+                                        decision=decision, comment=(comment or "").strip())
+        except IntegrityError:
+            raise ValidationError({"non_field_errors": "You have already decided on this revision; one person counts once."}) from None
+        if decision == Decision.REJECT:
+            locked.state = PlanState.DRAFT
+            locked.approvals.filter(voided=False).exclude(decision=Decision.REJECT).update(voided=True)
+            _plan_event(locked, "upgrade.plan_rejected", f"Upgrade plan {locked.name} rejected by {approver.get_username()}: {comment}",
+                        approver, revision=locked.revision)
+        else:
+            approvals = locked.approvals.filter(revision=locked.revision, voided=False, decision=Decision.APPROVE).count()
+            if approvals >= locked.quorum:
+                locked.state = PlanState.APPROVED
+            _plan_event(locked, "upgrade.plan_approved", f"Upgrade plan {locked.name} approved by {approver.get_username()} "
+                        f"({approvals} of {locked.quorum})", approver, revision=locked.revision)
+        locked.save()
+    return locked
+
+
+def in_window(plan: UpgradePlan, now: datetime | None = None) -> bool:
+    """Whether ``now`` is inside the plan's maintenance window (no window: always)."""
+    now = now or timezone.now()
+    if plan.window_start is None or plan.window_end is None:
+        return True
+    if not plan.window_weekly:
+        return plan.window_start <= now < plan.window_end
+    if now < plan.window_start:
+        return False
+    offset = (now - plan.window_start) % WEEK
+    return offset < plan.window_end - plan.window_start
+
+
+def plan_start(*, plan: UpgradePlan, by: Any, outside_window_reason: str = "") -> Rollout:
+    """Start an approved plan inside its window, or outside it by an approver with a recorded reason."""
+    if (outside_window_reason or "").strip():
+        _require(by, "approve", plan, "Only an approver can start an upgrade outside its window.")
+    else:
+        _require(by, "operate", plan, "Only operators start upgrades.")
+    with transaction.atomic():
+        locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
+        if locked.state != PlanState.APPROVED:
+            raise ValidationError({"non_field_errors": f"Only an approved plan can start; this one is {locked.get_state_display().lower()}."})
+        reason = (outside_window_reason or "").strip()
+        if not in_window(locked) and not reason:
+            raise ValidationError({"non_field_errors": "The maintenance window is not open. An approver can start it anyway, "
+                                                       "giving a reason that is recorded."})
+        approved_revision = locked.revision
+        _refresh(locked)
+        if locked.revision != approved_revision:
+            locked.state = PlanState.DRAFT
+            locked.approvals.filter(voided=False).update(voided=True)
+            locked.save()
+            raise ValidationError({"non_field_errors": "The fleet changed since the plan was approved (nodes or drivers differ): "
+                                                       "its approvals were voided; review and submit it again."})
+        if locked.preflight["failures"]:
+            locked.save()
+            first = locked.preflight["failures"][0]
+            raise ValidationError({"preflight": f"Preflight fails just before start: {first['cluster']}: {first['message']}"})
+        try:
+            with transaction.atomic():
+                rollout = Rollout.objects.create(plan=locked, revision=locked.revision, started_by=by,
+                                                 outside_window_reason=reason if not in_window(locked) else "")
+        except IntegrityError:
+            raise ValidationError({"non_field_errors": "A rollout of this plan is already active."}) from None
+        RolloutStep.objects.bulk_create([
+            RolloutStep(rollout=rollout, order=i, wave=s["wave"], cluster_id=s["cluster_id"], node=s["node"],
+                        control_plane=s["control_plane"]) for i, s in enumerate(locked.flight_plan)])
+        locked.state = PlanState.STARTED
+        locked.save()
+        extra = f" outside its window: {reason}" if rollout.outside_window_reason else ""
+        _rollout_event(rollout, "rollout.started", f"Rollout of {locked.name} to {locked.target_version} started{extra}", by,
+                       steps=len(locked.flight_plan))
+        transaction.on_commit(lambda: _enqueue_tick(rollout.pk))
+    return rollout
+
+
+# ---- rollouts ---------------------------------------------------------------------------
+
+
+def _rollout_event(rollout: Rollout, kind: str, message: str, actor: Any = None, **payload: Any) -> None:
+    publish(kind=kind, message=message, actor=actor, subject_type=SubjectType.ROLLOUT, subject_id=rollout.pk,
+            subject_label=rollout.plan.name, payload={"rollout": rollout.pk, "state": rollout.state, **payload})
+
+
+def _enqueue_tick(rollout_id: int, delay: float = 0) -> None:
+    from upgrades.tasks import rollout_tick
+
+    rollout_tick.apply_async((rollout_id,), countdown=delay)
+
+
+def rollout_pause(*, rollout: Rollout, by: Any) -> Rollout:
+    """Pause after the current node (the node in flight finishes first)."""
+    _require(by, "operate", rollout, "Only operators pause rollouts.")
+    with transaction.atomic():
+        locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
+        if locked.state != RolloutState.RUNNING:
+            raise ValidationError({"non_field_errors": f"The rollout is {locked.state}, not running."})
+        locked.pause_requested = True
+        locked.save(update_fields=["pause_requested"])
+        _rollout_event(locked, "rollout.pause_requested", f"Rollout of {locked.plan.name} pauses after the current node", by)
+    return locked
+
+
+def rollout_resume(*, rollout: Rollout, by: Any) -> Rollout:
+    """Resume a paused or halted rollout (a halted step is tried again from its recorded phase)."""
+    _require(by, "operate", rollout, "Only operators resume rollouts.")
+    with transaction.atomic():
+        locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
+        if locked.state not in (RolloutState.PAUSED, RolloutState.HALTED):
+            raise ValidationError({"non_field_errors": f"The rollout is {locked.state}; only a paused or halted rollout resumes."})
+        locked.state = RolloutState.RUNNING
+        locked.pause_requested = False
+        locked.reason = ""
+        locked.save()
+        RolloutStep.objects.filter(rollout=locked, phase=StepPhase.FAILED).update(phase=StepPhase.PENDING)
+        _rollout_event(locked, "rollout.resumed", f"Rollout of {locked.plan.name} resumed", by)
+        transaction.on_commit(lambda: _enqueue_tick(locked.pk))
+    return locked
+
+
+def rollout_abort(*, rollout: Rollout, by: Any) -> Rollout:
+    """Stop for good. A node pksweb had cordoned is uncordoned, or the page says it is still cordoned."""
+    _require(by, "operate", rollout, "Only operators abort rollouts.")
+    holder = _holder()
+    if not lease_acquire(name=f"rollout.{rollout.pk}", holder=holder, seconds=60):
+        raise ValidationError({"non_field_errors": "The rollout is in the middle of a step; try again in a moment."})
+    try:
+        with transaction.atomic():
+            locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
+            if locked.state not in ACTIVE_ROLLOUT and locked.state != RolloutState.HALTED:
+                raise ValidationError({"non_field_errors": f"The rollout is {locked.state} already."})
+            notes = []
+            cordoned = RolloutStep.objects.filter(rollout=locked, phase__in=[StepPhase.DRAIN, StepPhase.UPGRADE, StepPhase.WAIT_READY,
+                                                                              StepPhase.UNCORDON, StepPhase.FAILED]).select_related("cluster")
+            for step in cordoned:
+                try:
+                    _gateway(step.cluster).set_unschedulable(step.node, False)
+                    notes.append(f"node {step.node} uncordoned")
+                except KubeError as exc:
+                    notes.append(f"node {step.node} of {step.cluster.name} is STILL CORDONED by pksweb: {exc.message}")
+            locked.state = RolloutState.ABORTED
+            locked.finished_at = timezone.now()
+            locked.reason = "Aborted" + (f"; {'; '.join(notes)}" if notes else "")
+            locked.save()
+            _rollout_event(locked, "rollout.aborted", f"Rollout of {locked.plan.name} aborted{': ' + '; '.join(notes) if notes else ''}", by)
+    finally:
+        lease_release(name=f"rollout.{rollout.pk}", holder=holder)
+    return locked
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"
+
+
+def _gateway(cluster: Cluster) -> Any:
+    from clusters.services import gateway_for
+
+    return gateway_for(cluster)
+
+
+def _set_phase(step: RolloutStep, phase: str, line: str = "", **fields: Any) -> None:
+    now = timezone.now()
+    step.phase = phase
+    step.phase_started_at = now
+    if line:
+        step.log = (step.log + f"[{now:%H:%M:%S}] {line}\n")[-20000:]
+    for key, value in fields.items():
+        setattr(step, key, value)
+    step.save()
+    rollout = step.rollout
+    _rollout_event(rollout, "rollout.step_changed", f"{step.cluster.name}/{step.node}: {StepPhase(phase).label.lower()}"
+                   f"{' — ' + line if line else ''}", step=step.pk, node=step.node, phase=phase)
+
+
+def _halt(rollout: Rollout, step: RolloutStep | None, reason: str) -> None:
+    with transaction.atomic():
+        locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
+        locked.state = RolloutState.HALTED
+        locked.reason = reason
+        locked.save()
+        if step is not None:
+            step.log = (step.log + f"[{timezone.now():%H:%M:%S}] halted: {reason}\n")[-20000:]
+            step.save(update_fields=["log"])
+        _rollout_event(locked, "rollout.halted", f"Rollout of {locked.plan.name} halted: {reason}", step=step.pk if step else None)
+
+
+def rollout_advance(*, rollout_id: int) -> float | None:
+    """Do the next piece of work of a running rollout; returns seconds until the next tick, or None to stop."""
+    rollout = Rollout.objects.select_related("plan").filter(pk=rollout_id).first()
+    if rollout is None or rollout.state != RolloutState.RUNNING:
+        return None
+    plan = rollout.plan
+    holder = _holder()
+    step = RolloutStep.objects.select_related("cluster", "rollout__plan").filter(rollout=rollout).exclude(phase=StepPhase.DONE).order_by("order").first()
+    lease_seconds = plan.drain_timeout_seconds + 60 if step and step.phase in (StepPhase.PENDING, StepPhase.CORDON, StepPhase.DRAIN) else 60
+    if not lease_acquire(name=f"rollout.{rollout.pk}", holder=holder, seconds=lease_seconds):
+        return 5.0  # someone else is working on it (or died holding it: the lease expires)
+    try:
+        Rollout.objects.filter(pk=rollout.pk).update(last_tick_at=timezone.now())
+        rollout.refresh_from_db()
+        if rollout.state != RolloutState.RUNNING:
+            return None
+        at_boundary = step is None or step.phase == StepPhase.PENDING
+        if step is None:
+            with transaction.atomic():
+                Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.SUCCEEDED, finished_at=timezone.now())
+                rollout.state = RolloutState.SUCCEEDED
+                _rollout_event(rollout, "rollout.succeeded", f"Rollout of {plan.name} finished: every node runs {plan.target_version}")
+            return None
+        if at_boundary and rollout.pause_requested:
+            with transaction.atomic():
+                Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.PAUSED, pause_requested=False)
+                rollout.state = RolloutState.PAUSED
+                _rollout_event(rollout, "rollout.paused", f"Rollout of {plan.name} paused before {step.cluster.name}/{step.node}")
+            return None
+        if at_boundary and not rollout.outside_window_reason and not in_window(plan):
+            if plan.window_weekly:
+                if not rollout.waiting_for_window:
+                    Rollout.objects.filter(pk=rollout.pk).update(waiting_for_window=True)
+                    _rollout_event(rollout, "rollout.waiting_for_window", f"Rollout of {plan.name} waits for the next window")
+                return 30.0
+            with transaction.atomic():
+                Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.PAUSED, reason="The maintenance window closed.")
+                rollout.state = RolloutState.PAUSED
+                _rollout_event(rollout, "rollout.paused", f"Rollout of {plan.name} paused: the maintenance window closed")
+            return None
+        if rollout.waiting_for_window:
+            Rollout.objects.filter(pk=rollout.pk).update(waiting_for_window=False)
+        if at_boundary and rollout.soak_until and timezone.now() < rollout.soak_until:
+            return min(30.0, (rollout.soak_until - timezone.now()).total_seconds())
+        return _advance_step(rollout, step)
+    finally:
+        lease_release(name=f"rollout.{rollout.pk}", holder=holder)
+
+
+def _advance_step(rollout: Rollout, step: RolloutStep) -> float | None:
+    plan = rollout.plan
+    target = plan.target_version
+    try:
+        gateway = _gateway(step.cluster)
+        if step.phase == StepPhase.PENDING:
+            _set_phase(step, StepPhase.CORDON, "starting", started_at=step.started_at or timezone.now())
+            return 0
+        if step.phase == StepPhase.CORDON:
+            gateway.set_unschedulable(step.node, True)
+            _set_phase(step, StepPhase.DRAIN, "cordoned")
+            return 0
+        if step.phase == StepPhase.DRAIN:
+            from clusters.services import node_drain
+
+            result = node_drain(gateway=gateway, node=step.node, timeout=plan.drain_timeout_seconds)
+            if not result.ok:
+                _halt(rollout, step, result.report.replace("\n", " "))
+                return None
+            _set_phase(step, StepPhase.UPGRADE, result.report.splitlines()[0])
+            return 0
+        if step.phase == StepPhase.UPGRADE:
+            node = gateway.node(step.node)
+            at_target = node.kubelet_version.lstrip("v") == target
+            if at_target:
+                _set_phase(step, StepPhase.WAIT_READY, f"kubelet already at v{target}")
+                return 0
+            if step.driver_called_at is not None and node.ready is not True:
+                _set_phase(step, StepPhase.WAIT_READY, "the driver is replacing the node")
+                return 1.0
+            # Record the intent before the call: a crash after it is seen above (node NotReady or at target).
+            RolloutStep.objects.filter(pk=step.pk).update(driver_called_at=timezone.now())
+            step.driver_called_at = timezone.now()
+            line = drivers.upgrade(step.cluster, step.node, target)
+            _set_phase(step, StepPhase.WAIT_READY, line)
+            return 1.0
+        if step.phase == StepPhase.WAIT_READY:
+            node = gateway.node(step.node)
+            if node.ready and node.kubelet_version.lstrip("v") == target:
+                _set_phase(step, StepPhase.UNCORDON, f"Ready at v{target}")
+                return 0
+            waited = (timezone.now() - (step.phase_started_at or timezone.now())).total_seconds()
+            if waited > plan.node_ready_timeout_seconds:
+                _halt(rollout, step, f"Node {step.node} of {step.cluster.name} did not come back Ready at v{target} within "
+                                     f"{plan.node_ready_timeout_seconds} s (it is {'Ready at ' + node.kubelet_version if node.ready else 'NotReady: ' + node.ready_message}).")
+                return None
+            return 1.0
+        if step.phase == StepPhase.UNCORDON:
+            gateway.set_unschedulable(step.node, False)
+            _set_phase(step, StepPhase.GATE, "uncordoned")
+            return 0
+        if step.phase == StepPhase.GATE:
+            if plan.health_gate:
+                from clusters.services import cluster_probe
+
+                cluster = cluster_probe(cluster=step.cluster)
+                if cluster.status != "healthy":
+                    waited = (timezone.now() - (step.phase_started_at or timezone.now())).total_seconds()
+                    if waited < GATE_GRACE_SECONDS:
+                        return 2.0
+                    _halt(rollout, step, f"Health gate failed on {cluster.name} after {step.node}: {cluster.status}"
+                                         f"{' — ' + '; '.join(cluster.reasons) if cluster.reasons else ''}.")
+                    return None
+            _set_phase(step, StepPhase.DONE, "health gate passed" if plan.health_gate else "done", finished_at=timezone.now())
+            following = RolloutStep.objects.filter(rollout=rollout, order__gt=step.order).order_by("order").first()
+            if following is not None and following.wave != step.wave and plan.soak_seconds:
+                Rollout.objects.filter(pk=rollout.pk).update(soak_until=timezone.now() + timedelta(seconds=plan.soak_seconds))
+                _rollout_event(rollout, "rollout.soaking", f"Wave {step.wave} done; soaking {plan.soak_seconds} s before wave {following.wave}")
+            return 0
+    except (KubeError, drivers.DriverError) as exc:
+        _halt(rollout, step, f"{step.cluster.name}/{step.node} ({StepPhase(step.phase).label.lower()}): {exc}")
+        return None
+    return None
+
+
+def rollouts_poke() -> int:
+    """Tick every running rollout that has not ticked for a while (recovers from lost tasks and dead workers)."""
+    stale = timezone.now() - timedelta(seconds=20)
+    ids = list(Rollout.objects.filter(state=RolloutState.RUNNING).exclude(last_tick_at__gt=stale).values_list("pk", flat=True))
+    for rollout_id in ids:
+        _enqueue_tick(rollout_id)
+    return len(ids)
