@@ -66,8 +66,10 @@ def _ago(when: datetime, now: datetime) -> str:
     return f"{seconds // 86400} d"
 
 
-def render_rows(rows: list[FleetRow], *, oob: bool = False) -> SafeString:
+def render_rows(rows: list[FleetRow], *, oob: bool = False, upgrading: dict[int, int] | None = None) -> SafeString:
+    """The rows; ``upgrading`` maps cluster ids to the active rollout upgrading them (shown as a badge)."""
     now = timezone.now()
+    upgrading = upgrading or {}
     detail = reverse("clusters:detail", args=[0]).replace("/0/", "/{}/")
     swap = ' hx-swap-oob="true"' if oob else ""
     out = []
@@ -85,11 +87,15 @@ def render_rows(rows: list[FleetRow], *, oob: bool = False) -> SafeString:
         else:
             probe = "never"
         available = health.availability(row.spans, now=now, window=DAY)
+        rollout = upgrading.get(row.pk)
+        upgrade_badge = (f' <a class="status status-degraded upgrading" href="/upgrades/rollouts/{rollout}/">upgrading</a>'
+                         if rollout else "")
         status = escape(row.status)
         out.append(
             f'<tr id="cluster-{row.pk}" data-status="{status}"{swap}>'
             f'<td><a href="{detail.format(row.pk)}">{escape(row.name)}</a></td>'
-            f'<td><span class="status status-{status}" data-status="{status}">{escape(LABELS.get(row.status, row.status))}</span>{reason_html}</td>'
+            f'<td><span class="status status-{status}" data-status="{status}">{escape(LABELS.get(row.status, row.status))}</span>'
+            f"{upgrade_badge}{reason_html}</td>"
             f"<td>{escape(row.version) or '—'}</td>"
             f"<td>{f'{row.nodes_ready}/{row.nodes_total}' if row.nodes_total else '—'}</td>"
             f"<td>{probe}</td>"
@@ -100,9 +106,13 @@ def render_rows(rows: list[FleetRow], *, oob: bool = False) -> SafeString:
 
 
 def render_one(cluster_id: int, clusters: QuerySet[Cluster], *, oob: bool = False) -> SafeString | None:
+    from upgrades.selectors import clusters_upgrading
+
     rows = fleet_rows(clusters.filter(pk=cluster_id))
-    return render_rows(rows, oob=oob) if rows else None
+    return render_rows(rows, oob=oob, upgrading=clusters_upgrading()) if rows else None
 
 
 def context_rows(rows: list[FleetRow]) -> dict[str, Any]:
-    return {"rows_html": render_rows(rows), "row_count": len(rows)}
+    from upgrades.selectors import clusters_upgrading
+
+    return {"rows_html": render_rows(rows, upgrading=clusters_upgrading()), "row_count": len(rows)}

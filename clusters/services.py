@@ -101,9 +101,13 @@ def _enqueue_probe(cluster_id: int) -> None:
     probe_cluster.delay(cluster_id)
 
 
+DRIVERS = ("", "sandbox", "command", "system-upgrade-controller")
+
+
 def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None, credential: Credential | None = None,
-                   context: str | None = None, credential_field: str = "kubeconfig") -> Cluster:
-    """Rename a cluster and/or replace its credential (checked by connecting first)."""
+                   context: str | None = None, credential_field: str = "kubeconfig", upgrade_driver: str | None = None,
+                   upgrade_command: list[str] | None = None) -> Cluster:
+    """Rename a cluster, replace its credential (checked by connecting first), or set its upgrade driver."""
     _require(updated_by, "operate", cluster)
     changes = []
     if credential is not None:
@@ -119,6 +123,18 @@ def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None
             changes.append("credential")
         if context is not None and context != locked.context:
             locked.context = context
+        if upgrade_driver is not None and upgrade_driver != locked.upgrade_driver:
+            if upgrade_driver not in DRIVERS:
+                raise ValidationError({"upgrade_driver": f"{upgrade_driver!r} is not a driver: use sandbox, command or "
+                                                         "system-upgrade-controller (or empty for none)."})
+            locked.upgrade_driver = upgrade_driver
+            changes.append("upgrade driver")
+        if upgrade_command is not None and upgrade_command != locked.upgrade_command:
+            if not isinstance(upgrade_command, list) or not all(isinstance(p, str) and p for p in upgrade_command):
+                raise ValidationError({"upgrade_command": "Give the command as a list of arguments, e.g. "
+                                                          '["/opt/upgrade-node.sh", "{cluster}", "{node}", "{version}"].'})
+            locked.upgrade_command = upgrade_command
+            changes.append("upgrade command")
         locked.full_clean(exclude=["credential_sealed"])
         try:
             with transaction.atomic():

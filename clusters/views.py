@@ -99,6 +99,8 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
         "ws_path": f"/ws/clusters/{cluster.pk}/",
         "op_form": NodeOperationForm(),
         "assignable": assignable_tenants(cluster=cluster),
+        "drivers": [("", "not configured"), ("sandbox", "sandbox"), ("command", "command"),
+                    ("system-upgrade-controller", "system-upgrade-controller")],
     }
 
 

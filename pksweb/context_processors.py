@@ -14,7 +14,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav": []}
-    nav = [("Fleet", reverse("clusters:fleet"))] if policy.is_platform(user) else []
+    nav = [("Fleet", reverse("clusters:fleet")), ("Upgrades", reverse("upgrades:list"))] if policy.is_platform(user) else []
     nav.append(("Activity", reverse("activity")))
     nav.append(("Tenants" if policy.is_platform(user) else "My tenants", reverse("tenants:list")))
     nav.append(("API", reverse("api:docs")))

@@ -13,5 +13,6 @@ urlpatterns = [
     path("activity/announce/", views.announcement_create, name="announce"),
     path("clusters/", include("clusters.urls")),
     path("tenants/", include("tenants.urls")),
+    path("upgrades/", include("upgrades.urls")),
     path("api/", include("pksweb.api.urls")),
 ]

@@ -15,7 +15,7 @@ class ClusterSerializer(serializers.ModelSerializer):
     class Meta:
         model = Cluster
         fields = ["id", "name", "server", "context", "status", "reasons", "version", "nodes_ready", "nodes_total",
-                  "warnings", "last_probe_at", "last_probe_ms", "status_since", "created_at"]
+                  "warnings", "last_probe_at", "last_probe_ms", "status_since", "created_at", "upgrade_driver", "upgrade_command"]
         read_only_fields = fields
 
 
@@ -52,6 +52,10 @@ class ClusterWriteSerializer(serializers.Serializer):
 
 class ClusterUpdateSerializer(ClusterWriteSerializer):
     name = serializers.CharField(max_length=63, required=False)
+    upgrade_driver = serializers.ChoiceField(choices=["", "sandbox", "command", "system-upgrade-controller"], required=False,
+                                             help_text="How a drained node is upgraded.")
+    upgrade_command = serializers.ListField(child=serializers.CharField(), required=False,
+                                            help_text="For the command driver: argv with {cluster}, {node}, {version}.")
     credential_required = False
 
 

@@ -69,7 +69,9 @@ class ClusterViewSet(viewsets.ModelViewSet):
             cluster = services.cluster_update(cluster=cluster, updated_by=request.user, name=data.validated_data.get("name"),
                                               credential=given.credential if given else None,
                                               context=given.context if given else None,
-                                              credential_field=given.field if given else "kubeconfig")
+                                              credential_field=given.field if given else "kubeconfig",
+                                              upgrade_driver=data.validated_data.get("upgrade_driver"),
+                                              upgrade_command=data.validated_data.get("upgrade_command"))
         except DjangoValidationError as exc:
             raise _drf(exc) from exc
         return Response(ClusterSerializer(cluster).data)

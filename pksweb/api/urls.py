@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 from clusters.api import views as cluster_views
 from pksweb.api import views
 from tenants.api import views as tenant_views
+from upgrades.api import views as upgrade_views
 
 app_name = "api"
 
@@ -12,6 +13,8 @@ router = DefaultRouter()
 router.register("events", views.EventViewSet, basename="event")
 router.register("tenants", tenant_views.TenantViewSet, basename="tenant")
 router.register("namespaces", tenant_views.NamespaceViewSet, basename="namespace")
+router.register("upgrade-plans", upgrade_views.PlanViewSet, basename="upgrade-plan")
+router.register("rollouts", upgrade_views.RolloutViewSet, basename="rollout")
 router.register("clusters", cluster_views.ClusterViewSet, basename="cluster")
 router.register("operations", cluster_views.OperationViewSet, basename="operation")
 

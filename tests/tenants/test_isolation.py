@@ -104,7 +104,8 @@ def ws_paths(globex: Tenant, registered) -> list[str]:
     paths = []
     for entry in websocket_urlpatterns:
         route = str(entry.pattern)
-        paths.append("/" + route.replace("<int:tenant_id>", str(globex.pk)).replace("<int:cluster_id>", str(registered.pk)))
+        paths.append("/" + route.replace("<int:tenant_id>", str(globex.pk)).replace("<int:cluster_id>", str(registered.pk))
+                     .replace("<int:rollout_id>", "1"))
     return paths
 
 
@@ -112,7 +113,7 @@ def ws_paths(globex: Tenant, registered) -> list[str]:
 @pytest.mark.asyncio
 async def test_websockets_refuse_tenant_b_and_the_fleet(world, tenant_admin, globex, registered):
     paths = await database_sync_to_async(ws_paths)(globex, registered)
-    assert len(paths) == 4
+    assert len(paths) == len(websocket_urlpatterns) >= 5
     for path in paths:
         communicator = await socket(path + "?after=0", tenant_admin)
         connected, _ = await communicator.connect()

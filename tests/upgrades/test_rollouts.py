@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from tests.upgrades.conftest import drive
 from upgrades import services
 from upgrades.models import RolloutStep
-from tests.upgrades.conftest import drive
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,48 @@
+"""The live rollout page (see pksweb.consumers for the stream mechanics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from pksweb import policy
+from pksweb.consumers import EventStreamConsumer
+from pksweb.events import subject_group
+from pksweb.models import Event
+from upgrades import selectors
+
+
+class RolloutConsumer(EventStreamConsumer):
+    """One rollout: the header (state, current step and its log) and the changed node's row follow its events."""
+
+    rollout_id: int = 0
+
+    def watch_groups(self, user: Any) -> list[str] | None:
+        self.rollout_id = int(self.scope["url_route"]["kwargs"]["rollout_id"])
+        if not policy.is_platform(user) or selectors.rollout_get(user=user, pk=self.rollout_id) is None:
+            return None
+        return [subject_group("rollout", self.rollout_id)]
+
+    def replay(self, events: list[Event]) -> None:
+        mine = [e for e in events if e.subject_type == "rollout" and e.subject_id == str(self.rollout_id)]
+        for event in mine[-1:]:  # the page shows current state: the newest event renders all of it
+            self._send_event(event)
+
+    def render(self, event: Event) -> str | list[str]:
+        if event.subject_type != "rollout" or event.subject_id != str(self.rollout_id):
+            return ""
+        from upgrades.views import rollout_context
+
+        rollout = selectors.rollout_get(user=self.scope["user"], pk=self.rollout_id)
+        if rollout is None:
+            return ""
+        context = {**rollout_context(self.scope["user"], rollout), "oob": True}
+        messages = []
+        step_id = (event.payload or {}).get("step")
+        step = next((s for s in context["steps"] if s.pk == step_id), None)
+        if step is not None:
+            messages.append(render_to_string("upgrades/_step_row.html", {"step": step, "oob": True}))
+        messages.append(render_to_string("upgrades/rollout.html#header", context)
+                        + render_to_string("pksweb/_event_oob.html", {"event": event}))
+        return messages

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from clusters.models import Cluster
+
+
+class WavesField(forms.CharField):
+    """One wave per line, cluster names separated by commas (the first line is the canary)."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "placeholder": "staging-1\nprod-eu-1, prod-us-1"})
+
+    def to_python(self, value: Any) -> list[list[int]]:
+        text = super().to_python(value) or ""
+        names = {c.name: c.pk for c in Cluster.objects.only("pk", "name")}
+        waves = []
+        for number, line in enumerate([line for line in text.splitlines() if line.strip()], start=1):
+            wave = []
+            for name in (part.strip() for part in line.split(",") if part.strip()):
+                if name not in names:
+                    raise forms.ValidationError(f"Wave {number}: no cluster is called {name!r}.")
+                wave.append(names[name])
+            waves.append(wave)
+        if not waves:
+            raise forms.ValidationError("Give at least one wave: one line of cluster names.")
+        return waves
+
+    def prepare_value(self, value: Any) -> str:
+        if isinstance(value, list):
+            names = dict(Cluster.objects.values_list("pk", "name"))
+            return "\n".join(", ".join(names.get(c, str(c)) for c in wave) for wave in value)
+        return value or ""
+
+
+class PlanForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    target_version = forms.CharField(max_length=20, help_text="e.g. 1.31.2")
+    waves = WavesField()
+    drain_timeout_seconds = forms.IntegerField(min_value=10, initial=300)
+    node_ready_timeout_seconds = forms.IntegerField(min_value=10, initial=600)
+    health_gate = forms.BooleanField(required=False, initial=True)
+    soak_seconds = forms.IntegerField(min_value=0, initial=0, help_text="Pause between waves.")
+    window_start = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    window_end = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    window_weekly = forms.BooleanField(required=False, label="Recurring every week")
+    quorum = forms.IntegerField(min_value=1, initial=1, help_text="Approvals needed.")
+
+
+class DecisionForm(forms.Form):
+    revision = forms.CharField(widget=forms.HiddenInput)
+    comment = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "comment (required to reject)"}))
+
+
+class StartForm(forms.Form):
+    outside_window_reason = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "reason to start outside the window (approvers)"}))
+
+
+class DriverForm(forms.Form):
+    upgrade_driver = forms.ChoiceField(choices=[("", "not configured"), ("sandbox", "sandbox"), ("command", "command"),
+                                                ("system-upgrade-controller", "system-upgrade-controller")], required=False)
+    upgrade_command = forms.CharField(required=False, help_text="Command driver: arguments separated by spaces; {cluster}, {node}, {version}.")

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from clusters import selectors as cluster_selectors
+from clusters import services as cluster_services
+from pksweb import policy
+from pksweb import selectors as event_selectors
+from upgrades import selectors, services
+from upgrades.forms import DecisionForm, DriverForm, PlanForm, StartForm
+from upgrades.models import UpgradePlan
+
+
+def _errors_into(form: Any, exc: ValidationError) -> None:
+    errors = exc.error_dict if hasattr(exc, "error_dict") else {None: exc.error_list}
+    for field, field_errors in errors.items():
+        form.add_error(field if field in form.fields else None, field_errors)
+
+
+def _plan_or_404(request: HttpRequest, pk: int) -> UpgradePlan:
+    plan = selectors.plan_get(user=request.user, pk=pk)
+    if plan is None:
+        raise Http404("No such plan.")
+    return plan
+
+
+@require_GET
+@login_required
+def plan_index(request: HttpRequest) -> HttpResponse:
+    if not policy.is_platform(request.user):
+        raise PermissionDenied("Upgrades are the platform team's.")
+    return render(request, "upgrades/list.html", {"plans": selectors.plan_list(user=request.user),
+                                                  "rollouts": selectors.rollout_list(user=request.user)[:20],
+                                                  "can_create": policy.can(request.user, "create", UpgradePlan)})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def plan_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Write a plan, or edit one that has not started (approvals are voided)."""
+    plan = _plan_or_404(request, pk) if pk else None
+    if not policy.can(request.user, "operate" if plan else "create", plan or UpgradePlan):
+        raise PermissionDenied("Only operators write upgrade plans.")
+    initial = {f: getattr(plan, f) for f in PlanForm.base_fields} if plan else None
+    form = PlanForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            if plan:
+                plan = services.plan_update(plan=plan, editor=request.user, **form.cleaned_data)
+            else:
+                plan = services.plan_create(author=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _errors_into(form, exc)
+        else:
+            return redirect("upgrades:plan", pk=plan.pk)
+    return render(request, "upgrades/form.html", {"form": form, "plan": plan}, status=400 if form.errors else 200)
+
+
+def plan_context(request: HttpRequest, plan: UpgradePlan, **extra: Any) -> dict[str, Any]:
+    approvals = list(plan.approvals.all())
+    return {
+        "plan": plan,
+        "approvals": approvals,
+        "can_operate": policy.can(request.user, "operate", plan),
+        "can_approve": policy.can(request.user, "approve", plan) and plan.author_id != request.user.pk,
+        "in_window": services.in_window(plan),
+        "decision_form": DecisionForm(initial={"revision": plan.revision}),
+        "start_form": StartForm(),
+        **extra,
+    }
+
+
+@require_GET
+@login_required
+def plan_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "upgrades/plan.html", plan_context(request, _plan_or_404(request, pk)))
+
+
+@require_POST
+@login_required
+def plan_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """submit, approve, reject, start: the same services the API calls."""
+    plan = _plan_or_404(request, pk)
+    try:
+        if action == "submit":
+            services.plan_submit(plan=plan, by=request.user)
+        elif action in ("approve", "reject"):
+            form = DecisionForm(request.POST)
+            form.is_valid()
+            services.plan_decide(plan=plan, approver=request.user, decision=action, revision=form.cleaned_data.get("revision", ""),
+                                 comment=form.cleaned_data.get("comment", ""))
+        elif action == "start":
+            form = StartForm(request.POST)
+            form.is_valid()
+            rollout = services.plan_start(plan=plan, by=request.user, outside_window_reason=form.cleaned_data.get("outside_window_reason", ""))
+            return redirect("upgrades:rollout", pk=rollout.pk)
+        else:
+            raise Http404("No such action.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("upgrades:plan", pk=pk)
+
+
+@require_GET
+@login_required
+def rollout_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    rollout = selectors.rollout_get(user=request.user, pk=pk)
+    if rollout is None:
+        raise Http404("No such rollout.")
+    return render(request, "upgrades/rollout.html", rollout_context(request.user, rollout))
+
+
+def rollout_context(user: Any, rollout: Any) -> dict[str, Any]:
+    steps = list(selectors.rollout_steps(rollout=rollout))
+    events = list(event_selectors.event_list(user=user).filter(subject_type="rollout", subject_id=str(rollout.pk))[:30])
+    current = next((s for s in steps if s.phase not in ("done", "pending")), None)
+    done = sum(1 for s in steps if s.phase == "done")
+    return {"rollout": rollout, "plan": rollout.plan, "steps": steps, "current": current, "done": done, "events": events,
+            "cursor": events[0].pk if events else 0, "ws_path": f"/ws/rollouts/{rollout.pk}/",
+            "can_operate": policy.can(user, "operate", rollout)}
+
+
+@require_POST
+@login_required
+def rollout_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    rollout = selectors.rollout_get(user=request.user, pk=pk)
+    if rollout is None:
+        raise Http404("No such rollout.")
+    actions = {"pause": services.rollout_pause, "resume": services.rollout_resume, "abort": services.rollout_abort}
+    if action not in actions:
+        raise Http404("No such action.")
+    try:
+        actions[action](rollout=rollout, by=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("upgrades:rollout", pk=pk)
+
+
+@require_POST
+@login_required
+def cluster_driver(request: HttpRequest, cluster_id: int) -> HttpResponse:
+    """Set a cluster's upgrade driver (from the cluster page)."""
+    cluster = cluster_selectors.cluster_get(user=request.user, pk=cluster_id)
+    if cluster is None:
+        raise Http404("No such cluster.")
+    form = DriverForm(request.POST)
+    form.is_valid()
+    command = (form.cleaned_data.get("upgrade_command") or "").split()
+    try:
+        cluster_services.cluster_update(cluster=cluster, updated_by=request.user, upgrade_driver=form.cleaned_data.get("upgrade_driver", ""),
+                                        upgrade_command=command)
+        messages.success(request, "Upgrade driver saved.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("clusters:detail", pk=cluster_id)
