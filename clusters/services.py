@@ -490,4 +490,6 @@ def sandbox_fleet_register(*, kubeconfigs: dict[str, dict[str, Any]]) -> list[Cl
             clusters.append(cluster_update(cluster=existing, updated_by=None, credential=credential, context=context))
         else:
             clusters.append(existing)
+    # Simulated clusters are upgraded by the sandbox driver unless someone chose otherwise.
+    Cluster.objects.filter(pk__in=[c.pk for c in clusters], upgrade_driver="").update(upgrade_driver="sandbox")
     return clusters

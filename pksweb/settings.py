@@ -248,7 +248,8 @@ PKSWEB_DRAIN_TIMEOUT = int(_env("PKSWEB_DRAIN_TIMEOUT", "300"))
 # Upgrades: the command driver runs operator-configured commands, so it is off unless allowed.
 PKSWEB_ALLOW_COMMAND_DRIVER = _flag("PKSWEB_ALLOW_COMMAND_DRIVER", default=False)
 PKSWEB_COMMAND_DRIVER_TIMEOUT = int(_env("PKSWEB_COMMAND_DRIVER_TIMEOUT", "900"))
-PKSWEB_ROLLOUT_TICK = float(_env("PKSWEB_ROLLOUT_TICK", "2"))
+PKSWEB_ROLLOUT_STALE_SECONDS = float(_env("PKSWEB_ROLLOUT_STALE_SECONDS", "20"))
+PKSWEB_ROLLOUT_LEASE_SECONDS = float(_env("PKSWEB_ROLLOUT_LEASE_SECONDS", "30"))
 # Sandbox clusters the embedded server starts and registers (0: none).
 PKSWEB_SANDBOX_CLUSTERS = int(_env("PKSWEB_SANDBOX_CLUSTERS", "0"))
 PKSWEB_SANDBOX_PORT = int(_env("PKSWEB_SANDBOX_PORT", "6550"))

@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -370,7 +371,10 @@ def rollout_advance(*, rollout_id: int) -> float | None:
     plan = rollout.plan
     holder = _holder()
     step = RolloutStep.objects.select_related("cluster", "rollout__plan").filter(rollout=rollout).exclude(phase=StepPhase.DONE).order_by("order").first()
-    lease_seconds = plan.drain_timeout_seconds + 60 if step and step.phase in (StepPhase.PENDING, StepPhase.CORDON, StepPhase.DRAIN) else 60
+    # The lease outlives the longest step (a drain) so two workers never act at once; a worker
+    # killed holding it delays the rollout by at most this much.
+    lease_seconds = settings.PKSWEB_ROLLOUT_LEASE_SECONDS + (
+        plan.drain_timeout_seconds if step and step.phase in (StepPhase.PENDING, StepPhase.CORDON, StepPhase.DRAIN) else 0)
     if not lease_acquire(name=f"rollout.{rollout.pk}", holder=holder, seconds=lease_seconds):
         return 5.0  # someone else is working on it (or died holding it: the lease expires)
     try:
@@ -488,7 +492,7 @@ def _advance_step(rollout: Rollout, step: RolloutStep) -> float | None:
 
 def rollouts_poke() -> int:
     """Tick every running rollout that has not ticked for a while (recovers from lost tasks and dead workers)."""
-    stale = timezone.now() - timedelta(seconds=20)
+    stale = timezone.now() - timedelta(seconds=settings.PKSWEB_ROLLOUT_STALE_SECONDS)
     ids = list(Rollout.objects.filter(state=RolloutState.RUNNING).exclude(last_tick_at__gt=stale).values_list("pk", flat=True))
     for rollout_id in ids:
         _enqueue_tick(rollout_id)

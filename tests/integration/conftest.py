@@ -83,12 +83,16 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], stack: Stack, seconds: f
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from make_stack(tmp_path_factory.mktemp("stack"), with_worker=True)
+
+
+def make_stack(tmp: Path, *, with_worker: bool, **extra_env: str) -> Iterator[Stack]:
+    """A fresh database, migrated; an ASGI server; and (``with_worker``) a celery worker."""
     _services_up()
     tag = uuid.uuid4().hex[:10]
     database = f"pksweb_it_{tag}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
-    tmp = tmp_path_factory.mktemp("stack")
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PKSWEB_", "DATABASE_URL", "REDIS_URL"))},
@@ -103,6 +107,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PKSWEB_CHANNEL_PREFIX": f"pksweb-it-{tag}",
         "PKSWEB_STATIC_ROOT": str(tmp / "static"),
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     }
     stack = Stack(url=f"http://127.0.0.1:{port}", env=env, queue=env["PKSWEB_CELERY_QUEUE"], logs=tmp)
     procs: list[subprocess.Popen[bytes]] = []
@@ -114,10 +119,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         worker_cmd = [str(BIN / "celery"), "-A", "pksweb", "worker", "--loglevel", "INFO", "--pool", "solo",
                       "-Q", stack.queue, "-n", f"it-{tag}@%h", "--without-mingle", "--without-gossip"]
         server_cmd = [str(BIN / "uvicorn"), "pksweb.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-        for name, cmd in (("worker", worker_cmd), ("server", server_cmd)):
+        for name, cmd in ((("worker", worker_cmd),) if with_worker else ()) + (("server", server_cmd),):
             log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
-        _wait_http(stack.url + "/healthz", procs[1], stack)
+        _wait_http(stack.url + "/healthz", procs[-1], stack)
         yield stack
     finally:
         for proc in procs:
