@@ -105,7 +105,7 @@ def sandbox_cluster(sandbox):
     """A fresh 1 control-plane + 3 worker cluster with fast simulated kubelets."""
     name = f"test-{next(_cluster_numbers)}"
     cluster = sandbox.add_cluster(name, nodes=4, pods_per_node=3, pod_start_delay=0.05, node_ready_delay=0.2,
-                                  namespace_finalize_delay=0.1, bookmark_seconds=0.2)
+                                  namespace_finalize_delay=0.5, bookmark_seconds=0.2)
     yield cluster
     sandbox.remove_cluster(name)
 

@@ -68,7 +68,8 @@ def _system_upgrade_controller(cluster: Any, node: str, version: str) -> str:
     """A system-upgrade-controller Plan (k3s/RKE2) that targets only this node."""
     from clusters.services import gateway_for
 
-    name = f"pksweb-{node}"[:63].rstrip("-")
+    # One Plan per node and version: asking again (a resumed step) finds it there and is done.
+    name = f"pksweb-{node}-v{version.replace('.', '-')}"[:63].rstrip("-")
     plan = {
         "apiVersion": "upgrade.cattle.io/v1", "kind": "Plan",
         "metadata": {"name": name, "namespace": "system-upgrade", "labels": {"app.kubernetes.io/managed-by": "pksweb"}},
@@ -79,6 +80,8 @@ def _system_upgrade_controller(cluster: Any, node: str, version: str) -> str:
     try:
         gateway_for(cluster).create_custom_object("upgrade.cattle.io", "v1", "system-upgrade", "plans", plan)
     except KubeError as exc:
+        if exc.status == 409:
+            return f"system-upgrade-controller: Plan system-upgrade/{name} already exists for v{version}"
         raise DriverError(exc.message) from None
     return f"system-upgrade-controller: Plan system-upgrade/{name} created for v{version}"
 

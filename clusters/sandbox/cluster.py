@@ -388,7 +388,10 @@ class SandboxCluster:
         if "spec" in obj or resource.plural in ("deployments", "replicasets", "daemonsets", "statefulsets", "poddisruptionbudgets", "pods", "networkpolicies"):
             meta["generation"] = 1
         self._defaults(resource, obj)
-        return self._write(resource, obj, "ADDED", None)
+        written = self._write(resource, obj, "ADDED", None)
+        if resource is PLANS:
+            self._after(0.05, lambda: self._run_upgrade_plan(written))
+        return written
 
     def _defaults(self, resource: ResourceType, obj: Obj) -> None:
         """What the real server fills in on create."""
@@ -599,6 +602,19 @@ class SandboxCluster:
             self._delete(PODS, pod)
             self._event(pod, "Normal", "Killing", f"Stopping container {pod['spec']['containers'][0]['name']}")
             self._settle()
+
+    # ---- the system-upgrade-controller ------------------------------------------------
+
+    def _run_upgrade_plan(self, plan: Obj) -> None:
+        """What system-upgrade-controller does with a Plan: replace the kubelet of every node it selects."""
+        spec = plan.get("spec") or {}
+        version = str(spec.get("version") or "").lstrip("v")
+        selector = spec.get("nodeSelector") or {}
+        if not version:
+            return
+        for node in self.items(NODES):
+            if selector_object(selector)(node["metadata"].get("labels") or {}):
+                self.upgrade_node(node["metadata"]["name"], version)
 
     # ---- kubelets and nodes -------------------------------------------------------
 
@@ -1152,7 +1168,7 @@ class SandboxCluster:
     def populate(self, *, nodes: int = 3, control_planes: int = 1, pods_per_node: int = 3) -> None:
         """A realistic small cluster: system namespaces, nodes, kube-system, and demo workloads."""
         with self.lock:
-            for ns in SYSTEM_NAMESPACES:
+            for ns in (*SYSTEM_NAMESPACES, "system-upgrade"):
                 self._create(NAMESPACES, {"metadata": {"name": ns}})
             for i in range(1, control_planes + 1):
                 self.add_node(f"{self.name}-cp-{i}", control_plane=True)
@@ -1221,6 +1237,7 @@ PODS = by_plural("pods")
 EVENTS = by_plural("events")
 SERVICES = by_plural("services")
 QUOTAS = by_plural("resourcequotas")
+PLANS = by_plural("plans", "upgrade.cattle.io")
 SERVICEACCOUNTS = by_plural("serviceaccounts")
 DEPLOYMENTS = by_plural("deployments", "apps")
 REPLICASETS = by_plural("replicasets", "apps")

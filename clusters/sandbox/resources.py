@@ -50,6 +50,8 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, (), (), has_status=False),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, (), (), has_status=False),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, (), (), has_status=False),
+    # The system-upgrade-controller's CRD, as on a k3s/RKE2 cluster that has it installed.
+    ResourceType("upgrade.cattle.io", "v1", "plans", "Plan", True, (), ("status",)),
 )
 
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -111,3 +111,21 @@ def test_command_driver_is_off_by_default(fleet, operator, django_capture_on_com
     with django_capture_on_commit_callbacks(execute=False):
         plan = services.plan_create(author=operator, name="cmd", target_version="1.31.2", waves=[[clusters[0].pk]])
     assert any("The command driver is off" in f["message"] for f in plan.preflight["failures"])
+
+
+def test_system_upgrade_controller_driver_against_the_sandbox(fleet, operator, approver, django_capture_on_commit_callbacks):
+    """The sandbox serves the controller's Plan CRD and acts on Plans as the controller would."""
+    clusters, sims = fleet
+    from clusters.models import Cluster
+    from upgrades import services
+
+    Cluster.objects.filter(pk=clusters[2].pk).update(upgrade_driver="system-upgrade-controller")
+    with django_capture_on_commit_callbacks(execute=False):
+        plan = services.plan_create(author=operator, name="suc", target_version="1.31.2", waves=[[clusters[2].pk]])
+        plan = services.plan_submit(plan=plan, by=operator)
+        plan = services.plan_decide(plan=plan, approver=approver, revision=plan.revision, decision="approve")
+        rollout = services.plan_start(plan=plan, by=operator)
+    assert drive(rollout).state == "succeeded", Rollout.objects.get(pk=rollout.pk).reason
+    plans = sims[2].items("plans", "system-upgrade")
+    assert len(plans) == 3 and all(p["spec"]["version"] == "v1.31.2" for p in plans)
+    assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in sims[2].items("nodes")} == {"v1.31.2"}

@@ -105,3 +105,43 @@ def test_one_active_rollout_per_plan(approved_plan, operator, django_capture_on_
     start(approved_plan, operator, django_capture_on_commit_callbacks)
     with pytest.raises(ValidationError, match="Only an approved plan can start"):
         start(approved_plan, operator, django_capture_on_commit_callbacks)
+
+
+def test_window_closing_mid_rollout_pauses_after_the_current_node(make_approved, operator, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from upgrades.models import UpgradePlan
+
+    now = timezone.now()
+    plan = make_approved(window_start=now - timedelta(hours=1), window_end=now + timedelta(hours=1))
+    rollout = start(plan, operator, django_capture_on_commit_callbacks)
+    for _ in range(2):
+        services.rollout_advance(rollout_id=rollout.pk)  # the first node is under way
+    UpgradePlan.objects.filter(pk=plan.pk).update(window_end=timezone.now() - timedelta(seconds=1))
+    paused = drive(rollout)
+    assert paused.state == "paused" and paused.reason == "The maintenance window closed."
+    steps = RolloutStep.objects.filter(rollout=rollout).order_by("order")
+    assert steps[0].phase == "done" and all(s.phase == "pending" for s in steps[1:])  # finished the node in flight
+
+
+def test_recurring_window_waits_for_the_next_opening(make_approved, operator, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from upgrades.models import UpgradePlan
+
+    now = timezone.now()
+    plan = make_approved(window_start=now - timedelta(minutes=30), window_end=now + timedelta(minutes=30), window_weekly=True)
+    rollout = start(plan, operator, django_capture_on_commit_callbacks)
+    UpgradePlan.objects.filter(pk=plan.pk).update(window_start=now - timedelta(hours=3), window_end=now - timedelta(hours=2))
+    assert services.rollout_advance(rollout_id=rollout.pk) == 30.0
+    rollout.refresh_from_db()
+    assert rollout.state == "running" and rollout.waiting_for_window
+    assert RolloutStep.objects.filter(rollout=rollout).exclude(phase="pending").count() == 0
+    UpgradePlan.objects.filter(pk=plan.pk).update(window_start=now - timedelta(days=7, minutes=1), window_end=now + timedelta(hours=1))
+    assert drive(rollout).state == "succeeded"
+    rollout.refresh_from_db()
+    assert not rollout.waiting_for_window
