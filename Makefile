@@ -54,8 +54,7 @@ sandbox: install
 
 # Benchmarks print their figures and write raw numbers under var/bench/.
 bench: install-test
-	$(BIN)/python bench/sandbox_scale.py
-	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/run_all.py
 
 lint: install-test
 	$(BIN)/ruff check .

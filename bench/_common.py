@@ -47,8 +47,20 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def write(name: str, data: dict[str, Any]) -> Path:
+def figure(name: str, value: float, unit: str, target: str, ok: bool | None) -> dict[str, Any]:
+    """One line of the `make bench` table: ``ok`` None means reported without a target."""
+    return {"name": name, "value": value, "unit": unit, "target": target, "ok": ok}
+
+
+def write(name: str, data: dict[str, Any], figures: list[dict[str, Any]] | None = None) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **data}, indent=2))
+    path.write_text(json.dumps({"machine": machine(), **data, "figures": figures or []}, indent=2, default=str))
     return path
+
+
+def print_figures(title: str, figures: list[dict[str, Any]]) -> None:
+    print(title)
+    for f in figures:
+        verdict = "" if f["ok"] is None else ("pass" if f["ok"] else "SHORT")
+        print(f"  {f['name']:<44} {f['value']:>10} {f['unit']:<8} target {f['target']:<18} {verdict}")

@@ -22,7 +22,7 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, percentile, rss_mib, spread, write  # noqa: E402
+from _common import ROOT, figure, percentile, rss_mib, spread, write  # noqa: E402
 
 
 def free_port() -> int:
@@ -107,7 +107,12 @@ def main() -> None:
         "per_cluster_ms_p99": round(percentile(all_latencies, 99) * 1000, 1),
         "failures": failures, "varies_over_20_percent": spread(totals) > 0.2,
     }
-    path = write("sandbox_scale", figures)
+    path = write("sandbox_scale", figures, [
+        figure(f"sandbox memory, {args.clusters} clusters x {args.nodes} nodes", figures["rss_mib_after"], "MiB", "<= 2048 MiB",
+               figures["rss_mib_after"] <= 2048),
+        figure(f"readyz + node list of every cluster, {args.concurrency} connections", figures["sweep_seconds_median"], "s", "< 30 s",
+               median < 30 and not failures),
+    ])
     print(f"sandbox scale: {args.clusters} clusters x {args.nodes} nodes, {args.concurrency} connections")
     print(f"  start-up            {figures['startup_seconds']} s")
     print(f"  memory (RSS)        {figures['rss_mib_after']} MiB   target <= 2048 MiB   "

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 PLAN_FIELDS = ("name", "target_version", "waves", "max_unavailable", "drain_timeout_seconds", "node_ready_timeout_seconds",
                "health_gate", "soak_seconds", "window_start", "window_end", "window_weekly", "quorum")
 GATE_GRACE_SECONDS = 60
+READY_POLL_FAST = 0.2
 WEEK = timedelta(days=7)
 
 
@@ -444,13 +445,13 @@ def _advance_step(rollout: Rollout, step: RolloutStep) -> float | None:
                 return 0
             if step.driver_called_at is not None and node.ready is not True:
                 _set_phase(step, StepPhase.WAIT_READY, "the driver is replacing the node")
-                return 1.0
+                return READY_POLL_FAST
             # Record the intent before the call: a crash after it is seen above (node NotReady or at target).
             RolloutStep.objects.filter(pk=step.pk).update(driver_called_at=timezone.now())
             step.driver_called_at = timezone.now()
             line = drivers.upgrade(step.cluster, step.node, target)
             _set_phase(step, StepPhase.WAIT_READY, line)
-            return 1.0
+            return READY_POLL_FAST
         if step.phase == StepPhase.WAIT_READY:
             node = gateway.node(step.node)
             if node.ready and node.kubelet_version.lstrip("v") == target:
@@ -461,7 +462,8 @@ def _advance_step(rollout: Rollout, step: RolloutStep) -> float | None:
                 _halt(rollout, step, f"Node {step.node} of {step.cluster.name} did not come back Ready at v{target} within "
                                      f"{plan.node_ready_timeout_seconds} s (it is {'Ready at ' + node.kubelet_version if node.ready else 'NotReady: ' + node.ready_message}).")
                 return None
-            return 1.0
+            # Poll fast while a quick replacement is likely, then back off.
+            return READY_POLL_FAST if waited < 5 else 1.0
         if step.phase == StepPhase.UNCORDON:
             gateway.set_unschedulable(step.node, False)
             _set_phase(step, StepPhase.GATE, "uncordoned")

@@ -133,6 +133,7 @@ class SandboxCluster:
         self._nodes_changed = False
         self._settling = False
         self._soon: list[Callable[[], None]] = []
+        self.stats: dict[str, int] = {}
 
     # ---- identity and auth --------------------------------------------------
 
@@ -161,6 +162,20 @@ class SandboxCluster:
                 if "node-role.kubernetes.io/control-plane" in n["metadata"].get("labels", {})
             ]
         return min(versions, key=version_tuple).lstrip("v") if versions else self.version
+
+    def count_request(self, method: str, path: str, query: dict[str, str]) -> None:
+        """Count what clients ask (``GET /sandbox/stats``): probes must stay cheap."""
+        if path == "/readyz" or path.startswith("/readyz/"):
+            kind = "readyz"
+        elif path == "/version":
+            kind = "version"
+        elif method == "GET" and path == "/api/v1/nodes":
+            kind = "node_list_rv0" if query.get("resourceVersion") == "0" else "node_list"
+        elif method == "GET" and path == "/api/v1/pods":
+            kind = "pod_list_cluster_wide"
+        else:
+            kind = "other"
+        self.stats[kind] = self.stats.get(kind, 0) + 1
 
     # ---- timers ---------------------------------------------------------------
 
@@ -738,7 +753,9 @@ class SandboxCluster:
                         self._write(PODS, updated, "MODIFIED", pod)
             self.set_node_condition(name, "Ready", "True", "KubeletReady", "kubelet is posting ready status")
 
-        self._after(self.node_ready_delay if delay is None else delay, come_back)
+        with self.lock:
+            self._after(self.node_ready_delay if delay is None else delay, come_back)
+            self._settle()  # a zero delay runs at the next settle: now
 
     def heartbeat(self) -> None:
         """Kubelets post their status: refresh lastHeartbeatTime on Ready nodes."""

@@ -8,7 +8,8 @@ Besides the Kubernetes API, each cluster has control endpoints for tests and the
 ``sandbox`` upgrade driver (bearer token of the cluster's admin required):
 
 - ``GET|PUT /c/<name>/sandbox/faults`` — read or set faults (JSON, see ``Faults``);
-- ``POST /c/<name>/sandbox/nodes/<node>/upgrade`` — ``{"version": "1.31.2", "delay": 2}``.
+- ``POST /c/<name>/sandbox/nodes/<node>/upgrade`` — ``{"version": "1.31.2", "delay": 2}``;
+- ``GET|DELETE /c/<name>/sandbox/stats`` — requests received by kind (benchmarks check what a sweep costs).
 """
 
 from __future__ import annotations
@@ -239,6 +240,7 @@ class Sandbox:
         request = api.Request.parse(method, inner_target, headers, body)
         if request.path.startswith("/sandbox/"):
             return self._control(cluster, request)
+        cluster.count_request(request.method, request.path, request.query)
         faults = cluster.faults
         if faults.unreachable:
             return "drop"
@@ -265,6 +267,10 @@ class Sandbox:
             if not cluster.may(user, "update"):
                 raise errors.forbidden(user, "update", "sandbox", "", "")
             parts = request.path.strip("/").split("/")
+            if parts == ["sandbox", "stats"]:
+                if request.method == "DELETE":
+                    cluster.stats.clear()
+                return api.json_response(200, dict(cluster.stats))
             if parts == ["sandbox", "faults"]:
                 if request.method == "PUT":
                     values = request.json() or {}

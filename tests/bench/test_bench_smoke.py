@@ -25,7 +25,7 @@ def test_sandbox_scale_smoke(tmp_path):
     assert figures["clusters"] == 3 and figures["failures"] == 0 and figures["machine"]["cores"]
 
 
-def test_fleet_smoke(tmp_path):
+def services_or_skip() -> None:
     import psycopg
     import redis
 
@@ -37,7 +37,37 @@ def test_fleet_smoke(tmp_path):
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
     except (psycopg.Error, redis.RedisError) as exc:
         require_service("PostgreSQL and Redis", f"start them on 127.0.0.1 ({exc})")
-    result = run_bench("fleet.py", "--clusters", "3", "--nodes", "2", "--runs", "1", "--page-requests", "2", out=tmp_path)
+
+
+def test_fleet_smoke(tmp_path):
+    services_or_skip()
+    result = run_bench("fleet.py", "--clusters", "4", "--nodes", "2", "--faulty", "0.5", "--runs", "1", "--page-requests", "2",
+                       out=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads((tmp_path / "fleet.json").read_text())
-    assert figures["last_sweep"]["probed"] == 3 and figures["page_queries"] == figures["page_queries_at_10"]
+    data = json.loads((tmp_path / "fleet.json").read_text())
+    assert data["statuses"] == {"healthy": 2, "unreachable": 2}
+    assert data["requests_per_cluster"]["readyz"] == 1 and "pod_list_cluster_wide" not in data["requests_per_cluster"]
+    queries = next(f for f in data["figures"] if f["name"].startswith("fleet page queries"))
+    assert queries["ok"] is True
+
+
+def test_rollout_smoke(tmp_path):
+    services_or_skip()
+    result = run_bench("rollout.py", "--clusters", "2", "--nodes", "3", "--concurrency", "2", out=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads((tmp_path / "rollout.json").read_text())["figures"]
+    assert figures[0]["value"] == "2/2" and figures[0]["ok"] is True
+
+
+def test_make_bench_table(tmp_path):
+    figures = [{"name": "fleet page p95", "value": 60.0, "unit": "ms", "target": "<= 150 ms", "ok": True},
+               {"name": "web process RSS", "value": 400, "unit": "MiB", "target": "<= 300 MiB", "ok": False}]
+    (tmp_path / "fleet.json").write_text(json.dumps({"figures": figures}))
+    code = "import sys; sys.path.insert(0, 'bench'); from run_all import table; print('\\n'.join(table(['fleet', 'rollout'], set())))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PKSWEB_BENCH_OUT": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("machine: ")
+    assert any(line.startswith("fleet") and "fleet page p95" in line and line.endswith("pass") for line in lines)
+    assert any("web process RSS" in line and line.endswith("short") for line in lines)
+    assert any(line.startswith("rollout") and "did not finish" in line for line in lines)

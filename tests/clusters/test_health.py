@@ -148,3 +148,16 @@ def test_health_record_survives_deleted_cluster(registered):
     Cluster.objects.all().delete()
     with pytest.raises(Cluster.DoesNotExist):
         cluster_health_record(cluster_id=registered.pk, result=ProbeResult())
+
+
+def test_a_probe_stays_within_its_request_budget(registered, sandbox, sandbox_cluster):
+    """Per cluster and sweep: one /readyz, one /version, one node list from the cache, never a cluster-wide pod list."""
+    import httpx
+
+    url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/stats"
+    headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
+    httpx.delete(url, headers=headers)
+    cluster_probe(cluster=registered)
+    stats = httpx.get(url, headers=headers).json()
+    assert stats.get("readyz") == 1 and stats.get("version") == 1 and stats.get("node_list_rv0") == 1
+    assert "node_list" not in stats and "pod_list_cluster_wide" not in stats

@@ -652,3 +652,13 @@ def test_fault_endpoint_validates_and_clears(sandbox, sandbox_cluster):
     assert httpx.put(url, json={"latency_ms": 5}, headers=headers).json()["latency_ms"] == 5
     assert httpx.delete(url, headers=headers).json()["latency_ms"] == 0
     assert httpx.get(url).status_code == 401
+
+
+def test_request_stats_count_what_a_probe_costs(kube, sandbox, sandbox_cluster):
+    url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/stats"
+    headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
+    httpx.delete(url, headers=headers)
+    core(kube).list_node(resource_version="0")
+    core(kube).list_pod_for_all_namespaces()
+    client.VersionApi(kube).get_code()
+    assert httpx.get(url, headers=headers).json() == {"node_list_rv0": 1, "pod_list_cluster_wide": 1, "version": 1}

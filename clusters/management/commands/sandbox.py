@@ -34,6 +34,8 @@ class Command(BaseCommand):
         parser.add_argument("--prefix", default="sandbox", help="cluster names are PREFIX-1, PREFIX-2, …")
         parser.add_argument("--out", default="var/sandbox", help="where the kubeconfigs are written")
         parser.add_argument("--heartbeat", type=float, default=40.0, help="seconds between node heartbeats (0: none)")
+        parser.add_argument("--node-ready-delay", type=float, default=2.0, help="seconds a replaced node stays NotReady")
+        parser.add_argument("--pod-start-delay", type=float, default=0.2, help="seconds a new pod takes to become Ready")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         versions = [v.strip() for v in opts["versions"].split(",") if v.strip()]
@@ -47,7 +49,8 @@ class Command(BaseCommand):
         sandbox = Sandbox(opts["host"], opts["port"], seed=opts["seed"], heartbeat_seconds=opts["heartbeat"])
         for i in range(1, opts["clusters"] + 1):
             sandbox.add_cluster(f"{opts['prefix']}-{i}", version=versions[(i - 1) % len(versions)], nodes=opts["nodes"],
-                                control_planes=opts["control_planes"], pods_per_node=opts["pods_per_node"])
+                                control_planes=opts["control_planes"], pods_per_node=opts["pods_per_node"],
+                                node_ready_delay=opts["node_ready_delay"], pod_start_delay=opts["pod_start_delay"])
         sandbox.start()
         written = sandbox.write_kubeconfigs(Path(opts["out"]))
         self.stdout.write(f"sandbox serving {len(written)} clusters on {sandbox.url}/c/<name>; "
