@@ -19,6 +19,7 @@ from clusters.models import Cluster
 from clusters.rows import context_rows, fleet_rows
 from pksweb import policy
 from pksweb import selectors as event_selectors
+from pksweb.forms import errors_into
 from tenants.selectors import assignable_tenants
 
 
@@ -27,12 +28,6 @@ def _cluster_or_404(request: HttpRequest, pk: int) -> Cluster:
     if cluster is None:
         raise Http404("No such cluster.")
     return cluster
-
-
-def _form_errors_into(form: Any, exc: ValidationError) -> None:
-    errors = exc.error_dict if hasattr(exc, "error_dict") else {None: exc.error_list}
-    for field, field_errors in errors.items():
-        form.add_error(field if field in form.fields else None, field_errors)
 
 
 @require_GET
@@ -69,7 +64,7 @@ def cluster_register(request: HttpRequest) -> HttpResponse:
             cluster = services.cluster_register(name=form.cleaned_data["name"], credential=given.credential,
                                                 context=given.context, created_by=request.user, credential_field=given.field)
         except ValidationError as exc:
-            _form_errors_into(form, exc)
+            errors_into(form, exc)
         else:
             messages.success(request, f"Cluster {cluster.name} registered; its first probe is on the way.")
             url = reverse("clusters:detail", args=[cluster.pk])
@@ -135,7 +130,7 @@ def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
                                     credential=given.credential if given else None, context=given.context if given else None,
                                     credential_field=given.field if given else "kubeconfig")
         except ValidationError as exc:
-            _form_errors_into(form, exc)
+            errors_into(form, exc)
         else:
             messages.success(request, "Cluster updated.")
             return redirect("clusters:detail", pk=cluster.pk)

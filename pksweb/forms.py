@@ -23,3 +23,10 @@ class AnnouncementForm(forms.Form):
         super().__init__(*args, **kwargs)
         if tenants is not None:
             self.fields["tenant"].queryset = tenants
+
+
+def errors_into(form: forms.Form, exc: Any) -> None:
+    """Put a service's ValidationError on the form: field errors on their fields, the rest on the form."""
+    errors = exc.error_dict if hasattr(exc, "error_dict") else {None: exc.error_list}
+    for field, field_errors in errors.items():
+        form.add_error(field if field in form.fields else None, field_errors)

@@ -14,17 +14,12 @@ from clusters import selectors as cluster_selectors
 from clusters.kube import KubeError
 from pksweb import policy
 from pksweb import selectors as event_selectors
+from pksweb.forms import errors_into
 from tenants import scorecard, segmentation, selectors, services
 from tenants.forms import AssignNodeForm, DeleteNamespaceForm, MemberForm, NamespaceForm, TenantForm
 from tenants.models import Tenant, TenantNamespace
 
 EVENTS_SHOWN = 50
-
-
-def _errors_into(form: Any, exc: ValidationError) -> None:
-    errors = exc.error_dict if hasattr(exc, "error_dict") else {None: exc.error_list}
-    for field, field_errors in errors.items():
-        form.add_error(field if field in form.fields else None, field_errors)
 
 
 def _tenant_or_404(request: HttpRequest, pk: int) -> Tenant:
@@ -64,7 +59,7 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
         try:
             tenant = services.tenant_create(created_by=request.user, clusters=clusters, **data)
         except ValidationError as exc:
-            _errors_into(form, exc)
+            errors_into(form, exc)
         else:
             return redirect("tenants:detail", pk=tenant.pk)
     return render(request, "tenants/form.html", {"form": form, "title": "New tenant"}, status=400 if form.errors else 200)
@@ -84,7 +79,7 @@ def tenant_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.tenant_update(tenant=tenant, updated_by=request.user, clusters=form.cleaned_data["clusters"], **data)
         except ValidationError as exc:
-            _errors_into(form, exc)
+            errors_into(form, exc)
         else:
             messages.success(request, "Profile saved; the tenant's namespaces are being re-applied.")
             return redirect("tenants:detail", pk=tenant.pk)
@@ -141,7 +136,7 @@ def namespace_create(request: HttpRequest, pk: int) -> HttpResponse:
             services.namespace_create(tenant=tenant, cluster=form.cleaned_data["cluster"], name=form.cleaned_data["name"],
                                       created_by=request.user)
         except ValidationError as exc:
-            _errors_into(form, exc)
+            errors_into(form, exc)
         else:
             form = NamespaceForm(tenant=tenant)
     if request.htmx:
@@ -167,7 +162,7 @@ def member_add(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 services.membership_add(tenant=tenant, user=user, role=form.cleaned_data["role"], added_by=request.user)
             except ValidationError as exc:
-                _errors_into(form, exc)
+                errors_into(form, exc)
     if form.errors:
         return render(request, "tenants/detail.html", tenant_context(request, tenant, member_form=form), status=400)
     return redirect("tenants:detail", pk=tenant.pk)
@@ -216,7 +211,7 @@ def namespace_delete(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.namespace_delete(namespace=namespace, confirm=form.cleaned_data.get("confirm", ""), deleted_by=request.user)
     except ValidationError as exc:
-        _errors_into(form, exc)
+        errors_into(form, exc)
         return render(request, "tenants/namespace.html", {"namespace": namespace, "tenant": namespace.tenant,
                                                           "delete_form": form, "can_manage": True}, status=400)
     messages.success(request, f"Namespace {namespace.name} deleted.")

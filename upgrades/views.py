@@ -13,15 +13,10 @@ from clusters import selectors as cluster_selectors
 from clusters import services as cluster_services
 from pksweb import policy
 from pksweb import selectors as event_selectors
+from pksweb.forms import errors_into
 from upgrades import selectors, services
 from upgrades.forms import DecisionForm, DriverForm, PlanForm, StartForm
 from upgrades.models import UpgradePlan
-
-
-def _errors_into(form: Any, exc: ValidationError) -> None:
-    errors = exc.error_dict if hasattr(exc, "error_dict") else {None: exc.error_list}
-    for field, field_errors in errors.items():
-        form.add_error(field if field in form.fields else None, field_errors)
 
 
 def _plan_or_404(request: HttpRequest, pk: int) -> UpgradePlan:
@@ -57,7 +52,7 @@ def plan_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             else:
                 plan = services.plan_create(author=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _errors_into(form, exc)
+            errors_into(form, exc)
         else:
             return redirect("upgrades:plan", pk=plan.pk)
     return render(request, "upgrades/form.html", {"form": form, "plan": plan}, status=400 if form.errors else 200)

@@ -24,14 +24,9 @@ from clusters.api.serializers import (
 )
 from clusters.filters import ClusterFilter
 from clusters.models import Cluster, NodeOperation
+from pksweb.api.errors import drf_error
 from pksweb.api.permissions import PolicyPermission
 from tenants.api.serializers import AssignSerializer, SegmentationSerializerOut
-
-
-def _drf(exc: DjangoValidationError) -> ValidationError:
-    if hasattr(exc, "error_dict"):
-        return ValidationError({k: [str(m) for e in v for m in e.messages] for k, v in exc.error_dict.items()})
-    return ValidationError({"non_field_errors": exc.messages})
 
 
 class ClusterViewSet(viewsets.ModelViewSet):
@@ -56,7 +51,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
             cluster = services.cluster_register(name=data.validated_data["name"], credential=given.credential,
                                                 context=given.context, created_by=request.user, credential_field=given.field)
         except DjangoValidationError as exc:
-            raise _drf(exc) from exc
+            raise drf_error(exc) from exc
         return Response(ClusterSerializer(cluster).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ClusterUpdateSerializer, responses={200: ClusterSerializer})
@@ -73,7 +68,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
                                               upgrade_driver=data.validated_data.get("upgrade_driver"),
                                               upgrade_command=data.validated_data.get("upgrade_command"))
         except DjangoValidationError as exc:
-            raise _drf(exc) from exc
+            raise drf_error(exc) from exc
         return Response(ClusterSerializer(cluster).data)
 
     @extend_schema(request=ClusterUpdateSerializer, responses={200: ClusterSerializer})
@@ -118,7 +113,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
             operation = services.node_operation_start(cluster=cluster, node=node, kind=kind, requested_by=request.user,
                                                       timeout_seconds=data.validated_data.get("timeout_seconds"))
         except DjangoValidationError as exc:
-            raise _drf(exc) from exc
+            raise drf_error(exc) from exc
         return Response(OperationSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -146,7 +141,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
         try:
             node_assign(cluster=cluster, node=node, tenant=tenant, assigned_by=request.user)
         except DjangoValidationError as exc:
-            raise _drf(exc) from exc
+            raise drf_error(exc) from exc
         return Response({"node": node, "tenant": tenant.name})
 
     @extend_schema(request=None, responses={200: None})
@@ -158,7 +153,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
         try:
             node_release(cluster=self.get_object(), node=node, released_by=request.user)
         except DjangoValidationError as exc:
-            raise _drf(exc) from exc
+            raise drf_error(exc) from exc
         return Response({"node": node, "tenant": None})
 
 

@@ -13,16 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from pksweb import policy
+from pksweb.api.errors import drf_error
 from pksweb.api.permissions import PolicyPermission
 from tenants import scorecard, selectors, services
 from tenants.api.serializers import MemberSerializer, NamespaceSerializer, ScorecardCheckSerializer, TenantSerializer
 from tenants.models import Tenant, TenantNamespace
-
-
-def drf_error(exc: DjangoValidationError) -> ValidationError:
-    if hasattr(exc, "error_dict"):
-        return ValidationError({k: [str(m) for e in v for m in e.messages] for k, v in exc.error_dict.items()})
-    return ValidationError({"non_field_errors": exc.messages})
 
 
 class TenantViewSet(viewsets.ModelViewSet):

@@ -11,17 +11,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from pksweb.api.errors import drf_error
 from pksweb.api.permissions import PolicyPermission
 from upgrades import selectors, services
 from upgrades.api.serializers import DecisionSerializer, PlanSerializer, RolloutSerializer, StartSerializer
 from upgrades.choices import PlanState
 from upgrades.models import Rollout, UpgradePlan
-
-
-def drf_error(exc: DjangoValidationError) -> ValidationError:
-    if hasattr(exc, "error_dict"):
-        return ValidationError({k: [str(m) for e in v for m in e.messages] for k, v in exc.error_dict.items()})
-    return ValidationError({"non_field_errors": exc.messages})
 
 
 class PlanViewSet(viewsets.ModelViewSet):
