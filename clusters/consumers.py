@@ -21,7 +21,7 @@ class FleetConsumer(EventStreamConsumer):
     def watch_groups(self, user: Any) -> list[str] | None:
         return [FLEET_GROUP] if policy.is_platform(user) else None
 
-    def render(self, event: Event) -> str:
+    def render(self, event: Event) -> str | list[str]:
         if event.subject_type != "cluster" or not event.subject_id.isdigit():
             return ""
         return live.fleet_fragments(int(event.subject_id), self.scope["user"], new=event.kind == "cluster.registered")
@@ -37,8 +37,10 @@ class FleetConsumer(EventStreamConsumer):
         for subject_id, event in latest.items():
             self.sent[event.pk] = None
             self.cursor = max(self.cursor, max(e.pk for e in events))
-            html = live.fleet_fragments(int(subject_id), self.scope["user"], new=subject_id in registered)
-            self.send(text_data=html + f'<span id="event-cursor" data-last="{self.cursor}" hx-swap-oob="true" hidden></span>')
+            messages = live.fleet_fragments(int(subject_id), self.scope["user"], new=subject_id in registered)
+            for message in messages[:-1]:
+                self.send(text_data=message)
+            self.send(text_data=messages[-1] + f'<span id="event-cursor" data-last="{self.cursor}" hx-swap-oob="true" hidden></span>')
 
 
 class ClusterConsumer(EventStreamConsumer):

@@ -18,21 +18,24 @@ NODE_KINDS = {"cluster.node_ready_changed", "cluster.status_changed", "cluster.o
               "tenant.node_assigned", "tenant.node_released"}
 
 
-def fleet_fragments(cluster_id: int, user: Any, *, new: bool = False) -> str:
-    """The cluster's fleet row (or its removal) and the fleet counts; ``new`` rows are inserted."""
+def fleet_fragments(cluster_id: int, user: Any, *, new: bool = False) -> list[str]:
+    """Messages: the cluster's fleet row (or its removal), then the fleet counts; ``new`` rows are inserted.
+
+    Rows go in messages of their own, each starting with its table part, so the browser parses them as rows.
+    """
     clusters = selectors.cluster_scope(user=user)
     counts = render_to_string("clusters/_counts.html", {"counts": selectors.fleet_counts(clusters), "oob": True})
     if new:
         row = render_one(cluster_id, clusters)
         if row is None:
-            return counts
+            return [counts]
         # Upsert: drop the row if the page has it, then put the fresh one on top of the table.
-        return (f'<tr id="cluster-{cluster_id}" hx-swap-oob="delete"></tr>'
-                f'<tbody hx-swap-oob="afterbegin:#fleet-rows">{row}</tbody>{counts}')
+        return [f'<tr id="cluster-{cluster_id}" hx-swap-oob="delete"></tr>',
+                f'<tbody hx-swap-oob="afterbegin:#fleet-rows">{row}</tbody>', counts]
     row = render_one(cluster_id, clusters, oob=True)
     if row is None:
-        return f'<tr id="cluster-{cluster_id}" hx-swap-oob="delete"></tr>{counts}'
-    return row + counts
+        return [f'<tr id="cluster-{cluster_id}" hx-swap-oob="delete"></tr>', counts]
+    return [row, counts]
 
 
 def cluster_fragments(event: Event, cluster_id: int, user: Any) -> str:

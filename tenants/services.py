@@ -125,6 +125,18 @@ def tenant_update(*, tenant: Tenant, updated_by: Any, clusters: Iterable[Cluster
 
 
 @transaction.atomic
+def tenant_delete(*, tenant: Tenant, deleted_by: Any) -> None:
+    """Remove a tenant that has no namespaces left; the removal stays in the audit trail."""
+    _require(deleted_by, "operate", tenant, "Only operators can delete tenants.")
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if locked.namespaces.exists():
+        raise ValidationError({"non_field_errors": f"Tenant {locked.name} still has namespaces; delete them first."})
+    publish(kind="tenant.deleted", message=f"Tenant {locked.name} deleted", actor=deleted_by, subject_type=SubjectType.TENANT,
+            subject_id=locked.pk, subject_label=locked.name)
+    locked.delete()
+
+
+@transaction.atomic
 def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, added_by: Any = None) -> TenantMembership:
     """Make ``user`` an admin or viewer of ``tenant`` (a changed role is updated)."""
     _require(added_by, "operate", tenant, "Only operators can change a tenant's members.")

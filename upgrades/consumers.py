@@ -11,6 +11,7 @@ from pksweb.consumers import EventStreamConsumer
 from pksweb.events import subject_group
 from pksweb.models import Event
 from upgrades import selectors
+from upgrades.live import rollout_context
 
 
 class RolloutConsumer(EventStreamConsumer):
@@ -32,8 +33,6 @@ class RolloutConsumer(EventStreamConsumer):
     def render(self, event: Event) -> str | list[str]:
         if event.subject_type != "rollout" or event.subject_id != str(self.rollout_id):
             return ""
-        from upgrades.views import rollout_context
-
         rollout = selectors.rollout_get(user=self.scope["user"], pk=self.rollout_id)
         if rollout is None:
             return ""

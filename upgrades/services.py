@@ -138,6 +138,17 @@ def plan_update(*, plan: UpgradePlan, editor: Any, **changes: Any) -> UpgradePla
     return locked
 
 
+def plan_delete(*, plan: UpgradePlan, deleted_by: Any) -> None:
+    """Delete a plan that never started (a started one stays in the audit trail)."""
+    _require(deleted_by, "operate", plan, "Only operators delete upgrade plans.")
+    with transaction.atomic():
+        locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
+        if locked.state == PlanState.STARTED:
+            raise ValidationError({"non_field_errors": "A plan that started stays in the audit trail; it cannot be deleted."})
+        _plan_event(locked, "upgrade.plan_deleted", f"Upgrade plan {locked.name} deleted", deleted_by)
+        locked.delete()
+
+
 def plan_submit(*, plan: UpgradePlan, by: Any) -> UpgradePlan:
     """Ask approvers to sign off; refused while preflight fails."""
     _require(by, "operate", plan, "Only operators submit upgrade plans.")

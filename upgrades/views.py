@@ -12,10 +12,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clusters import selectors as cluster_selectors
 from clusters import services as cluster_services
 from pksweb import policy
-from pksweb import selectors as event_selectors
 from pksweb.forms import errors_into
 from upgrades import selectors, services
 from upgrades.forms import DecisionForm, DriverForm, PlanForm, StartForm
+from upgrades.live import rollout_context
 from upgrades.models import UpgradePlan
 
 
@@ -110,16 +110,6 @@ def rollout_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if rollout is None:
         raise Http404("No such rollout.")
     return render(request, "upgrades/rollout.html", rollout_context(request.user, rollout))
-
-
-def rollout_context(user: Any, rollout: Any) -> dict[str, Any]:
-    steps = list(selectors.rollout_steps(rollout=rollout))
-    events = list(event_selectors.event_list(user=user).filter(subject_type="rollout", subject_id=str(rollout.pk))[:30])
-    current = next((s for s in steps if s.phase not in ("done", "pending")), None)
-    done = sum(1 for s in steps if s.phase == "done")
-    return {"rollout": rollout, "plan": rollout.plan, "steps": steps, "current": current, "done": done, "events": events,
-            "cursor": events[0].pk if events else 0, "ws_path": f"/ws/rollouts/{rollout.pk}/",
-            "can_operate": policy.can(user, "operate", rollout)}
 
 
 @require_POST

@@ -131,11 +131,11 @@ class ClusterViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path=r"nodes/(?P<node>[^/]+)/assign")
     def node_assign(self, request: Request, pk: str | None = None, node: str = "") -> Response:
         """Give a node to a dedicated-nodes tenant (labelled and tainted for it)."""
-        from tenants.models import Tenant
+        from tenants.selectors import tenant_get_by_name
         from tenants.services import node_assign
 
         cluster = self.get_object()
-        tenant = Tenant.objects.filter(name=str(request.data.get("tenant", ""))).first()
+        tenant = tenant_get_by_name(name=str(request.data.get("tenant", "")))
         if tenant is None:
             raise ValidationError({"tenant": ["No such tenant."]})
         try:

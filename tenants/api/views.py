@@ -59,10 +59,10 @@ class TenantViewSet(viewsets.ModelViewSet):
         return self.update(request, *args, partial=True, **kwargs)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        tenant = self.get_object()
-        if tenant.namespaces.exists():
-            raise ValidationError({"non_field_errors": [f"Tenant {tenant.name} still has namespaces; delete them first."]})
-        tenant.delete()
+        try:
+            services.tenant_delete(tenant=self.get_object(), deleted_by=request.user)
+        except DjangoValidationError as exc:
+            raise drf_error(exc) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=MemberSerializer, responses={200: MemberSerializer(many=True), 201: MemberSerializer})

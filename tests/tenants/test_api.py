@@ -120,3 +120,14 @@ def test_node_assignment_api(operator_api, viewer_api, globex, registered, sandb
     bad = operator_api.post(f"/api/clusters/{registered.pk}/nodes/nope/assign/", {"tenant": "globex-insurance"}, format="json")
     assert bad.status_code == 400 and "has no node 'nope'" in str(bad.json())
     assert operator_api.post(f"/api/clusters/{registered.pk}/nodes/{node}/release/").status_code == 200
+
+
+def test_tenant_deletion_is_refused_while_it_has_namespaces(operator_api, acme, registered, make_namespace):
+    from pksweb.models import Event
+
+    make_namespace(acme, registered, "keep")
+    refused = operator_api.delete(f"/api/tenants/{acme.pk}/")
+    assert refused.status_code == 400 and "still has namespaces" in str(refused.json())
+    TenantNamespace.objects.all().delete()
+    assert operator_api.delete(f"/api/tenants/{acme.pk}/").status_code == 204
+    assert Event.objects.filter(kind="tenant.deleted", subject_label="acme-bank").exists()

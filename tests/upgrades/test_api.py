@@ -129,3 +129,18 @@ def test_system_upgrade_controller_driver_against_the_sandbox(fleet, operator, a
     plans = sims[2].items("plans", "system-upgrade")
     assert len(plans) == 3 and all(p["spec"]["version"] == "v1.31.2" for p in plans)
     assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in sims[2].items("nodes")} == {"v1.31.2"}
+
+
+def test_only_unstarted_plans_are_deleted(approved_plan, operator, viewer, django_capture_on_commit_callbacks):
+    from pksweb.models import Event
+    from upgrades import services
+
+    assert api_for(viewer).delete(f"/api/upgrade-plans/{approved_plan.pk}/").status_code == 403
+    with django_capture_on_commit_callbacks(execute=False):
+        services.plan_start(plan=approved_plan, by=operator)
+    refused = api_for(operator).delete(f"/api/upgrade-plans/{approved_plan.pk}/")
+    assert refused.status_code == 400 and "stays in the audit trail" in str(refused.json())
+    with django_capture_on_commit_callbacks(execute=False):
+        draft = services.plan_create(author=operator, name="scrap", target_version="1.31.2", waves=approved_plan.waves)
+    assert api_for(operator).delete(f"/api/upgrade-plans/{draft.pk}/").status_code == 204
+    assert Event.objects.filter(kind="upgrade.plan_deleted", subject_label="scrap").exists()

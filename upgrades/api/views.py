@@ -7,7 +7,6 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -15,7 +14,6 @@ from pksweb.api.errors import drf_error
 from pksweb.api.permissions import PolicyPermission
 from upgrades import selectors, services
 from upgrades.api.serializers import DecisionSerializer, PlanSerializer, RolloutSerializer, StartSerializer
-from upgrades.choices import PlanState
 from upgrades.models import Rollout, UpgradePlan
 
 
@@ -54,10 +52,7 @@ class PlanViewSet(viewsets.ModelViewSet):
         return self.update(request, *args, partial=True, **kwargs)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        plan = self.get_object()
-        if plan.state == PlanState.STARTED:
-            raise ValidationError({"non_field_errors": ["A plan that started stays in the audit trail; it cannot be deleted."]})
-        plan.delete()
+        self._call(services.plan_delete, plan=self.get_object(), deleted_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
