@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from django.db.models import Avg, DurationField, ExpressionWrapper, F
@@ -33,15 +34,23 @@ def flight_plan(*, waves: list[list[int]], target: str) -> list[dict[str, Any]]:
     return steps
 
 
-def estimate_seconds(steps: list[dict[str, Any]], soak_seconds: int, waves: int) -> int:
-    """From past rollouts' node steps where there are any; a default otherwise."""
+def estimate_seconds(steps: list[dict[str, Any]], soak_seconds: int, waves: int, max_unavailable: int = 1) -> int:
+    """From past rollouts' node steps where there are any (a default otherwise), knowing that the
+    clusters of a wave go side by side and each takes its workers ``max_unavailable`` at a time."""
     from upgrades.models import RolloutStep
 
     average = (RolloutStep.objects.filter(phase="done", started_at__isnull=False, finished_at__isnull=False)
                .annotate(took=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
                .aggregate(avg=Avg("took"))["avg"])
     per_node = average.total_seconds() if average else DEFAULT_NODE_SECONDS
-    return int(per_node * len(steps) + soak_seconds * max(0, waves - 1))
+    rounds: dict[tuple[int, int], list[int]] = {}  # (wave, cluster) → [control planes, workers]
+    for step in steps:
+        counts = rounds.setdefault((step["wave"], step["cluster_id"]), [0, 0])
+        counts[0 if step["control_plane"] else 1] += 1
+    longest: dict[int, int] = {}
+    for (wave, _), (control_planes, workers) in rounds.items():
+        longest[wave] = max(longest.get(wave, 0), control_planes + math.ceil(workers / max(1, max_unavailable)))
+    return int(per_node * sum(longest.values()) + soak_seconds * max(0, waves - 1))
 
 
 def revision(plan: Any, steps: list[dict[str, Any]]) -> str:

@@ -38,6 +38,8 @@ class PlanForm(forms.Form):
     name = forms.CharField(max_length=200)
     target_version = forms.CharField(max_length=20, help_text="e.g. 1.31.2")
     waves = WavesField()
+    max_unavailable = forms.IntegerField(min_value=1, initial=1, label="Nodes at once per cluster",
+                                         help_text="Workers drained at the same time in each cluster (control-plane nodes always go one by one).")
     drain_timeout_seconds = forms.IntegerField(min_value=10, initial=300)
     node_ready_timeout_seconds = forms.IntegerField(min_value=10, initial=600)
     health_gate = forms.BooleanField(required=False, initial=True)

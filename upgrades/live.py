@@ -12,8 +12,8 @@ from upgrades import selectors
 def rollout_context(user: Any, rollout: Any) -> dict[str, Any]:
     steps = list(selectors.rollout_steps(rollout=rollout))
     events = list(event_selectors.event_list(user=user).filter(subject_type="rollout", subject_id=str(rollout.pk))[:30])
-    current = next((s for s in steps if s.phase not in ("done", "pending")), None)
+    in_flight = [s for s in steps if s.phase not in ("done", "pending", "failed")]
     done = sum(1 for s in steps if s.phase == "done")
-    return {"rollout": rollout, "plan": rollout.plan, "steps": steps, "current": current, "done": done, "events": events,
+    return {"rollout": rollout, "plan": rollout.plan, "steps": steps, "in_flight": in_flight, "done": done, "events": events,
             "cursor": events[0].pk if events else 0, "ws_path": f"/ws/rollouts/{rollout.pk}/",
             "can_operate": policy.can(user, "operate", rollout)}

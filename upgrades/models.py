@@ -76,6 +76,7 @@ class Rollout(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     soak_until = models.DateTimeField(null=True, blank=True)
+    soak_wave = models.PositiveIntegerField(default=0)  # the wave whose soak has been scheduled
     last_tick_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -98,6 +99,8 @@ class RolloutStep(models.Model):
     phase = models.CharField(max_length=12, choices=StepPhase.choices, default=StepPhase.PENDING)
     phase_started_at = models.DateTimeField(null=True, blank=True)
     driver_called_at = models.DateTimeField(null=True, blank=True)
+    chain = models.PositiveIntegerField(default=0)  # numbers the step's live task chain; older chains stop
+    last_tick_at = models.DateTimeField(null=True, blank=True)
     log = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

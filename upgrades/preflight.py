@@ -117,7 +117,7 @@ def check_removed_apis(report: Preflight, cluster: Cluster, gateway: Any, target
                                                          f"which Kubernetes 1.{minor} removes: migrate them first.")
 
 
-def check_drains(report: Preflight, cluster: Cluster, gateway: Any, nodes: list[ClusterNode]) -> None:
+def check_drains(report: Preflight, cluster: Cluster, gateway: Any, nodes: list[ClusterNode], max_unavailable: int = 1) -> None:
     pods = gateway.pods_raw()
     running = [p for p in pods if (p.get("status") or {}).get("phase") in ("Running", "Pending")
                and not (p.get("metadata") or {}).get("deletionTimestamp")]
@@ -157,10 +157,16 @@ def check_drains(report: Preflight, cluster: Cluster, gateway: Any, nodes: list[
                 and _tolerates(spec.get("tolerations") or [], [_taint(t) for t in other.taints])
                 and all(other.labels.get(k) == v for k, v in (spec.get("nodeSelector") or {}).items())
             ]
+            name = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
             if not targets:
-                report.fail(cluster.name, "capacity", f"Pod {pod['metadata']['namespace']}/{pod['metadata']['name']} on {node.name} "
-                                                      "would have nowhere to go while its node is drained (cordons, taints, "
-                                                      "node selectors leave no other node).")
+                report.fail(cluster.name, "capacity", f"Pod {name} on {node.name} would have nowhere to go while its node is "
+                                                      "drained (cordons, taints, node selectors leave no other node).")
+                break
+            if len(targets) < max_unavailable:
+                # The worst case: every other node it could go to is drained at the same time.
+                report.fail(cluster.name, "capacity", f"Pod {name} on {node.name} could have nowhere to go with {max_unavailable} "
+                                                      f"nodes drained at once (only {len(targets)} other node"
+                                                      f"{'s' if len(targets) != 1 else ''} can take it): lower max_unavailable.")
                 break
 
 
@@ -170,7 +176,7 @@ def _taint(text: str) -> dict[str, str]:
     return {"key": key, "value": value, "effect": effect}
 
 
-def run(*, clusters: list[Cluster], target: str) -> Preflight:
+def run(*, clusters: list[Cluster], target: str, max_unavailable: int = 1) -> Preflight:
     """Every check for every cluster; a cluster that cannot be read is a failure, not a crash."""
     from clusters.services import gateway_for
 
@@ -188,7 +194,7 @@ def run(*, clusters: list[Cluster], target: str) -> Preflight:
         try:
             gateway = gateway_for(cluster)
             check_removed_apis(report, cluster, gateway, target)
-            check_drains(report, cluster, gateway, nodes)
+            check_drains(report, cluster, gateway, nodes, max_unavailable)
         except KubeError as exc:
             report.fail(cluster.name, "reachable", exc.message)
     return report

@@ -12,12 +12,14 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from clusters.kube import KubeError
@@ -65,8 +67,8 @@ def _validate(plan: UpgradePlan) -> None:
         missing = set(ids) - set(Cluster.objects.filter(pk__in=ids).values_list("pk", flat=True))
         if missing:
             errors["waves"] = f"No clusters with ids {sorted(missing)}."
-    if plan.max_unavailable != 1:
-        errors["max_unavailable"] = "pksweb upgrades one node at a time per cluster for now: use 1."
+    if plan.max_unavailable < 1:
+        errors["max_unavailable"] = "Upgrade at least one node at a time per cluster."
     if plan.quorum < 1:
         errors["quorum"] = "At least one approval is needed."
     if plan.drain_timeout_seconds < 10:
@@ -87,8 +89,8 @@ def _refresh(plan: UpgradePlan) -> None:
     plan.flight_plan = steps
     plan.revision = flight.revision(plan, steps)
     clusters = list(Cluster.objects.filter(pk__in=[c for wave in plan.waves for c in wave]))
-    report = preflight.run(clusters=clusters, target=plan.target_version).as_dict()
-    report["estimate_seconds"] = flight.estimate_seconds(steps, plan.soak_seconds, len(plan.waves))
+    report = preflight.run(clusters=clusters, target=plan.target_version, max_unavailable=plan.max_unavailable).as_dict()
+    report["estimate_seconds"] = flight.estimate_seconds(steps, plan.soak_seconds, len(plan.waves), plan.max_unavailable)
     plan.preflight = report
 
 
@@ -266,6 +268,35 @@ def plan_start(*, plan: UpgradePlan, by: Any, outside_window_reason: str = "") -
 
 
 # ---- rollouts ---------------------------------------------------------------------------
+#
+# Two kinds of work, each its own Celery task chain:
+# - the dispatcher (``rollout_dispatch``, one per rollout, under the rollout's row lock) decides
+#   which nodes may start: the lowest unfinished wave, all its clusters at once, control-plane
+#   nodes one at a time first, then workers up to ``max_unavailable`` per cluster; it also owns
+#   pause, the window, soak and success;
+# - a step (``step_advance``, one chain per node in flight, under the step's lease) moves one
+#   node through cordon → drain → upgrade → wait Ready → uncordon → gate, recording each phase
+#   before acting. ``RolloutStep.chain`` numbers the step's live chain: a tick of an older chain
+#   stops, so a restarted chain (after a dead worker) never runs beside the old one.
+
+CORDONED = (StepPhase.DRAIN, StepPhase.UPGRADE, StepPhase.WAIT_READY, StepPhase.UNCORDON)
+IDLE = (StepPhase.PENDING, StepPhase.DONE, StepPhase.FAILED)
+
+
+@dataclass
+class Dispatch:
+    """What the dispatcher decided: step chains to run now, and when to look again (None: a step's end calls it)."""
+
+    steps: list[tuple[int, int]] = field(default_factory=list)
+    again: float | None = None
+
+
+@dataclass
+class StepTick:
+    """After one step transition: seconds until the step's next tick (None: stop), and whether to dispatch."""
+
+    again: float | None = None
+    dispatch: bool = False
 
 
 def _rollout_event(rollout: Rollout, kind: str, message: str, actor: Any = None, **payload: Any) -> None:
@@ -279,8 +310,12 @@ def _enqueue_tick(rollout_id: int, delay: float = 0) -> None:
     rollout_tick.apply_async((rollout_id,), countdown=delay)
 
 
+def _step_lease(step: RolloutStep) -> str:
+    return f"rollout.{step.rollout_id}.step.{step.pk}"
+
+
 def rollout_pause(*, rollout: Rollout, by: Any) -> Rollout:
-    """Pause after the current node (the node in flight finishes first)."""
+    """Pause after the nodes in flight (they finish first; no new node starts)."""
     _require(by, "operate", rollout, "Only operators pause rollouts.")
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
@@ -289,6 +324,7 @@ def rollout_pause(*, rollout: Rollout, by: Any) -> Rollout:
         locked.pause_requested = True
         locked.save(update_fields=["pause_requested"])
         _rollout_event(locked, "rollout.pause_requested", f"Rollout of {locked.plan.name} pauses after the current node", by)
+        transaction.on_commit(lambda: _enqueue_tick(locked.pk))
     return locked
 
 
@@ -303,39 +339,54 @@ def rollout_resume(*, rollout: Rollout, by: Any) -> Rollout:
         locked.pause_requested = False
         locked.reason = ""
         locked.save()
-        RolloutStep.objects.filter(rollout=locked, phase=StepPhase.FAILED).update(phase=StepPhase.PENDING)
+        # The chains of steps halted mid-way ended; the dispatcher restarts them at once.
+        RolloutStep.objects.filter(rollout=locked).exclude(phase__in=IDLE).update(last_tick_at=None)
         _rollout_event(locked, "rollout.resumed", f"Rollout of {locked.plan.name} resumed", by)
         transaction.on_commit(lambda: _enqueue_tick(locked.pk))
     return locked
 
 
-def rollout_abort(*, rollout: Rollout, by: Any) -> Rollout:
-    """Stop for good. A node pksweb had cordoned is uncordoned, or the page says it is still cordoned."""
-    _require(by, "operate", rollout, "Only operators abort rollouts.")
-    holder = _holder()
-    if not lease_acquire(name=f"rollout.{rollout.pk}", holder=holder, seconds=60):
-        raise ValidationError({"non_field_errors": "The rollout is in the middle of a step; try again in a moment."})
+def _uncordon_after_abort(rollout: Rollout, step: RolloutStep) -> str:
+    """Uncordon a node pksweb cordoned, once (the step becomes failed); the note for the page."""
     try:
-        with transaction.atomic():
-            locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
-            if locked.state not in ACTIVE_ROLLOUT and locked.state != RolloutState.HALTED:
-                raise ValidationError({"non_field_errors": f"The rollout is {locked.state} already."})
-            notes = []
-            cordoned = RolloutStep.objects.filter(rollout=locked, phase__in=[StepPhase.DRAIN, StepPhase.UPGRADE, StepPhase.WAIT_READY,
-                                                                              StepPhase.UNCORDON, StepPhase.FAILED]).select_related("cluster")
-            for step in cordoned:
-                try:
-                    _gateway(step.cluster).set_unschedulable(step.node, False)
-                    notes.append(f"node {step.node} uncordoned")
-                except KubeError as exc:
-                    notes.append(f"node {step.node} of {step.cluster.name} is STILL CORDONED by pksweb: {exc.message}")
-            locked.state = RolloutState.ABORTED
-            locked.finished_at = timezone.now()
-            locked.reason = "Aborted" + (f"; {'; '.join(notes)}" if notes else "")
-            locked.save()
-            _rollout_event(locked, "rollout.aborted", f"Rollout of {locked.plan.name} aborted{': ' + '; '.join(notes) if notes else ''}", by)
-    finally:
-        lease_release(name=f"rollout.{rollout.pk}", holder=holder)
+        _gateway(step.cluster).set_unschedulable(step.node, False)
+        note = f"node {step.node} uncordoned"
+    except KubeError as exc:
+        note = f"node {step.node} of {step.cluster.name} is STILL CORDONED by pksweb: {exc.message}"
+    if RolloutStep.objects.filter(pk=step.pk, phase=step.phase).update(phase=StepPhase.FAILED, log=step.log + f"aborted: {note}\n"):
+        step.phase = StepPhase.FAILED
+    return note
+
+
+def rollout_abort(*, rollout: Rollout, by: Any) -> Rollout:
+    """Stop for good. Nodes pksweb cordoned are uncordoned, or the page says which are still cordoned."""
+    _require(by, "operate", rollout, "Only operators abort rollouts.")
+    with transaction.atomic():
+        locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
+        if locked.state not in ACTIVE_ROLLOUT and locked.state != RolloutState.HALTED:
+            raise ValidationError({"non_field_errors": f"The rollout is {locked.state} already."})
+        locked.state = RolloutState.ABORTED
+        locked.finished_at = timezone.now()
+        locked.save(update_fields=["state", "finished_at"])
+    # No step takes another transition now; steps between transitions are cleaned up here, and a
+    # step in the middle of one (its lease held) cleans up after itself when it ends.
+    notes = []
+    for step in RolloutStep.objects.filter(rollout=locked, phase__in=CORDONED).select_related("cluster"):
+        holder = _holder()
+        if lease_acquire(name=_step_lease(step), holder=holder, seconds=60):
+            try:
+                step.refresh_from_db()
+                if step.phase in CORDONED:
+                    notes.append(_uncordon_after_abort(locked, step))
+            finally:
+                lease_release(name=_step_lease(step), holder=holder)
+        else:
+            notes.append(f"node {step.node} of {step.cluster.name} is STILL CORDONED: it is mid-step on a worker, "
+                         "which uncordons it when the step ends")
+    with transaction.atomic():
+        locked.reason = "Aborted" + (f"; {'; '.join(notes)}" if notes else "")
+        locked.save(update_fields=["reason"])
+        _rollout_event(locked, "rollout.aborted", f"Rollout of {locked.plan.name} aborted{': ' + '; '.join(notes) if notes else ''}", by)
     return locked
 
 
@@ -366,6 +417,8 @@ def _set_phase(step: RolloutStep, phase: str, line: str = "", **fields: Any) -> 
 def _halt(rollout: Rollout, step: RolloutStep | None, reason: str) -> None:
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
+        if locked.state != RolloutState.RUNNING:
+            return  # another node halted it first, or it was aborted: that reason stands
         locked.state = RolloutState.HALTED
         locked.reason = reason
         locked.save()
@@ -375,110 +428,173 @@ def _halt(rollout: Rollout, step: RolloutStep | None, reason: str) -> None:
         _rollout_event(locked, "rollout.halted", f"Rollout of {locked.plan.name} halted: {reason}", step=step.pk if step else None)
 
 
-def rollout_advance(*, rollout_id: int) -> float | None:
-    """Do the next piece of work of a running rollout; returns seconds until the next tick, or None to stop."""
-    rollout = Rollout.objects.select_related("plan").filter(pk=rollout_id).first()
-    if rollout is None or rollout.state != RolloutState.RUNNING:
-        return None
-    plan = rollout.plan
-    holder = _holder()
-    step = RolloutStep.objects.select_related("cluster", "rollout__plan").filter(rollout=rollout).exclude(phase=StepPhase.DONE).order_by("order").first()
-    # The lease outlives the longest step (a drain) so two workers never act at once; a worker
-    # killed holding it delays the rollout by at most this much.
-    lease_seconds = settings.PKSWEB_ROLLOUT_LEASE_SECONDS + (
-        plan.drain_timeout_seconds if step and step.phase in (StepPhase.PENDING, StepPhase.CORDON, StepPhase.DRAIN) else 0)
-    if not lease_acquire(name=f"rollout.{rollout.pk}", holder=holder, seconds=lease_seconds):
-        return 5.0  # someone else is working on it (or died holding it: the lease expires)
-    try:
-        Rollout.objects.filter(pk=rollout.pk).update(last_tick_at=timezone.now())
-        rollout.refresh_from_db()
-        if rollout.state != RolloutState.RUNNING:
-            return None
-        at_boundary = step is None or step.phase == StepPhase.PENDING
-        if step is None:
-            with transaction.atomic():
-                Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.SUCCEEDED, finished_at=timezone.now())
-                rollout.state = RolloutState.SUCCEEDED
-                _rollout_event(rollout, "rollout.succeeded", f"Rollout of {plan.name} finished: every node runs {plan.target_version}")
-            return None
-        if at_boundary and rollout.pause_requested:
-            with transaction.atomic():
+def _startable(plan: UpgradePlan, wave_steps: list[RolloutStep]) -> list[RolloutStep]:
+    """The wave's nodes that may start now: per cluster, control plane one at a time first, then
+    workers while fewer than ``max_unavailable`` of its nodes are in flight."""
+    by_cluster: dict[int, list[RolloutStep]] = {}
+    for step in wave_steps:
+        by_cluster.setdefault(step.cluster_id, []).append(step)
+    chosen = []
+    for steps in by_cluster.values():
+        busy = [s for s in steps if s.phase not in IDLE]
+        pending = [s for s in steps if s.phase == StepPhase.PENDING]
+        if not pending:
+            continue
+        if any(s.control_plane and s.phase != StepPhase.DONE for s in steps):
+            if not busy and pending[0].control_plane:
+                chosen.append(pending[0])
+            continue
+        chosen.extend(pending[:max(0, plan.max_unavailable - len(busy))])
+    return chosen
+
+
+def _lease_held(name: str) -> bool:
+    from pksweb.models import Lease
+
+    return Lease.objects.filter(name=name, expires_at__gt=timezone.now()).exists()
+
+
+def rollout_dispatch(*, rollout_id: int) -> Dispatch:
+    """Decide what a running rollout does next: start nodes, restart chains that died, pause, wait or finish."""
+    with transaction.atomic():
+        rollout = Rollout.objects.select_for_update().select_related("plan").filter(pk=rollout_id).first()
+        if rollout is None or rollout.state != RolloutState.RUNNING:
+            return Dispatch()
+        plan = rollout.plan
+        now = timezone.now()
+        Rollout.objects.filter(pk=rollout.pk).update(last_tick_at=now)
+        steps = list(RolloutStep.objects.filter(rollout=rollout).select_related("cluster", "rollout__plan").order_by("order"))
+        remaining = [s for s in steps if s.phase != StepPhase.DONE]
+        if not remaining:
+            Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.SUCCEEDED, finished_at=now)
+            rollout.state = RolloutState.SUCCEEDED
+            _rollout_event(rollout, "rollout.succeeded", f"Rollout of {plan.name} finished: every node runs {plan.target_version}")
+            return Dispatch()
+        in_flight = [s for s in remaining if s.phase not in IDLE]
+        stale = now - timedelta(seconds=settings.PKSWEB_ROLLOUT_STALE_SECONDS)
+        run = []
+        for step in in_flight:  # chains whose worker died (or that a halt ended) start again
+            if (step.last_tick_at is None or step.last_tick_at < stale) and not _lease_held(_step_lease(step)):
+                RolloutStep.objects.filter(pk=step.pk).update(chain=F("chain") + 1, last_tick_at=now)
+                run.append((step.pk, step.chain + 1))
+        if rollout.pause_requested:
+            if not in_flight:
                 Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.PAUSED, pause_requested=False)
                 rollout.state = RolloutState.PAUSED
-                _rollout_event(rollout, "rollout.paused", f"Rollout of {plan.name} paused before {step.cluster.name}/{step.node}")
-            return None
-        if at_boundary and not rollout.outside_window_reason and not in_window(plan):
+                _rollout_event(rollout, "rollout.paused", f"Rollout of {plan.name} paused before "
+                               f"{remaining[0].cluster.name}/{remaining[0].node}")
+            return Dispatch(run)
+        if not rollout.outside_window_reason and not in_window(plan, now):
+            if in_flight:
+                return Dispatch(run)  # the nodes in flight finish; none starts
             if plan.window_weekly:
                 if not rollout.waiting_for_window:
                     Rollout.objects.filter(pk=rollout.pk).update(waiting_for_window=True)
                     _rollout_event(rollout, "rollout.waiting_for_window", f"Rollout of {plan.name} waits for the next window")
-                return 30.0
-            with transaction.atomic():
-                Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.PAUSED, reason="The maintenance window closed.")
-                rollout.state = RolloutState.PAUSED
-                _rollout_event(rollout, "rollout.paused", f"Rollout of {plan.name} paused: the maintenance window closed")
-            return None
+                return Dispatch(run, 30.0)
+            Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.PAUSED, reason="The maintenance window closed.")
+            rollout.state = RolloutState.PAUSED
+            _rollout_event(rollout, "rollout.paused", f"Rollout of {plan.name} paused: the maintenance window closed")
+            return Dispatch(run)
         if rollout.waiting_for_window:
             Rollout.objects.filter(pk=rollout.pk).update(waiting_for_window=False)
-        if at_boundary and rollout.soak_until and timezone.now() < rollout.soak_until:
-            return min(30.0, (rollout.soak_until - timezone.now()).total_seconds())
+        wave = remaining[0].wave
+        wave_steps = [s for s in remaining if s.wave == wave]
+        if wave > 1 and plan.soak_seconds and rollout.soak_wave != wave and all(s.phase == StepPhase.PENDING for s in wave_steps):
+            rollout.soak_until = now + timedelta(seconds=plan.soak_seconds)
+            Rollout.objects.filter(pk=rollout.pk).update(soak_until=rollout.soak_until, soak_wave=wave)
+            _rollout_event(rollout, "rollout.soaking", f"Wave {wave - 1} done; soaking {plan.soak_seconds} s before wave {wave}")
+        if rollout.soak_until and now < rollout.soak_until and all(s.phase == StepPhase.PENDING for s in wave_steps):
+            return Dispatch(run, min(30.0, (rollout.soak_until - now).total_seconds()))
+        for step in _startable(plan, wave_steps):
+            if RolloutStep.objects.filter(pk=step.pk, phase=StepPhase.PENDING).update(chain=F("chain") + 1, last_tick_at=now):
+                step.chain += 1
+                step.last_tick_at = now
+                _set_phase(step, StepPhase.CORDON, "starting", started_at=now)
+                run.append((step.pk, step.chain))
+        return Dispatch(run)
+
+
+def step_advance(*, step_id: int, chain: int | None = None) -> StepTick:
+    """Move one node one phase on; ``chain`` (None: any) must be the step's live chain."""
+    step = RolloutStep.objects.select_related("rollout__plan").filter(pk=step_id).first()
+    if step is None or (chain is not None and step.chain != chain) or step.phase in IDLE:
+        return StepTick()
+    # The lease outlives the longest transition (a drain, a driver command), so two workers never
+    # act on one node at once; a worker killed holding it delays that node by at most this much.
+    lease_seconds = settings.PKSWEB_ROLLOUT_LEASE_SECONDS + (
+        step.rollout.plan.drain_timeout_seconds if step.phase in (StepPhase.CORDON, StepPhase.DRAIN) else
+        settings.PKSWEB_COMMAND_DRIVER_TIMEOUT if step.phase == StepPhase.UPGRADE else 0)
+    holder = _holder()
+    if not lease_acquire(name=_step_lease(step), holder=holder, seconds=lease_seconds):
+        return StepTick(again=2.0)  # a worker is mid-transition; the older chain stops at its next tick
+    try:
+        step = RolloutStep.objects.select_related("cluster", "rollout__plan").get(pk=step_id)
+        if (chain is not None and step.chain != chain) or step.phase in IDLE:
+            return StepTick()
+        rollout = step.rollout
+        if rollout.state == RolloutState.ABORTED:
+            if step.phase in CORDONED:
+                note = _uncordon_after_abort(rollout, step)
+                _rollout_event(rollout, "rollout.step_changed", f"{step.cluster.name}/{step.node} after the abort: {note}",
+                               step=step.pk, node=step.node, phase=step.phase)
+            return StepTick()
+        if rollout.state != RolloutState.RUNNING:
+            return StepTick()
+        RolloutStep.objects.filter(pk=step.pk).update(last_tick_at=timezone.now())
         return _advance_step(rollout, step)
     finally:
-        lease_release(name=f"rollout.{rollout.pk}", holder=holder)
+        lease_release(name=_step_lease(step), holder=holder)
 
 
-def _advance_step(rollout: Rollout, step: RolloutStep) -> float | None:
+def _advance_step(rollout: Rollout, step: RolloutStep) -> StepTick:
     plan = rollout.plan
     target = plan.target_version
     try:
         gateway = _gateway(step.cluster)
-        if step.phase == StepPhase.PENDING:
-            _set_phase(step, StepPhase.CORDON, "starting", started_at=step.started_at or timezone.now())
-            return 0
         if step.phase == StepPhase.CORDON:
             gateway.set_unschedulable(step.node, True)
             _set_phase(step, StepPhase.DRAIN, "cordoned")
-            return 0
+            return StepTick(0)
         if step.phase == StepPhase.DRAIN:
             from clusters.services import node_drain
 
             result = node_drain(gateway=gateway, node=step.node, timeout=plan.drain_timeout_seconds)
             if not result.ok:
                 _halt(rollout, step, result.report.replace("\n", " "))
-                return None
+                return StepTick()
             _set_phase(step, StepPhase.UPGRADE, result.report.splitlines()[0])
-            return 0
+            return StepTick(0)
         if step.phase == StepPhase.UPGRADE:
             node = gateway.node(step.node)
-            at_target = node.kubelet_version.lstrip("v") == target
-            if at_target:
+            if node.kubelet_version.lstrip("v") == target:
                 _set_phase(step, StepPhase.WAIT_READY, f"kubelet already at v{target}")
-                return 0
+                return StepTick(0)
             if step.driver_called_at is not None and node.ready is not True:
                 _set_phase(step, StepPhase.WAIT_READY, "the driver is replacing the node")
-                return READY_POLL_FAST
+                return StepTick(READY_POLL_FAST)
             # Record the intent before the call: a crash after it is seen above (node NotReady or at target).
             RolloutStep.objects.filter(pk=step.pk).update(driver_called_at=timezone.now())
             step.driver_called_at = timezone.now()
             line = drivers.upgrade(step.cluster, step.node, target)
             _set_phase(step, StepPhase.WAIT_READY, line)
-            return READY_POLL_FAST
+            return StepTick(READY_POLL_FAST)
         if step.phase == StepPhase.WAIT_READY:
             node = gateway.node(step.node)
             if node.ready and node.kubelet_version.lstrip("v") == target:
                 _set_phase(step, StepPhase.UNCORDON, f"Ready at v{target}")
-                return 0
+                return StepTick(0)
             waited = (timezone.now() - (step.phase_started_at or timezone.now())).total_seconds()
             if waited > plan.node_ready_timeout_seconds:
                 _halt(rollout, step, f"Node {step.node} of {step.cluster.name} did not come back Ready at v{target} within "
                                      f"{plan.node_ready_timeout_seconds} s (it is {'Ready at ' + node.kubelet_version if node.ready else 'NotReady: ' + node.ready_message}).")
-                return None
+                return StepTick()
             # Poll fast while a quick replacement is likely, then back off.
-            return READY_POLL_FAST if waited < 5 else 1.0
+            return StepTick(READY_POLL_FAST if waited < 5 else 1.0)
         if step.phase == StepPhase.UNCORDON:
             gateway.set_unschedulable(step.node, False)
             _set_phase(step, StepPhase.GATE, "uncordoned")
-            return 0
+            return StepTick(0)
         if step.phase == StepPhase.GATE:
             if plan.health_gate:
                 from clusters.services import cluster_probe
@@ -487,26 +603,51 @@ def _advance_step(rollout: Rollout, step: RolloutStep) -> float | None:
                 if cluster.status != "healthy":
                     waited = (timezone.now() - (step.phase_started_at or timezone.now())).total_seconds()
                     if waited < GATE_GRACE_SECONDS:
-                        return 2.0
+                        return StepTick(2.0)
                     _halt(rollout, step, f"Health gate failed on {cluster.name} after {step.node}: {cluster.status}"
                                          f"{' — ' + '; '.join(cluster.reasons) if cluster.reasons else ''}.")
-                    return None
+                    return StepTick()
             _set_phase(step, StepPhase.DONE, "health gate passed" if plan.health_gate else "done", finished_at=timezone.now())
-            following = RolloutStep.objects.filter(rollout=rollout, order__gt=step.order).order_by("order").first()
-            if following is not None and following.wave != step.wave and plan.soak_seconds:
-                Rollout.objects.filter(pk=rollout.pk).update(soak_until=timezone.now() + timedelta(seconds=plan.soak_seconds))
-                _rollout_event(rollout, "rollout.soaking", f"Wave {step.wave} done; soaking {plan.soak_seconds} s before wave {following.wave}")
-            return 0
+            return StepTick(dispatch=True)
     except (KubeError, drivers.DriverError) as exc:
         _halt(rollout, step, f"{step.cluster.name}/{step.node} ({StepPhase(step.phase).label.lower()}): {exc}")
-        return None
-    return None
+    return StepTick()
+
+
+def rollout_advance(*, rollout_id: int) -> float | None:
+    """Run a rollout in this process, one round at a time: dispatch, then one transition of every
+    node in flight. Returns seconds until the next round, or None when the rollout stopped.
+    (Celery runs the same two functions as separate task chains; this is for tests and tools.)"""
+    dispatch = rollout_dispatch(rollout_id=rollout_id)
+    delays = [dispatch.again] if dispatch.again is not None else []
+    flying = RolloutStep.objects.filter(rollout_id=rollout_id).exclude(phase__in=IDLE).values_list("pk", flat=True)
+    for step_id in flying:
+        tick = step_advance(step_id=step_id)
+        if tick.again is not None:
+            delays.append(tick.again)
+        if tick.dispatch:
+            delays.append(0)
+    if delays:
+        return min(delays)
+    state = Rollout.objects.filter(pk=rollout_id).values_list("state", flat=True).first()
+    return 0 if state == RolloutState.RUNNING else None
 
 
 def rollouts_poke() -> int:
-    """Tick every running rollout that has not ticked for a while (recovers from lost tasks and dead workers)."""
+    """Tick every running rollout that has not ticked for a while (recovers from lost tasks and dead
+    workers), and every aborted rollout that still has a node to uncordon."""
     stale = timezone.now() - timedelta(seconds=settings.PKSWEB_ROLLOUT_STALE_SECONDS)
     ids = list(Rollout.objects.filter(state=RolloutState.RUNNING).exclude(last_tick_at__gt=stale).values_list("pk", flat=True))
     for rollout_id in ids:
         _enqueue_tick(rollout_id)
+    from upgrades.tasks import step_tick
+
+    leftovers = RolloutStep.objects.filter(rollout__state=RolloutState.ABORTED, phase__in=CORDONED).exclude(last_tick_at__gt=stale)
+    for step_id, chain in leftovers.values_list("pk", "chain"):
+        RolloutStep.objects.filter(pk=step_id).update(last_tick_at=timezone.now())
+        step_tick.apply_async((step_id, chain))
     return len(ids)
+
+
+def step_rollout_id(step_id: int) -> int | None:
+    return RolloutStep.objects.filter(pk=step_id).values_list("rollout_id", flat=True).first()

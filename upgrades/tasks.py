@@ -1,4 +1,4 @@
-"""Celery tasks of upgrades: thin, they take ids and call the engine."""
+"""Celery tasks of upgrades: thin, they take ids and call the engine (see upgrades.services)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,25 @@ from celery import shared_task
 from upgrades import services
 
 
-@shared_task(name="upgrades.tasks.rollout_tick", ignore_result=True, acks_late=True, time_limit=7200, soft_time_limit=7100)
+@shared_task(name="upgrades.tasks.rollout_tick", ignore_result=True, acks_late=True, time_limit=300, soft_time_limit=290)
 def rollout_tick(rollout_id: int) -> None:
-    """Advance a rollout by one step and schedule the next tick. Safe twice: a lease lets one worker act."""
-    delay = services.rollout_advance(rollout_id=rollout_id)
-    if delay is not None:
-        rollout_tick.apply_async((rollout_id,), countdown=delay)
+    """Let the dispatcher start the nodes that may start; safe twice (it holds the rollout's row lock)."""
+    dispatch = services.rollout_dispatch(rollout_id=rollout_id)
+    for step_id, chain in dispatch.steps:
+        step_tick.apply_async((step_id, chain))
+    if dispatch.again is not None:
+        rollout_tick.apply_async((rollout_id,), countdown=dispatch.again)
+
+
+@shared_task(name="upgrades.tasks.step_tick", ignore_result=True, acks_late=True, time_limit=7200, soft_time_limit=7100)
+def step_tick(step_id: int, chain: int) -> None:
+    """Move one node one phase on and schedule its next tick. Safe twice: a lease lets one worker act,
+    and a tick of a chain that was replaced stops."""
+    tick = services.step_advance(step_id=step_id, chain=chain)
+    if tick.again is not None:
+        step_tick.apply_async((step_id, chain), countdown=tick.again)
+    if tick.dispatch:
+        rollout_tick.delay(services.step_rollout_id(step_id))
 
 
 @shared_task(name="upgrades.tasks.rollouts_poke", ignore_result=True, time_limit=60, soft_time_limit=55)

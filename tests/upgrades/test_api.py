@@ -56,7 +56,7 @@ def test_bad_plans_are_refused_in_words(fleet, operator):
     cases = [({"target_version": "1.31"}, "target_version", "is not a Kubernetes version"),
              ({"waves": [[999999]]}, "waves", "No clusters with ids [999999]"),
              ({"waves": [[clusters[0].pk], [clusters[0].pk]]}, "waves", "more than one wave"),
-             ({"max_unavailable": 3}, "max_unavailable", "one node at a time"),
+             ({"max_unavailable": 0}, "max_unavailable", "at least one node"),
              ({"window_start": timezone.now().isoformat(), "window_end": (timezone.now() - timedelta(hours=1)).isoformat()},
               "window_end", "must end after it starts")]
     for change, field, text in cases:

@@ -81,6 +81,8 @@ def test_flight_plan_and_estimate(fleet, operator, django_capture_on_commit_call
         (1, clusters[1].name, True), (1, clusters[1].name, False), (1, clusters[1].name, False),
         (2, clusters[0].name, True), (2, clusters[0].name, False), (2, clusters[0].name, False)]
     assert plan.preflight["estimate_seconds"] == 6 * 180 and len(plan.revision) == 64
+    side_by_side = services.plan_update(plan=plan, editor=operator, waves=[[c.pk for c in clusters]])
+    assert side_by_side.preflight["estimate_seconds"] == 3 * 180  # three clusters at once, three nodes each
 
 
 def test_author_cannot_approve_and_quorum(fleet, operator, approver, django_capture_on_commit_callbacks):

@@ -145,3 +145,77 @@ def test_recurring_window_waits_for_the_next_opening(make_approved, operator, dj
     assert drive(rollout).state == "succeeded"
     rollout.refresh_from_db()
     assert not rollout.waiting_for_window
+
+
+def drive_watching(rollout, limit: float = 60.0):
+    """Drive the rollout, noting after every round which nodes were in flight at once."""
+    import time
+
+    rounds = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        delay = services.rollout_advance(rollout_id=rollout.pk)
+        rounds.append([(s.cluster_id, s.node, s.control_plane) for s in
+                       RolloutStep.objects.filter(rollout=rollout).exclude(phase__in=["pending", "done", "failed"])])
+        if delay is None:
+            break
+        time.sleep(min(delay, 0.05))
+    rollout.refresh_from_db()
+    return rollout, rounds
+
+
+def test_clusters_of_a_wave_upgrade_at_the_same_time(approved_plan, fleet, operator, django_capture_on_commit_callbacks):
+    clusters, sims = fleet
+    done, rounds = drive_watching(start(approved_plan, operator, django_capture_on_commit_callbacks))
+    assert done.state == "succeeded", done.reason
+    second_wave = {clusters[1].pk, clusters[2].pk}
+    assert any({c for c, _, _ in r} == second_wave for r in rounds), "the second wave's clusters never ran side by side"
+    for r in rounds:  # never a node of wave 2 while the canary runs, one node per cluster (max_unavailable 1)
+        assert not ({c for c, _, _ in r} & second_wave and clusters[0].pk in {c for c, _, _ in r})
+        assert len(r) == len({c for c, _, _ in r})
+    for sim in sims:
+        for node in sim.items("nodes"):
+            assert len(not_ready_events(sim, node["metadata"]["name"])) == 1
+
+
+def test_max_unavailable_takes_that_many_workers_at_once_after_the_control_plane(db, sandbox, operator, approver,
+                                                                                django_capture_on_commit_callbacks):
+    from clusters.kube import Credential
+    from clusters.models import Cluster
+    from clusters.services import cluster_probe, cluster_register
+
+    sim = sandbox.add_cluster("wide-1", nodes=6, pods_per_node=1, pod_start_delay=0.01, node_ready_delay=0.05)
+    try:
+        with django_capture_on_commit_callbacks(execute=False):
+            cluster = cluster_register(name="wide-1", created_by=operator, check=False,
+                                       credential=Credential(server=sandbox.server_url("wide-1"), token=sim.token))
+            Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
+            cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
+            plan = services.plan_create(author=operator, name="wide", target_version="1.31.2", waves=[[cluster.pk]],
+                                        max_unavailable=2, drain_timeout_seconds=30, node_ready_timeout_seconds=30)
+            assert plan.preflight["failures"] == [], plan.preflight
+            plan = services.plan_submit(plan=plan, by=operator)
+            plan = services.plan_decide(plan=plan, approver=approver, revision=plan.revision, decision="approve")
+        done, rounds = drive_watching(start(plan, operator, django_capture_on_commit_callbacks))
+        assert done.state == "succeeded", done.reason
+        assert max(len(r) for r in rounds) == 2, "never two workers at once"
+        for r in rounds:
+            assert len(r) <= 2
+            assert not (any(cp for _, _, cp in r) and len(r) > 1), f"the control plane overlapped another node: {r}"
+        first_worker = next(i for i, r in enumerate(rounds) if any(not cp for _, _, cp in r))
+        assert not any(cp for r in rounds[first_worker:] for _, _, cp in r)  # control plane first
+        for node in sim.items("nodes"):
+            assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.31.2"
+            assert not node["spec"].get("unschedulable")
+            assert len(not_ready_events(sim, node["metadata"]["name"])) == 1
+    finally:
+        sandbox.remove_cluster("wide-1")
+
+
+def test_preflight_refuses_more_unavailable_nodes_than_pods_can_survive(fleet, operator, django_capture_on_commit_callbacks):
+    clusters, _ = fleet
+    with django_capture_on_commit_callbacks(execute=False):
+        plan = services.plan_create(author=operator, name="too wide", target_version="1.31.2", waves=[[clusters[0].pk]],
+                                    max_unavailable=2)
+    messages = [f["message"] for f in plan.preflight["failures"] if f["check"] == "capacity"]
+    assert messages and "with 2 nodes drained at once (only 1 other node can take it): lower max_unavailable" in messages[0]
