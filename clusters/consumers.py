@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.template.loader import render_to_string
+
 from clusters import live, selectors
 from pksweb import policy
 from pksweb.consumers import EventStreamConsumer
@@ -15,7 +17,8 @@ class FleetConsumer(EventStreamConsumer):
     """The fleet page: a cluster event re-renders that cluster's row and the counts.
 
     For the platform team only. A reconnect coalesces: each cluster that changed is
-    rendered once, in its current state, however many events it missed.
+    rendered once, in its current state, however many events it missed; so do live
+    bursts (see EventStreamConsumer.coalesce_seconds).
     """
 
     def watch_groups(self, user: Any) -> list[str] | None:
@@ -24,9 +27,13 @@ class FleetConsumer(EventStreamConsumer):
     def render(self, event: Event) -> str | list[str]:
         if event.subject_type != "cluster" or not event.subject_id.isdigit():
             return ""
-        return live.fleet_fragments(int(event.subject_id), self.scope["user"], new=event.kind == "cluster.registered")
+        new = event.kind == "cluster.registered" or getattr(event, "replay_new", False)
+        return live.fleet_fragments(int(event.subject_id), self.scope["user"], new=new)
 
-    def replay(self, events: list[Event]) -> None:
+    def render_superseded(self, event: Event) -> str | list[str]:
+        return ""  # the newer event re-renders the same row in its current state
+
+    def replay_select(self, events: list[Event]) -> list[Event]:
         latest: dict[str, Event] = {}
         registered = set()
         for event in events:
@@ -35,12 +42,8 @@ class FleetConsumer(EventStreamConsumer):
                 if event.kind == "cluster.registered":
                     registered.add(event.subject_id)
         for subject_id, event in latest.items():
-            self.sent[event.pk] = None
-            self.cursor = max(self.cursor, max(e.pk for e in events))
-            messages = live.fleet_fragments(int(subject_id), self.scope["user"], new=subject_id in registered)
-            for message in messages[:-1]:
-                self.send(text_data=message)
-            self.send(text_data=messages[-1] + f'<span id="event-cursor" data-last="{self.cursor}" hx-swap-oob="true" hidden></span>')
+            event.replay_new = subject_id in registered
+        return list(latest.values())
 
 
 class ClusterConsumer(EventStreamConsumer):
@@ -54,10 +57,14 @@ class ClusterConsumer(EventStreamConsumer):
             return None
         return [subject_group("cluster", self.cluster_id)]
 
-    def replay(self, events: list[Event]) -> None:
-        for event in events:
-            if event.subject_type == "cluster" and event.subject_id == str(self.cluster_id):
-                self._send_event(event)
+    def page_key(self) -> str:
+        return str(self.cluster_id)
+
+    def replay_select(self, events: list[Event]) -> list[Event]:
+        return [e for e in events if e.subject_type == "cluster" and e.subject_id == str(self.cluster_id)]
+
+    def render_superseded(self, event: Event) -> str:
+        return render_to_string("pksweb/_event_oob.html", {"event": event})  # its line; the newer event redoes the sections
 
     def render(self, event: Event) -> str:
         if event.subject_type != "cluster" or event.subject_id != str(self.cluster_id):

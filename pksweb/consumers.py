@@ -4,18 +4,29 @@ One socket per page. At connect a consumer rejects anonymous users, asks the
 policy which groups this user may join for this page (refusing the connection
 when the page's subject is not theirs), joins them, then replays from the database
 every event after the id the page last saw (``?after=<id>``), so a page that
-reconnects misses nothing. Live events arrive as ids, are loaded through the
-user's scoped selector (so the policy is asked per event too) and sent as HTML
-that htmx swaps out-of-band.
+reconnects misses nothing. Live events arrive as ids; the policy is asked per event.
+
+Fan-out is the hot path (one event, hundreds of open pages), so consumers are async
+and share work within the process: an event row is loaded once, and a fragment is
+rendered once per page kind, page subject and audience (role and tenants), whoever
+asks first; the others await the same result. Updates are coalesced per page: at most
+one batch per subject per ``coalesce_seconds``, always ending on the latest state,
+so a storm of changes cannot flood a browser. Every message carries the event ids
+it accounts for (``data-events`` on the cursor), shown or superseded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import async_to_sync
-from channels.generic.websocket import WebsocketConsumer
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from pksweb import policy, selectors
@@ -27,12 +38,61 @@ CLOSE_FORBIDDEN = 4403
 # Ids already sent on this socket, so an event that arrives both by replay and
 # live (or through two groups) is sent once. Bounded: old ids cannot recur.
 SENT_MEMORY = 2000
+# How often a live socket re-checks that its user may still watch (role revoked, logged out).
+RECHECK_SECONDS = 5.0
 
 
-class EventStreamConsumer(WebsocketConsumer):
-    """Base: subclasses say which groups a user may watch and which events belong."""
+class _Shared:
+    """Per event loop: event rows and rendered fragments, each computed once and awaited by all."""
+
+    SIZE = 4096
+    TTL = 60.0
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[Any, tuple[float, asyncio.Future]] = OrderedDict()
+
+    async def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        entry = self.entries.get(key)
+        if entry is None or now - entry[0] > self.TTL or (entry[1].done() and entry[1].exception() is not None):
+            future = asyncio.get_running_loop().create_future()
+            self.entries[key] = (now, future)
+            while len(self.entries) > self.SIZE:
+                self.entries.popitem(last=False)
+            try:
+                future.set_result(await database_sync_to_async(compute)())
+            except Exception as exc:  # every waiter sees the failure; the next asker tries again
+                future.set_exception(exc)
+                future.exception()  # retrieved: no "never retrieved" warning
+                raise
+            return future.result()
+        return await asyncio.shield(entry[1])
+
+
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Shared] = weakref.WeakKeyDictionary()
+
+
+def shared() -> _Shared:
+    loop = asyncio.get_running_loop()
+    if loop not in _shared:
+        _shared[loop] = _Shared()
+    return _shared[loop]
+
+
+def _load_event(event_id: int) -> Event | None:
+    return Event.objects.select_related("tenant").filter(pk=event_id).first()
+
+
+class EventStreamConsumer(AsyncWebsocketConsumer):
+    """Base: subclasses say which groups a user may watch and how events render.
+
+    The hooks are plain (sync) methods run in a worker thread, so they may use the ORM.
+    """
 
     tenant_id: int | None = None
+    coalesce_seconds = 1.0
+
+    # ---- hooks ------------------------------------------------------------------------
 
     def watch_groups(self, user: Any) -> list[str] | None:
         """Groups to join for ``user``, or None to refuse the connection.
@@ -40,44 +100,6 @@ class EventStreamConsumer(WebsocketConsumer):
         The base refuses everyone: a stream must say what it shows and to whom.
         """
         return None
-
-    def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        groups = self.watch_groups(user)
-        if groups is None:
-            self.close(code=CLOSE_FORBIDDEN)
-            return
-        self.accept()
-        self.joined: list[str] = []
-        self.sent: dict[int, None] = {}
-        self.cursor = 0
-        for group in groups:
-            async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
-            self.joined.append(group)
-        # Join first, replay second: an event committed in between arrives both
-        # ways and is sent once; none falls in the gap.
-        self.replay(selectors.event_replay(user=user, after=self._after(), tenant_id=self.tenant_id))
-
-    def disconnect(self, code: int) -> None:
-        for group in getattr(self, "joined", []):
-            async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
-
-    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """Pages only listen; anything they send is ignored."""
-
-    def event_message(self, message: dict[str, Any]) -> None:
-        event = selectors.event_get_visible(user=self.scope["user"], event_id=message["id"])
-        if event is None or (self.tenant_id is not None and event.tenant_id != self.tenant_id):
-            return
-        self._send_event(event)
-
-    def replay(self, events: list[Event]) -> None:
-        """Send what a reconnecting page missed (pages showing current state may coalesce)."""
-        for event in events:
-            self._send_event(event)
 
     def render(self, event: Event) -> str | list[str]:
         """The HTML this page swaps in for ``event`` ('' to send nothing but the cursor).
@@ -87,23 +109,172 @@ class EventStreamConsumer(WebsocketConsumer):
         """
         return render_to_string("pksweb/_event_oob.html", {"event": event})
 
+    def render_superseded(self, event: Event) -> str | list[str]:
+        """For an event a newer one of the same subject follows in the same batch: the parts
+        the newer render does not redo (by default all of it; current-state pages send less)."""
+        return self.render(event)
+
+    def replay_select(self, events: list[Event]) -> list[Event]:
+        """Which missed events to render on (re)connect; pages showing current state coalesce."""
+        return events
+
+    def page_key(self) -> str:
+        """What, besides the event and the audience, this page's fragments depend on."""
+        return ""
+
+    # ---- mechanics --------------------------------------------------------------------
+
+    def _authorize(self, user: Any) -> tuple[list[str] | None, str]:
+        """(groups or None, audience key): everything policy decisions depend on, read now."""
+        groups = self.watch_groups(user) if user is not None and user.is_authenticated and user.is_active else None
+        audience = f"{getattr(user, 'role', '')}|{sorted(policy.tenant_ids(user))}|{sorted(policy.admin_tenant_ids(user))}"
+        return groups, audience
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        groups, self.audience = await database_sync_to_async(self._authorize)(user)
+        if groups is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.accept()
+        self.joined: list[str] = []
+        self.sent: OrderedDict[int, None] = OrderedDict()
+        self.cursor = 0
+        self.last_flush: dict[tuple[str, str], float] = {}
+        self.held: dict[tuple[str, str], list[Event]] = {}
+        self.timers: list[asyncio.TimerHandle] = []
+        self.checked_at = time.monotonic()
+        self.closed = False
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.joined.append(group)
+        # Join first, replay second: an event committed in between arrives both
+        # ways and is sent once; none falls in the gap.
+        missed = await database_sync_to_async(selectors.event_replay)(user=user, after=self._after(), tenant_id=self.tenant_id)
+        if missed:
+            chosen = await database_sync_to_async(self.replay_select)(missed)
+            for event in chosen:
+                await self._deliver([event], cache=False)
+            for event in missed:
+                self._remember(event.pk)
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+        for timer in getattr(self, "timers", []):
+            timer.cancel()
+        for group in getattr(self, "joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Pages only listen; anything they send is ignored."""
+
+    async def event_message(self, message: dict[str, Any]) -> None:
+        event_id = message["id"]
+        if event_id in self.sent or self.closed:
+            return
+        if time.monotonic() - self.checked_at > RECHECK_SECONDS and not await self._still_allowed():
+            return
+        event = await shared().get(("event", event_id), lambda: _load_event(event_id))
+        if event is None or not policy.can(self.scope["user"], "view", event) or \
+                (self.tenant_id is not None and event.tenant_id != self.tenant_id):
+            return
+        subject = (event.subject_type, event.subject_id)
+        if subject in self.held:
+            self.held[subject].append(event)
+            return
+        loop = asyncio.get_running_loop()
+        last = self.last_flush.get(subject)
+        if last is not None and loop.time() - last < self.coalesce_seconds:
+            self.held[subject] = [event]
+            self.timers = [t for t in self.timers if not t.cancelled() and t.when() > loop.time()]
+            self.timers.append(loop.call_at(last + self.coalesce_seconds, lambda: loop.create_task(self._flush(subject))))
+            return
+        self.last_flush[subject] = loop.time()
+        await self._deliver([event])
+
+    async def _flush(self, subject: tuple[str, str]) -> None:
+        events = self.held.pop(subject, [])
+        if events and not self.closed:
+            self.last_flush[subject] = asyncio.get_running_loop().time()
+            await self._deliver(events)
+
+    async def _still_allowed(self) -> bool:
+        """Reload the user (role, active, tenants) and the session; close the socket if they no longer may watch."""
+        from django.contrib.auth import get_user_model
+        from django.contrib.sessions.backends.base import SessionBase
+
+        self.checked_at = time.monotonic()
+        user_id = self.scope["user"].pk
+        session: SessionBase | None = self.scope.get("session")
+
+        def check() -> tuple[Any, list[str] | None, str]:
+            fresh = get_user_model().objects.filter(pk=user_id).first()
+            if fresh is None or (session is not None and session.session_key and not session.exists(session.session_key)):
+                return None, None, ""
+            groups, audience = self._authorize(fresh)
+            return fresh, groups, audience
+
+        fresh, groups, audience = await database_sync_to_async(check)()
+        if fresh is None or groups is None or sorted(groups) != sorted(self.joined):
+            self.closed = True
+            await self.close(code=CLOSE_FORBIDDEN)
+            return False
+        self.scope["user"], self.audience = fresh, audience
+        return True
+
+    def _remember(self, event_id: int) -> None:
+        self.sent[event_id] = None
+        self.cursor = max(self.cursor, event_id)
+        while len(self.sent) > SENT_MEMORY:
+            self.sent.popitem(last=False)
+
+    async def _rendered(self, kind: str, event: Event, render: Callable[[Event], str | list[str]], cache: bool) -> list[str]:
+        if cache:
+            key = (type(self).__name__, kind, self.page_key(), self.audience, event.pk)
+            result = await shared().get(key, lambda: render(event))
+        else:
+            result = await database_sync_to_async(render)(event)
+        return result if isinstance(result, list) else [result]
+
+    async def _deliver(self, events: list[Event], cache: bool = True) -> None:
+        events = [e for e in events if e.pk not in self.sent]
+        if not events:
+            return
+        *older, latest = events
+        messages: list[str] = []
+        for event in older:
+            messages += await self._rendered("superseded", event, self.render_superseded, cache)
+        messages += await self._rendered("latest", latest, self.render, cache)
+        messages = _batched([m for m in dict.fromkeys(messages) if m]) or [""]
+        for event in events:
+            self._remember(event.pk)
+        ids = " ".join(str(e.pk) for e in events)
+        cursor = f'<span id="event-cursor" data-last="{self.cursor}" data-events="{ids}" hx-swap-oob="true" hidden></span>'
+        for message in messages[:-1]:
+            await self.send(text_data=message)
+        await self.send(text_data=messages[-1] + cursor)
+
     def _after(self) -> int:
         raw = parse_qs(self.scope.get("query_string", b"").decode()).get("after", ["0"])[0]
         return int(raw) if raw.isdigit() else 0
 
-    def _send_event(self, event: Event) -> None:
-        if event.pk in self.sent:
-            return
-        self.sent[event.pk] = None
-        if len(self.sent) > SENT_MEMORY:
-            self.sent.pop(next(iter(self.sent)))
-        self.cursor = max(self.cursor, event.pk)
-        rendered = self.render(event)
-        messages = rendered if isinstance(rendered, list) else [rendered]
-        cursor = f'<span id="event-cursor" data-last="{self.cursor}" hx-swap-oob="true" hidden></span>'
-        for message in messages[:-1]:
-            self.send(text_data=message)
-        self.send(text_data=messages[-1] + cursor)
+
+TABLE_PARTS = ("<tr", "<tbody", "<thead", "<td")
+
+
+def _batched(messages: list[str]) -> list[str]:
+    """As few websocket messages as the browser can parse: each table part starts its own."""
+    batched: list[str] = []
+    for message in messages:
+        table = message.lstrip().startswith(TABLE_PARTS)
+        if batched and not table and not batched[-1].lstrip().startswith(TABLE_PARTS):
+            batched[-1] += message
+        else:
+            batched.append(message)
+    return batched
 
 
 class ActivityConsumer(EventStreamConsumer):

@@ -26,5 +26,8 @@ class TenantConsumer(EventStreamConsumer):
         self.tenant_id = tenant.pk
         return [tenant_group(tenant.pk)]
 
-    def render(self, event: Event) -> str:
+    def page_key(self) -> str:
+        return str(self.tenant_id)
+
+    def render(self, event: Event) -> str | list[str]:
         return tenant_fragments(event, self.tenant_id or 0, self.scope["user"])

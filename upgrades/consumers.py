@@ -25,10 +25,17 @@ class RolloutConsumer(EventStreamConsumer):
             return None
         return [subject_group("rollout", self.rollout_id)]
 
-    def replay(self, events: list[Event]) -> None:
+    def page_key(self) -> str:
+        return str(self.rollout_id)
+
+    def replay_select(self, events: list[Event]) -> list[Event]:
         mine = [e for e in events if e.subject_type == "rollout" and e.subject_id == str(self.rollout_id)]
-        for event in mine[-1:]:  # the page shows current state: the newest event renders all of it
-            self._send_event(event)
+        return mine[-1:]  # the page shows current state: the newest event renders all of it
+
+    def _step_row(self, event: Event, steps: list[Any]) -> list[str]:
+        step_id = (event.payload or {}).get("step")
+        step = next((s for s in steps if s.pk == step_id), None)
+        return [render_to_string("upgrades/_step_row.html", {"step": step, "oob": True})] if step is not None else []
 
     def render(self, event: Event) -> str | list[str]:
         if event.subject_type != "rollout" or event.subject_id != str(self.rollout_id):
@@ -37,11 +44,15 @@ class RolloutConsumer(EventStreamConsumer):
         if rollout is None:
             return ""
         context = {**rollout_context(self.scope["user"], rollout), "oob": True}
-        messages = []
-        step_id = (event.payload or {}).get("step")
-        step = next((s for s in context["steps"] if s.pk == step_id), None)
-        if step is not None:
-            messages.append(render_to_string("upgrades/_step_row.html", {"step": step, "oob": True}))
-        messages.append(render_to_string("upgrades/rollout.html#header", context)
-                        + render_to_string("pksweb/_event_oob.html", {"event": event}))
-        return messages
+        return self._step_row(event, context["steps"]) + [render_to_string("upgrades/rollout.html#header", context)
+                                                          + render_to_string("pksweb/_event_oob.html", {"event": event})]
+
+    def render_superseded(self, event: Event) -> str | list[str]:
+        """Its node's row and its line; the newest event redoes the header."""
+        if event.subject_type != "rollout" or event.subject_id != str(self.rollout_id):
+            return ""
+        rollout = selectors.rollout_get(user=self.scope["user"], pk=self.rollout_id)
+        if rollout is None:
+            return ""
+        return self._step_row(event, list(selectors.rollout_steps(rollout=rollout))) + \
+            [render_to_string("pksweb/_event_oob.html", {"event": event})]

@@ -53,7 +53,7 @@ async def test_operator_receives_published_event_as_fragment(operator):
     html = await communicator.receive_from(timeout=3)
     assert '<ul id="event-list" hx-swap-oob="afterbegin">' in html
     assert f'id="event-{event.pk}"' in html and "hello fleet" in html
-    assert f'<span id="event-cursor" data-last="{event.pk}" hx-swap-oob="true"' in html
+    assert f'<span id="event-cursor" data-last="{event.pk}" data-events="{event.pk}" hx-swap-oob="true"' in html
     await communicator.disconnect()
 
 
@@ -115,3 +115,46 @@ async def test_replay_respects_the_policy(tenant_admin, tenant, other_tenant):
     assert "acme replayed" in await communicator.receive_from(timeout=3)
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
+
+
+async def test_a_burst_on_one_subject_arrives_coalesced_and_complete(operator):
+    import time
+
+    communicator = await socket("/ws/activity/", operator)
+    assert (await communicator.connect())[0]
+    burst = [await publish_async(kind="cluster.status_changed", message=f"flap {i}", subject_type="cluster", subject_id=7)
+             for i in range(5)]
+    first = await communicator.receive_from(timeout=3)
+    assert "flap 0" in first and f'data-events="{burst[0].pk}"' in first
+    began = time.monotonic()
+    batch = await communicator.receive_from(timeout=3)
+    assert time.monotonic() - began > 0.5, "the rest of the burst was not held back"
+    # One message for the rest of the second, every line in it, the cursor on the newest.
+    assert all(f"flap {i}" in batch for i in range(1, 5))
+    assert f'data-last="{burst[-1].pk}" data-events="{" ".join(str(e.pk) for e in burst[1:])}"' in batch
+    assert await communicator.receive_nothing(timeout=0.3)
+    # Another subject is not held back by this one.
+    other = await publish_async(kind="cluster.status_changed", message="elsewhere", subject_type="cluster", subject_id=8)
+    assert f'data-events="{other.pk}"' in await communicator.receive_from(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_pages_of_one_audience_share_one_render(operator, monkeypatch):
+    from pksweb.consumers import ActivityConsumer
+
+    renders = []
+    original = ActivityConsumer.render
+
+    def counting(self, event):
+        renders.append(event.pk)
+        return original(self, event)
+
+    monkeypatch.setattr(ActivityConsumer, "render", counting)
+    pages = [await socket("/ws/activity/", operator) for _ in range(5)]
+    for page in pages:
+        assert (await page.connect())[0]
+    event = await publish_async(kind="system.announcement", message="to everyone")
+    for page in pages:
+        assert f'data-events="{event.pk}"' in await page.receive_from(timeout=3)
+        await page.disconnect()
+    assert renders == [event.pk]
