@@ -18,42 +18,19 @@ beat task's sweep and a real `uvicorn` process serving the pages. Measures:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import psycopg
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, figure, percentile, print_figures, rss_mib, spread, write  # noqa: E402
+from _common import figure, percentile, print_figures, rss_mib, spread, write  # noqa: E402
+from _stack import REDIS_URL, Stack  # noqa: E402
 
-PG_URL = os.environ.get("PKSWEB_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("PKSWEB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-BIN = Path(sys.executable).parent
 INTERVAL = 30.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_line(proc: subprocess.Popen, text: str, limit: float = 600) -> None:
-    deadline = time.monotonic() + limit
-    for line in proc.stdout:  # type: ignore[union-attr]
-        if line.strip() == text or time.monotonic() > deadline:
-            return
-    raise SystemExit("a helper process exited early")
 
 
 def main() -> None:
@@ -65,44 +42,13 @@ def main() -> None:
     parser.add_argument("--page-requests", type=int, default=30)
     args = parser.parse_args()
 
-    tag = uuid.uuid4().hex[:8]
-    database = f"pksweb_bench_{tag}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
-    out = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
-    from cryptography.fernet import Fernet
-
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PKSWEB_", "DATABASE_URL", "REDIS_URL"))},
-           "PKSWEB_MODE": "production", "PKSWEB_SECRET_KEY": uuid.uuid4().hex * 2, "ALLOWED_HOSTS": "testserver,127.0.0.1",
-           "DATABASE_URL": PG_URL.rsplit("/", 1)[0] + f"/{database}", "REDIS_URL": REDIS_URL, "PKSWEB_SECURE_COOKIES": "0",
-           "PKSWEB_CREDENTIAL_KEYS": Fernet.generate_key().decode(), "PKSWEB_CHANNEL_PREFIX": f"bench-{tag}",
-           "PKSWEB_CELERY_QUEUE": f"bench-{tag}", "PKSWEB_LOG_LEVEL": "WARNING", "PKSWEB_STATIC_ROOT": str(out / "static"),
-           "PKSWEB_PROBE_CONNECT_TIMEOUT": "2", "PKSWEB_PROBE_READ_TIMEOUT": "5"}
-
-    def manage(*cmd: str, stdin: str | None = None) -> str:
-        return subprocess.run([sys.executable, "manage.py", *cmd], cwd=ROOT, env=env, check=True, capture_output=True,
-                              text=True, input=stdin).stdout
-
-    procs: list[subprocess.Popen] = []
-    sandbox_port, web_port = free_port(), free_port()
-    try:
-        sandbox = subprocess.Popen(
-            [sys.executable, "manage.py", "sandbox", "--port", str(sandbox_port), "--clusters", str(args.clusters),
-             "--nodes", str(args.nodes), "--out", str(out / "kubeconfigs"), "--heartbeat", "0"],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**env, "PKSWEB_MODE": "embedded", "PKSWEB_DATA_DIR": str(out)})
-        procs.append(sandbox)
-        manage("migrate", "-v0")
-        manage("collectstatic", "--noinput", "-v0")
-        manage("createuser", "bench", "--role", "operator", "--password-stdin", stdin="bench-passphrase-1\n")
-        wait_line(sandbox, "ready")
-        configs = sorted((out / "kubeconfigs").glob("*.kubeconfig"))
-        # Register without connecting first (a faulty cluster could not be registered otherwise).
-        register = ("import sys, yaml\nfrom clusters.kube import parse_kubeconfig\nfrom clusters.services import cluster_register\n"
-                    "for path in sys.argv[1:]:\n    context, credential = parse_kubeconfig(open(path).read())\n"
-                    "    cluster_register(name=context, credential=credential, context=context, created_by=None, check=False)\n")
-        started = time.perf_counter()
-        manage("shell", "-c", f"import sys; sys.argv = [''] + {[str(p) for p in configs]!r}\n" + register)
-        register_seconds = time.perf_counter() - started
+    with Stack("fleet", PKSWEB_PROBE_CONNECT_TIMEOUT="2", PKSWEB_PROBE_READ_TIMEOUT="5") as stack:
+        folder = stack.sandbox(clusters=args.clusters, nodes=args.nodes)
+        stack.migrate(static=True)
+        stack.manage("createuser", "bench", "--role", "operator", "--password-stdin", stdin="bench-passphrase-1\n")
+        stack.sandbox_ready()
+        configs = sorted(folder.glob("*.kubeconfig"))
+        register_seconds = stack.register(configs)
 
         faulty = configs[: int(len(configs) * args.faulty)]
         for i, path in enumerate(faulty):
@@ -115,22 +61,9 @@ def main() -> None:
             config = yaml.safe_load(path.read_text())
             healthy_sample.append((config["clusters"][0]["cluster"]["server"], config["users"][0]["user"]["token"]))
 
-        worker_log = open(out / "worker.log", "wb")  # noqa: SIM115 - closed at exit
-        worker = subprocess.Popen([str(BIN / "celery"), "-A", "pksweb", "worker", "--pool", "solo", "-Q", env["PKSWEB_CELERY_QUEUE"],
-                                   "--without-mingle", "--without-gossip", "--loglevel", "WARNING"], cwd=ROOT, env=env,
-                                  stdout=worker_log, stderr=subprocess.STDOUT)
-        procs.append(worker)
-        web_log = open(out / "web.log", "wb")  # noqa: SIM115 - closed at exit
-        web = subprocess.Popen([str(BIN / "uvicorn"), "pksweb.asgi:application", "--port", str(web_port), "--log-level", "warning"],
-                               cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT)
-        procs.append(web)
-
-        import django
-
-        os.environ.update(env)
-        os.environ["DJANGO_SETTINGS_MODULE"] = "pksweb.settings"
-        sys.path.insert(0, str(ROOT))
-        django.setup()
+        worker = stack.worker()
+        web = stack.web()
+        stack.django()
         from celery import Celery
         from django.db import connection
         from django.db.models import Count, Max, Min
@@ -151,14 +84,14 @@ def main() -> None:
                 httpx.delete(f"{server}/sandbox/stats", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             before = Cluster.objects.aggregate(m=Max("last_probe_at"))["m"]
             began = time.perf_counter()
-            app.send_task("clusters.tasks.health_sweep", queue=env["PKSWEB_CELERY_QUEUE"])
+            app.send_task("clusters.tasks.health_sweep", queue=stack.queue)
             while True:
                 time.sleep(0.25)
                 oldest = Cluster.objects.aggregate(m=Min("last_probe_at"))["m"]
                 if oldest is not None and before is not None and oldest > before:
                     break
                 if time.perf_counter() - began > 600:
-                    raise SystemExit("the sweep did not finish in 10 minutes; see " + str(out / "worker.log"))
+                    raise SystemExit("the sweep did not finish in 10 minutes; see " + str(stack.out / "worker.log"))
             sweeps.append(time.perf_counter() - began)
             connection.close()
             if run == 0:
@@ -170,11 +103,8 @@ def main() -> None:
         statuses = dict(Cluster.objects.order_by().values_list("status").annotate(n=Count("id")))
         worker_rss = rss_mib(worker.pid)
 
-        client = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30)
-        client.get("/accounts/login/")
-        client.post("/accounts/login/", data={"username": "bench", "password": "bench-passphrase-1",
-                                              "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-                    headers={"Referer": f"http://127.0.0.1:{web_port}/accounts/login/"})
+        stack.wait_web()
+        client = stack.login("bench", "bench-passphrase-1")
 
         def timed(path: str, n: int) -> list[float]:
             client.get(path)
@@ -205,22 +135,6 @@ def main() -> None:
         keep = list(Cluster.objects.order_by("pk").values_list("pk", flat=True)[:10])
         Cluster.objects.exclude(pk__in=keep).delete()
         queries_10 = queries()
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # Django may not have been set up when an early step failed
-            pass
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     sweep_median, sweep_max = statistics.median(sweeps), max(sweeps)
     p95, p99, api95 = percentile(page, 95) * 1000, percentile(page, 99) * 1000, percentile(api, 95) * 1000

@@ -12,18 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, figure, percentile, print_figures, rss_mib, write  # noqa: E402
-from fleet import BIN, PG_URL, REDIS_URL, free_port, wait_line  # noqa: E402
+from _common import figure, percentile, print_figures, rss_mib, write  # noqa: E402
+from _stack import Stack  # noqa: E402
 
 
 def main() -> None:
@@ -33,38 +28,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="worker threads")
     args = parser.parse_args()
 
-    tag = uuid.uuid4().hex[:8]
-    database = f"pksweb_bench_{tag}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
-    out = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
-    from cryptography.fernet import Fernet
-
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PKSWEB_", "DATABASE_URL", "REDIS_URL"))},
-           "PKSWEB_MODE": "production", "PKSWEB_SECRET_KEY": uuid.uuid4().hex * 2, "ALLOWED_HOSTS": "127.0.0.1",
-           "DATABASE_URL": PG_URL.rsplit("/", 1)[0] + f"/{database}", "REDIS_URL": REDIS_URL,
-           "PKSWEB_CREDENTIAL_KEYS": Fernet.generate_key().decode(), "PKSWEB_CHANNEL_PREFIX": f"bench-{tag}",
-           "PKSWEB_CELERY_QUEUE": f"bench-{tag}", "PKSWEB_LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "pksweb.settings"}
-    procs: list[subprocess.Popen] = []
-    try:
-        sandbox = subprocess.Popen(
-            [sys.executable, "manage.py", "sandbox", "--port", str(free_port()), "--clusters", str(args.clusters), "--nodes",
-             str(args.nodes), "--pods-per-node", "0", "--out", str(out / "kubeconfigs"), "--heartbeat", "0",
-             "--node-ready-delay", "0", "--pod-start-delay", "0"],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**env, "PKSWEB_MODE": "embedded", "PKSWEB_DATA_DIR": str(out)})
-        procs.append(sandbox)
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        wait_line(sandbox, "ready")
-        worker = subprocess.Popen([str(BIN / "celery"), "-A", "pksweb", "worker", "--pool", "threads", "--concurrency",
-                                   str(args.concurrency), "-Q", env["PKSWEB_CELERY_QUEUE"], "--without-mingle", "--without-gossip",
-                                   "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING")], cwd=ROOT, env=env, stdout=open(out / "worker.log", "wb"),  # noqa: SIM115
-                                  stderr=subprocess.STDOUT)
-        procs.append(worker)
-        os.environ.update(env)
-        sys.path.insert(0, str(ROOT))
-        import django
-
-        django.setup()
+    with Stack("rollout") as stack:
+        folder = stack.sandbox(clusters=args.clusters, nodes=args.nodes, extra=(
+            "--pods-per-node", "0", "--node-ready-delay", "0", "--pod-start-delay", "0"))
+        stack.migrate()
+        stack.sandbox_ready()
+        worker = stack.worker(pool="threads", concurrency=args.concurrency)
+        stack.django()
         from django.db import transaction
 
         from clusters.kube import parse_kubeconfig
@@ -78,7 +48,7 @@ def main() -> None:
         operator = user_create(username="bench-op", role=Role.OPERATOR, password=None)
         approver = user_create(username="bench-boss", role=Role.APPROVER, password=None)
         clusters = []
-        for path in sorted((out / "kubeconfigs").glob("*.kubeconfig")):
+        for path in sorted(folder.glob("*.kubeconfig")):
             context, credential = parse_kubeconfig(path.read_text())
             with transaction.atomic():
                 cluster = cluster_register(name=context, credential=credential, context=context, created_by=None, check=False)
@@ -103,22 +73,6 @@ def main() -> None:
         states = list(Rollout.objects.filter(pk__in=[r.pk for r in rollouts]).values_list("state", flat=True))
         reasons = sorted({r for r in Rollout.objects.filter(pk__in=[r.pk for r in rollouts]).values_list("reason", flat=True) if r})
         durations = [(s.finished_at - s.started_at).total_seconds() for s in RolloutStep.objects.filter(phase="done")]
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # Django may not have been set up when an early step failed
-            pass
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     nodes = args.clusters * args.nodes
     median = statistics.median(durations) if durations else float("nan")

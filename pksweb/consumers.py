@@ -18,6 +18,7 @@ it accounts for (``data-events`` on the cursor), shown or superseded.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections import OrderedDict
@@ -31,15 +32,17 @@ from django.template.loader import render_to_string
 
 from pksweb import policy, selectors
 from pksweb.events import FLEET_GROUP, tenant_group
+from pksweb.fanout import fanout
 from pksweb.models import Event
 
+log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 # Ids already sent on this socket, so an event that arrives both by replay and
 # live (or through two groups) is sent once. Bounded: old ids cannot recur.
 SENT_MEMORY = 2000
 # How often a live socket re-checks that its user may still watch (role revoked, logged out).
-RECHECK_SECONDS = 5.0
+RECHECK_SECONDS = 2.0
 
 
 class _Shared:
@@ -79,6 +82,92 @@ def shared() -> _Shared:
     return _shared[loop]
 
 
+class _Guard:
+    """Per event loop: every RECHECK_SECONDS, one look at the database for all open sockets —
+    users still active with the same role and tenants, sessions still alive — and only the
+    sockets whose user changed are re-authorized (or closed)."""
+
+    def __init__(self) -> None:
+        self.sockets: set[EventStreamConsumer] = set()
+        self.task: asyncio.Task | None = None
+
+    def watch(self, socket: EventStreamConsumer) -> None:
+        self.sockets.add(socket)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def forget(self, socket: EventStreamConsumer) -> None:
+        self.sockets.discard(socket)
+
+    async def _run(self) -> None:
+        while self.sockets:
+            await asyncio.sleep(RECHECK_SECONDS)
+            try:
+                await self.check()
+            except Exception:
+                log.exception("could not re-check the users of open pages; trying again")
+
+    async def check(self) -> None:
+        sockets = [s for s in self.sockets if not s.closed]
+        keys = {s.user_key() for s in sockets}
+        current = await database_sync_to_async(_audiences)(keys)
+        for socket in sockets:
+            found = current.get(socket.user_key())
+            if found is None:
+                await socket.revoke()
+                continue
+            user, audience = found
+            if audience != socket.audience:
+                allowed, audience = await database_sync_to_async(socket.reauthorize)(user)
+                if not allowed:
+                    await socket.revoke()
+                    continue
+                socket.scope["user"], socket.audience = user, audience
+
+
+def _audiences(keys: set[tuple[int, str]]) -> dict[tuple[int, str], tuple[Any, str]]:
+    """For (user id, session key) pairs: the user as now and their audience key, if both are still valid."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from tenants.models import TenantMembership
+
+    users = {u.pk: u for u in get_user_model().objects.filter(pk__in={k[0] for k in keys}, is_active=True)}
+    sessions = set(Session.objects.filter(session_key__in={k[1] for k in keys if k[1]}, expire_date__gt=timezone.now())
+                   .values_list("session_key", flat=True))
+    tenants: dict[int, set[int]] = {}
+    admins: dict[int, set[int]] = {}
+    for user_id, tenant_id, role in TenantMembership.objects.filter(user_id__in=users).values_list("user_id", "tenant_id", "role"):
+        tenants.setdefault(user_id, set()).add(tenant_id)
+        if role == "admin":
+            admins.setdefault(user_id, set()).add(tenant_id)
+    result = {}
+    for user_id, session_key in keys:
+        user = users.get(user_id)
+        if user is None or (session_key and session_key not in sessions):
+            continue
+        user._pksweb_tenant_ids = frozenset(tenants.get(user_id, ()))
+        user._pksweb_admin_tenant_ids = frozenset(admins.get(user_id, ()))
+        result[(user_id, session_key)] = (user, _audience(user))
+    return result
+
+
+def _audience(user: Any) -> str:
+    """Everything policy decisions about a page's fragments depend on: role and tenants."""
+    return f"{getattr(user, 'role', '')}|{sorted(policy.tenant_ids(user))}|{sorted(policy.admin_tenant_ids(user))}"
+
+
+_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Guard] = weakref.WeakKeyDictionary()
+
+
+def guard() -> _Guard:
+    loop = asyncio.get_running_loop()
+    if loop not in _guards:
+        _guards[loop] = _Guard()
+    return _guards[loop]
+
+
 def _load_event(event_id: int) -> Event | None:
     return Event.objects.select_related("tenant").filter(pk=event_id).first()
 
@@ -91,6 +180,8 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
 
     tenant_id: int | None = None
     coalesce_seconds = 1.0
+    # No channel of its own: the process's fan-out (pksweb.fanout) hands this socket its groups' messages.
+    channel_layer_alias = "pksweb.no-channel-per-socket"
 
     # ---- hooks ------------------------------------------------------------------------
 
@@ -127,8 +218,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
     def _authorize(self, user: Any) -> tuple[list[str] | None, str]:
         """(groups or None, audience key): everything policy decisions depend on, read now."""
         groups = self.watch_groups(user) if user is not None and user.is_authenticated and user.is_active else None
-        audience = f"{getattr(user, 'role', '')}|{sorted(policy.tenant_ids(user))}|{sorted(policy.admin_tenant_ids(user))}"
-        return groups, audience
+        return groups, _audience(user)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -146,11 +236,13 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.last_flush: dict[tuple[str, str], float] = {}
         self.held: dict[tuple[str, str], list[Event]] = {}
         self.timers: list[asyncio.TimerHandle] = []
-        self.checked_at = time.monotonic()
         self.closed = False
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.reader = asyncio.get_running_loop().create_task(self._read_inbox())
         for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await fanout().join(group, self)
             self.joined.append(group)
+        guard().watch(self)
         # Join first, replay second: an event committed in between arrives both
         # ways and is sent once; none falls in the gap.
         missed = await database_sync_to_async(selectors.event_replay)(user=user, after=self._after(), tenant_id=self.tenant_id)
@@ -165,8 +257,23 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.closed = True
         for timer in getattr(self, "timers", []):
             timer.cancel()
+        guard().forget(self)
         for group in getattr(self, "joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await fanout().leave(group, self)
+        if getattr(self, "reader", None) is not None:
+            self.reader.cancel()
+
+    def deliver_local(self, message: dict[str, Any]) -> None:
+        """From the process's fan-out: queue it; this socket's reader handles its messages in order."""
+        self.inbox.put_nowait(message)
+
+    async def _read_inbox(self) -> None:
+        while True:
+            message = await self.inbox.get()
+            try:
+                await self.event_message(message)
+            except Exception:  # one bad event must not end the page's stream
+                log.exception("could not send event %s to a page", message.get("id"))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Pages only listen; anything they send is ignored."""
@@ -174,8 +281,6 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
     async def event_message(self, message: dict[str, Any]) -> None:
         event_id = message["id"]
         if event_id in self.sent or self.closed:
-            return
-        if time.monotonic() - self.checked_at > RECHECK_SECONDS and not await self._still_allowed():
             return
         event = await shared().get(("event", event_id), lambda: _load_event(event_id))
         if event is None or not policy.can(self.scope["user"], "view", event) or \
@@ -201,29 +306,19 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             self.last_flush[subject] = asyncio.get_running_loop().time()
             await self._deliver(events)
 
-    async def _still_allowed(self) -> bool:
-        """Reload the user (role, active, tenants) and the session; close the socket if they no longer may watch."""
-        from django.contrib.auth import get_user_model
-        from django.contrib.sessions.backends.base import SessionBase
+    def user_key(self) -> tuple[int, str]:
+        session = self.scope.get("session")
+        return self.scope["user"].pk, (session.session_key if session is not None else "") or ""
 
-        self.checked_at = time.monotonic()
-        user_id = self.scope["user"].pk
-        session: SessionBase | None = self.scope.get("session")
+    async def revoke(self) -> None:
+        """The user may no longer watch (signed out, deactivated, role or tenants changed so): close."""
+        self.closed = True
+        await self.close(code=CLOSE_FORBIDDEN)
 
-        def check() -> tuple[Any, list[str] | None, str]:
-            fresh = get_user_model().objects.filter(pk=user_id).first()
-            if fresh is None or (session is not None and session.session_key and not session.exists(session.session_key)):
-                return None, None, ""
-            groups, audience = self._authorize(fresh)
-            return fresh, groups, audience
-
-        fresh, groups, audience = await database_sync_to_async(check)()
-        if fresh is None or groups is None or sorted(groups) != sorted(self.joined):
-            self.closed = True
-            await self.close(code=CLOSE_FORBIDDEN)
-            return False
-        self.scope["user"], self.audience = fresh, audience
-        return True
+    def reauthorize(self, user: Any) -> tuple[bool, str]:
+        """(still allowed, new audience) for ``user`` as loaded now; runs in a worker thread."""
+        groups, audience = self._authorize(user)
+        return groups is not None and sorted(groups) == sorted(self.joined), audience
 
     def _remember(self, event_id: int) -> None:
         self.sent[event_id] = None

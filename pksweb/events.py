@@ -87,6 +87,6 @@ def _push(event_id: int, groups: list[str]) -> None:
         return
     for group in groups:
         try:
-            async_to_sync(layer.group_send)(group, {"type": MESSAGE_TYPE, "id": event_id})
+            async_to_sync(layer.group_send)(group, {"type": MESSAGE_TYPE, "id": event_id, "group": group})
         except Exception:
             log.exception("could not push event %s to group %s; pages will replay it on reconnect", event_id, group)
