@@ -71,3 +71,14 @@ def test_make_bench_table(tmp_path):
     assert any(line.startswith("fleet") and "fleet page p95" in line and line.endswith("pass") for line in lines)
     assert any("web process RSS" in line and line.endswith("short") for line in lines)
     assert any(line.startswith("rollout") and "did not finish" in line for line in lines)
+
+
+def test_live_smoke(tmp_path):
+    services_or_skip()
+    result = run_bench("live.py", "--sockets", "8", "--rate", "5", "--seconds", "2", "--fanout-rates", "5", "--fanout-seconds", "2",
+                       "--storm", "30", out=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "live.json").read_text())
+    assert data["connected"] == 8 and not data["connect_errors"]
+    assert data["latency"]["expected"] == 10 and data["latency"]["lost"] == 0 and data["latency"]["duplicated"] == 0
+    assert data["storm"]["ends_on_latest"] is True and data["storm"]["lost"] == 0

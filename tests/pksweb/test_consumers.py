@@ -158,3 +158,51 @@ async def test_pages_of_one_audience_share_one_render(operator, monkeypatch):
         assert f'data-events="{event.pk}"' in await page.receive_from(timeout=3)
         await page.disconnect()
     assert renders == [event.pk]
+
+
+async def _closed_within(communicator, seconds: float) -> int:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:  # events the change itself published may come first
+        output = await communicator.receive_output(timeout=max(0.01, deadline - time.monotonic()))
+        if output["type"] == "websocket.close":
+            return output["code"]
+
+
+async def test_a_revoked_role_stops_the_stream_within_seconds(operator, tenant):
+    from pksweb.choices import Role
+    from pksweb.models import User
+    from tenants.services import membership_add
+
+    communicator = await socket("/ws/fleet/", operator)
+    assert (await communicator.connect())[0]
+
+    def demote():
+        User.objects.filter(pk=operator.pk).update(role=Role.TENANT_ADMIN)
+        membership_add(tenant=tenant, user=User.objects.get(pk=operator.pk), role="admin")
+
+    await database_sync_to_async(demote)()
+    assert await _closed_within(communicator, 5) == CLOSE_FORBIDDEN
+
+
+async def test_signing_out_stops_the_stream_within_seconds(operator):
+    from django.contrib.sessions.models import Session
+
+    communicator = await socket("/ws/activity/", operator)
+    assert (await communicator.connect())[0]
+    await database_sync_to_async(lambda: Session.objects.all().delete())()
+    assert await _closed_within(communicator, 5) == CLOSE_FORBIDDEN
+
+
+async def test_a_role_change_that_still_allows_the_page_keeps_it_open_and_renders_for_the_new_role(operator):
+    from pksweb.choices import Role
+    from pksweb.models import User
+
+    communicator = await socket("/ws/activity/", operator)
+    assert (await communicator.connect())[0]
+    await database_sync_to_async(lambda: User.objects.filter(pk=operator.pk).update(role=Role.VIEWER))()
+    assert await communicator.receive_nothing(timeout=3)  # still open after a re-check
+    event = await publish_async(kind="system.announcement", message="still here")
+    assert f'data-events="{event.pk}"' in await communicator.receive_from(timeout=3)
+    await communicator.disconnect()
