@@ -73,6 +73,17 @@ def main() -> None:
         states = list(Rollout.objects.filter(pk__in=[r.pk for r in rollouts]).values_list("state", flat=True))
         reasons = sorted({r for r in Rollout.objects.filter(pk__in=[r.pk for r in rollouts]).values_list("reason", flat=True) if r})
         durations = [(s.finished_at - s.started_at).total_seconds() for s in RolloutStep.objects.filter(phase="done")]
+        # Where a node's time goes: from each phase's event to the next one's, per step.
+        from pksweb.models import Event
+
+        marks: dict[int, list[tuple[float, str]]] = {}
+        for created, payload in Event.objects.filter(kind="rollout.step_changed").values_list("created_at", "payload"):
+            marks.setdefault(payload["step"], []).append((created.timestamp(), payload["phase"]))
+        phases: dict[str, list[float]] = {}
+        for stamps in marks.values():
+            stamps.sort()
+            for (at, phase), (later, _) in zip(stamps, stamps[1:], strict=False):
+                phases.setdefault(phase, []).append(later - at)
 
     nodes = args.clusters * args.nodes
     median = statistics.median(durations) if durations else float("nan")
@@ -85,8 +96,10 @@ def main() -> None:
         figure("worker thread-seconds per node", round(cost, 2), "s", "<= 1 s", cost <= 1),
         figure("worker RSS, peak", round(peak_rss, 1), "MiB", "<= 300 MiB", peak_rss <= 300),
     ]
-    path = write("rollout", {"clusters": args.clusters, "nodes": args.nodes, "wall_seconds": wall, "step_seconds": durations}, figures)
+    path = write("rollout", {"clusters": args.clusters, "nodes": args.nodes, "wall_seconds": wall, "step_seconds": durations,
+                            "phase_seconds_median": {p: statistics.median(v) for p, v in phases.items()}}, figures)
     print_figures(f"rollout overhead: {args.clusters} clusters x {args.nodes} nodes upgrading at once, one worker ({args.concurrency} threads)", figures)
+    print("  median seconds in each phase: " + ", ".join(f"{p} {statistics.median(v):.3f}" for p, v in phases.items()))
     for reason in reasons[:5]:
         print(f"  halted: {reason}")
     print(f"  raw numbers: {path}")

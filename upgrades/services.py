@@ -515,14 +515,21 @@ def rollout_dispatch(*, rollout_id: int) -> Dispatch:
         return Dispatch(run)
 
 
-def step_advance(*, step_id: int, chain: int | None = None, budget: int = 1) -> StepTick:
-    """Move one node on by up to ``budget`` phases, as long as each next phase is due at once
-    (saving a task round trip per phase); ``chain`` (None: any) must be the step's live chain."""
+def step_advance(*, step_id: int, chain: int | None = None, budget: int = 1, inline_wait: float = 0.0) -> StepTick:
+    """Move one node on by up to ``budget`` phases, as long as each next phase is due at once or
+    within a short wait (up to ``inline_wait`` seconds in all, slept here: cheaper and sooner than a
+    task round trip); ``chain`` (None: any) must be the step's live chain."""
     tick = StepTick()
+    waited = 0.0
     for _ in range(max(1, budget)):
         tick = _step_once(step_id, chain)
-        if tick.again != 0 or tick.dispatch:
+        if tick.dispatch or tick.again is None:
             break
+        if tick.again > 0:
+            if waited + tick.again > inline_wait:
+                break
+            time.sleep(tick.again)
+            waited += tick.again
     return tick
 
 

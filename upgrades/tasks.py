@@ -7,28 +7,47 @@ from celery import shared_task
 from upgrades import services
 
 # Phases due at once (cordon → drain → driver call) run in one task, up to this many.
-PHASES_PER_TASK = 8
+PHASES_PER_TASK = 12
+NODES_PER_TASK = 4
+# Short waits (the first looks for a replaced node coming back Ready) are slept in the task, up to this much.
+INLINE_WAIT_SECONDS = 1.0
 
 
 @shared_task(name="upgrades.tasks.rollout_tick", ignore_result=True, acks_late=True, time_limit=300, soft_time_limit=290)
 def rollout_tick(rollout_id: int) -> None:
     """Let the dispatcher start the nodes that may start; safe twice (it holds the rollout's row lock)."""
+    _dispatch(rollout_id, keep=False)
+
+
+def _dispatch(rollout_id: int, *, keep: bool) -> tuple[int, int] | None:
+    """Queue the step chains the dispatcher started; with ``keep``, hand the first back to run here."""
     dispatch = services.rollout_dispatch(rollout_id=rollout_id)
-    for step_id, chain in dispatch.steps:
-        step_tick.apply_async((step_id, chain))
     if dispatch.again is not None:
         rollout_tick.apply_async((rollout_id,), countdown=dispatch.again)
+    steps = list(dispatch.steps)
+    kept = steps.pop(0) if keep and steps else None
+    for step_id, chain in steps:
+        step_tick.apply_async((step_id, chain))
+    return kept
 
 
 @shared_task(name="upgrades.tasks.step_tick", ignore_result=True, acks_late=True, time_limit=7200, soft_time_limit=7100)
 def step_tick(step_id: int, chain: int) -> None:
-    """Move one node one phase on and schedule its next tick. Safe twice: a lease lets one worker act,
-    and a tick of a chain that was replaced stops."""
-    tick = services.step_advance(step_id=step_id, chain=chain, budget=PHASES_PER_TASK)
-    if tick.again is not None:
-        step_tick.apply_async((step_id, chain), countdown=tick.again)
-    if tick.dispatch:
-        rollout_tick(services.step_rollout_id(step_id))  # here and now: the next node starts without a queue round trip
+    """Move one node on and schedule its next tick. Safe twice: a lease lets one worker act, and a
+    tick of a chain that was replaced stops. When the node is done, the dispatcher runs here and now,
+    and this task goes on with the next node it starts (no queue round trip between nodes)."""
+    for _ in range(NODES_PER_TASK):
+        tick = services.step_advance(step_id=step_id, chain=chain, budget=PHASES_PER_TASK, inline_wait=INLINE_WAIT_SECONDS)
+        if tick.again is not None:
+            step_tick.apply_async((step_id, chain), countdown=tick.again)
+        if not tick.dispatch:
+            return
+        rollout_id = services.step_rollout_id(step_id)
+        following = _dispatch(rollout_id, keep=True) if rollout_id is not None else None
+        if following is None:
+            return
+        step_id, chain = following
+    step_tick.apply_async((step_id, chain))
 
 
 @shared_task(name="upgrades.tasks.rollouts_poke", ignore_result=True, time_limit=60, soft_time_limit=55)
