@@ -200,6 +200,8 @@ def cluster_health_record(*, cluster_id: int, result: ProbeResult) -> Cluster:
         HealthSpan.objects.create(cluster=cluster, status=status, reasons=reasons, started_at=now)
     cluster.save()
     node_changes = _nodes_record(cluster, result) if result.error is None else []
+    if changed_status or node_changes:
+        _live_snapshot_drop(cluster.pk)  # what the page showed of the cluster no longer holds
     if changed_status:
         detail = f": {reasons[0]}" if reasons else ""
         _publish(cluster, "cluster.status_changed", f"Cluster {cluster.name} is {status}{detail}",
@@ -296,6 +298,38 @@ def fleet_sweep(*, workers: int | None = None, timeout: tuple[float, float] | No
         lease_release(name=SWEEP_LEASE, holder=holder)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _live_snapshot_key(cluster_id: int) -> str:
+    return f"pksweb:cluster-live:{cluster_id}"
+
+
+def _live_snapshot_drop(cluster_id: int) -> None:
+    from django.core.cache import cache
+
+    try:
+        cache.delete(_live_snapshot_key(cluster_id))
+    except Exception:  # the cache being down must not fail a probe; the snapshot expires by itself
+        log.warning("could not drop the live snapshot of cluster %s", cluster_id)
+
+
+def cluster_live_snapshot(*, cluster: Cluster) -> dict[str, Any]:
+    """What only the cluster knows right now (pods per node, namespaces, recent events) for its page.
+
+    Read from the cluster at most once per PKSWEB_LIVE_SNAPSHOT_SECONDS and shared by every viewer
+    through the cache: listing 6,000 pods costs the cluster and us half a second, and a page that
+    many people reload must not cost it each time. The page says how old the snapshot is.
+    """
+    from django.core.cache import cache
+
+    key = _live_snapshot_key(cluster.pk)
+    snapshot = cache.get(key)
+    if snapshot is None:
+        gateway = gateway_for(cluster)
+        snapshot = {"pod_counts": gateway.pod_counts(), "namespaces": gateway.namespaces(),
+                    "kube_events": gateway.recent_events(limit=20), "taken_at": timezone.now()}
+        cache.set(key, snapshot, settings.PKSWEB_LIVE_SNAPSHOT_SECONDS)
+    return snapshot
 
 
 # ---- node operations -------------------------------------------------------------------------

@@ -106,10 +106,7 @@ def cluster_live(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = _cluster_or_404(request, pk)
     context: dict[str, Any] = {"cluster": cluster}
     try:
-        gateway = services.gateway_for(cluster)
-        context["pod_counts"] = gateway.pod_counts()
-        context["namespaces"] = gateway.namespaces()
-        context["kube_events"] = gateway.recent_events(limit=20)
+        context.update(services.cluster_live_snapshot(cluster=cluster))
     except KubeError as exc:
         context["error"] = exc.message
     return render(request, "clusters/_live.html", context)

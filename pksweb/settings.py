@@ -227,6 +227,9 @@ if REDIS_URL:
             "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
         }
     }
+    # Shared by every web process (the cluster page's live snapshot); the key prefix keeps deployments apart.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": CHANNEL_PREFIX}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "pksweb.channel_layers.EmbeddedChannelLayer"}}
 
@@ -242,6 +245,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
 # Fleet health ("dial tone"): how often, how many clusters probed at once, per-call timeouts.
 PKSWEB_HEALTH_INTERVAL = float(_env("PKSWEB_HEALTH_INTERVAL", "30"))
+# How long a cluster page's live snapshot (pods per node, namespaces, events) is shared before it is read again.
+PKSWEB_LIVE_SNAPSHOT_SECONDS = float(_env("PKSWEB_LIVE_SNAPSHOT_SECONDS", "10"))
 PKSWEB_SWEEP_WORKERS = int(_env("PKSWEB_SWEEP_WORKERS", "32"))
 PKSWEB_PROBE_TIMEOUT = (float(_env("PKSWEB_PROBE_CONNECT_TIMEOUT", "3")), float(_env("PKSWEB_PROBE_READ_TIMEOUT", "8")))
 PKSWEB_DRAIN_TIMEOUT = int(_env("PKSWEB_DRAIN_TIMEOUT", "300"))

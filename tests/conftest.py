@@ -76,6 +76,9 @@ def _fresh_channel_layer(request):
     layer = get_channel_layer()
     if hasattr(layer, "flush"):
         async_to_sync(layer.flush)()
+    from django.core.cache import cache
+
+    cache.clear()  # snapshots keyed by ids a rolled-back test may reuse
     yield
 
 

@@ -384,7 +384,8 @@ class Gateway:
 
     def pod_counts(self) -> dict[str, int]:
         """Pods per node, read as raw JSON (no model per pod: fast on large clusters)."""
-        response = self._call("list pods", self.core.list_pod_for_all_namespaces, _preload_content=False,
+        # resourceVersion=0: the API server answers from its watch cache, not from etcd.
+        response = self._call("list pods", self.core.list_pod_for_all_namespaces, _preload_content=False, resource_version="0",
                               field_selector="status.phase!=Succeeded,status.phase!=Failed")
         try:
             data = json.loads(response.data)

@@ -82,3 +82,11 @@ def test_live_smoke(tmp_path):
     assert data["connected"] == 8 and not data["connect_errors"]
     assert data["latency"]["expected"] == 10 and data["latency"]["lost"] == 0 and data["latency"]["duplicated"] == 0
     assert data["storm"]["ends_on_latest"] is True and data["storm"]["lost"] == 0
+
+
+def test_cluster_page_smoke(tmp_path):
+    services_or_skip()
+    result = run_bench("cluster_page.py", "--nodes", "4", "--pods-per-node", "3", "--requests", "3", out=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "cluster_page.json").read_text())
+    assert data["nodes"] == 4 and data["pods"] > 0 and len(data["page_ms"]) == 3 and len(data["live_ms"]) == 3

@@ -12,7 +12,7 @@ from django.urls import reverse
 from clusters.choices import ClusterStatus
 from clusters.kube import Credential
 from clusters.models import Cluster
-from clusters.services import cluster_register
+from clusters.services import cluster_probe, cluster_register
 from pksweb.models import Event
 from tests.clusters.conftest import kubeconfig_text
 
@@ -98,8 +98,11 @@ def test_cluster_page_and_live_details(op_client, registered, sandbox_cluster):
     live = op_client.get(reverse("clusters:live", args=[registered.pk])).content.decode()
     assert "demo" in live and "Pods per node" in live
     sandbox_cluster.faults.update({"unreachable": True})
+    shared = op_client.get(reverse("clusters:live", args=[registered.pk])).content.decode()
+    assert "as read at" in shared and "Pods per node" in shared  # one snapshot serves every viewer for a while…
+    cluster_probe(cluster=registered)
     down = op_client.get(reverse("clusters:live", args=[registered.pk])).content.decode()
-    assert 'id="live-error"' in down and "dropped the connection" in down
+    assert 'id="live-error"' in down and "dropped the connection" in down  # …until the cluster is seen to change
 
 
 def test_node_operation_from_the_page(op_client, registered, sandbox_cluster, django_capture_on_commit_callbacks):
