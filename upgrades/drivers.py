@@ -89,6 +89,11 @@ def _system_upgrade_controller(cluster: Any, node: str, version: str) -> str:
 DRIVERS = {Driver.SANDBOX: _sandbox, Driver.COMMAND: _command, Driver.SYSTEM_UPGRADE_CONTROLLER: _system_upgrade_controller}
 
 
+def longest_call_seconds(cluster: Any) -> float:
+    """How long one ``upgrade`` call may take beyond the API client's own timeouts."""
+    return settings.PKSWEB_COMMAND_DRIVER_TIMEOUT if cluster.upgrade_driver == Driver.COMMAND else 0.0
+
+
 def upgrade(cluster: Any, node: str, version: str) -> str:
     driver = DRIVERS.get(cluster.upgrade_driver)
     if driver is None:

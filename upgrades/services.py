@@ -535,14 +535,14 @@ def step_advance(*, step_id: int, chain: int | None = None, budget: int = 1, inl
 
 def _step_once(step_id: int, chain: int | None) -> StepTick:
     """One phase of one node, under the step's lease."""
-    step = RolloutStep.objects.select_related("rollout__plan").filter(pk=step_id).first()
+    step = RolloutStep.objects.select_related("rollout__plan", "cluster").filter(pk=step_id).first()
     if step is None or (chain is not None and step.chain != chain) or step.phase in IDLE:
         return StepTick()
-    # The lease outlives the longest transition (a drain, a driver command), so two workers never
-    # act on one node at once; a worker killed holding it delays that node by at most this much.
+    # The lease outlives the longest transition (a drain, a driver call), so two workers never act
+    # on one node at once; a worker killed holding it delays that node by at most this much.
     lease_seconds = settings.PKSWEB_ROLLOUT_LEASE_SECONDS + (
         step.rollout.plan.drain_timeout_seconds if step.phase in (StepPhase.CORDON, StepPhase.DRAIN) else
-        settings.PKSWEB_COMMAND_DRIVER_TIMEOUT if step.phase == StepPhase.UPGRADE else 0)
+        drivers.longest_call_seconds(step.cluster) if step.phase == StepPhase.UPGRADE else 0)
     holder = _holder()
     if not lease_acquire(name=_step_lease(step), holder=holder, seconds=lease_seconds):
         return StepTick(again=2.0)  # a worker is mid-transition; the older chain stops at its next tick
