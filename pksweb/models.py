@@ -46,6 +46,8 @@ class Event(models.Model):
     )
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The audit chain (pksweb.audit): sha256 of the previous digest and this event; blank until sealed.
+    digest = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["-id"]

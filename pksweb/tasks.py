@@ -23,3 +23,11 @@ def announce(*, author_id: int, message: str, tenant_id: int | None = None) -> i
     author = User.objects.get(pk=author_id)
     tenant = Tenant.objects.get(pk=tenant_id) if tenant_id is not None else None
     return services.announcement_post(author=author, message=message, tenant=tenant).pk
+
+
+@shared_task(name="pksweb.tasks.audit_seal", ignore_result=True, time_limit=120, soft_time_limit=110)
+def audit_seal() -> int:
+    """Beat: seal settled events onto the audit hash chain."""
+    from pksweb import audit
+
+    return audit.audit_seal()
