@@ -28,4 +28,25 @@
   document.addEventListener("htmx:wsConnecting", function () { setStatus("connecting", "connecting…"); });
   document.addEventListener("htmx:wsOpen", function () { setStatus("live", "live"); });
   document.addEventListener("htmx:wsClose", function () { setStatus("offline", "reconnecting…"); });
+
+  // No inline handlers (the CSP forbids them): a form with data-confirm asks first.
+  // Forms that arrived over the websocket were rendered without a request, so they carry
+  // no CSRF token: add the page's own before they are sent.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+      return;
+    }
+    if (form.method.toLowerCase() === "post" && !form.querySelector("input[name=csrfmiddlewaretoken]")) {
+      var headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+      if (headers["X-CSRFToken"]) {
+        var input = document.createElement("input");
+        input.type = "hidden";
+        input.name = "csrfmiddlewaretoken";
+        input.value = headers["X-CSRFToken"];
+        form.appendChild(input);
+      }
+    }
+  }, true);
 })();

@@ -36,7 +36,7 @@ def test_publish_stores_the_event_and_pushes_after_commit(operator, django_captu
     assert _pending(fleet) == []  # nothing sent before the commit
     for callback in callbacks:
         callback()
-    assert _pending(fleet) == [{"type": "event.message", "id": event.pk}]
+    assert _pending(fleet) == [{"type": "event.message", "id": event.pk, "group": "fleet"}]
 
 
 def test_rolled_back_change_sends_nothing_and_stores_nothing(django_capture_on_commit_callbacks):

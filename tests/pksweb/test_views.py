@@ -156,3 +156,64 @@ def test_readyz_names_the_broken_dependency(client, settings):
     assert body["failing"] == ["channel_layer", "broker"]
     assert body["checks"]["database"] == "ok"
     assert "Redis" in body["checks"]["channel_layer"] and "broker" in body["checks"]["broker"]
+
+
+def test_sign_in_locks_after_five_failures_whatever_the_password(db, operator):
+    from django.test import Client
+
+    operator.set_password("the-right-passphrase")
+    operator.save()
+    client = Client()
+    for _ in range(4):
+        wrong = client.post(reverse("login"), {"username": operator.username, "password": "guess"})
+        assert wrong.status_code == 200 and 'id="login-error"' in wrong.content.decode()
+    fifth = client.post(reverse("login"), {"username": operator.username, "password": "guess"})
+    assert fifth.status_code == 429
+    locked = client.post(reverse("login"), {"username": operator.username, "password": "the-right-passphrase"})
+    assert locked.status_code == 429 and 'id="locked-out"' in locked.content.decode()
+    assert "_auth_user_id" not in client.session
+    other = Client().post(reverse("login"), {"username": "nobody-else", "password": "guess"})
+    assert other.status_code == 200  # other usernames are not locked
+
+
+def test_security_headers_and_no_inline_script(db, operator):
+    import re
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(operator)
+    response = client.get("/clusters/")
+    policy = response["Content-Security-Policy"]
+    script_src = re.search(r"script-src ([^;]*)", policy).group(1)
+    assert script_src.strip() == "'self'" and "frame-ancestors 'none'" in policy
+    assert response["X-Frame-Options"] == "DENY" and response["X-Content-Type-Options"] == "nosniff"
+    # What the policy forbids must not be in any template: inline scripts or on* handlers.
+    for path in Path(settings.BASE_DIR, "templates").rglob("*.html"):
+        text = path.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), f"inline script in {path}"
+        assert not re.search(r"\son[a-z]+\s*=", text), f"inline event handler in {path}"
+
+
+def test_every_state_changing_request_needs_the_csrf_token(db, operator):
+    """Every route in the URL configuration, plain and htmx: a session POST without the token is refused."""
+    from django.test import Client
+    from django.urls import get_resolver, reverse
+
+    from tests.tenants.test_isolation import walk
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    routes = walk(get_resolver())
+    assert len(routes) > 30
+    for name, params in routes:
+        fill = {"kind": "drain", "action": "pause"}
+        path = reverse(name, kwargs={p: fill.get(p, "1" if p in ("pk", "id") or p.endswith("_id") else "x") for p in params})
+        for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
+            response = client.post(path, {"message": "x"}, **headers)
+            assert response.status_code == 403, (path, headers, response.status_code)
+    token = client.get("/activity/").cookies["csrftoken"].value
+    ok = client.post(reverse("announce"), {"message": "with the token"}, HTTP_HX_REQUEST="true", HTTP_X_CSRFTOKEN=token)
+    assert ok.status_code in (200, 302), ok.status_code
