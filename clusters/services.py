@@ -295,7 +295,14 @@ def fleet_sweep(*, workers: int | None = None, timeout: tuple[float, float] | No
                 if on_result is not None:
                     on_result(recorded)
     finally:
-        lease_release(name=SWEEP_LEASE, holder=holder)
+        # Keep the lease until most of the interval has passed since this sweep began: a second
+        # beat (or a redelivered task) inside the same interval finds it held and skips, so each
+        # cluster is probed once per interval however many schedulers run.
+        remaining = interval * 0.9 - (time.monotonic() - started)
+        if remaining > 1:
+            lease_acquire(name=SWEEP_LEASE, holder=holder, seconds=remaining)
+        else:
+            lease_release(name=SWEEP_LEASE, holder=holder)
     report.seconds = time.monotonic() - started
     return report
 

@@ -161,3 +161,32 @@ def test_a_probe_stays_within_its_request_budget(registered, sandbox, sandbox_cl
     stats = httpx.get(url, headers=headers).json()
     assert stats.get("readyz") == 1 and stats.get("version") == 1 and stats.get("node_list_rv0") == 1
     assert "node_list" not in stats and "pod_list_cluster_wide" not in stats
+
+
+def test_two_schedulers_still_probe_each_cluster_once_per_interval(registered, sandbox_cluster, settings):
+    """A second beat (or a redelivered sweep task) inside the interval finds the sweep's lease held."""
+    import time as clock
+
+    from pksweb.models import Lease
+
+    settings.PKSWEB_HEALTH_INTERVAL = 30
+    sandbox_cluster.stats.clear()
+    first = fleet_sweep()
+    second = fleet_sweep()
+    assert not first.skipped and second.skipped
+    assert sandbox_cluster.stats.get("readyz") == 1
+    # Once most of the interval has passed, the next sweep runs.
+    Lease.objects.filter(name="clusters.health_sweep").update(expires_at=timezone.now())
+    clock.sleep(0.01)
+    assert not fleet_sweep().skipped and sandbox_cluster.stats.get("readyz") == 2
+
+
+def test_one_active_rollout_per_plan_is_a_database_constraint(db, operator):
+    from django.db import IntegrityError, transaction
+
+    from upgrades.models import Rollout, UpgradePlan
+
+    plan = UpgradePlan.objects.create(name="p", target_version="1.31.2", waves=[])
+    Rollout.objects.create(plan=plan, revision="r")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Rollout.objects.create(plan=plan, revision="r")  # what a redelivered start would try
