@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8, help="worker threads")
-    parser.add_argument("--fleet", type=int, default=0, help="clusters in all, swept every 30 s while the rollouts run")
+    parser.add_argument("--fleet", type=int, default=1000, help="clusters in all, swept every 30 s while the rollouts run (0: none)")
     parser.add_argument("--faulty", type=float, default=0.1, help="share of the clusters not upgrading that time out or refuse")
     args = parser.parse_args()
     sweeping = args.fleet > args.clusters

@@ -234,6 +234,8 @@ def node_assign(request: HttpRequest, cluster_id: int, node: str) -> HttpRespons
     cluster = cluster_selectors.cluster_get(user=request.user, pk=cluster_id)
     if cluster is None:
         raise Http404("No such cluster.")
+    if not policy.can(request.user, "operate", cluster):
+        raise PermissionDenied("Only operators can assign nodes.")  # before the form: its errors are for operators
     form = AssignNodeForm(request.POST, cluster=cluster)
     try:
         if not form.is_valid():
@@ -251,6 +253,8 @@ def node_release(request: HttpRequest, cluster_id: int, node: str) -> HttpRespon
     cluster = cluster_selectors.cluster_get(user=request.user, pk=cluster_id)
     if cluster is None:
         raise Http404("No such cluster.")
+    if not policy.can(request.user, "operate", cluster):
+        raise PermissionDenied("Only operators can release nodes.")
     try:
         services.node_release(cluster=cluster, node=node, released_by=request.user)
         messages.success(request, f"Node {node} released.")

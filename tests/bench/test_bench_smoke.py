@@ -53,7 +53,7 @@ def test_fleet_smoke(tmp_path):
 
 def test_rollout_smoke(tmp_path):
     services_or_skip()
-    result = run_bench("rollout.py", "--clusters", "2", "--nodes", "3", "--concurrency", "2", out=tmp_path)
+    result = run_bench("rollout.py", "--clusters", "2", "--nodes", "3", "--concurrency", "2", "--fleet", "0", out=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads((tmp_path / "rollout.json").read_text())["figures"]
     assert figures[0]["value"] == "2/2" and figures[0]["ok"] is True
