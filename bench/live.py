@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import re
 import sys
 import time
@@ -147,6 +146,7 @@ async def run(args: argparse.Namespace, stack: Stack, cookie: str) -> dict:
     for i, subject in storm["subjects"].items():
         latest[subject] = max(latest.get(subject, 0), i)
     batches = []
+    rates: list[float] = []
     for page in live:
         times: dict[int, list[float]] = defaultdict(list)
         last_seen: dict[int, int] = {}
@@ -159,6 +159,8 @@ async def run(args: argparse.Namespace, stack: Stack, cookie: str) -> dict:
         for stamps in times.values():
             batches.append(len(stamps))
             per_subject_gaps += [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+            if len(stamps) > 2:  # after the first (immediate) one, batches a second apart however long the burst lasts
+                rates.append((len(stamps) - 2) / (stamps[-1] - stamps[1]))
         ends_on_latest &= last_seen == latest
     for task in listeners:
         task.cancel()
@@ -168,7 +170,7 @@ async def run(args: argparse.Namespace, stack: Stack, cookie: str) -> dict:
             "connect_p95_ms": percentile([t for t in connect_times if t == t], 95) * 1000,
             "latency": {k: v for k, v in latency.items() if k != "subjects"}, "fanout": fanout,
             "storm": {"events": args.storm, "seconds": storm["publish_seconds"], "lost": storm["lost"], "duplicated": storm["duplicated"], "ends_on_latest": ends_on_latest,
-                      "batches_per_subject_max": max(batches, default=0),
+                      "batches_per_subject_max": max(batches, default=0), "batches_per_second_max": max(rates, default=0.0),
                       "min_gap_between_batches_s": min(per_subject_gaps, default=float("nan"))}}
 
 
@@ -208,9 +210,11 @@ def main() -> None:
         figure("events lost / duplicated (per page)", f"{latency['lost']}/{latency['duplicated']}", "", "0/0",
                latency["lost"] == 0 and latency["duplicated"] == 0),
         figure("fan-out sustained, one ASGI process", round(best), "msg/s", ">= 4000/s, no drops", best >= 4000),
-        figure(f"storm of {args.storm} events over {storm['seconds']:.1f} s: batches per subject per page (max)",
-               storm["batches_per_subject_max"], "", f"<= {math.ceil(storm['seconds']) + 1} (1/s)",
-               storm["batches_per_subject_max"] <= math.ceil(storm["seconds"]) + 1),
+        figure(f"storm of {args.storm} events in {storm['seconds']:.1f} s: batches per subject per page", storm["batches_per_subject_max"],
+               "", "", None),
+        # Measured at the browser, so delivery jitter blurs the server's 1 s spacing a little either way.
+        figure("storm: batches per subject per second, per page (max)", round(storm["batches_per_second_max"], 2), "/s", "<= 1/s (+jitter)",
+               storm["batches_per_second_max"] <= 1.1),
         figure("storm: shortest gap between batches at the browser", round(storm["min_gap_between_batches_s"], 2), "s", "", None),
         figure("storm: pages end on the latest, nothing lost", f"{storm['ends_on_latest']}/{storm['lost']}", "", "True/0",
                storm["ends_on_latest"] and storm["lost"] == 0 and storm["duplicated"] == 0),
