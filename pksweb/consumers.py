@@ -288,7 +288,8 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             return
         subject = (event.subject_type, event.subject_id)
         if subject in self.held:
-            self.held[subject].append(event)
+            if all(held.pk != event.pk for held in self.held[subject]):
+                self.held[subject].append(event)
             return
         loop = asyncio.get_running_loop()
         last = self.last_flush.get(subject)
@@ -335,7 +336,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         return result if isinstance(result, list) else [result]
 
     async def _deliver(self, events: list[Event], cache: bool = True) -> None:
-        events = [e for e in events if e.pk not in self.sent]
+        events = list({e.pk: e for e in events if e.pk not in self.sent}.values())
         if not events:
             return
         *older, latest = events
