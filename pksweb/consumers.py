@@ -110,7 +110,7 @@ class _Guard:
     async def check(self) -> None:
         sockets = [s for s in self.sockets if not s.closed]
         keys = {s.user_key() for s in sockets}
-        current = await database_sync_to_async(_audiences)(keys)
+        current = await database_sync_to_async(selectors.user_audiences)(keys=keys)
         for socket in sockets:
             found = current.get(socket.user_key())
             if found is None:
@@ -123,39 +123,6 @@ class _Guard:
                     await socket.revoke()
                     continue
                 socket.scope["user"], socket.audience = user, audience
-
-
-def _audiences(keys: set[tuple[int, str]]) -> dict[tuple[int, str], tuple[Any, str]]:
-    """For (user id, session key) pairs: the user as now and their audience key, if both are still valid."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.sessions.models import Session
-    from django.utils import timezone
-
-    from tenants.models import TenantMembership
-
-    users = {u.pk: u for u in get_user_model().objects.filter(pk__in={k[0] for k in keys}, is_active=True)}
-    sessions = set(Session.objects.filter(session_key__in={k[1] for k in keys if k[1]}, expire_date__gt=timezone.now())
-                   .values_list("session_key", flat=True))
-    tenants: dict[int, set[int]] = {}
-    admins: dict[int, set[int]] = {}
-    for user_id, tenant_id, role in TenantMembership.objects.filter(user_id__in=users).values_list("user_id", "tenant_id", "role"):
-        tenants.setdefault(user_id, set()).add(tenant_id)
-        if role == "admin":
-            admins.setdefault(user_id, set()).add(tenant_id)
-    result = {}
-    for user_id, session_key in keys:
-        user = users.get(user_id)
-        if user is None or (session_key and session_key not in sessions):
-            continue
-        user._pksweb_tenant_ids = frozenset(tenants.get(user_id, ()))
-        user._pksweb_admin_tenant_ids = frozenset(admins.get(user_id, ()))
-        result[(user_id, session_key)] = (user, _audience(user))
-    return result
-
-
-def _audience(user: Any) -> str:
-    """Everything policy decisions about a page's fragments depend on: role and tenants."""
-    return f"{getattr(user, 'role', '')}|{sorted(policy.tenant_ids(user))}|{sorted(policy.admin_tenant_ids(user))}"
 
 
 _guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Guard] = weakref.WeakKeyDictionary()
@@ -218,7 +185,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
     def _authorize(self, user: Any) -> tuple[list[str] | None, str]:
         """(groups or None, audience key): everything policy decisions depend on, read now."""
         groups = self.watch_groups(user) if user is not None and user.is_authenticated and user.is_active else None
-        return groups, _audience(user)
+        return groups, selectors.audience_key(user)
 
     async def connect(self) -> None:
         user = self.scope.get("user")

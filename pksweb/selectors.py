@@ -38,3 +38,37 @@ def worker_last_seen() -> WorkerHeartbeat | None:
 def latest_event_id(*, user: Any) -> int:
     """The newest event id ``user`` may see (a live page's starting cursor)."""
     return event_list(user=user).order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def user_audiences(*, keys: set[tuple[int, str]]) -> dict[tuple[int, str], tuple[Any, str]]:
+    """For (user id, session key) pairs: the user as now and their audience key, if both are still valid."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from tenants.models import TenantMembership
+
+    users = {u.pk: u for u in get_user_model().objects.filter(pk__in={k[0] for k in keys}, is_active=True)}
+    sessions = set(Session.objects.filter(session_key__in={k[1] for k in keys if k[1]}, expire_date__gt=timezone.now())
+                   .values_list("session_key", flat=True))
+    tenants: dict[int, set[int]] = {}
+    admins: dict[int, set[int]] = {}
+    for user_id, tenant_id, role in TenantMembership.objects.filter(user_id__in=users).values_list("user_id", "tenant_id", "role"):
+        tenants.setdefault(user_id, set()).add(tenant_id)
+        if role == "admin":
+            admins.setdefault(user_id, set()).add(tenant_id)
+    result = {}
+    for user_id, session_key in keys:
+        user = users.get(user_id)
+        if user is None or (session_key and session_key not in sessions):
+            continue
+        # Prime the policy's per-user caches (policy.tenant_ids): one query for every user, not two each.
+        user._pksweb_tenant_ids = frozenset(tenants.get(user_id, ()))
+        user._pksweb_admin_tenant_ids = frozenset(admins.get(user_id, ()))
+        result[(user_id, session_key)] = (user, audience_key(user))
+    return result
+
+
+def audience_key(user: Any) -> str:
+    """Everything policy decisions about a page's fragments depend on: role and tenants."""
+    return f"{getattr(user, 'role', '')}|{sorted(policy.tenant_ids(user))}|{sorted(policy.admin_tenant_ids(user))}"
