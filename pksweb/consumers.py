@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +31,7 @@ from django.template.loader import render_to_string
 
 from pksweb import policy, selectors
 from pksweb.events import FLEET_GROUP, tenant_group
-from pksweb.fanout import fanout
+from pksweb.fanout import fanout, loop_local
 from pksweb.models import Event
 
 log = logging.getLogger(__name__)
@@ -72,14 +71,7 @@ class _Shared:
         return await asyncio.shield(entry[1])
 
 
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Shared] = weakref.WeakKeyDictionary()
-
-
-def shared() -> _Shared:
-    loop = asyncio.get_running_loop()
-    if loop not in _shared:
-        _shared[loop] = _Shared()
-    return _shared[loop]
+shared = loop_local(_Shared)
 
 
 class _Guard:
@@ -125,14 +117,7 @@ class _Guard:
                 socket.scope["user"], socket.audience = user, audience
 
 
-_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Guard] = weakref.WeakKeyDictionary()
-
-
-def guard() -> _Guard:
-    loop = asyncio.get_running_loop()
-    if loop not in _guards:
-        _guards[loop] = _Guard()
-    return _guards[loop]
+guard = loop_local(_Guard)
 
 
 def _load_event(event_id: int) -> Event | None:

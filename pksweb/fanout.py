@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from channels.layers import get_channel_layer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Member(Protocol):
@@ -64,12 +66,18 @@ class Fanout:
                 member.deliver_local(message)
 
 
-_fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Fanout] = weakref.WeakKeyDictionary()
+def loop_local(factory: Callable[[], T]) -> Callable[[], T]:
+    """A getter of one ``factory()`` per running event loop (a process serves its sockets on one loop;
+    tests run a loop each, and futures and tasks must not cross loops)."""
+    instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get() -> T:
+        loop = asyncio.get_running_loop()
+        if loop not in instances:
+            instances[loop] = factory()
+        return instances[loop]
+
+    return get
 
 
-def fanout() -> Fanout:
-    """This process's (this event loop's) fan-out."""
-    loop = asyncio.get_running_loop()
-    if loop not in _fanouts:
-        _fanouts[loop] = Fanout()
-    return _fanouts[loop]
+fanout = loop_local(Fanout)

@@ -37,10 +37,14 @@ class RolloutConsumer(EventStreamConsumer):
         step = next((s for s in steps if s.pk == step_id), None)
         return [render_to_string("upgrades/_step_row.html", {"step": step, "oob": True})] if step is not None else []
 
-    def render(self, event: Event) -> str | list[str]:
+    def _rollout(self, event: Event) -> Any:
+        """This page's rollout, if ``event`` is about it and the user may still see it."""
         if event.subject_type != "rollout" or event.subject_id != str(self.rollout_id):
-            return ""
-        rollout = selectors.rollout_get(user=self.scope["user"], pk=self.rollout_id)
+            return None
+        return selectors.rollout_get(user=self.scope["user"], pk=self.rollout_id)
+
+    def render(self, event: Event) -> str | list[str]:
+        rollout = self._rollout(event)
         if rollout is None:
             return ""
         context = {**rollout_context(self.scope["user"], rollout), "oob": True}
@@ -49,9 +53,7 @@ class RolloutConsumer(EventStreamConsumer):
 
     def render_superseded(self, event: Event) -> str | list[str]:
         """Its node's row and its line; the newest event redoes the header."""
-        if event.subject_type != "rollout" or event.subject_id != str(self.rollout_id):
-            return ""
-        rollout = selectors.rollout_get(user=self.scope["user"], pk=self.rollout_id)
+        rollout = self._rollout(event)
         if rollout is None:
             return ""
         return self._step_row(event, list(selectors.rollout_steps(rollout=rollout))) + \
