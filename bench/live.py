@@ -64,7 +64,7 @@ class Page:
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
 
-def account(pages: list[Page], created: dict[int, float], subjects: dict[int, int], since: int) -> dict:
+def account(pages: list[Page], created: dict[int, float], since: int) -> dict:
     """Per socket: each expected id seen once? latencies of the ids delivered."""
     expected = {i for i in created if i > since}
     lost = dup = 0
@@ -121,7 +121,7 @@ async def run(args: argparse.Namespace, stack: Stack, cookie: str) -> dict:
             if all(len({i for _, ids in p.received for i in ids if i in created}) >= len(created) for p in live):
                 break
             await asyncio.sleep(0.2)
-        result = account(live, created, {i: int(s) for i, _, s in rows}, since)
+        result = account(live, created, since)
         first = min(created.values()) if created else 0
         last = max(created.values()) if created else 0
         result["publish_seconds"] = last - first

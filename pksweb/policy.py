@@ -96,6 +96,18 @@ def tenant_ids(user: Any) -> frozenset[int]:
     return cached
 
 
+def tenant_ids_prime(user: Any, *, member_of: Any, admin_of: Any) -> None:
+    """Set what ``tenant_ids`` and ``admin_tenant_ids`` answer for ``user``, read elsewhere in bulk."""
+    user._pksweb_tenant_ids = frozenset(member_of)
+    user._pksweb_admin_tenant_ids = frozenset(admin_of)
+
+
+def tenant_ids_forget(user: Any) -> None:
+    """Drop the cached tenant ids of ``user`` (its memberships changed)."""
+    user.__dict__.pop("_pksweb_tenant_ids", None)
+    user.__dict__.pop("_pksweb_admin_tenant_ids", None)
+
+
 def is_platform(user: Any) -> bool:
     """Operators, approvers and viewers see the whole fleet."""
     return _signed_in(user) and bool(user.is_platform)

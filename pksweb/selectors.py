@@ -62,9 +62,8 @@ def user_audiences(*, keys: set[tuple[int, str]]) -> dict[tuple[int, str], tuple
         user = users.get(user_id)
         if user is None or (session_key and session_key not in sessions):
             continue
-        # Prime the policy's per-user caches (policy.tenant_ids): one query for every user, not two each.
-        user._pksweb_tenant_ids = frozenset(tenants.get(user_id, ()))
-        user._pksweb_admin_tenant_ids = frozenset(admins.get(user_id, ()))
+        # One query for every user, not two each: hand the policy what it would have read.
+        policy.tenant_ids_prime(user, member_of=tenants.get(user_id, ()), admin_of=admins.get(user_id, ()))
         result[(user_id, session_key)] = (user, audience_key(user))
     return result
 

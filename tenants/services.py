@@ -153,8 +153,7 @@ def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, a
     membership.role = role
     membership.full_clean()
     membership.save()
-    user.__dict__.pop("_pksweb_tenant_ids", None)
-    user.__dict__.pop("_pksweb_admin_tenant_ids", None)
+    policy.tenant_ids_forget(user)
     _tenant_event(tenant, "tenant.member_added", f"{user.get_username()} is now {role} of tenant {tenant.name}", added_by,
                   username=user.get_username(), role=role)
     return membership

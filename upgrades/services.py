@@ -346,7 +346,7 @@ def rollout_resume(*, rollout: Rollout, by: Any) -> Rollout:
     return locked
 
 
-def _uncordon_after_abort(rollout: Rollout, step: RolloutStep) -> str:
+def _uncordon_after_abort(step: RolloutStep) -> str:
     """Uncordon a node pksweb cordoned, once (the step becomes failed); the note for the page."""
     try:
         _gateway(step.cluster).set_unschedulable(step.node, False)
@@ -377,7 +377,7 @@ def rollout_abort(*, rollout: Rollout, by: Any) -> Rollout:
             try:
                 step.refresh_from_db()
                 if step.phase in CORDONED:
-                    notes.append(_uncordon_after_abort(locked, step))
+                    notes.append(_uncordon_after_abort(step))
             finally:
                 lease_release(name=_step_lease(step), holder=holder)
         else:
@@ -553,7 +553,7 @@ def _step_once(step_id: int, chain: int | None) -> StepTick:
         rollout = step.rollout
         if rollout.state == RolloutState.ABORTED:
             if step.phase in CORDONED:
-                note = _uncordon_after_abort(rollout, step)
+                note = _uncordon_after_abort(step)
                 _rollout_event(rollout, "rollout.step_changed", f"{step.cluster.name}/{step.node} after the abort: {note}",
                                step=step.pk, node=step.node, phase=step.phase)
             return StepTick()
