@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import tenacity
 from kubernetes import client as k8s
 
 from clusters.kube import client as clients
@@ -19,6 +20,14 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = (3.05, 10.0)  # (connect, read) seconds
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 PRESSURE = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
+# Retries: a 429 is always safe to retry (the server refused before acting); a 5xx, a
+# timeout or a dropped connection only for reads and idempotent writes. A Retry-After
+# longer than RETRY_AFTER_MAX is reported, not waited for.
+RETRY_ATTEMPTS = 3
+RETRY_BASE_SECONDS = 0.25
+RETRY_AFTER_MAX = 5.0
+RETRY_BUDGET_SECONDS = 10.0
+SAFE_PREFIXES = ("read_", "list_", "get_")
 PDB_CAUSE = re.compile(r"The disruption budget (?P<name>\S+) needs (?P<needs>\d+) healthy pods and has (?P<has>\d+) currently")
 
 
@@ -129,6 +138,42 @@ def _pod_info(pod: k8s.V1Pod) -> PodInfo:
     )
 
 
+def _retryable(exc: BaseException, safe: bool) -> bool:
+    if not isinstance(exc, KubeError):
+        return False
+    if exc.kind == "throttled":
+        # An eviction refused by a PodDisruptionBudget is an answer, not throttling.
+        return not exc.details.get("causes") and (exc.retry_after or 0) <= RETRY_AFTER_MAX
+    return safe and exc.kind in ("server_error", "timeout", "dropped")
+
+
+def _backoff(state: tenacity.RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    asked = getattr(exc, "retry_after", None)
+    if asked:
+        return float(asked)
+    return tenacity.wait_random_exponential(multiplier=RETRY_BASE_SECONDS, max=4.0)(state)
+
+
+def _with_retries(safe: bool, attempt: Callable[[], T]) -> T:
+    """``attempt()`` until it succeeds or a retry would not be safe or useful.
+
+    When pksweb gave up after retrying, the message says so.
+    """
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda exc: _retryable(exc, safe)),
+        stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS) | tenacity.stop_after_delay(RETRY_BUDGET_SECONDS),
+        wait=_backoff, reraise=True)
+    try:
+        return retrying(attempt)
+    except KubeError as exc:
+        tries = retrying.statistics.get("attempt_number", 1)
+        if tries > 1:
+            exc.message = f"{exc.message} pksweb tried {tries} times, backing off between tries."
+            exc.args = (exc.message,)
+        raise
+
+
 class Gateway:
     """Operations on one cluster. ``key`` identifies the cluster for client caching."""
 
@@ -137,23 +182,44 @@ class Gateway:
         self.timeout = timeout
         self.api = clients.api_client(key or credential.server, credential)
 
-    def _call(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call(self, action: str, fn: Callable[..., T], *args: Any, idempotent: bool = False, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` with the timeout, retries where safe and translated errors.
+
+        Reads are safe to repeat; a write only when the caller says it is ``idempotent``.
+        """
         kwargs.setdefault("_request_timeout", self.timeout)
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # every failure is translated; translate() re-raises what it does not know
-            raise translate(exc, server=self.credential.server, action=action) from exc
+        safe = idempotent or getattr(fn, "__name__", "").startswith(SAFE_PREFIXES)
+
+        def attempt() -> T:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # every failure is translated; translate() re-raises what it does not know
+                raise translate(exc, server=self.credential.server, action=action) from exc
+
+        return _with_retries(safe, attempt)
 
     def _raw(self, action: str, path: str, query: list[tuple[str, str]] | None = None) -> tuple[int, str]:
         """GET a non-resource path (``/readyz``); returns (status, text) even for 5xx."""
         params = self.api.param_serialize(method="GET", resource_path=path, query_params=query or [],
                                           header_params={"Accept": "text/plain, application/json"}, auth_settings=["BearerToken"])
-        try:
-            response = self.api.call_api(*params, _request_timeout=self.timeout)
-            response.read()
-            return response.status, (response.data or b"").decode(errors="replace")
-        except Exception as exc:  # translated below, like every other call
-            raise translate(exc, server=self.credential.server, action=action) from exc
+
+        def attempt() -> tuple[int, str]:
+            try:
+                response = self.api.call_api(*params, _request_timeout=self.timeout)
+                response.read()
+            except Exception as exc:  # translated below, like every other call
+                raise translate(exc, server=self.credential.server, action=action) from exc
+            if response.status == 429:
+                seconds = response.getheader("Retry-After") if hasattr(response, "getheader") else None
+                raise KubeError("throttled", f"The API server is throttling requests (429) while trying to {action}.", 429,
+                                float(seconds) if seconds and seconds.isdigit() else None)
+            text = (response.data or b"").decode(errors="replace")
+            if response.status >= 500 and "[-]" not in text:  # a failing /readyz lists its checks; this is not one
+                raise KubeError("server_error", f"The API server failed ({response.status}) while trying to {action}.",
+                                response.status)
+            return response.status, text
+
+        return _with_retries(True, attempt)
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -242,7 +308,7 @@ class Gateway:
     def set_unschedulable(self, node: str, unschedulable: bool) -> NodeInfo:
         body = {"spec": {"unschedulable": True if unschedulable else None}}
         action = f"{'cordon' if unschedulable else 'uncordon'} node {node}"
-        return _node_info(self._call(action, self.core.patch_node, node, body))
+        return _node_info(self._call(action, self.core.patch_node, node, body, idempotent=True))
 
     def pods_on_node(self, node: str) -> list[PodInfo]:
         pods = self._call(f"list pods on node {node}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}")

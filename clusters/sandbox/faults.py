@@ -13,6 +13,8 @@ class Faults:
     - ``latency_ms``: added before every answer.
     - ``error_rate``: share of requests (0..1) answered 500 or 503.
     - ``throttle_rate``: share of requests answered 429 with ``Retry-After: retry_after``.
+    - ``fail_next``: the next N requests are answered ``fail_status`` (429 with
+      ``Retry-After: retry_after``, 500 or 503), then the cluster answers again.
     - ``unreachable``: the connection is dropped without an answer (as a dead host
       behind a load balancer); ``blackhole``: it is held open and never answered.
     - ``stuck_nodes``: nodes that never come back Ready after an upgrade.
@@ -24,6 +26,8 @@ class Faults:
     error_rate: float = 0.0
     throttle_rate: float = 0.0
     retry_after: int = 1
+    fail_next: int = 0
+    fail_status: int = 429
     unreachable: bool = False
     blackhole: bool = False
     stuck_nodes: list[str] = field(default_factory=list)
@@ -51,6 +55,8 @@ class Faults:
                     raise ValueError(f"{name} takes a number >= 0")
                 if name.endswith("_rate") and value > 1:
                     raise ValueError(f"{name} is a share between 0 and 1")
+                if name == "fail_status" and value not in (429, 500, 503):
+                    raise ValueError("fail_status is one of 429, 500 or 503")
                 value = type(current)(value)
             setattr(self, name, value)
 

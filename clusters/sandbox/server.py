@@ -248,15 +248,23 @@ class Sandbox:
             return "hold"
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.fail_next > 0:
+            faults.fail_next -= 1
+            return api.error_response(self._fault_error(faults.fail_status, faults.retry_after))
         roll = cluster.random.random()
         if roll < faults.error_rate:
-            code = 500 if cluster.random.random() < 0.5 else 503
-            error = errors.internal_error("injected fault") if code == 500 else errors.service_unavailable("the server is currently unable to handle the request")
-            return api.error_response(error)
+            return api.error_response(self._fault_error(500 if cluster.random.random() < 0.5 else 503, 0))
         if roll < faults.error_rate + faults.throttle_rate:
-            return api.error_response(errors.too_many_requests(
-                "Too many requests, please try again later.", retry_after=faults.retry_after))
+            return api.error_response(self._fault_error(429, faults.retry_after))
         return api.handle(cluster, request)
+
+    @staticmethod
+    def _fault_error(status: int, retry_after: int) -> errors.ApiError:
+        if status == 429:
+            return errors.too_many_requests("Too many requests, please try again later.", retry_after=retry_after)
+        if status == 503:
+            return errors.service_unavailable("the server is currently unable to handle the request")
+        return errors.internal_error("injected fault")
 
     def _control(self, cluster: SandboxCluster, request: api.Request) -> api.Response:
         """The sandbox's own endpoints (faults, node upgrades); admin token only."""

@@ -190,3 +190,55 @@ def test_one_active_rollout_per_plan_is_a_database_constraint(db, operator):
     Rollout.objects.create(plan=plan, revision="r")
     with pytest.raises(IntegrityError), transaction.atomic():
         Rollout.objects.create(plan=plan, revision="r")  # what a redelivered start would try
+
+
+def test_a_throttled_probe_waits_as_told_and_then_succeeds(registered, sandbox_cluster):
+    """Two 429s with Retry-After: 1: the probe waits about a second each time, then the cluster is healthy."""
+    import time as clock
+
+    sandbox_cluster.faults.update({"fail_next": 2, "fail_status": 429, "retry_after": 1})
+    started = clock.monotonic()
+    cluster = cluster_probe(cluster=registered)
+    assert cluster.status == "healthy", cluster.reasons
+    assert clock.monotonic() - started >= 2.0
+    assert sandbox_cluster.faults.fail_next == 0
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_failing_read_is_retried_with_backoff(registered, sandbox_cluster, status):
+    sandbox_cluster.faults.update({"fail_next": 2, "fail_status": status})
+    cluster = cluster_probe(cluster=registered)
+    assert cluster.status == "healthy", cluster.reasons
+
+
+def test_a_cluster_that_keeps_throttling_says_so_and_how_often_it_was_tried(registered, sandbox_cluster):
+    sandbox_cluster.faults.update({"throttle_rate": 1.0, "retry_after": 1})
+    cluster = cluster_probe(cluster=registered)
+    assert cluster.status == "unreachable"
+    assert "throttling requests (429)" in cluster.reasons[0]
+    assert "pksweb tried 3 times" in cluster.reasons[0]
+
+
+def test_a_long_retry_after_is_reported_not_waited_for(registered, sandbox_cluster):
+    import time as clock
+
+    sandbox_cluster.faults.update({"throttle_rate": 1.0, "retry_after": 120})
+    started = clock.monotonic()
+    cluster = cluster_probe(cluster=registered)
+    assert clock.monotonic() - started < 2.0
+    assert "it asks to retry after 120 s" in cluster.reasons[0] or "throttling requests (429)" in cluster.reasons[0]
+    assert "tried" not in cluster.reasons[0]
+
+
+def test_a_write_that_may_have_happened_is_not_repeated(registered, sandbox, sandbox_cluster):
+    """A 500 on a create is not retried (the server may have acted); a 429 is (it refused before acting)."""
+    from clusters.kube import Gateway
+
+    gateway = Gateway(Credential(server=sandbox.server_url(sandbox_cluster.name), token=sandbox_cluster.token))
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "retry-probe"}}
+    sandbox_cluster.faults.update({"fail_next": 1, "fail_status": 500})
+    with pytest.raises(KubeError) as failed:
+        gateway.objects.create(namespace)
+    assert failed.value.kind == "server_error" and "tried" not in failed.value.message
+    sandbox_cluster.faults.update({"fail_next": 1, "fail_status": 429, "retry_after": 0})
+    assert gateway.objects.create(namespace)["metadata"]["name"] == "retry-probe"
