@@ -16,3 +16,6 @@ urlpatterns = [
     path("upgrades/", include("upgrades.urls")),
     path("api/", include("pksweb.api.urls")),
 ]
+
+handler404 = "pksweb.views.not_found"
+handler500 = "pksweb.views.server_error"

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 
 from pksweb import health, policy, selectors, services
@@ -13,6 +14,24 @@ from pksweb.models import Event
 from tenants.selectors import tenant_list
 
 PAGE_SIZE = 50
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """API clients get JSON saying where the endpoints are; people get the page."""
+    if _is_api(request):
+        return JsonResponse({"detail": f"No API endpoint or object at {request.path}: the endpoints are listed at /api/docs/."},
+                            status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": "pksweb failed while answering; the error is in the server log."}, status=500)
+    return defaults.server_error(request)
 
 
 @require_GET

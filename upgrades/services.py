@@ -64,7 +64,8 @@ def _validate(plan: UpgradePlan) -> None:
         ids = [c for wave in waves for c in wave]
         if len(ids) != len(set(ids)):
             errors["waves"] = "A cluster appears in more than one wave."
-        missing = set(ids) - set(Cluster.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        possible = [c for c in ids if 0 < c < 2**63]  # beyond the id column (bigint) no cluster can exist
+        missing = set(ids) - set(Cluster.objects.filter(pk__in=possible).values_list("pk", flat=True))
         if missing:
             errors["waves"] = f"No clusters with ids {sorted(missing)}."
     if plan.max_unavailable < 1:

@@ -135,7 +135,9 @@ class ClusterViewSet(viewsets.ModelViewSet):
         from tenants.services import node_assign
 
         cluster = self.get_object()
-        tenant = tenant_get_by_name(name=str(request.data.get("tenant", "")))
+        data = AssignSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tenant = tenant_get_by_name(name=data.validated_data["tenant"])
         if tenant is None:
             raise ValidationError({"tenant": ["No such tenant."]})
         try:

@@ -9,7 +9,18 @@ from upgrades.api import views as upgrade_views
 
 app_name = "api"
 
-router = DefaultRouter()
+
+
+class IdRouter(DefaultRouter):
+    """Objects are addressed by integer id (at most 18 digits, within a bigint): any other
+    segment is a JSON 404, never a lookup that fails inside a view."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._default_value_pattern = "[0-9]{1,18}"
+
+
+router = IdRouter()
 router.register("events", views.EventViewSet, basename="event")
 router.register("tenants", tenant_views.TenantViewSet, basename="tenant")
 router.register("namespaces", tenant_views.NamespaceViewSet, basename="namespace")
