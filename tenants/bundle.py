@@ -57,11 +57,41 @@ def desired_bundle(tenant: Any, namespace: str) -> list[Obj]:
                    "spec": {"limits": [{"type": "Container", "default": {"cpu": tenant.limit_cpu, "memory": tenant.limit_memory},
                                         "defaultRequest": {"cpu": tenant.request_cpu, "memory": tenant.request_memory}}]}})
     bundle += network_policies(tenant, namespace)
+    bundle.append(tenant_admin_role())
     bundle.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                    "metadata": _meta("pksweb-tenant-admins", namespace, name),
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": TENANT_ADMIN_ROLE},
                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": tenant.group}]})
     return bundle
+
+
+TENANT_ADMIN_ROLE = "pksweb-tenant-admin"
+_ALL = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+_READ = ["get", "list", "watch"]
+
+
+def tenant_admin_role() -> Obj:
+    """What a tenant's admins may do in their namespaces (bound there, never cluster-wide).
+
+    Like Kubernetes' ``admin`` role for workloads, but the guard rails pksweb owns are
+    read-only: quotas, limit ranges, network policies, roles and bindings, and the
+    namespace itself (its Pod Security labels). One ClusterRole shared by all tenants.
+    """
+    rules = [
+        {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/exec", "services", "endpoints", "configmaps", "secrets",
+                                          "persistentvolumeclaims", "serviceaccounts"], "verbs": _ALL},
+        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets",
+                                              "deployments/scale", "replicasets/scale", "statefulsets/scale"], "verbs": _ALL},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": _ALL},
+        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _ALL},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": _ALL},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _READ},
+        {"apiGroups": [""], "resources": ["resourcequotas", "resourcequotas/status", "limitranges", "namespaces", "events"],
+         "verbs": _READ},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": _READ},
+    ]
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": TENANT_ADMIN_ROLE, "labels": dict(MANAGED)}, "rules": rules}
 
 
 def network_policies(tenant: Any, namespace: str) -> list[Obj]:
@@ -102,7 +132,7 @@ def compared_fields(obj: Obj) -> Obj:
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     fields: Obj = {"labels": labels, "annotations": annotations}
-    for key in ("spec", "roleRef", "subjects"):
+    for key in ("spec", "roleRef", "subjects", "rules"):
         if key in obj and obj.get("kind") != "Namespace":
             fields[key] = obj[key]
     return fields

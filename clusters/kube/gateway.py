@@ -481,6 +481,7 @@ OBJECT_APIS: dict[str, tuple[str, str, bool]] = {
     "LimitRange": ("CoreV1Api", "namespaced_limit_range", True),
     "NetworkPolicy": ("NetworkingV1Api", "namespaced_network_policy", True),
     "RoleBinding": ("RbacAuthorizationV1Api", "namespaced_role_binding", True),
+    "ClusterRole": ("RbacAuthorizationV1Api", "cluster_role", False),
 }
 
 

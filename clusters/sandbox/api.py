@@ -171,16 +171,20 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
     }.get((method, bool(name)))
     if verb is None or (method == "POST" and name and sub != "eviction") or (sub == "eviction" and method != "POST"):
         raise errors.method_not_allowed()
-    if not cluster.may(user, verb):
-        raise errors.forbidden(user, verb if not sub else f"{verb}", resource.plural if not sub else f"{resource.plural}/{sub}",
-                               group, namespace, name)
+    # For namespaces, a request's namespace is the one named (a RoleBinding there may grant reading it).
+    scope = namespace or (name if resource.plural == "namespaces" else "")
+    if not cluster.may(user, verb, resource.plural if not sub else f"{resource.plural}/{sub}", group, scope, name):
+        raise errors.forbidden(user, verb, resource.plural if not sub else f"{resource.plural}/{sub}", group, namespace, name)
     if not name:
         if verb == "watch":
             return _watch(cluster, request, resource, namespace)
         if verb == "list":
             return _list(cluster, request, resource, namespace)
         if verb == "create":
-            return json_response(201, cluster.create(resource, request.json() or {}, namespace))
+            body = request.json() or {}
+            if resource.plural == "pods" and isinstance(body, dict):
+                cluster.admit_pod_security(namespace or "default", body)
+            return json_response(201, cluster.create(resource, body, namespace))
         return _delete_collection(cluster, request, resource, namespace)
     if resource.namespaced and not namespace:
         raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clusters.sandbox import errors
+from clusters.sandbox import access, errors
 from clusters.sandbox.faults import Faults
 from clusters.sandbox.matching import Predicate, selector_object
 from clusters.sandbox.resources import RESOURCES, ResourceType, by_plural
@@ -124,6 +124,8 @@ class SandboxCluster:
         self.readonly_token = self.readonly_token or f"{self.name}-ro-{uuid.UUID(int=self.random.getrandbits(128)).hex}"
         # Authenticates, but RBAC allows it nothing: for testing 403 handling.
         self.denied_token = f"{self.name}-denied-{uuid.UUID(int=self.random.getrandbits(128)).hex}"
+        # Other users (``add_user``): token -> (user name, groups); what they may do is decided by RBAC.
+        self.users: dict[str, tuple[str, tuple[str, ...]]] = {}
         self.rv = 0
         self.objects: dict[ResourceType, dict[Key, Obj]] = {r: {} for r in RESOURCES}
         self.log: deque[LogEntry] = deque(maxlen=self.watch_log_size)
@@ -145,12 +147,46 @@ class SandboxCluster:
             return "system:serviceaccount:kube-system:pksweb-viewer"
         if token and token == self.denied_token:
             return "system:serviceaccount:kube-system:pksweb-denied"
+        if token and token in self.users:
+            return self.users[token][0]
         return None
 
-    def may(self, user: str, verb: str) -> bool:
-        if user.endswith("pksweb-denied"):
+    def add_user(self, name: str, groups: list[str] | tuple[str, ...] = ()) -> str:
+        """A bearer token for ``name`` in ``groups``; what it may do is what RBAC objects in the cluster grant."""
+        token = f"{self.name}-user-{uuid.uuid4().hex}"
+        self.users[token] = (name, tuple(groups))
+        return token
+
+    def may(self, user: str, verb: str, resource: str = "", group: str = "", namespace: str = "", name: str = "") -> bool:
+        if user == "system:serviceaccount:kube-system:pksweb-denied":
             return False
-        return user.endswith("pksweb-admin") or verb in ("get", "list", "watch")
+        if user == "system:serviceaccount:kube-system:pksweb-admin":
+            return True
+        if user == "system:serviceaccount:kube-system:pksweb-viewer":
+            return verb in ("get", "list", "watch")
+        groups = next((g for u, g in self.users.values() if u == user), ())
+        with self.lock:
+            bindings = [*self.objects[CLUSTERROLEBINDINGS].values(),
+                        *(b for (ns, _), b in self.objects[ROLEBINDINGS].items() if namespace and ns == namespace)]
+            return access.rbac_allows(user=user, groups=groups, verb=verb, resource=resource, group=group, namespace=namespace,
+                                      name=name, bindings=bindings, role_rules=self._role_rules)
+
+    def _role_rules(self, ref: Obj, namespace: str) -> list[Obj]:
+        if ref.get("kind") == "ClusterRole":
+            role = self.objects[CLUSTERROLES].get(("", ref.get("name", "")))
+        else:
+            role = self.objects[ROLES].get((namespace, ref.get("name", "")))
+        return list((role or {}).get("rules") or [])
+
+    def admit_pod_security(self, namespace: str, pod: Obj) -> None:
+        """Pod Security admission for a pod sent to the API: refuse what the namespace's level forbids."""
+        with self.lock:
+            ns = self.objects[NAMESPACES].get(("", namespace))
+        level, violations = access.pod_security_violations(ns, pod)
+        if violations:
+            name = (pod.get("metadata") or {}).get("name", "")
+            raise errors.ApiError(403, "Forbidden", f'pods "{name}" is forbidden: violates PodSecurity "{level}:latest": '
+                                  f'{", ".join(violations)}', {"name": name, "kind": "pods"})
 
     @property
     def server_version(self) -> str:
@@ -1278,3 +1314,7 @@ REPLICASETS = by_plural("replicasets", "apps")
 DAEMONSETS = by_plural("daemonsets", "apps")
 STATEFULSETS = by_plural("statefulsets", "apps")
 PDBS = by_plural("poddisruptionbudgets", "policy")
+ROLES = by_plural("roles", "rbac.authorization.k8s.io")
+ROLEBINDINGS = by_plural("rolebindings", "rbac.authorization.k8s.io")
+CLUSTERROLES = by_plural("clusterroles", "rbac.authorization.k8s.io")
+CLUSTERROLEBINDINGS = by_plural("clusterrolebindings", "rbac.authorization.k8s.io")

@@ -12,7 +12,7 @@ from tenants.services import drift_scan, namespace_check, namespace_delete, name
 pytestmark = pytest.mark.django_db
 
 KIND_PLURALS = {"Namespace": "namespaces", "ResourceQuota": "resourcequotas", "LimitRange": "limitranges",
-                "NetworkPolicy": "networkpolicies", "RoleBinding": "rolebindings"}
+                "NetworkPolicy": "networkpolicies", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles"}
 
 
 def actual(sandbox_cluster, obj):
@@ -26,7 +26,7 @@ def test_reconciled_objects_equal_the_desired_bundle(acme, registered, sandbox_c
     assert done.sync_state == "in_sync" and done.error == "" and done.drift == []
     desired = bundle.desired_bundle(acme, "payments")
     assert [o["kind"] for o in desired] == ["Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "NetworkPolicy",
-                                            "NetworkPolicy", "NetworkPolicy", "NetworkPolicy", "RoleBinding"]
+                                            "NetworkPolicy", "NetworkPolicy", "NetworkPolicy", "ClusterRole", "RoleBinding"]
     for obj in desired:
         assert bundle.differences(obj, actual(sandbox_cluster, obj)) == [], obj["metadata"]["name"]
     ns = sandbox_cluster.get("namespaces", "", "payments")
@@ -35,7 +35,7 @@ def test_reconciled_objects_equal_the_desired_bundle(acme, registered, sandbox_c
     deny = sandbox_cluster.get("networkpolicies", "payments", "pksweb-default-deny")
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     binding = sandbox_cluster.get("rolebindings", "payments", "pksweb-tenant-admins")
-    assert binding["roleRef"]["name"] == "admin" and binding["subjects"][0]["name"] == "pksweb:tenant:acme-bank"
+    assert binding["roleRef"]["name"] == "pksweb-tenant-admin" and binding["subjects"][0]["name"] == "pksweb:tenant:acme-bank"
 
 
 def test_second_reconcile_changes_nothing(acme, registered, sandbox_cluster, make_namespace):

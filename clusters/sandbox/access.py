@@ -1,0 +1,114 @@
+"""The sandbox's RBAC authorizer and Pod Security admission, as a real API server has them.
+
+RBAC: a request is allowed when a ClusterRoleBinding, or a RoleBinding in the request's
+namespace, names the user or one of its groups and its role has a rule matching the
+API group, the resource (``pods/eviction`` for subresources), the verb and, when the
+rule lists them, the object's name. For the ``namespaces`` resource the namespace of a
+request is the namespace named, so a RoleBinding can grant reading one's own namespace.
+
+Pod Security: the namespace's ``pod-security.kubernetes.io/enforce`` level (baseline or
+restricted) refuses pods that break it, with the API server's wording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+Obj = dict[str, Any]
+
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+BASELINE_CAPABILITIES = frozenset({"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+                                   "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"})
+
+
+def _rule_allows(rule: Obj, verb: str, resource: str, group: str, name: str) -> bool:
+    groups, resources, verbs = rule.get("apiGroups") or [], rule.get("resources") or [], rule.get("verbs") or []
+    names = rule.get("resourceNames") or []
+    return (("*" in groups or group in groups) and ("*" in resources or resource in resources)
+            and ("*" in verbs or verb in verbs) and (not names or name in names))
+
+
+def _names_subject(subjects: Iterable[Obj] | None, user: str, groups: set[str]) -> bool:
+    for subject in subjects or []:
+        if subject.get("kind") == "User" and subject.get("name") == user:
+            return True
+        if subject.get("kind") == "Group" and subject.get("name") in groups:
+            return True
+    return False
+
+
+def rbac_allows(*, user: str, groups: Iterable[str], verb: str, resource: str, group: str, namespace: str, name: str,
+                bindings: Iterable[Obj], role_rules: Callable[[Obj, str], list[Obj]]) -> bool:
+    """Whether any binding (ClusterRoleBindings and the namespace's RoleBindings) grants the request.
+
+    ``role_rules(roleRef, binding_namespace)`` returns the rules of the role a binding refers to.
+    """
+    member_of = {*groups, "system:authenticated"}
+    for binding in bindings:
+        binding_namespace = (binding.get("metadata") or {}).get("namespace", "")
+        if binding_namespace and binding_namespace != namespace:
+            continue
+        if not _names_subject(binding.get("subjects"), user, member_of):
+            continue
+        if any(_rule_allows(rule, verb, resource, group, name) for rule in role_rules(binding.get("roleRef") or {}, binding_namespace)):
+            return True
+    return False
+
+
+def _containers(spec: Obj) -> list[Obj]:
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or []), *(spec.get("ephemeralContainers") or [])]
+
+
+def _baseline(spec: Obj) -> list[str]:
+    found = []
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(field):
+            found.append(f"host namespaces ({field}=true)")
+    for volume in spec.get("volumes") or []:
+        if "hostPath" in volume:
+            found.append(f'hostPath volumes (volume "{volume.get("name", "")}")')
+    for container in _containers(spec):
+        cname = container.get("name", "")
+        context = container.get("securityContext") or {}
+        if context.get("privileged"):
+            found.append(f'privileged (container "{cname}" must not set securityContext.privileged=true)')
+        added = [c for c in ((context.get("capabilities") or {}).get("add") or []) if c not in BASELINE_CAPABILITIES]
+        if added:
+            shown = ", ".join(f'"{c}"' for c in added)
+            found.append(f'non-default capabilities (container "{cname}" must not include {shown} in securityContext.capabilities.add)')
+        ports = [p.get("hostPort") for p in container.get("ports") or [] if p.get("hostPort")]
+        if ports:
+            found.append(f'hostPort (container "{cname}" uses hostPort {", ".join(str(p) for p in ports)})')
+    return found
+
+
+def _restricted(spec: Obj) -> list[str]:
+    found = []
+    pod_context = spec.get("securityContext") or {}
+    for container in _containers(spec):
+        cname = container.get("name", "")
+        context = container.get("securityContext") or {}
+        if context.get("allowPrivilegeEscalation") is not False:
+            found.append(f'allowPrivilegeEscalation != false (container "{cname}" must set '
+                         "securityContext.allowPrivilegeEscalation=false)")
+        if "ALL" not in ((context.get("capabilities") or {}).get("drop") or []):
+            found.append(f'unrestricted capabilities (container "{cname}" must set securityContext.capabilities.drop=["ALL"])')
+        if not context.get("runAsNonRoot", pod_context.get("runAsNonRoot")):
+            found.append(f'runAsNonRoot != true (pod or container "{cname}" must set securityContext.runAsNonRoot=true)')
+        seccomp = (context.get("seccompProfile") or pod_context.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(f'seccompProfile (pod or container "{cname}" must set securityContext.seccompProfile.type to '
+                         '"RuntimeDefault" or "Localhost")')
+    return found
+
+
+def pod_security_violations(namespace: Obj | None, pod: Obj) -> tuple[str, list[str]]:
+    """(the enforced level, what the pod breaks of it); nothing for ``privileged`` or no label."""
+    level = (((namespace or {}).get("metadata") or {}).get("labels") or {}).get(ENFORCE_LABEL, "privileged")
+    spec = pod.get("spec") or {}
+    if level == "baseline":
+        return level, _baseline(spec)
+    if level == "restricted":
+        return level, _baseline(spec) + _restricted(spec)
+    return level, []
