@@ -144,7 +144,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "axes.middleware.AxesMiddleware",  # last: it answers a locked-out sign-in
+    "axes.middleware.AxesMiddleware",  # it answers a locked-out sign-in
+    "pksweb.middleware.DatabaseUnavailableMiddleware",  # innermost: a database outage becomes a 503 in words
 ]
 
 # Security headers. Scripts only from our own origin: no inline script or handler anywhere

@@ -1,6 +1,10 @@
-"""Redis down: pages still load from the database, nothing a person does is lost, and
-/readyz names Redis as what fails (production shape: PostgreSQL, uvicorn; Redis pointed
-at a port where nothing listens)."""
+"""Outages in the production shape (PostgreSQL, uvicorn).
+
+Redis down (pointed at a port where nothing listens): pages still load from the
+database, nothing a person does is lost, and /readyz names Redis as what fails.
+PostgreSQL restarted: requests answer 503 in words meanwhile, and the same server
+process serves again once the database is back.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.integration.conftest import PASSWORD, Stack, free_port, make_stack
+from tests.integration.conftest import PASSWORD, PG_URL, Stack, free_port, make_stack
 
 pytestmark = pytest.mark.integration
 
@@ -41,3 +45,50 @@ def test_redis_down_pages_load_and_readyz_names_it(no_redis: Stack):
         stored = conn.execute("SELECT count(*) FROM pksweb_event WHERE message = 'posted while Redis is down'").fetchone()[0]
     assert stored == 1
     assert "posted while Redis is down" in client.get("/activity/").text
+
+
+@pytest.fixture(scope="module")
+def pg_stack(tmp_path_factory):
+    yield from make_stack(tmp_path_factory.mktemp("pg-restart"), with_worker=False)
+
+
+def _signed_in(stack: Stack) -> httpx.Client:
+    client = httpx.Client(base_url=stack.url, timeout=30)
+    client.get("/accounts/login/")
+    signed_in = client.post("/accounts/login/", data={"username": "itop", "password": PASSWORD,
+                                                      "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+                            headers={"Referer": stack.url + "/accounts/login/"})
+    assert signed_in.status_code == 302
+    return client
+
+
+def test_postgres_restart_fails_cleanly_and_recovers_without_a_process_restart(pg_stack: Stack):
+    """The stack's database goes away as in a PostgreSQL restart (every connection cut, new ones refused), then returns."""
+    database = pg_stack.env["DATABASE_URL"].rsplit("/", 1)[1]
+    client = _signed_in(pg_stack)
+    api = httpx.Client(base_url=pg_stack.url, timeout=30,
+                       headers={"Authorization": f"Token {pg_stack.manage('apitoken', 'itop').strip()}"})
+    assert client.get("/clusters/").status_code == 200 and api.get("/api/clusters/").status_code == 200
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                      (database,))
+        try:
+            page = client.get("/clusters/")
+            assert page.status_code == 503 and "cannot reach its database" in page.text, page.text[:500]
+            answer = api.get("/api/clusters/")
+            assert answer.status_code == 503 and "cannot reach its database" in answer.json()["detail"]
+            assert answer.headers["Retry-After"] == "5"
+            posted = client.post("/activity/announce/", data={"message": "during the outage"},
+                                 headers={"X-CSRFToken": client.cookies["csrftoken"], "HX-Request": "true"})
+            assert posted.status_code == 503
+            ready = httpx.get(pg_stack.url + "/readyz", timeout=30)
+            assert ready.status_code == 503 and "database" in ready.json()["failing"]
+            assert httpx.get(pg_stack.url + "/healthz", timeout=30).status_code == 200  # alive: no restart needed
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+    assert client.get("/clusters/").status_code == 200
+    assert api.get("/api/clusters/").status_code == 200
+    assert httpx.get(pg_stack.url + "/readyz", timeout=30).status_code == 200
+    with psycopg.connect(pg_stack.env["DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM pksweb_event WHERE message = 'during the outage'").fetchone()[0] == 0
