@@ -7,6 +7,7 @@ never touches anything else on the shared services.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -134,3 +135,35 @@ def make_stack(tmp: Path, *, with_worker: bool, **extra_env: str) -> Iterator[St
                 proc.kill()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+# ---- a Redis of a test's own, to kill and restart --------------------------------------
+
+
+def start_redis(port: int, tmp) -> subprocess.Popen:
+    """A Redis of this test's own (no persistence, as a restarted cache loses what it held)."""
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory):
+    if shutil.which("redis-server") is None:
+        require_service("redis-server", "install Debian's redis-server package (the Redis restart test starts one of its own)")
+    folder = tmp_path_factory.mktemp("own-redis")
+    port = free_port()
+    state = {"port": port, "proc": start_redis(port, folder), "dir": folder}
+    yield state
+    state["proc"].kill()
+    state["proc"].wait(10)
+
+
