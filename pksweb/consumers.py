@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from pksweb import policy, selectors
 from pksweb.events import FLEET_GROUP, tenant_group
@@ -182,6 +183,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
+        self.live_since = timezone.now()
         self.joined: list[str] = []
         self.sent: OrderedDict[int, None] = OrderedDict()
         self.cursor = 0

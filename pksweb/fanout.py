@@ -4,6 +4,12 @@ With a subscription per socket, one event watched by 500 pages costs 500 message
 of Redis, 500 decodes and 500 dispatches in the ASGI process. Here the process joins
 each group once, on one channel of its own, and hands every message to the sockets of
 this process that watch the group (each socket keeps its own order in its inbox).
+
+A push can be lost: Redis was down or restarting when the worker published, and the
+channel layer reconnects silently. So the fan-out also reads the database, once per
+process every ``PKSWEB_LIVE_CATCH_UP_SECONDS``: events of the last minutes that were
+not pushed to it are handed to the same sockets as if they had been (each socket checks
+the policy and skips what it sent already). Open pages catch up without reconnecting.
 """
 
 from __future__ import annotations
@@ -11,17 +17,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from pksweb import selectors
+from pksweb.events import MESSAGE_TYPE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class Member(Protocol):
+    live_since: datetime  # when the socket started listening; older events reached it by replay
+
     def deliver_local(self, message: dict[str, Any]) -> None: ...
+
+
+SEEN_MEMORY = 20000  # event ids pushed or caught up lately (more than a catch-up window holds)
+CATCH_UP_WINDOW = timedelta(minutes=5)  # how far back a lost push is still delivered to open pages
 
 
 class Fanout:
@@ -30,13 +50,17 @@ class Fanout:
         self.channel: str | None = None
         self.members: dict[str, set[Member]] = {}
         self.pump: asyncio.Task | None = None
+        self.watchdog: asyncio.Task | None = None
         self.lock = asyncio.Lock()
+        self.seen: OrderedDict[int, None] = OrderedDict()
+        self.started = timezone.now()
 
     async def join(self, group: str, member: Member) -> None:
         async with self.lock:
             if self.channel is None:
                 self.channel = await self.layer.new_channel("fanout.")
                 self.pump = asyncio.get_running_loop().create_task(self._pump())
+                self.watchdog = asyncio.get_running_loop().create_task(self._catch_up_forever())
             if group not in self.members:
                 await self.layer.group_add(group, self.channel)
                 self.members[group] = set()
@@ -62,8 +86,48 @@ class Fanout:
                 log.exception("the channel layer failed; retrying in 1 s")
                 await asyncio.sleep(1)
                 continue
+            self._saw(message.get("id"))
             for member in list(self.members.get(message.get("group", ""), ())):
                 member.deliver_local(message)
+
+    def _saw(self, event_id: Any) -> None:
+        if isinstance(event_id, int):
+            self.seen[event_id] = None
+            while len(self.seen) > SEEN_MEMORY:
+                self.seen.popitem(last=False)
+
+    async def catch_up(self) -> int:
+        """Hand the sockets every recent event of their groups that no push brought; how many deliveries."""
+        if not self.members:
+            return 0
+        grace = timedelta(seconds=settings.PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS)  # a push normally arrives well within it
+        now = timezone.now()
+        since = max(self.started, now - CATCH_UP_WINDOW)
+        recent = await database_sync_to_async(selectors.event_groups_between)(since=since, until=now - grace)
+        missed = 0
+        for event_id, created_at, groups in recent:
+            if event_id in self.seen:
+                continue
+            self._saw(event_id)
+            for group in groups:
+                for member in list(self.members.get(group, ())):
+                    if created_at >= member.live_since:  # an older one was in the page or its replay
+                        missed += 1
+                        member.deliver_local({"type": MESSAGE_TYPE, "id": event_id, "group": group})
+        if missed:
+            log.warning("%d events were not pushed to this process (was the channel layer down?); delivered from the database",
+                        missed)
+        return missed
+
+    async def _catch_up_forever(self) -> None:
+        while True:
+            await asyncio.sleep(settings.PKSWEB_LIVE_CATCH_UP_SECONDS)
+            try:
+                await self.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database may be down too; the next round tries again
+                log.exception("could not read recent events to catch open pages up")
 
 
 def loop_local(factory: Callable[[], T]) -> Callable[[], T]:

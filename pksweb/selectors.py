@@ -26,6 +26,15 @@ def event_replay(*, user: Any, after: int, tenant_id: int | None = None) -> list
     return list(events[:REPLAY_LIMIT])
 
 
+def event_groups_between(*, since: Any, until: Any) -> list[tuple[int, Any, list[str]]]:
+    """(id, created_at, channel groups) of every event created in [since, until], oldest first (for catching open pages up)."""
+    from pksweb.events import event_groups
+
+    events = Event.objects.filter(created_at__gte=since, created_at__lte=until).order_by("id")
+    fields = ("id", "created_at", "tenant_id", "subject_type", "subject_id")
+    return [(event.pk, event.created_at, event_groups(event)) for event in events.only(*fields)]
+
+
 def event_get_visible(*, user: Any, event_id: int) -> Event | None:
     """One event if ``user`` may see it, else None."""
     return event_list(user=user).filter(pk=event_id).first()

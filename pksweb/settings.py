@@ -277,6 +277,10 @@ CELERY_TIMEZONE = TIME_ZONE
 PKSWEB_HEALTH_INTERVAL = float(_env("PKSWEB_HEALTH_INTERVAL", "30"))
 # How long a cluster page's live snapshot (pods per node, namespaces, events) is shared before it is read again.
 PKSWEB_LIVE_SNAPSHOT_SECONDS = float(_env("PKSWEB_LIVE_SNAPSHOT_SECONDS", "10"))
+# Open pages catch up from the database on events whose push was lost (Redis down or restarting):
+# each web process looks every CATCH_UP seconds for events older than GRACE seconds that were not pushed to it.
+PKSWEB_LIVE_CATCH_UP_SECONDS = float(_env("PKSWEB_LIVE_CATCH_UP_SECONDS", "5"))
+PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS = float(_env("PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS", "3"))
 PKSWEB_SWEEP_WORKERS = int(_env("PKSWEB_SWEEP_WORKERS", "32"))
 PKSWEB_PROBE_TIMEOUT = (float(_env("PKSWEB_PROBE_CONNECT_TIMEOUT", "3")), float(_env("PKSWEB_PROBE_READ_TIMEOUT", "8")))
 PKSWEB_DRAIN_TIMEOUT = int(_env("PKSWEB_DRAIN_TIMEOUT", "300"))

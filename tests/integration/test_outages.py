@@ -4,15 +4,19 @@ Redis down (pointed at a port where nothing listens): pages still load from the
 database, nothing a person does is lost, and /readyz names Redis as what fails.
 PostgreSQL restarted: requests answer 503 in words meanwhile, and the same server
 process serves again once the database is back.
+Redis restarted under an open page: what was announced meanwhile reaches the page from
+the database, without reconnecting.
 """
 
 from __future__ import annotations
+
+import time
 
 import httpx
 import psycopg
 import pytest
 
-from tests.integration.conftest import PASSWORD, PG_URL, Stack, free_port, make_stack
+from tests.integration.conftest import PASSWORD, PG_URL, Stack, free_port, make_stack, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +96,37 @@ def test_postgres_restart_fails_cleanly_and_recovers_without_a_process_restart(p
     assert httpx.get(pg_stack.url + "/readyz", timeout=30).status_code == 200
     with psycopg.connect(pg_stack.env["DATABASE_URL"]) as conn:
         assert conn.execute("SELECT count(*) FROM pksweb_event WHERE message = 'during the outage'").fetchone()[0] == 0
+
+
+@pytest.fixture(scope="module")
+def restart_stack(tmp_path_factory, own_redis):
+    yield from make_stack(tmp_path_factory.mktemp("redis-returns"), with_worker=False,
+                          REDIS_URL=f"redis://127.0.0.1:{own_redis['port']}/0",
+                          PKSWEB_LIVE_CATCH_UP_SECONDS="1", PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS="1")
+
+
+def test_an_open_page_catches_up_on_what_happened_while_redis_was_down(restart_stack: Stack, own_redis):
+    """A page stays open while Redis dies and comes back empty. An announcement made meanwhile is stored (its push
+    fails); the page receives it from the database without reconnecting, and later pushes arrive as before."""
+    from websockets.sync.client import connect
+
+    client = _signed_in(restart_stack)
+    latest = client.get("/api/events/", params={"limit": 1}).json()["results"]
+    after = latest[0]["id"] if latest else 0
+    with connect(restart_stack.url.replace("http", "ws") + f"/ws/activity/?after={after}", open_timeout=10,
+                 additional_headers={"Cookie": f"sessionid={client.cookies['sessionid']}", "Origin": restart_stack.url}) as ws:
+        time.sleep(0.5)
+        own_redis["proc"].kill()
+        own_redis["proc"].wait(10)
+        posted = client.post("/activity/announce/", data={"message": "said while Redis was down"},
+                             headers={"X-CSRFToken": client.cookies["csrftoken"], "HX-Request": "true"})
+        assert posted.status_code in (200, 302), posted.text
+        time.sleep(2)
+        own_redis["proc"] = start_redis(own_redis["port"], own_redis["dir"])
+        received = ws.recv(timeout=20)
+        assert "said while Redis was down" in received, restart_stack.log_tail()
+        time.sleep(3)  # the channel layer reconnects and joins its groups again
+        client.post("/activity/announce/", data={"message": "said after Redis returned"},
+                    headers={"X-CSRFToken": client.cookies["csrftoken"], "HX-Request": "true"})
+        later = ws.recv(timeout=20)
+        assert "said after Redis returned" in later and "said while Redis was down" not in later

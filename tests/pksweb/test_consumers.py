@@ -206,3 +206,24 @@ async def test_a_role_change_that_still_allows_the_page_keeps_it_open_and_render
     event = await publish_async(kind="system.announcement", message="still here")
     assert f'data-events="{event.pk}"' in await communicator.receive_from(timeout=3)
     await communicator.disconnect()
+
+
+async def test_an_open_page_catches_up_on_an_event_whose_push_was_lost(operator, settings, monkeypatch):
+    """Redis was down when the event was published (the push is dropped): the process's fan-out finds it in the
+    database and the open page receives it once, without reconnecting. A page that opened later does not."""
+    from pksweb import events
+
+    settings.PKSWEB_LIVE_CATCH_UP_SECONDS = 0.2
+    settings.PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS = 0
+    early = await socket("/ws/activity/", operator)
+    assert (await early.connect())[0]
+    monkeypatch.setattr(events, "_push", lambda event_id, groups: None)
+    lost = await publish_async(kind="system.announcement", message="published while Redis was down")
+    late = await socket(f"/ws/activity/?after={lost.pk}", operator)  # rendered after the event: it is in the page
+    assert (await late.connect())[0]
+    html = await early.receive_from(timeout=3)
+    assert f'id="event-{lost.pk}"' in html and "published while Redis was down" in html
+    assert await early.receive_nothing(timeout=0.6)  # once, though the fan-out looks again
+    assert await late.receive_nothing(timeout=0.1)
+    await early.disconnect()
+    await late.disconnect()
