@@ -7,8 +7,8 @@ this process that watch the group (each socket keeps its own order in its inbox)
 
 A push can be lost: Redis was down or restarting when the worker published, and the
 channel layer reconnects silently. So the fan-out also reads the database, once per
-process every ``PKSWEB_LIVE_CATCH_UP_SECONDS``: events of the last minutes that were
-not pushed to it are handed to the same sockets as if they had been (each socket checks
+process every ``PKSWEB_LIVE_CATCH_UP_SECONDS``: recent events that were not pushed to
+it are handed to the same sockets as if they had been (each socket checks
 the policy and skips what it sent already). Open pages catch up without reconnecting.
 """
 
@@ -41,7 +41,7 @@ class Member(Protocol):
 
 
 SEEN_MEMORY = 20000  # event ids pushed or caught up lately (more than a catch-up window holds)
-CATCH_UP_WINDOW = timedelta(minutes=5)  # how far back a lost push is still delivered to open pages
+CATCH_UP_OVERLAP = timedelta(seconds=60)  # each look re-reads this much of the last (a transaction may commit late)
 
 
 class Fanout:
@@ -53,7 +53,7 @@ class Fanout:
         self.watchdog: asyncio.Task | None = None
         self.lock = asyncio.Lock()
         self.seen: OrderedDict[int, None] = OrderedDict()
-        self.started = timezone.now()
+        self.looked_until = timezone.now()
 
     async def join(self, group: str, member: Member) -> None:
         async with self.lock:
@@ -101,9 +101,10 @@ class Fanout:
         if not self.members:
             return 0
         grace = timedelta(seconds=settings.PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS)  # a push normally arrives well within it
-        now = timezone.now()
-        since = max(self.started, now - CATCH_UP_WINDOW)
-        recent = await database_sync_to_async(selectors.event_groups_between)(since=since, until=now - grace)
+        until = timezone.now() - grace
+        since = self.looked_until - CATCH_UP_OVERLAP
+        recent = await database_sync_to_async(selectors.event_groups_between)(since=since, until=until)
+        self.looked_until = max(self.looked_until, until)
         missed = 0
         for event_id, created_at, groups in recent:
             if event_id in self.seen:
