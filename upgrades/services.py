@@ -429,6 +429,22 @@ def _halt(rollout: Rollout, step: RolloutStep | None, reason: str) -> None:
         _rollout_event(locked, "rollout.halted", f"Rollout of {locked.plan.name} halted: {reason}", step=step.pk if step else None)
 
 
+def _unapproved(rollout: Rollout) -> str:
+    """Why the engine must not run ``rollout`` ('' when its revision has the plan's quorum of approvals).
+
+    ``plan_start`` checks this too; the engine checks again so that no other path (a task
+    message sent by hand, a row written directly) moves a node for a plan nobody approved.
+    """
+    plan = rollout.plan
+    approvals = plan.approvals.filter(revision=rollout.revision, voided=False, decision=Decision.APPROVE)
+    if plan.author_id is not None:
+        approvals = approvals.exclude(approver_id=plan.author_id)
+    if rollout.revision != plan.revision or approvals.count() < plan.quorum:
+        return (f"Revision {rollout.revision[:8] or '(none)'} of {plan.name} does not have {plan.quorum} approval(s) from "
+                "approvers other than its author; pksweb runs only approved plans. Submit the plan and have it approved.")
+    return ""
+
+
 def _startable(plan: UpgradePlan, wave_steps: list[RolloutStep]) -> list[RolloutStep]:
     """The wave's nodes that may start now: per cluster, control plane one at a time first, then
     workers while fewer than ``max_unavailable`` of its nodes are in flight."""
@@ -463,6 +479,12 @@ def rollout_dispatch(*, rollout_id: int) -> Dispatch:
             return Dispatch()
         plan = rollout.plan
         now = timezone.now()
+        refusal = _unapproved(rollout)
+        if refusal:
+            Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.HALTED, reason=refusal, finished_at=now)
+            rollout.state = RolloutState.HALTED
+            _rollout_event(rollout, "rollout.halted", f"Rollout of {plan.name} halted: {refusal}")
+            return Dispatch()
         Rollout.objects.filter(pk=rollout.pk).update(last_tick_at=now)
         steps = list(RolloutStep.objects.filter(rollout=rollout).select_related("cluster", "rollout__plan").order_by("order"))
         remaining = [s for s in steps if s.phase != StepPhase.DONE]
@@ -559,6 +581,10 @@ def _step_once(step_id: int, chain: int | None) -> StepTick:
                                step=step.pk, node=step.node, phase=step.phase)
             return StepTick()
         if rollout.state != RolloutState.RUNNING:
+            return StepTick()
+        refusal = _unapproved(rollout)
+        if refusal:
+            _halt(rollout, step, refusal)
             return StepTick()
         RolloutStep.objects.filter(pk=step.pk).update(last_tick_at=timezone.now())
         return _advance_step(rollout, step)

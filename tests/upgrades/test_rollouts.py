@@ -219,3 +219,34 @@ def test_preflight_refuses_more_unavailable_nodes_than_pods_can_survive(fleet, o
                                     max_unavailable=2)
     messages = [f["message"] for f in plan.preflight["failures"] if f["check"] == "capacity"]
     assert messages and "with 2 nodes drained at once (only 1 other node can take it): lower max_unavailable" in messages[0]
+
+
+@pytest.mark.parametrize("how", ["never approved", "approved by its author only", "approved at an older revision"])
+def test_no_task_call_runs_an_unapproved_plan(fleet, operator, approver, how, django_capture_on_commit_callbacks):
+    """A rollout row written by hand (a forged task message, a direct database write) for a plan without a valid
+    approval: calling the tasks directly moves no node; the rollout halts and says why."""
+    from upgrades import tasks
+    from upgrades.models import Approval, Rollout
+
+    clusters, sims = fleet
+    with django_capture_on_commit_callbacks(execute=False):
+        plan = services.plan_create(author=operator, name="forged",
+                                    target_version="1.31.2", waves=[[clusters[0].pk]], drain_timeout_seconds=30,
+                                    node_ready_timeout_seconds=30)
+    if how == "approved by its author only":
+        Approval.objects.create(plan=plan, approver=operator, approver_name=operator.username, revision=plan.revision,
+                                decision="approve")
+    if how == "approved at an older revision":
+        Approval.objects.create(plan=plan, approver=approver, approver_name=approver.username, revision="0" * 64,
+                                decision="approve")
+    rollout = Rollout.objects.create(plan=plan, revision=plan.revision, started_by=operator)
+    steps = RolloutStep.objects.bulk_create([
+        RolloutStep(rollout=rollout, order=i, wave=s["wave"], cluster_id=s["cluster_id"], node=s["node"],
+                    control_plane=s["control_plane"], phase="cordon") for i, s in enumerate(plan.flight_plan)])
+    with django_capture_on_commit_callbacks(execute=False):
+        tasks.step_tick(steps[0].pk, 0)  # a chain message for a node, sent by hand
+        tasks.rollout_tick(rollout.pk)
+    rollout.refresh_from_db()
+    assert rollout.state == "halted" and "pksweb runs only approved plans" in rollout.reason
+    for node in sims[0].items("nodes"):
+        assert not node["spec"].get("unschedulable") and node["status"]["nodeInfo"]["kubeletVersion"] == "v1.30.4"
