@@ -24,7 +24,7 @@ def session_cookie(user) -> bytes:
 
 
 async def socket(path: str, user=None, origin=ORIGIN) -> WebsocketCommunicator:
-    headers = [origin, (b"host", b"localhost")]
+    headers = [origin, (b"host", b"localhost")] if origin is not None else [(b"host", b"localhost")]
     if user is not None:
         headers.append((b"cookie", await database_sync_to_async(session_cookie)(user)))
     return WebsocketCommunicator(application, path, headers=headers)
@@ -42,6 +42,11 @@ async def test_anonymous_is_refused():
 async def test_foreign_origin_is_refused(operator):
     communicator = await socket("/ws/activity/", operator, origin=(b"origin", b"http://evil.example"))
     connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_missing_origin_is_refused(operator):
+    connected, _ = await (await socket("/ws/activity/", operator, origin=None)).connect()
     assert not connected
 
 

@@ -44,3 +44,18 @@ def test_unknown_mode_is_refused():
     result = manage_check({"PKSWEB_MODE": "staging"})
     assert result.returncode != 0
     assert "PKSWEB_MODE='staging' is not a mode pksweb knows" in result.stderr
+
+
+def production_setting(env: dict[str, str], expression: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in COMPLETE and k != "PKSWEB_SECURE_COOKIES"}
+    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", f"from django.conf import settings; print({expression})"],
+                            cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_production_cookies_are_secure_and_hsts_is_sent_behind_tls():
+    flags = "settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, settings.SESSION_COOKIE_HTTPONLY, settings.SECURE_HSTS_SECONDS"
+    assert production_setting(COMPLETE, flags) == "True True True 31536000"
+    # Served over plain HTTP on purpose (a trusted network, a test): no Secure flag, and no HSTS a browser would keep.
+    assert production_setting({**COMPLETE, "PKSWEB_SECURE_COOKIES": "0"}, flags) == "False False True 0"
