@@ -33,12 +33,7 @@ def test_redis_down_pages_load_and_readyz_names_it(no_redis: Stack):
     assert checks["database"] == "ok" and "Redis" in checks["channel_layer"] and "broker" in checks["broker"].lower()
     assert ready.json()["failing"] == ["channel_layer", "broker"]
 
-    client = httpx.Client(base_url=no_redis.url, timeout=30)
-    client.get("/accounts/login/")
-    signed_in = client.post("/accounts/login/", data={"username": "itop", "password": PASSWORD,
-                                                      "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-                            headers={"Referer": no_redis.url + "/accounts/login/"})
-    assert signed_in.status_code == 302
+    client = _signed_in(no_redis)
     for path in ("/clusters/", "/activity/", "/tenants/", "/upgrades/"):
         assert client.get(path).status_code == 200, path
     # An announcement is stored although no page can be told now; a page that connects later replays it.
