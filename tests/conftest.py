@@ -124,12 +124,23 @@ def kube(sandbox, sandbox_cluster):
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy (simulated kubelets act on timers)."""
+    """Poll until ``predicate()`` is truthy (simulated kubelets act on timers).
+
+    The test database is SQLite's shared-cache memory database, whose table locks do not
+    wait: a read while a worker thread writes the same table fails at once. Polling reads again.
+    """
     import time
+
+    from django.db import OperationalError
 
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except OperationalError as exc:
+            if "is locked" not in str(exc):
+                raise
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:

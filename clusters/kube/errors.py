@@ -47,7 +47,7 @@ def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
         return exc
     if isinstance(exc, ApiException):
         body = _status_body(exc)
-        message = body.get("message") or exc.reason or ""
+        message = (body.get("message") or exc.reason or "").rstrip(".")
         status = exc.status
         if status == 401:
             return KubeError("unauthorized", f"The API server refused the credential (401 Unauthorized) while trying to {action}: "

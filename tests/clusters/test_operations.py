@@ -97,6 +97,29 @@ def test_unreachable_cluster_fails_the_operation_in_words(registered, sandbox_cl
     assert done.state == "failed" and "dropped the connection without answering while trying to cordon node" in done.report
 
 
+def test_a_drain_waits_out_throttling(registered, sandbox_cluster, operator):
+    """The cluster answers its next two requests 429 (Retry-After: 1): the drain waits as told and finishes."""
+    node = f"{sandbox_cluster.name}-w-2"
+    operation = start(registered, node, "drain", operator)
+    sandbox_cluster.faults.update({"fail_next": 2, "fail_status": 429, "retry_after": 1})
+    done = node_operation_execute(operation_id=operation.pk)
+    assert done.state == OperationState.SUCCEEDED, done.report
+    assert sandbox_cluster.faults.fail_next == 0 and sandbox_cluster.get("nodes", "", node)["spec"]["unschedulable"]
+
+
+def test_a_cluster_failing_every_write_fails_the_operation_saying_so(registered, sandbox_cluster, operator, client):
+    """A cordon is an idempotent write: retried on 500s, then reported with how often pksweb tried; the page shows it."""
+    node = f"{sandbox_cluster.name}-w-1"
+    operation = start(registered, node, "cordon", operator)
+    sandbox_cluster.faults.update({"error_rate": 1.0})
+    done = node_operation_execute(operation_id=operation.pk)
+    assert done.state == "failed"
+    assert "The API server failed (50" in done.report and "pksweb tried 3 times" in done.report
+    client.force_login(operator)
+    page = client.get(f"/clusters/{registered.pk}/").content.decode()
+    assert "pksweb tried 3 times" in page
+
+
 @pytest.mark.parametrize("role", ["viewer", "approver", "tenant-admin"])
 def test_only_operators_operate(users, registered, sandbox_cluster, role):
     with pytest.raises(PermissionDenied):
