@@ -6,6 +6,7 @@ Computed from the cluster's actual objects (never from pksweb's intent).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from clusters.kube import KubeError
 from tenants import bundle
@@ -31,6 +32,37 @@ def _default_deny(policies: list[dict]) -> bool:
     return False
 
 
+GUARD_RAILS = {("", "resourcequotas"), ("", "limitranges"), ("", "namespaces"), ("networking.k8s.io", "networkpolicies"),
+               ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings")}
+WRITES = {"create", "update", "patch", "delete", "deletecollection", "*"}
+ENFORCED_LEVELS = ("baseline", "restricted")
+
+
+def _guard_rail_writes(rules: list[dict]) -> list[str]:
+    """What ``rules`` let a subject change among the objects that keep a tenant in its place."""
+    found = []
+    for rule in rules:
+        verbs = WRITES & set(rule.get("verbs") or [])
+        if not verbs:
+            continue
+        for group in rule.get("apiGroups") or []:
+            for resource in rule.get("resources") or []:
+                hit = sorted(r for g, r in GUARD_RAILS if group in (g, "*") and resource in (r, "*"))
+                found += [f"{r} ({', '.join(sorted(verbs))})" for r in hit]
+    return sorted(set(found))
+
+
+def _tenant_admin_writes(ops: Any, tenant: Tenant, namespace: str) -> list[str]:
+    found = []
+    for binding in ops.list("RoleBinding", namespace):
+        if not any(s.get("kind") == "Group" and s.get("name") == tenant.group for s in binding.get("subjects") or []):
+            continue
+        ref = binding.get("roleRef") or {}
+        role = ops.get(ref.get("kind", ""), ref.get("name", ""), "" if ref.get("kind") == "ClusterRole" else namespace)
+        found += _guard_rail_writes((role or {}).get("rules") or [])
+    return sorted(set(found))
+
+
 def tenant_scorecard(tenant: Tenant) -> list[Check]:
     """Every check for every cluster the tenant has namespaces or nodes on."""
     from clusters.services import gateway_for
@@ -50,6 +82,13 @@ def tenant_scorecard(tenant: Tenant) -> list[Check]:
                 quotas = ops.list("ResourceQuota", ns.name)
                 checks.append(Check(cluster.name, ns.name, "ResourceQuota present", bool(quotas),
                                     ", ".join(q["metadata"]["name"] for q in quotas) or "no quota: the namespace can use the whole cluster"))
+                actual = ops.get("Namespace", ns.name) or {}
+                level = ((actual.get("metadata") or {}).get("labels") or {}).get("pod-security.kubernetes.io/enforce", "")
+                checks.append(Check(cluster.name, ns.name, "Pod Security enforced (baseline or restricted)", level in ENFORCED_LEVELS,
+                                    level or "no enforce label: privileged pods are admitted"))
+                writes = _tenant_admin_writes(ops, tenant, ns.name)
+                checks.append(Check(cluster.name, ns.name, "tenant admins cannot change quotas, policies or Pod Security",
+                                    not writes, ", ".join(writes)))
             wide = [b["metadata"]["name"] for b in gateway.cluster_role_bindings()
                     if any(s.get("kind") == "Group" and s.get("name") == tenant.group for s in b.get("subjects") or [])]
             checks.append(Check(cluster.name, "cluster", f"no ClusterRoleBinding grants {tenant.group} cluster-wide rights",

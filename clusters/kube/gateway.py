@@ -484,6 +484,7 @@ OBJECT_APIS: dict[str, tuple[str, str, bool]] = {
     "NetworkPolicy": ("NetworkingV1Api", "namespaced_network_policy", True),
     "RoleBinding": ("RbacAuthorizationV1Api", "namespaced_role_binding", True),
     "ClusterRole": ("RbacAuthorizationV1Api", "cluster_role", False),
+    "Role": ("RbacAuthorizationV1Api", "namespaced_role", True),
 }
 
 

@@ -91,6 +91,16 @@ def test_scorecard_and_segmentation(operator_api, viewer_api, acme, globex, regi
     sandbox_cluster.delete("networkpolicies", "payments", "pksweb-default-deny")
     failing = [c for c in operator_api.get(f"/api/tenants/{acme.pk}/scorecard/").json() if not c["ok"]]
     assert [(c["subject"], c["check"]) for c in failing] == [("payments", "default-deny NetworkPolicy present")]
+    # Bound to Kubernetes' own "admin" role instead, the tenant could rewrite its network policies.
+    binding = sandbox_cluster.get("rolebindings", "ledger", "pksweb-tenant-admins")
+    sandbox_cluster.delete("rolebindings", "ledger", "pksweb-tenant-admins")
+    sandbox_cluster.create("clusterroles", {"metadata": {"name": "admin"}, "rules": [
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "delete", "patch", "update"]}]})
+    sandbox_cluster.create("rolebindings", {**binding, "metadata": {"name": "pksweb-tenant-admins", "namespace": "ledger"},
+                                            "roleRef": {**binding["roleRef"], "name": "admin"}})
+    failing = [c for c in operator_api.get(f"/api/tenants/{acme.pk}/scorecard/").json() if not c["ok"]]
+    assert ("ledger", "tenant admins cannot change quotas, policies or Pod Security",
+            "networkpolicies (create, delete, patch, update)") in [(c["subject"], c["check"], c["detail"]) for c in failing]
     globex_checks = operator_api.get(f"/api/tenants/{globex.pk}/scorecard/").json()
     assert any(c["check"] == "dedicated node labelled and tainted" and c["ok"] for c in globex_checks)
 
