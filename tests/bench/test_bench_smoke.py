@@ -90,3 +90,12 @@ def test_cluster_page_smoke(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "cluster_page.json").read_text())
     assert data["nodes"] == 4 and data["pods"] > 0 and len(data["page_ms"]) == 3 and len(data["live_ms"]) == 3
+
+
+def test_soak_smoke(tmp_path):
+    services_or_skip()
+    result = run_bench("soak.py", "--clusters", "2", "--nodes", "3", "--kill-every", "2", "--redis-restarts", "1", out=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    data = json.loads((tmp_path / "soak.json").read_text())
+    assert data["states"] == ["succeeded", "succeeded"] and data["replaced_once"] == data["nodes"] == 6
+    assert data["redis_restarts"] == 1 and data["kills"] >= 1 and data["cordoned"] == []
