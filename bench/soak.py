@@ -4,10 +4,12 @@ The longer variant of ``tests/integration/test_rollout_crash.py``. Production sh
 PostgreSQL, a Redis of its own (so it can be killed), a `celery worker` with embedded
 beat (whose poke restarts chains that went quiet), sandbox clusters in a process of
 their own with pods to evict. One plan per cluster, all started together; the worker
-is killed every ``--kill-every`` seconds and Redis is killed and restarted empty
+is killed every ``--kill-every`` seconds (once it has moved a node on since the last
+kill) and Redis is killed and restarted empty
 ``--redis-restarts`` times, spread over the run. At the end, read from the clusters
 themselves: every node runs the target, was replaced exactly once, and none is left
-cordoned.
+cordoned. Drains may take 10 s: a worker killed mid-drain holds that node's lease for
+the drain timeout (plus PKSWEB_ROLLOUT_LEASE_SECONDS) before another worker takes it on.
 
     python bench/soak.py --clusters 10 --nodes 5 --kill-every 4 --redis-restarts 2
 """
@@ -89,6 +91,7 @@ def main() -> None:
             from clusters.models import Cluster
             from clusters.services import cluster_probe, cluster_register
             from pksweb.choices import Role
+            from pksweb.models import Event
             from pksweb.services import user_create
             from upgrades import services
             from upgrades.models import Rollout, RolloutStep
@@ -103,7 +106,7 @@ def main() -> None:
                 Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
                 cluster = cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
                 plan = services.plan_create(author=operator, name=f"soak {cluster.name}", target_version=TARGET,
-                                            waves=[[cluster.pk]], drain_timeout_seconds=60, node_ready_timeout_seconds=120)
+                                            waves=[[cluster.pk]], drain_timeout_seconds=10, node_ready_timeout_seconds=120)
                 plan = services.plan_submit(plan=plan, by=operator)
                 plans.append(services.plan_decide(plan=plan, approver=approver, revision=plan.revision, decision="approve"))
 
@@ -114,12 +117,15 @@ def main() -> None:
             began = time.perf_counter()
             ids = [services.plan_start(plan=plan, by=operator).pk for plan in plans]
             total = RolloutStep.objects.filter(rollout_id__in=ids).count()
-            kills, restarts, interrupted = 0, 0, set()
+            kills, restarts, interrupted, progress_at_kill = 0, 0, set(), 0
             next_kill = time.perf_counter() + args.kill_every
             restart_at = [total * (i + 1) / (args.redis_restarts + 1) for i in range(args.redis_restarts)]
             while Rollout.objects.filter(pk__in=ids, state="running").exists():
                 if time.perf_counter() - began > args.deadline:
-                    raise SystemExit(f"the rollouts did not finish in {args.deadline:.0f} s; logs in {stack.out}")
+                    late = list(RolloutStep.objects.filter(rollout_id__in=ids).exclude(phase="done")
+                                .values_list("node", "phase", "chain", "last_tick_at"))
+                    raise SystemExit(f"the rollouts did not finish in {args.deadline:.0f} s ({kills} kills, {restarts} Redis "
+                                     f"restarts); unfinished: {late}; logs in {stack.out}")
                 done = RolloutStep.objects.filter(rollout_id__in=ids, phase="done").count()
                 if restart_at and done >= restart_at[0]:
                     restart_at.pop(0)
@@ -128,7 +134,9 @@ def main() -> None:
                     time.sleep(3)
                     redis = start_redis(redis_port, stack.out)
                     restarts += 1
-                if time.perf_counter() >= next_kill:
+                progress = Event.objects.filter(kind="rollout.step_changed").count()
+                if time.perf_counter() >= next_kill and progress > progress_at_kill:  # the new worker got going: kill it
+                    progress_at_kill = progress
                     interrupted |= set(RolloutStep.objects.filter(rollout_id__in=ids).exclude(phase__in=("pending", "done"))
                                        .values_list("phase", flat=True))
                     os.kill(running.pid, signal.SIGKILL)

@@ -94,7 +94,8 @@ def test_cluster_page_smoke(tmp_path):
 
 def test_soak_smoke(tmp_path):
     services_or_skip()
-    result = run_bench("soak.py", "--clusters", "2", "--nodes", "3", "--kill-every", "2", "--redis-restarts", "1", out=tmp_path)
+    result = run_bench("soak.py", "--clusters", "2", "--nodes", "3", "--kill-every", "3", "--redis-restarts", "1", "--deadline", "100",
+                       out=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     data = json.loads((tmp_path / "soak.json").read_text())
     assert data["states"] == ["succeeded", "succeeded"] and data["replaced_once"] == data["nodes"] == 6
