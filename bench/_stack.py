@@ -110,8 +110,9 @@ class Stack:
         if include:
             argv += ["--include", include]
         log = open(self.out / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        # A session of its own: killing its group takes the embedded beat process with it.
         proc = subprocess.Popen(argv, cwd=ROOT, env={**self.env, "PYTHONPATH": str(ROOT / "bench"), **env}, stdout=log,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
 

@@ -139,7 +139,7 @@ def main() -> None:
                     progress_at_kill = progress
                     interrupted |= set(RolloutStep.objects.filter(rollout_id__in=ids).exclude(phase__in=("pending", "done"))
                                        .values_list("phase", flat=True))
-                    os.kill(running.pid, signal.SIGKILL)
+                    os.killpg(running.pid, signal.SIGKILL)  # the worker and its embedded beat
                     running.wait(10)
                     kills += 1
                     running = worker()
