@@ -1,7 +1,8 @@
 # pksweb: `make run` starts the dashboard, `make test` runs the whole suite.
 # Everything installs into .venv from pyproject.toml; nothing else is needed for
 # `make run` (no database server, broker or Redis). `make test` also installs
-# Debian's chromium with apt when it is missing (browser tests).
+# Debian's chromium and redis-server with apt when they are missing (browser tests,
+# Redis-restart tests).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -10,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install install-test lint migrate seed chromium clean sandbox bench
+.PHONY: run test install install-test lint migrate seed chromium redis-server clean sandbox bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "pksweb needs Python 3.11; set PYTHON=/path/to/python3.11")'
@@ -44,7 +45,14 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install-test chromium
+# The Redis-restart tests start and kill a redis-server of their own.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "Installing Debian's redis-server for the Redis-restart tests (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+test: install-test chromium redis-server
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
