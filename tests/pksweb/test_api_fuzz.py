@@ -3,8 +3,7 @@
 For each generated request, as an operator (the role that may do the most): no 5xx;
 every 4xx answers JSON with a message a person can read; and a refused request leaves
 every table exactly as it was. Half of the examples aim at objects that exist (a
-registered sandbox cluster, a tenant with a namespace, a plan), so validation past the
-404 is reached too.
+registered sandbox cluster, a tenant, a plan), so validation past the 404 is reached too.
 """
 
 from __future__ import annotations
