@@ -158,6 +158,35 @@ class Stack:
         self.manage("shell", "-c", f"import sys; sys.argv = [''] + {[str(p) for p in configs]!r}\n" + script)
         return time.perf_counter() - started
 
+    def approved_plans(self, configs: list[Path], **plan_fields: Any) -> tuple[Any, list[Any]]:
+        """Register each cluster (sandbox driver, probed once) and give it an approved one-cluster plan to 1.31.2.
+
+        Needs ``django()`` first; returns (the operator who may start them, the plans).
+        """
+        from django.db import transaction
+
+        from clusters.kube import parse_kubeconfig
+        from clusters.models import Cluster
+        from clusters.services import cluster_probe, cluster_register
+        from pksweb.choices import Role
+        from pksweb.services import user_create
+        from upgrades import services
+
+        operator = user_create(username="bench-op", role=Role.OPERATOR, password=None)
+        approver = user_create(username="bench-boss", role=Role.APPROVER, password=None)
+        plans = []
+        for path in configs:
+            context, credential = parse_kubeconfig(path.read_text())
+            with transaction.atomic():
+                cluster = cluster_register(name=context, credential=credential, context=context, created_by=None, check=False)
+            Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
+            cluster = cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
+            plan = services.plan_create(author=operator, name=f"bench {cluster.name}", target_version="1.31.2",
+                                        waves=[[cluster.pk]], **plan_fields)
+            plan = services.plan_submit(plan=plan, by=operator)
+            plans.append(services.plan_decide(plan=plan, approver=approver, revision=plan.revision, decision="approve"))
+        return operator, plans
+
     def login(self, username: str, password: str) -> Any:
         """An httpx client signed in to the web process."""
         import httpx

@@ -91,31 +91,11 @@ def main() -> None:
                 fault(path, {"blackhole": True} if i % 2 == 0 else {"unreachable": True})
         worker = stack.worker(pool="threads", concurrency=args.concurrency, beat=sweeping)
         stack.django()
-        from django.db import transaction
-
-        from clusters.kube import parse_kubeconfig
         from clusters.models import Cluster
-        from clusters.services import cluster_probe, cluster_register
-        from pksweb.choices import Role
-        from pksweb.services import user_create
         from upgrades import services
         from upgrades.models import Rollout, RolloutStep
 
-        operator = user_create(username="bench-op", role=Role.OPERATOR, password=None)
-        approver = user_create(username="bench-boss", role=Role.APPROVER, password=None)
-        clusters = []
-        for path in upgrading:
-            context, credential = parse_kubeconfig(path.read_text())
-            with transaction.atomic():
-                cluster = cluster_register(name=context, credential=credential, context=context, created_by=None, check=False)
-            Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
-            clusters.append(cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk)))
-        plans = []
-        for cluster in clusters:
-            plan = services.plan_create(author=operator, name=f"bench {cluster.name}", target_version="1.31.2",
-                                        waves=[[cluster.pk]], drain_timeout_seconds=30, health_gate=True)
-            plan = services.plan_submit(plan=plan, by=operator)
-            plans.append(services.plan_decide(plan=plan, approver=approver, revision=plan.revision, decision="approve"))
+        operator, plans = stack.approved_plans(upgrading, drain_timeout_seconds=30, health_gate=True)
         sweeps = SweepWatch()
         if sweeping:  # start the rollouts once the first probes and sweep (of a never-probed fleet) are over
             while not sweeps.done or Cluster.objects.filter(last_probe_at=None).exists():

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import figure, print_figures, write  # noqa: E402
 from _stack import Stack, free_port  # noqa: E402
 
-TARGET = "1.31.2"
+TARGET = "1.31.2"  # what Stack.approved_plans upgrades to
 
 
 def start_redis(port: int, folder: Path) -> subprocess.Popen:
@@ -85,30 +85,11 @@ def main() -> None:
             stack.sandbox_ready()
             configs = sorted(folder.glob("*.kubeconfig"))
             stack.django()
-            from django.db import transaction
-
-            from clusters.kube import parse_kubeconfig
-            from clusters.models import Cluster
-            from clusters.services import cluster_probe, cluster_register
-            from pksweb.choices import Role
             from pksweb.models import Event
-            from pksweb.services import user_create
             from upgrades import services
             from upgrades.models import Rollout, RolloutStep
 
-            operator = user_create(username="soak-op", role=Role.OPERATOR, password=None)
-            approver = user_create(username="soak-boss", role=Role.APPROVER, password=None)
-            plans = []
-            for path in configs:
-                context, credential = parse_kubeconfig(path.read_text())
-                with transaction.atomic():
-                    cluster = cluster_register(name=context, credential=credential, context=context, created_by=None, check=False)
-                Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
-                cluster = cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
-                plan = services.plan_create(author=operator, name=f"soak {cluster.name}", target_version=TARGET,
-                                            waves=[[cluster.pk]], drain_timeout_seconds=10, node_ready_timeout_seconds=120)
-                plan = services.plan_submit(plan=plan, by=operator)
-                plans.append(services.plan_decide(plan=plan, approver=approver, revision=plan.revision, decision="approve"))
+            operator, plans = stack.approved_plans(configs, drain_timeout_seconds=10, node_ready_timeout_seconds=120)
 
             def worker() -> subprocess.Popen:
                 return stack.worker(pool="threads", concurrency=args.concurrency, beat=True, name=f"soak-{time.monotonic_ns()}")
