@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import tenacity
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from clusters.kube import client as clients
 from clusters.kube.credentials import Credential
@@ -211,14 +212,11 @@ class Gateway:
                 response.read()
             except Exception as exc:  # translated below, like every other call
                 raise translate(exc, server=self.credential.server, action=action) from exc
-            if response.status == 429:
-                seconds = response.getheader("Retry-After") if hasattr(response, "getheader") else None
-                raise KubeError("throttled", f"The API server is throttling requests (429) while trying to {action}.", 429,
-                                float(seconds) if seconds and seconds.isdigit() else None)
             text = (response.data or b"").decode(errors="replace")
-            if response.status >= 500 and "[-]" not in text:  # a failing /readyz lists its checks; this is not one
-                raise KubeError("server_error", f"The API server failed ({response.status}) while trying to {action}.",
-                                response.status)
+            # Throttled, or failed (a failing /readyz lists its checks with [-]; this is not one): the same
+            # translation, and the same retries, as any other call.
+            if response.status == 429 or (response.status >= 500 and "[-]" not in text):
+                raise translate(ApiException(http_resp=response), server=self.credential.server, action=action)
             return response.status, text
 
         return _with_retries(True, attempt)
