@@ -15,6 +15,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from pksweb.views import is_api_request
+
 log = logging.getLogger(__name__)
 
 MESSAGE = ("pksweb cannot reach its database right now. Nothing from this request was saved; "
@@ -32,7 +34,7 @@ class DatabaseUnavailableMiddleware:
         if not isinstance(exception, (OperationalError, InterfaceError)):
             return None
         log.warning("database unavailable while answering %s %s: %s", request.method, request.path, exception)
-        if request.path.startswith("/api/"):
+        if is_api_request(request):
             response: HttpResponse = JsonResponse({"detail": MESSAGE}, status=503)
         else:
             response = HttpResponse(render_to_string("database_unavailable.html", {"message": MESSAGE}), status=503)

@@ -16,20 +16,21 @@ from tenants.selectors import tenant_list
 PAGE_SIZE = 50
 
 
-def _is_api(request: HttpRequest) -> bool:
+def is_api_request(request: HttpRequest) -> bool:
+    """Answered in JSON (the API) rather than with a page."""
     return request.path.startswith("/api/")
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """API clients get JSON saying where the endpoints are; people get the page."""
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse({"detail": f"No API endpoint or object at {request.path}: the endpoints are listed at /api/docs/."},
                             status=404)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse({"detail": "pksweb failed while answering; the error is in the server log."}, status=500)
     return defaults.server_error(request)
 

@@ -202,13 +202,19 @@ def plan_decide(*, plan: UpgradePlan, approver: Any, revision: str, decision: st
             _plan_event(locked, "upgrade.plan_rejected", f"Upgrade plan {locked.name} rejected by {approver.get_username()}: {comment}",
                         approver, revision=locked.revision)
         else:
-            approvals = locked.approvals.filter(revision=locked.revision, voided=False, decision=Decision.APPROVE).count()
+            approvals = _approvals_count(locked, locked.revision)
             if approvals >= locked.quorum:
                 locked.state = PlanState.APPROVED
             _plan_event(locked, "upgrade.plan_approved", f"Upgrade plan {locked.name} approved by {approver.get_username()} "
                         f"({approvals} of {locked.quorum})", approver, revision=locked.revision)
         locked.save()
     return locked
+
+
+def _approvals_count(plan: UpgradePlan, revision: str) -> int:
+    """Standing approvals of ``revision``; the author's own never counts."""
+    approvals = plan.approvals.filter(revision=revision, voided=False, decision=Decision.APPROVE)
+    return (approvals.exclude(approver_id=plan.author_id) if plan.author_id is not None else approvals).count()
 
 
 def in_window(plan: UpgradePlan, now: datetime | None = None) -> bool:
@@ -436,10 +442,7 @@ def _unapproved(rollout: Rollout) -> str:
     message sent by hand, a row written directly) moves a node for a plan nobody approved.
     """
     plan = rollout.plan
-    approvals = plan.approvals.filter(revision=rollout.revision, voided=False, decision=Decision.APPROVE)
-    if plan.author_id is not None:
-        approvals = approvals.exclude(approver_id=plan.author_id)
-    if rollout.revision != plan.revision or approvals.count() < plan.quorum:
+    if rollout.revision != plan.revision or _approvals_count(plan, rollout.revision) < plan.quorum:
         return (f"Revision {rollout.revision[:8] or '(none)'} of {plan.name} does not have {plan.quorum} approval(s) from "
                 "approvers other than its author; pksweb runs only approved plans. Submit the plan and have it approved.")
     return ""
