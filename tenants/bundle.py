@@ -17,6 +17,8 @@ TENANT_LABEL = "pksweb.io/tenant"
 NODE_SELECTOR = "scheduler.alpha.kubernetes.io/node-selector"
 DEFAULT_TOLERATIONS = "scheduler.alpha.kubernetes.io/defaultTolerations"
 TOLERATIONS_WHITELIST = "scheduler.alpha.kubernetes.io/tolerationsWhitelist"
+POD_SECURITY_LABEL = "pod-security.kubernetes.io/enforce"
+MANAGED_KEYS = ("spec", "roleRef", "subjects", "rules")  # the body fields pksweb writes and compares (not of a Namespace)
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 RESERVED_PREFIXES = ("kube-", "openshift-", "pksweb-")
 
@@ -41,7 +43,7 @@ def _meta(name: str, namespace: str | None, tenant_name: str, **extra_labels: st
 def desired_bundle(tenant: Any, namespace: str) -> list[Obj]:
     """The objects a tenant namespace must have, in the order they are applied."""
     name = tenant.name
-    ns_meta = _meta(namespace, None, name, **{"pod-security.kubernetes.io/enforce": tenant.pod_security,
+    ns_meta = _meta(namespace, None, name, **{POD_SECURITY_LABEL: tenant.pod_security,
                                              "kubernetes.io/metadata.name": namespace})
     if tenant.isolation == Isolation.DEDICATED_NODES:
         toleration = json.dumps([tenant_toleration(name)], separators=(",", ":"))
@@ -132,7 +134,7 @@ def compared_fields(obj: Obj) -> Obj:
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     fields: Obj = {"labels": labels, "annotations": annotations}
-    for key in ("spec", "roleRef", "subjects", "rules"):
+    for key in MANAGED_KEYS:
         if key in obj and obj.get("kind") != "Namespace":
             fields[key] = obj[key]
     return fields

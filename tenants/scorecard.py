@@ -83,7 +83,7 @@ def tenant_scorecard(tenant: Tenant) -> list[Check]:
                 checks.append(Check(cluster.name, ns.name, "ResourceQuota present", bool(quotas),
                                     ", ".join(q["metadata"]["name"] for q in quotas) or "no quota: the namespace can use the whole cluster"))
                 actual = ops.get("Namespace", ns.name) or {}
-                level = ((actual.get("metadata") or {}).get("labels") or {}).get("pod-security.kubernetes.io/enforce", "")
+                level = ((actual.get("metadata") or {}).get("labels") or {}).get(bundle.POD_SECURITY_LABEL, "")
                 checks.append(Check(cluster.name, ns.name, "Pod Security enforced (baseline or restricted)", level in ENFORCED_LEVELS,
                                     level or "no enforce label: privileged pods are admitted"))
                 writes = _tenant_admin_writes(ops, tenant, ns.name)

@@ -256,7 +256,7 @@ def _apply(ops: Any, desired: dict[str, Any]) -> str | None:
     if desired["metadata"].get("annotations"):
         meta["annotations"] = {**(meta.get("annotations") or {}), **desired["metadata"]["annotations"]}
     merged["metadata"] = meta
-    for key in ("spec", "roleRef", "subjects", "rules"):
+    for key in bundle.MANAGED_KEYS:
         if key in desired and kind != "Namespace":
             merged[key] = desired[key]
     ops.replace(merged)
