@@ -484,9 +484,7 @@ def rollout_dispatch(*, rollout_id: int) -> Dispatch:
         now = timezone.now()
         refusal = _unapproved(rollout)
         if refusal:
-            Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.HALTED, reason=refusal, finished_at=now)
-            rollout.state = RolloutState.HALTED
-            _rollout_event(rollout, "rollout.halted", f"Rollout of {plan.name} halted: {refusal}")
+            _halt(rollout, None, refusal)
             return Dispatch()
         Rollout.objects.filter(pk=rollout.pk).update(last_tick_at=now)
         steps = list(RolloutStep.objects.filter(rollout=rollout).select_related("cluster", "rollout__plan").order_by("order"))

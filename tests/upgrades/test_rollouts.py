@@ -221,8 +221,9 @@ def test_preflight_refuses_more_unavailable_nodes_than_pods_can_survive(fleet, o
     assert messages and "with 2 nodes drained at once (only 1 other node can take it): lower max_unavailable" in messages[0]
 
 
+@pytest.mark.parametrize("first", ["step_tick", "rollout_tick"])
 @pytest.mark.parametrize("how", ["never approved", "approved by its author only", "approved at an older revision"])
-def test_no_task_call_runs_an_unapproved_plan(fleet, operator, approver, how, django_capture_on_commit_callbacks):
+def test_no_task_call_runs_an_unapproved_plan(fleet, operator, approver, how, first, django_capture_on_commit_callbacks):
     """A rollout row written by hand (a forged task message, a direct database write) for a plan without a valid
     approval: calling the tasks directly moves no node; the rollout halts and says why."""
     from upgrades import tasks
@@ -243,9 +244,13 @@ def test_no_task_call_runs_an_unapproved_plan(fleet, operator, approver, how, dj
     steps = RolloutStep.objects.bulk_create([
         RolloutStep(rollout=rollout, order=i, wave=s["wave"], cluster_id=s["cluster_id"], node=s["node"],
                     control_plane=s["control_plane"], phase="cordon") for i, s in enumerate(plan.flight_plan)])
+    calls = {"step_tick": lambda: tasks.step_tick(steps[0].pk, 0),  # a chain message for a node, sent by hand
+             "rollout_tick": lambda: tasks.rollout_tick(rollout.pk)}  # the dispatcher, asked by hand
     with django_capture_on_commit_callbacks(execute=False):
-        tasks.step_tick(steps[0].pk, 0)  # a chain message for a node, sent by hand
-        tasks.rollout_tick(rollout.pk)
+        calls[first]()
+        for name, call in calls.items():
+            if name != first:
+                call()
     rollout.refresh_from_db()
     assert rollout.state == "halted" and "pksweb runs only approved plans" in rollout.reason
     for node in sims[0].items("nodes"):
