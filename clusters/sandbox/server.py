@@ -15,6 +15,7 @@ Besides the Kubernetes API, each cluster has control endpoints for tests and the
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
 import threading
@@ -248,23 +249,28 @@ class Sandbox:
             return "hold"
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
+        scripted = faults.scripted(request.method, request.path) if faults.answers else None
+        if scripted is not None:
+            body = scripted["body"]
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            return api.Response(scripted["status"], data, scripted["content_type"])
         if faults.fail_next > 0:
             faults.fail_next -= 1
-            return api.error_response(self._fault_error(faults.fail_status, faults.retry_after))
+            return api.error_response(self._fault_error(faults.fail_status, faults.retry_after, faults.fail_message))
         roll = cluster.random.random()
         if roll < faults.error_rate:
-            return api.error_response(self._fault_error(500 if cluster.random.random() < 0.5 else 503, 0))
+            return api.error_response(self._fault_error(500 if cluster.random.random() < 0.5 else 503, 0, faults.fail_message))
         if roll < faults.error_rate + faults.throttle_rate:
-            return api.error_response(self._fault_error(429, faults.retry_after))
+            return api.error_response(self._fault_error(429, faults.retry_after, faults.fail_message))
         return api.handle(cluster, request)
 
     @staticmethod
-    def _fault_error(status: int, retry_after: int) -> errors.ApiError:
+    def _fault_error(status: int, retry_after: int, message: str = "") -> errors.ApiError:
         if status == 429:
-            return errors.too_many_requests("Too many requests, please try again later.", retry_after=retry_after)
+            return errors.too_many_requests(message or "Too many requests, please try again later.", retry_after=retry_after)
         if status == 503:
-            return errors.service_unavailable("the server is currently unable to handle the request")
-        return errors.internal_error("injected fault")
+            return errors.service_unavailable(message or "the server is currently unable to handle the request")
+        return errors.internal_error(message or "injected fault")
 
     def _control(self, cluster: SandboxCluster, request: api.Request) -> api.Response:
         """The sandbox's own endpoints (faults, node upgrades); admin token only."""
