@@ -17,6 +17,7 @@ from django.db import transaction
 
 from pksweb.choices import SubjectType
 from pksweb.models import Event
+from pksweb.text import bound, bound_payload
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +58,31 @@ def publish(
 
     ``kind`` carries a prefix naming its area (``system.announcement``,
     ``rollout.step_changed``). Call it from services only, inside their transaction.
+    The message, label and payload often carry words from a cluster, a command or a
+    person: they are bounded here (cut with a marker), so the state change this event
+    explains never fails because of them.
     """
+    signed_in = actor is not None and actor.is_authenticated
     event = Event(
         kind=kind,
-        message=message,
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        actor_name=actor.get_username() if actor is not None and actor.is_authenticated else "",
+        message=bound(message, _limit("message")),
+        actor=actor if signed_in else None,
+        actor_name=bound(actor.get_username(), _limit("actor_name")) if signed_in else "",
         subject_type=subject_type,
         subject_id=str(subject_id),
-        subject_label=subject_label,
+        subject_label=bound(subject_label, _limit("subject_label")),
         tenant=tenant,
-        payload=payload or {},
+        payload=bound_payload(payload or {}),
     )
     event.full_clean()
     event.save()
     groups = event_groups(event)
     transaction.on_commit(lambda: _push(event.pk, groups), robust=True)
     return event
+
+
+def _limit(field: str) -> int:
+    return int(Event._meta.get_field(field).max_length or 0)
 
 
 def _push(event_id: int, groups: list[str]) -> None:

@@ -9,6 +9,11 @@ import ssl
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from pksweb.text import bound
+
+# How much of what a server says goes into a message: enough to act on, never a page of it.
+SERVER_WORDS = 300
+
 
 class KubeError(Exception):
     """A failed cluster call. ``kind`` groups failures; ``message`` says what to do."""
@@ -41,13 +46,22 @@ def _status_body(exc: ApiException) -> dict:
         return {}
 
 
+def _details(body: dict) -> dict:
+    """A Status's details, kept only in the shape the Kubernetes API gives them (causes: objects)."""
+    details = body.get("details")
+    if not isinstance(details, dict):
+        return {}
+    causes = details.get("causes")
+    return {**details, "causes": [c for c in causes if isinstance(c, dict)] if isinstance(causes, list) else []}
+
+
 def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
     """A ``KubeError`` for any exception raised while ``action`` ran against ``server``."""
     if isinstance(exc, KubeError):
         return exc
     if isinstance(exc, ApiException):
         body = _status_body(exc)
-        message = (body.get("message") or exc.reason or "").rstrip(".")
+        message = bound(str(body.get("message") or exc.reason or "").rstrip("."), SERVER_WORDS)
         status = exc.status
         if status == 401:
             return KubeError("unauthorized", f"The API server refused the credential (401 Unauthorized) while trying to {action}: "
@@ -63,18 +77,19 @@ def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
             return KubeError("invalid", f"The API server rejected the request to {action}: {message}.", status)
         if status == 429:
             retry = (exc.headers or {}).get("Retry-After") if exc.headers else None
-            details = body.get("details") or {}
-            seconds = float(retry) if retry and str(retry).isdigit() else None
+            details = _details(body)
+            # A day at most: a hostile server's "Retry-After: 999…9" must not overflow anything.
+            seconds = min(float(str(retry)[:9]), 86400.0) if retry and str(retry).isdigit() else None
             return KubeError("throttled", f"The API server is throttling requests (429) while trying to {action}"
                                           f"{f'; it asks to retry after {int(seconds)} s' if seconds else ''}: {message}.",
                              status, seconds, details)
         if status and status >= 500:
             return KubeError("server_error", f"The API server failed ({status}) while trying to {action}: {message}.", status)
         if status == 0 or status is None:
-            return KubeError("unreachable", f"No answer from {server} while trying to {action}: {exc.reason}.")
+            return KubeError("unreachable", f"No answer from {server} while trying to {action}: {bound(exc.reason, SERVER_WORDS)}.")
         return KubeError("error", f"The API server answered {status} while trying to {action}: {message}.", status)
     reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None else exc
-    text = str(reason)
+    text = bound(str(reason), 2000)
     if isinstance(reason, urllib3.exceptions.NameResolutionError) or isinstance(reason, socket.gaierror) \
             or "Name or service not known" in text or "nodename nor servname" in text or "Failed to resolve" in text:
         host = getattr(reason, "host", None) or server
@@ -96,6 +111,7 @@ def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
         return KubeError("dropped", f"{server} dropped the connection without answering while trying to {action}.")
     if isinstance(reason, urllib3.exceptions.HTTPError):
         return KubeError("unreachable", f"Could not reach {server} while trying to {action}: {text[:200]}.")
-    if isinstance(exc, ValueError):
+    if isinstance(exc, (ValueError, TypeError, AttributeError, KeyError, IndexError)):
+        # Raised while the client read the answer into its models: the server said something malformed.
         return KubeError("bad_response", f"{server} sent an answer pksweb could not read while trying to {action}: {text[:200]}.")
     raise exc

@@ -67,5 +67,13 @@ def test_subject_group_for_clusters_and_rollouts(db):
 def test_invalid_event_is_refused_before_anything_is_stored(db):
     with pytest.raises(ValidationError) as exc:
         publish(kind="", message="x" * 501)
-    assert set(exc.value.message_dict) == {"kind", "message"}
+    assert set(exc.value.message_dict) == {"kind"}  # a kind is the code's own word: a bug, refused
     assert Event.objects.count() == 0
+
+
+def test_text_from_outside_is_bounded_never_refused(db):
+    """The words that explain a change come from clusters, commands and people: cut to fit, with a marker."""
+    event = publish(kind="system.test", message="é" * 5000, subject_label="n" * 300, payload={"detail": "x" * 10_000})
+    stored = Event.objects.get(pk=event.pk)
+    assert len(stored.message) == 500 and stored.message.endswith("more characters cut]")
+    assert len(stored.subject_label) == 200 and len(stored.payload["detail"]) <= 4000
