@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from clusters.kube import client as clients
 from clusters.kube.credentials import Credential
 from clusters.kube.errors import KubeError, translate
+from pksweb.text import bound
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = (3.05, 10.0)  # (connect, read) seconds
@@ -94,6 +95,7 @@ class ProbeResult:
     warnings: list[EventInfo] = field(default_factory=list)
     error: KubeError | None = None
     latency_ms: float = 0.0
+    identity: str = ""  # the kube-system namespace's UID, when asked for
 
 
 @dataclass
@@ -106,39 +108,57 @@ class Eviction:
 
 
 def _node_info(node: k8s.V1Node) -> NodeInfo:
-    labels = node.metadata.labels or {}
+    # Every optional part of a node may be missing (a minimal or hostile answer): read each defensively.
+    meta = node.metadata or k8s.V1ObjectMeta()
+    spec = node.spec or k8s.V1NodeSpec()
+    status = node.status or k8s.V1NodeStatus()
+    labels = {str(k): str(v) for k, v in (meta.labels or {}).items()}
     roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/") and "/" in k)
-    conditions = {c.type: c.status for c in (node.status.conditions or [])}
-    ready_condition = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
+    found = [c for c in (status.conditions or []) if c is not None]
+    conditions = {str(c.type): str(c.status) for c in found}
+    ready_condition = next((c for c in found if c.type == "Ready"), None)
     ready = None if ready_condition is None or ready_condition.status == "Unknown" else ready_condition.status == "True"
-    taints = [f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}" for t in (node.spec.taints or [])]
+    taints = [f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}" for t in (spec.taints or []) if t is not None]
     return NodeInfo(
-        name=node.metadata.name,
+        name=str(meta.name or ""),
         roles=roles,
-        kubelet_version=node.status.node_info.kubelet_version if node.status.node_info else "",
+        kubelet_version=str(status.node_info.kubelet_version or "") if status.node_info else "",
         ready=ready,
         conditions=conditions,
-        unschedulable=bool(node.spec.unschedulable),
+        unschedulable=bool(spec.unschedulable),
         taints=taints,
         labels=labels,
-        ready_message=ready_condition.message or "" if ready_condition is not None else "",
+        ready_message=str(ready_condition.message or "") if ready_condition is not None else "",
     )
 
 
 def _pod_info(pod: k8s.V1Pod) -> PodInfo:
-    owner = next((r for r in (pod.metadata.owner_references or []) if r.controller), None)
-    ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+    meta = pod.metadata or k8s.V1ObjectMeta()
+    status = pod.status or k8s.V1PodStatus()
+    owner = next((r for r in (meta.owner_references or []) if r is not None and r.controller), None)
+    ready = any(c is not None and c.type == "Ready" and c.status == "True" for c in (status.conditions or []))
     return PodInfo(
-        namespace=pod.metadata.namespace,
-        name=pod.metadata.name,
-        phase=pod.status.phase or "",
+        namespace=str(meta.namespace or ""),
+        name=str(meta.name or ""),
+        phase=str(status.phase or ""),
         ready=ready,
-        owner_kind=owner.kind if owner else "",
-        owner_name=owner.name if owner else "",
-        mirror=MIRROR_ANNOTATION in (pod.metadata.annotations or {}),
-        terminating=pod.metadata.deletion_timestamp is not None,
-        node=pod.spec.node_name or "",
+        owner_kind=str(owner.kind or "") if owner else "",
+        owner_name=str(owner.name or "") if owner else "",
+        mirror=MIRROR_ANNOTATION in (meta.annotations or {}),
+        terminating=meta.deletion_timestamp is not None,
+        node=str((pod.spec.node_name if pod.spec else "") or ""),
     )
+
+
+def _event_info(event: k8s.CoreV1Event, seen: datetime | None) -> EventInfo:
+    about = event.involved_object or k8s.V1ObjectReference()
+    meta = event.metadata or k8s.V1ObjectMeta()
+    return EventInfo(str(meta.namespace or ""), str(event.type or ""), str(event.reason or ""), str(event.message or ""),
+                     f"{str(about.kind or '').lower()}/{about.name or ''}", seen)
+
+
+def _event_seen(event: k8s.CoreV1Event) -> datetime | None:
+    return event.last_timestamp or event.event_time or (event.metadata.creation_timestamp if event.metadata else None)
 
 
 def _retryable(exc: BaseException, safe: bool) -> bool:
@@ -229,7 +249,7 @@ class Gateway:
 
     def version(self) -> str:
         info = self._call("read the server version", k8s.VersionApi(self.api).get_code)
-        return info.git_version.lstrip("v")
+        return str(info.git_version or "").lstrip("v")
 
     def readyz(self) -> tuple[bool, list[str]]:
         """Whether /readyz passes, and the names of the checks that fail."""
@@ -237,7 +257,7 @@ class Gateway:
         if status == 401:
             raise KubeError("unauthorized", "The API server refused the credential (401 Unauthorized) while trying to read "
                                             "/readyz: the token or client certificate is wrong, expired or revoked.", 401)
-        failed = [line[3:].split(" ", 1)[0] for line in text.splitlines() if line.startswith("[-]")]
+        failed = [bound(line[3:].split(" ", 1)[0], 100) for line in text.splitlines() if line.startswith("[-]")]
         if status == 403:
             return True, []  # /readyz is not readable by every credential; /version and nodes still tell
         return status == 200 and not failed, failed
@@ -267,18 +287,18 @@ class Gateway:
         cutoff = datetime.now(UTC) - since
         recent = []
         for event in events.items:
-            seen = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+            seen = _event_seen(event)
             if seen is not None and seen < cutoff:
                 continue
-            recent.append(EventInfo(event.metadata.namespace or "", event.type or "", event.reason or "", event.message or "",
-                                    f"{(event.involved_object.kind or '').lower()}/{event.involved_object.name}", seen))
+            recent.append(_event_info(event, seen))
         return recent
 
-    def probe(self) -> ProbeResult:
+    def probe(self, *, identify: bool = False) -> ProbeResult:
         """The dial tone: readyz, version, nodes, kube-system pods and recent warnings.
 
         At most one /readyz, one /version and one node list; never a cluster-wide pod list.
-        Transport failures end the probe with ``error`` set.
+        Transport failures end the probe with ``error`` set. ``identify`` also reads the
+        cluster's identity (once in a cluster's life: those registered without a check).
         """
         started = datetime.now(UTC)
         result = ProbeResult()
@@ -292,8 +312,17 @@ class Gateway:
             except KubeError as exc:
                 if exc.kind != "forbidden":
                     raise
+            if identify:
+                try:
+                    result.identity = self.identity()
+                except KubeError:
+                    pass  # the dial tone does not depend on it; the next probe asks again
         except KubeError as exc:
             result.error = exc
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+            # An answer in a shape no Kubernetes API gives: the dial tone is not there, and the reason says why.
+            result.error = KubeError("bad_response", f"{self.credential.server} sent an answer pksweb could not read "
+                                                     f"({type(exc).__name__}: {bound(str(exc), 200)}).")
         result.latency_ms = (datetime.now(UTC) - started).total_seconds() * 1000
         return result
 
@@ -302,6 +331,15 @@ class Gateway:
         version = self.version()
         self._call("list nodes", self.core.list_node, limit=1)
         return version
+
+    def identity(self) -> str:
+        """The cluster's identity: the UID of its ``kube-system`` namespace (the de-facto cluster id)."""
+        namespace = self._call("read namespace kube-system", self.core.read_namespace, "kube-system")
+        uid = str((namespace.metadata.uid if namespace.metadata else "") or "")
+        if not uid:
+            raise KubeError("bad_response", f"{self.credential.server} answered for namespace kube-system without a UID, "
+                                            "which every Kubernetes API server gives: is this a Kubernetes API?")
+        return bound(uid, 64)
 
     # ---- node operations ------------------------------------------------------
 
@@ -322,7 +360,7 @@ class Gateway:
             if exc.kind == "not_found":
                 return Eviction("gone")
             if exc.status == 429 and exc.details.get("causes"):
-                cause = next((c.get("message", "") for c in exc.details["causes"] if c.get("reason") == "DisruptionBudget"), "")
+                cause = next((str(c.get("message") or "") for c in exc.details["causes"] if c.get("reason") == "DisruptionBudget"), "")
                 match = PDB_CAUSE.search(cause)
                 return Eviction("blocked", match.group("name") if match else "", cause or exc.message)
             if exc.status == 429:
@@ -363,15 +401,12 @@ class Gateway:
                 workloads.append({"kind": kind, "name": item.metadata.name, "desired": desired or 0, "ready": ready})
         pods = []
         for pod in self._call("list pods", self.core.list_namespaced_pod, namespace).items:
-            restarts = sum(cs.restart_count or 0 for cs in (pod.status.container_statuses or []))
+            restarts = sum(cs.restart_count or 0 for cs in ((pod.status.container_statuses if pod.status else None) or []))
             info = _pod_info(pod)
             pods.append({"name": info.name, "phase": info.phase, "ready": info.ready, "restarts": restarts, "node": info.node})
         policies = [plain(p) for p in self._call("list network policies",
                                                  k8s.NetworkingV1Api(self.api).list_namespaced_network_policy, namespace).items]
-        events = [EventInfo(e.metadata.namespace or "", e.type or "", e.reason or "", e.message or "",
-                            f"{(e.involved_object.kind or '').lower()}/{e.involved_object.name}",
-                            e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
-                  for e in self._call("list events", self.core.list_namespaced_event, namespace).items][-20:]
+        events = [_event_info(e, _event_seen(e)) for e in self._call("list events", self.core.list_namespaced_event, namespace).items][-20:]
         return {"quotas": quotas, "workloads": workloads, "pods": pods, "policies": policies, "events": events}
 
     def pods_all(self) -> list[PodInfo]:
@@ -394,20 +429,35 @@ class Gateway:
         return served
 
     def count_stored(self, group_version: str, resource: str) -> int:
-        """How many objects the cluster returns for ``resource`` through ``group_version`` (0 if not served)."""
+        """How many objects the cluster returns for ``resource`` through ``group_version`` (0 if not served).
+
+        Anything but an answer or a 404 raises: a preflight that could not look must say so, not count 0.
+        """
         path = f"/api/{group_version}/{resource}" if "/" not in group_version else f"/apis/{group_version}/{resource}"
+        action = f"count {resource} in {group_version}"
         params = self.api.param_serialize(method="GET", resource_path=path, query_params=[("limit", "500")],
                                           auth_settings=["BearerToken"])
-        try:
-            response = self.api.call_api(*params, _request_timeout=self.timeout)
-            response.read()
-        except Exception as exc:  # translated like every call
-            raise translate(exc, server=self.credential.server, action=f"list {resource} in {group_version}") from exc
-        if response.status == 404:
-            return 0
-        if response.status >= 400:
-            return 0
-        return len(json.loads(response.data or b"{}").get("items", []))
+
+        def attempt() -> int:
+            try:
+                response = self.api.call_api(*params, _request_timeout=self.timeout)
+                response.read()
+            except Exception as exc:  # translated like every call
+                raise translate(exc, server=self.credential.server, action=action) from exc
+            if response.status == 404:
+                return 0
+            if response.status >= 400:
+                raise translate(ApiException(http_resp=response), server=self.credential.server, action=action)
+            try:
+                items = json.loads(response.data or b"{}").get("items")
+            except (ValueError, AttributeError) as exc:
+                raise translate(exc, server=self.credential.server, action=action) from exc
+            if not isinstance(items, list):
+                raise KubeError("bad_response", f"{self.credential.server} answered a list of {resource} without items "
+                                                f"while pksweb tried to {action}.")
+            return len(items)
+
+        return _with_retries(True, attempt)
 
     def pdbs(self) -> list[dict[str, Any]]:
         items = self._call("list PodDisruptionBudgets", k8s.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces).items
@@ -466,9 +516,7 @@ class Gateway:
 
     def recent_events(self, limit: int = 30) -> list[EventInfo]:
         events = self._call("list events", self.core.list_event_for_all_namespaces, limit=500).items
-        infos = [EventInfo(e.metadata.namespace or "", e.type or "", e.reason or "", e.message or "",
-                           f"{(e.involved_object.kind or '').lower()}/{e.involved_object.name}",
-                           e.last_timestamp or e.event_time or e.metadata.creation_timestamp) for e in events]
+        infos = [_event_info(e, _event_seen(e)) for e in events]
         infos.sort(key=lambda e: e.last_seen or datetime.min.replace(tzinfo=UTC), reverse=True)
         return infos[:limit]
 
