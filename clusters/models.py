@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -9,20 +11,31 @@ from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, Operat
 from pksweb.validators import dns_label
 
 
+class ClusterManager(models.Manager["Cluster"]):
+    """Registered clusters: archived ones (kept for the rollouts they took part in) are not the fleet."""
+
+    def get_queryset(self) -> models.QuerySet[Cluster]:
+        return super().get_queryset().filter(archived_at__isnull=True)
+
+
 class Cluster(models.Model):
     """A registered Kubernetes cluster and its latest health.
 
     The credential is stored only sealed (``clusters.crypto``); read it through
     ``clusters.services.cluster_credential``. It is never rendered or serialized.
+    A cluster's identity is ``uid``, the UID of its ``kube-system`` namespace: one cluster
+    is registered once. A removed cluster that took part in rollouts is archived instead
+    (``archived_at``; credential, nodes and namespaces gone), so the audit trail still names it;
+    ``Cluster.objects`` never shows it, ``Cluster.all_objects`` does.
     """
 
-    name = models.CharField(max_length=63, unique=True, validators=[dns_label])
+    name = models.CharField(max_length=63, validators=[dns_label])
     server = models.CharField(max_length=500)
     context = models.CharField(max_length=253, blank=True)
     credential_sealed = models.TextField(editable=False)
     status = models.CharField(max_length=12, choices=ClusterStatus.choices, default=ClusterStatus.UNKNOWN, db_index=True)
     reasons = models.JSONField(default=list, blank=True)
-    version = models.CharField(max_length=40, blank=True, db_index=True)
+    version = models.CharField(max_length=100, blank=True, db_index=True)
     nodes_ready = models.PositiveIntegerField(default=0)
     nodes_total = models.PositiveIntegerField(default=0)
     warnings = models.PositiveIntegerField(default=0)
@@ -34,12 +47,31 @@ class Cluster(models.Model):
     # How a drained node is turned into the new version (see upgrades.drivers).
     upgrade_driver = models.CharField(max_length=30, blank=True, default="")
     upgrade_command = models.JSONField(default=list, blank=True)
+    uid = models.CharField(max_length=64, blank=True, default="", help_text="UID of the kube-system namespace")
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    all_objects = models.Manager()
+    objects = ClusterManager()
 
     class Meta:
         ordering = ["name"]
+        default_manager_name = "objects"
+        base_manager_name = "all_objects"
+        constraints = [
+            models.UniqueConstraint(fields=["name"], condition=Q(archived_at__isnull=True), name="cluster_name_once"),
+            models.UniqueConstraint(fields=["uid"], condition=Q(archived_at__isnull=True) & ~Q(uid=""), name="cluster_registered_once"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def execution_inputs(self) -> dict[str, Any]:
+        """What decides how this cluster's nodes are upgraded; an upgrade plan's approval binds all of it."""
+        return {"driver": self.upgrade_driver, "command": list(self.upgrade_command or []), "server": self.server}
+
+
+EXECUTION_LABELS = {"driver": "upgrade driver", "command": "upgrade command", "server": "API server"}
 
 
 class ClusterNode(models.Model):
@@ -48,7 +80,7 @@ class ClusterNode(models.Model):
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="nodes")
     name = models.CharField(max_length=253)
     roles = models.JSONField(default=list, blank=True)
-    kubelet_version = models.CharField(max_length=40, blank=True)
+    kubelet_version = models.CharField(max_length=100, blank=True)
     ready = models.BooleanField(null=True)
     ready_message = models.CharField(max_length=500, blank=True)
     conditions = models.JSONField(default=dict, blank=True)
@@ -106,6 +138,9 @@ class NodeOperation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The claim of the worker running it, renewed while it runs; the reaper takes over an expired one.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-id"]

@@ -13,25 +13,31 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from clusters import crypto, health
 from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState
 from clusters.kube import Credential, Gateway, KubeError, ProbeResult
 from clusters.kube import client as kube_clients
-from clusters.models import Cluster, ClusterNode, HealthSpan, NodeOperation
+from clusters.models import EXECUTION_LABELS, Cluster, ClusterNode, HealthSpan, NodeOperation
 from pksweb import policy
 from pksweb.choices import SubjectType
 from pksweb.events import publish
-from pksweb.services import lease_acquire, lease_release
+from pksweb.services import LeaseLost, Renewal, lease_acquire, lease_release, lease_renew
+from pksweb.text import REPORT_LIMIT, bound, bound_list, bound_payload
 
 log = logging.getLogger(__name__)
 SWEEP_LEASE = "clusters.health_sweep"
+VERSION_LIMIT = 100  # Cluster.version, ClusterNode.kubelet_version
+REASONS_LIMIT = 20
+REASON_LIMIT = 500
 
 
 def cluster_credential(cluster: Cluster) -> Credential:
@@ -48,13 +54,29 @@ def _publish(cluster: Cluster, kind: str, message: str, actor: Any = None, **pay
             subject_label=cluster.name, payload=payload)
 
 
-def _connect(credential: Credential, field: str) -> str:
-    """Prove the credential works before anything is saved; returns the server version."""
+def _connect(credential: Credential, field: str) -> tuple[str, str]:
+    """Prove the credential works before anything is saved; returns the server version and the
+    cluster's identity (the UID of its kube-system namespace)."""
     try:
-        return Gateway(credential, key=f"check-{credential.fingerprint()[:12]}",
-                       timeout=settings.PKSWEB_PROBE_TIMEOUT).check_access()
+        gateway = Gateway(credential, key=f"check-{credential.fingerprint()[:12]}", timeout=settings.PKSWEB_PROBE_TIMEOUT)
+        return bound(gateway.check_access(), VERSION_LIMIT), gateway.identity()
     except KubeError as exc:
         raise ValidationError({field: exc.message}) from None
+
+
+def _name_free(name: str, *, but: int | None = None) -> None:
+    if Cluster.objects.filter(name=name).exclude(pk=but).exists():
+        raise ValidationError({"name": f"A cluster called {name!r} is registered already."})
+
+
+def _same_cluster(uid: str, field: str, *, but: int | None = None) -> None:
+    """Refuse a second registration of one cluster, naming the one registered already."""
+    if not uid:
+        return
+    twin = Cluster.objects.filter(uid=uid).exclude(pk=but).first()
+    if twin is not None:
+        raise ValidationError({field: f"This credential reaches cluster {twin.name}, which is registered already (kube-system "
+                                      f"namespace UID {uid}): pksweb registers each cluster once."})
 
 
 def _require(user: Any, action: str, obj: Any) -> None:
@@ -70,27 +92,32 @@ def cluster_register(*, name: str, credential: Credential, created_by: Any, cont
                      credential_field: str = "kubeconfig", check: bool = True) -> Cluster:
     """Register a cluster after proving pksweb can reach it with ``credential``.
 
-    Nothing is saved when the name is invalid or taken, or the cluster cannot be
-    reached or read; the ValidationError says why, on ``credential_field``.
-    ``check=False`` skips the connection (bulk imports of trusted fleets, benchmarks).
+    Nothing is saved when the name is invalid or taken, the cluster cannot be reached or read,
+    or it is registered already under another name (same kube-system UID); the ValidationError
+    says why, on ``credential_field``. ``check=False`` skips the connection (bulk imports of
+    trusted fleets, benchmarks); the first probe then records the cluster's identity.
     """
     _require(created_by, "create", Cluster)
     cluster = Cluster(name=(name or "").strip(), server=credential.server, context=context, created_by=created_by,
                       credential_sealed="pending")
-    cluster.full_clean(exclude=["credential_sealed"])
-    version = _connect(credential, credential_field) if check else ""
+    cluster.full_clean(exclude=["credential_sealed"], validate_constraints=False)
+    _name_free(cluster.name)
+    version, uid = _connect(credential, credential_field) if check else ("", "")
     with transaction.atomic():
+        _same_cluster(uid, credential_field)
         cluster.credential_sealed = crypto.seal(credential.as_dict())
         cluster.version = version
+        cluster.uid = uid
         cluster.status_since = timezone.now()
         try:
             with transaction.atomic():
                 cluster.save()
         except IntegrityError:
+            _same_cluster(uid, credential_field)  # registered a moment ago by someone else
             raise ValidationError({"name": f"A cluster called {cluster.name!r} is registered already."}) from None
         HealthSpan.objects.create(cluster=cluster, status=ClusterStatus.UNKNOWN, started_at=cluster.status_since)
         _publish(cluster, "cluster.registered", f"Cluster {cluster.name} registered ({credential.server})", created_by,
-                 version=version)
+                 version=version, uid=uid)
         transaction.on_commit(lambda: _enqueue_probe(cluster.pk))
     return cluster
 
@@ -104,20 +131,45 @@ def _enqueue_probe(cluster_id: int) -> None:
 DRIVERS = ("", "sandbox", "command", "system-upgrade-controller")
 
 
+ExecutionListener = Callable[[Cluster, list[str], Any], None]
+_execution_listeners: list[ExecutionListener] = []
+
+
+def on_execution_change(listener: ExecutionListener) -> ExecutionListener:
+    """Register ``listener(cluster, changed, by)``, called inside ``cluster_update``'s transaction when
+    what decides how the cluster is upgraded changes (driver, command argv, the server its credential
+    points at). The upgrades app registers here (its AppConfig) to void approvals bound to the old
+    inputs: clusters must not import upgrades, and the voiding must commit with the change."""
+    if listener not in _execution_listeners:
+        _execution_listeners.append(listener)
+    return listener
+
+
 def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None, credential: Credential | None = None,
                    context: str | None = None, credential_field: str = "kubeconfig", upgrade_driver: str | None = None,
                    upgrade_command: list[str] | None = None) -> Cluster:
-    """Rename a cluster, replace its credential (checked by connecting first), or set its upgrade driver."""
+    """Rename a cluster, replace its credential (checked by connecting first), or set its upgrade driver.
+
+    A credential must reach the same cluster (its kube-system UID); a change of driver, command or
+    server voids the approvals of plans that include the cluster (see ``on_execution_change``).
+    """
     _require(updated_by, "operate", cluster)
     changes = []
-    if credential is not None:
-        _connect(credential, credential_field)
+    uid = _connect(credential, credential_field)[1] if credential is not None else ""
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        before = locked.execution_inputs
         if name is not None and name.strip() != locked.name:
             locked.name = name.strip()
+            _name_free(locked.name, but=locked.pk)
             changes.append("name")
         if credential is not None:
+            if locked.uid and uid != locked.uid:
+                raise ValidationError({credential_field: f"This credential reaches a different cluster (kube-system namespace "
+                                                         f"UID {uid}) than {locked.name} (UID {locked.uid}): register it as a "
+                                                         "new cluster instead."})
+            _same_cluster(uid, credential_field, but=locked.pk)
+            locked.uid = uid
             locked.credential_sealed = crypto.seal(credential.as_dict())
             locked.server = credential.server
             changes.append("credential")
@@ -125,7 +177,7 @@ def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None
             locked.context = context
         if upgrade_driver is not None and upgrade_driver != locked.upgrade_driver:
             if upgrade_driver not in DRIVERS:
-                raise ValidationError({"upgrade_driver": f"{upgrade_driver!r} is not a driver: use sandbox, command or "
+                raise ValidationError({"upgrade_driver": f"{bound(upgrade_driver, 60)!r} is not a driver: use sandbox, command or "
                                                          "system-upgrade-controller (or empty for none)."})
             locked.upgrade_driver = upgrade_driver
             changes.append("upgrade driver")
@@ -135,7 +187,7 @@ def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None
                                                           '["/opt/upgrade-node.sh", "{cluster}", "{node}", "{version}"].'})
             locked.upgrade_command = upgrade_command
             changes.append("upgrade command")
-        locked.full_clean(exclude=["credential_sealed"])
+        locked.full_clean(exclude=["credential_sealed"], validate_constraints=False)
         try:
             with transaction.atomic():
                 locked.save()
@@ -144,18 +196,49 @@ def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None
         if changes:
             _publish(locked, "cluster.updated", f"Cluster {locked.name}: {' and '.join(changes)} changed", updated_by,
                      changed=changes)
+        execution = [EXECUTION_LABELS[what] for what, value in locked.execution_inputs.items() if before[what] != value]
+        if execution:
+            for listener in _execution_listeners:
+                listener(locked, execution, updated_by)
     if credential is not None:
         kube_clients.forget(f"cluster-{cluster.pk}")
     return locked
 
 
 def cluster_delete(*, cluster: Cluster, deleted_by: Any) -> None:
-    """Forget a cluster and its credential; its events stay in the audit trail."""
+    """Forget a cluster and its credential; its events stay in the audit trail.
+
+    A cluster that took part in rollouts is archived instead: its rollouts keep naming it, while its
+    credential, nodes, operations and tenant namespaces are removed from pksweb as a delete would, and
+    it leaves the fleet (its name and identity can be registered again).
+    """
     _require(deleted_by, "operate", cluster)
     with transaction.atomic():
-        _publish(cluster, "cluster.deleted", f"Cluster {cluster.name} removed from pksweb", deleted_by)
-        Cluster.objects.filter(pk=cluster.pk).delete()
+        locked = Cluster.objects.select_for_update().filter(pk=cluster.pk).first()
+        if locked is None:
+            return
+        try:
+            with transaction.atomic():
+                Cluster.all_objects.filter(pk=locked.pk).delete()
+        except ProtectedError:
+            _archive(locked)
+            _publish(locked, "cluster.archived", f"Cluster {locked.name} removed from pksweb; kept in the archive because "
+                     "rollouts name it (its credential is deleted)", deleted_by)
+        else:
+            _publish(locked, "cluster.deleted", f"Cluster {locked.name} removed from pksweb", deleted_by)
     kube_clients.forget(f"cluster-{cluster.pk}")
+
+
+def _archive(cluster: Cluster) -> None:
+    cluster.archived_at = timezone.now()
+    cluster.credential_sealed = crypto.seal({})
+    cluster.status = ClusterStatus.UNKNOWN
+    cluster.reasons = ["archived: removed from pksweb"]
+    cluster.save()
+    # What a delete would have cascaded to, but the rollouts' history.
+    for related in (cluster.nodes, cluster.operations, cluster.tenant_namespaces, cluster.node_assignments):
+        related.all().delete()
+    cluster.tenants.clear()
 
 
 def credential_keys_rotate() -> int:
@@ -174,22 +257,34 @@ def credential_keys_rotate() -> int:
 
 def cluster_probe(*, cluster: Cluster) -> Cluster:
     """Probe one cluster now and record what it showed."""
-    return cluster_health_record(cluster_id=cluster.pk, result=gateway_for(cluster).probe())
+    return cluster_health_record(cluster_id=cluster.pk, result=gateway_for(cluster).probe(identify=not cluster.uid))
 
 
 @transaction.atomic
 def cluster_health_record(*, cluster_id: int, result: ProbeResult) -> Cluster:
-    """Store a probe's verdict; publish status, version and node readiness changes."""
+    """Store a probe's verdict; publish status, version and node readiness changes.
+
+    Whatever the cluster said is bounded before it is stored, so the record never fails on it.
+    """
     cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
     status, reasons = health.assess(result)
+    if result.identity and not cluster.uid:
+        twin = Cluster.objects.filter(uid=result.identity).exclude(pk=cluster.pk).first()
+        if twin is None:
+            cluster.uid = bound(result.identity, 64)
+        else:
+            status = ClusterStatus.DEGRADED if status == ClusterStatus.HEALTHY else status
+            reasons = [f"this is the same cluster as {twin.name} (kube-system namespace UID {result.identity}): "
+                       "remove one of the two registrations", *reasons]
+    reasons = bound_list(reasons, REASONS_LIMIT, each=REASON_LIMIT)
     now = timezone.now()
     old_status, old_version = cluster.status, cluster.version
     cluster.reasons = reasons
     cluster.last_probe_at = now
-    cluster.last_probe_ms = int(result.latency_ms)
+    cluster.last_probe_ms = min(int(result.latency_ms), 2**31 - 1)
     cluster.warnings = len(result.warnings)
     if result.error is None:
-        cluster.version = result.version
+        cluster.version = bound(result.version, VERSION_LIMIT)
         cluster.nodes_total = len(result.nodes)
         cluster.nodes_ready = sum(1 for n in result.nodes if n.ready)
     changed_status = status != old_status
@@ -216,23 +311,33 @@ def cluster_health_record(*, cluster_id: int, result: ProbeResult) -> Cluster:
     return cluster
 
 
+NODE_NAME_LIMIT = 253
+
+
 def _nodes_record(cluster: Cluster, result: ProbeResult) -> list[tuple[str, bool | None]]:
-    """Bring the node snapshot up to date; returns (node, ready) for readiness changes."""
+    """Bring the node snapshot up to date; returns (node, ready) for readiness changes.
+
+    Names longer than Kubernetes allows are cut to fit; two nodes that would then share a name
+    (or a list that names one node twice) are recorded once.
+    """
     existing = {n.name: n for n in ClusterNode.objects.filter(cluster=cluster)}
     seen = set()
     changes: list[tuple[str, bool | None]] = []
     now = timezone.now()
     for info in result.nodes:
-        seen.add(info.name)
-        values = {"roles": info.roles, "kubelet_version": info.kubelet_version, "ready": info.ready,
-                  "ready_message": info.ready_message[:500], "conditions": info.conditions,
-                  "unschedulable": info.unschedulable, "taints": info.taints, "labels": info.labels}
-        node = existing.get(info.name)
+        name = bound(info.name, NODE_NAME_LIMIT)
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        values = {"roles": bound_list(info.roles, 20, each=100), "kubelet_version": bound(info.kubelet_version, VERSION_LIMIT),
+                  "ready": info.ready, "ready_message": bound(info.ready_message, 500), "conditions": info.conditions,
+                  "unschedulable": info.unschedulable, "taints": bound_list(info.taints, 50, each=500), "labels": info.labels}
+        node = existing.get(name)
         if node is None:
-            ClusterNode.objects.create(cluster=cluster, name=info.name, updated_at=now, **values)
+            ClusterNode.objects.create(cluster=cluster, name=name, updated_at=now, **values)
             continue
         if node.ready != info.ready:
-            changes.append((info.name, info.ready))
+            changes.append((name, info.ready))
         if any(getattr(node, k) != v for k, v in values.items()):
             for k, v in values.items():
                 setattr(node, k, v)
@@ -259,29 +364,38 @@ def fleet_sweep(*, workers: int | None = None, timeout: tuple[float, float] | No
                 on_result: Callable[[Cluster], None] | None = None) -> SweepReport:
     """Probe every cluster concurrently (bounded) and record each result as it arrives.
 
-    One sweep at a time across all processes (a lease); a slow cluster holds only
-    its own worker thread until its per-call timeout; one cluster's failure never
-    fails the sweep.
+    One sweep at a time across all processes (a lease, renewed while the sweep runs, so a
+    sweep longer than the lease is not joined by a second one, and a dead worker's lease
+    expires within one period); a slow cluster holds only its own worker thread until its
+    per-call timeout; one cluster's failure never fails the sweep.
     """
     holder = f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"
     interval = settings.PKSWEB_HEALTH_INTERVAL
-    if not lease_acquire(name=SWEEP_LEASE, holder=holder, seconds=max(interval * 2, 60)):
+    lease_seconds = max(interval * 2, 60)
+    if not lease_acquire(name=SWEEP_LEASE, holder=holder, seconds=lease_seconds):
         return SweepReport(skipped=True)
+    renewal = Renewal.of_lease(name=SWEEP_LEASE, holder=holder, seconds=lease_seconds, what="the health sweep")
     started = time.monotonic()
     report = SweepReport()
     try:
-        clusters = list(Cluster.objects.only("pk", "name", "credential_sealed"))
+        clusters = list(Cluster.objects.only("pk", "name", "credential_sealed", "uid"))
         timeout = timeout or settings.PKSWEB_PROBE_TIMEOUT
         gateways = {}
+        unidentified = {c.pk for c in clusters if not c.uid}
         for cluster in clusters:
             try:
                 gateways[cluster.pk] = gateway_for(cluster, timeout)
             except Exception as exc:  # a broken credential must not stop the sweep; it is reported
                 report.failures.append(f"{cluster.name}: {exc}")
         with ThreadPoolExecutor(max_workers=workers or settings.PKSWEB_SWEEP_WORKERS, thread_name_prefix="probe") as pool:
-            futures = {pool.submit(gw.probe): cluster_id for cluster_id, gw in gateways.items()}
+            futures = {pool.submit(gw.probe, identify=cluster_id in unidentified): cluster_id for cluster_id, gw in gateways.items()}
             for future in as_completed(futures):
                 cluster_id = futures[future]
+                try:
+                    renewal.keep()
+                except LeaseLost:
+                    log.warning("the health sweep's lease was taken over; this sweep stops recording")
+                    break
                 try:
                     recorded = cluster_health_record(cluster_id=cluster_id, result=future.result())
                 except Cluster.DoesNotExist:
@@ -300,7 +414,7 @@ def fleet_sweep(*, workers: int | None = None, timeout: tuple[float, float] | No
         # cluster is probed once per interval however many schedulers run.
         remaining = interval * 0.9 - (time.monotonic() - started)
         if remaining > 1:
-            lease_acquire(name=SWEEP_LEASE, holder=holder, seconds=remaining)
+            lease_renew(name=SWEEP_LEASE, holder=holder, seconds=remaining)
         else:
             lease_release(name=SWEEP_LEASE, holder=holder)
     report.seconds = time.monotonic() - started
@@ -360,7 +474,7 @@ def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by
                                            f"started by {running.requested_by_name or 'someone'}); wait for it to finish."})
         operation = NodeOperation(cluster=cluster, node=node, kind=kind, requested_by=requested_by,
                                   requested_by_name=requested_by.get_username() if requested_by else "pksweb",
-                                  timeout_seconds=timeout)
+                                  timeout_seconds=timeout, lease_expires_at=_lease_until())
         operation.full_clean()
         try:
             with transaction.atomic():
@@ -379,32 +493,59 @@ def _enqueue_operation(operation_id: int) -> None:
     node_operation_run.delay(operation_id)
 
 
+MAX_ATTEMPTS = 3
+
+
+def _lease_until() -> Any:
+    return timezone.now() + timedelta(seconds=settings.PKSWEB_OPERATION_LEASE_SECONDS)
+
+
 def _claim(operation_id: int) -> NodeOperation | None:
     with transaction.atomic():
         operation = NodeOperation.objects.select_for_update().select_related("cluster").filter(pk=operation_id).first()
         if operation is None or operation.state != OperationState.QUEUED:
             return None
         operation.state = OperationState.RUNNING
-        operation.started_at = timezone.now()
-        operation.save(update_fields=["state", "started_at"])
-        _publish(operation.cluster, "cluster.operation_started", f"{operation.kind.capitalize()} of node {operation.node} started",
+        operation.started_at = operation.started_at or timezone.now()
+        operation.attempts += 1
+        operation.lease_expires_at = _lease_until()
+        operation.save(update_fields=["state", "started_at", "attempts", "lease_expires_at"])
+        again = f" (attempt {operation.attempts} of {MAX_ATTEMPTS})" if operation.attempts > 1 else ""
+        _publish(operation.cluster, "cluster.operation_started", f"{operation.kind.capitalize()} of node {operation.node} started{again}",
                  operation=operation.pk, node=operation.node, state=operation.state)
         return operation
 
 
+def _renewal(operation: NodeOperation) -> Renewal:
+    """Keeps this worker's claim on ``operation`` alive; lost once the reaper gave it to another."""
+    attempt = operation.attempts
+
+    def renew() -> bool:
+        return bool(NodeOperation.objects.filter(pk=operation.pk, state=OperationState.RUNNING, attempts=attempt)
+                    .update(lease_expires_at=_lease_until()))
+
+    return Renewal(renew, settings.PKSWEB_OPERATION_LEASE_SECONDS, f"The {operation.kind} of {operation.node}")
+
+
 def _progress(operation: NodeOperation, message: str, **progress: Any) -> None:
-    operation.progress = {**operation.progress, **progress, "message": message}
+    operation.progress = bound_payload({**operation.progress, **progress, "message": message})
     NodeOperation.objects.filter(pk=operation.pk).update(progress=operation.progress)
     _publish(operation.cluster, "cluster.operation_progress", f"{operation.kind.capitalize()} of {operation.node}: {message}",
              operation=operation.pk, node=operation.node, state=operation.state)
 
 
-def _finish(operation: NodeOperation, state: str, report: str) -> NodeOperation:
+def _finish(operation: NodeOperation, state: str, report: str) -> NodeOperation | None:
+    """Record the outcome, unless the claim was lost (the reaper gave the work to another worker)."""
     with transaction.atomic():
+        current = NodeOperation.objects.select_for_update().filter(pk=operation.pk).values_list("state", "attempts").first()
+        if current != (OperationState.RUNNING, operation.attempts):
+            return None
         operation.state = state
-        operation.report = report
+        operation.report = bound(report, REPORT_LIMIT)
         operation.finished_at = timezone.now()
-        operation.save(update_fields=["state", "report", "finished_at", "progress"])
+        operation.lease_expires_at = None
+        operation.progress = bound_payload(operation.progress)
+        operation.save(update_fields=["state", "report", "finished_at", "progress", "lease_expires_at"])
         verb = "finished" if state == OperationState.SUCCEEDED else "failed"
         _publish(operation.cluster, "cluster.operation_finished", f"{operation.kind.capitalize()} of node {operation.node} {verb}: "
                  f"{report.splitlines()[0] if report else ''}", operation=operation.pk, node=operation.node, state=state)
@@ -412,10 +553,11 @@ def _finish(operation: NodeOperation, state: str, report: str) -> NodeOperation:
 
 
 def node_operation_execute(*, operation_id: int, sleep: Callable[[float], None] = time.sleep) -> NodeOperation | None:
-    """Run a queued operation; returns None when it was not queued (a second delivery)."""
+    """Run a queued operation; returns None when it was not queued (a second delivery) or was taken over."""
     operation = _claim(operation_id)
     if operation is None:
         return None
+    renewal = _renewal(operation)
     try:
         gateway = gateway_for(operation.cluster)
         if operation.kind == OperationKind.CORDON:
@@ -425,12 +567,65 @@ def node_operation_execute(*, operation_id: int, sleep: Callable[[float], None] 
             gateway.set_unschedulable(operation.node, False)
             state, report = OperationState.SUCCEEDED, f"Node {operation.node} uncordoned: it takes new pods again."
         else:
-            state, report = _drain(operation, gateway, sleep)
+            state, report = _drain(operation, gateway, sleep, renewal.keep)
     except KubeError as exc:
         state, report = OperationState.FAILED, exc.message
+    except LeaseLost as exc:
+        log.warning("%s; this worker stops", exc)
+        return None
     # Re-read the nodes first, so the pages the finish event updates show the cordon.
     _refresh_nodes(operation.cluster)
     return _finish(operation, state, report)
+
+
+def node_operations_reap() -> dict[str, int]:
+    """Take over or fail the operations whose worker stopped, and queue again the ones whose task was lost.
+
+    A running operation whose claim expired (its worker died: nothing renewed it for a lease period)
+    is queued again, up to MAX_ATTEMPTS, or failed saying why (a drain may leave the node cordoned).
+    A queued one nobody claimed within a lease period (its task was lost, e.g. Redis restarted empty)
+    is queued again; claiming is idempotent, so a second task for it does nothing.
+    """
+    now = timezone.now()
+    counts = {"taken_over": 0, "failed": 0, "requeued": 0}
+    lease = settings.PKSWEB_OPERATION_LEASE_SECONDS
+    for operation_id in NodeOperation.objects.filter(state=OperationState.RUNNING, lease_expires_at__lt=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            operation = (NodeOperation.objects.select_for_update().select_related("cluster")
+                         .filter(pk=operation_id, state=OperationState.RUNNING, lease_expires_at__lt=now).first())
+            if operation is None:
+                continue
+            what = f"{operation.kind.capitalize()} of node {operation.node}"
+            quiet = f"the worker running it stopped (no sign of life for {int(lease)} s)"
+            if operation.attempts < MAX_ATTEMPTS:
+                operation.state = OperationState.QUEUED
+                operation.lease_expires_at = now + timedelta(seconds=lease)
+                operation.save(update_fields=["state", "lease_expires_at"])
+                _publish(operation.cluster, "cluster.operation_taken_over", f"{what}: {quiet}; pksweb starts it again "
+                         f"(attempt {operation.attempts + 1} of {MAX_ATTEMPTS})", operation=operation.pk, node=operation.node,
+                         state=operation.state)
+                transaction.on_commit(lambda pk=operation.pk: _enqueue_operation(pk))
+                counts["taken_over"] += 1
+                continue
+            operation.state = OperationState.FAILED
+            operation.finished_at = now
+            operation.lease_expires_at = None
+            leftover = " The node may be left cordoned: check it, then uncordon or drain it again." \
+                if operation.kind != OperationKind.UNCORDON else ""
+            operation.report = bound(f"{what} failed: {quiet}, {operation.attempts} times; pksweb gave up.{leftover}\n\n"
+                                     f"{operation.report}".rstrip(), REPORT_LIMIT)
+            operation.save(update_fields=["state", "finished_at", "lease_expires_at", "report"])
+            _publish(operation.cluster, "cluster.operation_finished", f"{what} failed: {quiet}, {operation.attempts} times",
+                     operation=operation.pk, node=operation.node, state=operation.state)
+            counts["failed"] += 1
+    lost = NodeOperation.objects.filter(state=OperationState.QUEUED).exclude(lease_expires_at__gte=now)
+    for operation_id in lost.values_list("pk", flat=True):
+        # Back off: a long queue behind a busy worker is not a lost task every few seconds.
+        if NodeOperation.objects.filter(pk=operation_id, state=OperationState.QUEUED).exclude(lease_expires_at__gte=now) \
+                .update(lease_expires_at=now + timedelta(seconds=lease * 4)):
+            _enqueue_operation(operation_id)
+            counts["requeued"] += 1
+    return counts
 
 
 @dataclass
@@ -444,11 +639,16 @@ class DrainResult:
 
 
 def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Callable[..., None] | None = None,
-               sleep: Callable[[float], None] = time.sleep) -> DrainResult:
+               sleep: Callable[[float], None] = time.sleep, keep: Callable[[], None] | None = None) -> DrainResult:
     """Cordon ``node`` and evict every pod but DaemonSet and mirror pods through the Eviction API,
     retrying refusals (PodDisruptionBudgets) until ``timeout``. Idempotent: evicting a pod
-    that is already gone counts as done. Used by node operations and by upgrade rollouts."""
+    that is already gone counts as done. Used by node operations and by upgrade rollouts.
+
+    ``keep()`` is called at every turn: it renews the caller's claim on the work (and raises to
+    stop when another worker took it over), so a worker that dies mid-drain holds the node for
+    one lease period, not for the drain's timeout."""
     report_progress = on_progress or (lambda message, **state: None)
+    keep = keep or (lambda: None)
     gateway.set_unschedulable(node, True)
     pods = gateway.pods_on_node(node)
     skipped = sorted(f"{p.key} ({'mirror pod' if p.mirror else 'DaemonSet'})" for p in pods if p.mirror or p.owner_kind == "DaemonSet")
@@ -460,6 +660,7 @@ def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Call
     deadline = time.monotonic() + timeout
     while pending:
         for key, pod in list(pending.items()):
+            keep()
             outcome = gateway.evict(pod.namespace, pod.name)
             if outcome.outcome in ("evicted", "gone"):
                 pending.pop(key)
@@ -477,6 +678,7 @@ def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Call
         sleep(min(2.0, max(0.0, deadline - time.monotonic())))
     # Evicted pods terminate gracefully; a drain is done when they are gone from the node.
     while not pending and time.monotonic() < deadline:
+        keep()
         remaining = [p.key for p in gateway.pods_on_node(node) if p.key in set(evicted)]
         if not remaining:
             break
@@ -494,8 +696,9 @@ def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Call
     return DrainResult(True, "\n".join(lines), evicted, skipped, {}, [])
 
 
-def _drain(operation: NodeOperation, gateway: Gateway, sleep: Callable[[float], None]) -> tuple[str, str]:
-    result = node_drain(gateway=gateway, node=operation.node, timeout=operation.timeout_seconds, sleep=sleep,
+def _drain(operation: NodeOperation, gateway: Gateway, sleep: Callable[[float], None],
+           keep: Callable[[], None]) -> tuple[str, str]:
+    result = node_drain(gateway=gateway, node=operation.node, timeout=operation.timeout_seconds, sleep=sleep, keep=keep,
                         on_progress=lambda message, **state: _progress(operation, message, **state))
     operation.progress = {**operation.progress, "evicted": result.evicted, "skipped": result.skipped,
                           "blocked": result.blocked, "pending": result.pending}

@@ -28,3 +28,9 @@ def probe_cluster(cluster_id: int) -> None:
 def node_operation_run(operation_id: int) -> None:
     """Run a queued cordon/uncordon/drain. Safe twice: the service claims the row or returns."""
     services.node_operation_execute(operation_id=operation_id)
+
+
+@shared_task(name="clusters.tasks.operations_reap", ignore_result=True, time_limit=60, soft_time_limit=55)
+def operations_reap() -> dict:
+    """Beat: take over node operations whose worker died, queue again those whose task was lost."""
+    return services.node_operations_reap()

@@ -289,6 +289,8 @@ PKSWEB_ALLOW_COMMAND_DRIVER = _flag("PKSWEB_ALLOW_COMMAND_DRIVER", default=False
 PKSWEB_COMMAND_DRIVER_TIMEOUT = int(_env("PKSWEB_COMMAND_DRIVER_TIMEOUT", "900"))
 PKSWEB_ROLLOUT_STALE_SECONDS = float(_env("PKSWEB_ROLLOUT_STALE_SECONDS", "20"))
 PKSWEB_ROLLOUT_LEASE_SECONDS = float(_env("PKSWEB_ROLLOUT_LEASE_SECONDS", "30"))
+# A node operation's claim, renewed while it runs; the reaper takes over an expired one.
+PKSWEB_OPERATION_LEASE_SECONDS = float(_env("PKSWEB_OPERATION_LEASE_SECONDS", "30"))
 # Sandbox clusters the embedded server starts and registers (0: none).
 PKSWEB_SANDBOX_CLUSTERS = int(_env("PKSWEB_SANDBOX_CLUSTERS", "0"))
 PKSWEB_SANDBOX_PORT = int(_env("PKSWEB_SANDBOX_PORT", "6550"))
@@ -305,6 +307,10 @@ CELERY_BEAT_SCHEDULE = {
     "rollout-tick": {
         "task": "upgrades.tasks.rollouts_poke",
         "schedule": float(_env("PKSWEB_ROLLOUT_POKE_SECONDS", "10")),
+    },
+    "operations-reap": {
+        "task": "clusters.tasks.operations_reap",
+        "schedule": float(_env("PKSWEB_REAP_SECONDS", "10")),
     },
     "audit-seal": {
         "task": "pksweb.tasks.audit_seal",

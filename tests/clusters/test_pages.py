@@ -134,15 +134,20 @@ def test_edit_and_delete_pages(op_client, registered):
 def test_credentials_never_leave_the_server(op_client, operator_api, sandbox, sandbox_cluster, caplog, django_capture_on_commit_callbacks):
     caplog.set_level(logging.DEBUG)
     secret_token = sandbox_cluster.token
+    second = sandbox.add_cluster(f"{sandbox_cluster.name}-second", nodes=2)
     with django_capture_on_commit_callbacks(execute=True):
         by_config = operator_api.post("/api/clusters/", {"name": "leak-a", "kubeconfig": kubeconfig_text(sandbox, sandbox_cluster.name)},
                                       format="json").json()
-        by_token = operator_api.post("/api/clusters/", {"name": "leak-b", "server": sandbox.server_url(sandbox_cluster.name),
-                                                        "token": secret_token}, format="json").json()
+        by_token = operator_api.post("/api/clusters/", {"name": "leak-b", "server": sandbox.server_url(second.name),
+                                                        "token": second.token}, format="json").json()
+        twice = operator_api.post("/api/clusters/", {"name": "leak-d", "server": sandbox.server_url(sandbox_cluster.name),
+                                                     "token": secret_token}, format="json")
         operator_api.post(f"/api/clusters/{by_config['id']}/probe/")
         bad = operator_api.post("/api/clusters/", {"name": "leak-c", "server": sandbox.server_url(sandbox_cluster.name),
                                                    "token": secret_token + "x"}, format="json")
-    bodies = [bad.content.decode()]
+    sandbox.remove_cluster(second.name)
+    assert twice.status_code == 400 and "leak-a" in twice.content.decode()  # one cluster, registered once
+    bodies = [bad.content.decode(), twice.content.decode()]
     for cluster_id in (by_config["id"], by_token["id"]):
         for url in ("/api/clusters/", f"/api/clusters/{cluster_id}/", f"/api/clusters/{cluster_id}/health/",
                     f"/api/clusters/{cluster_id}/nodes/", "/api/events/", "/api/operations/", "/api/schema/"):
