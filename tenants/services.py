@@ -7,10 +7,12 @@ every change is published through ``pksweb.events.publish``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from clusters.kube import KubeError
@@ -18,6 +20,7 @@ from clusters.models import Cluster, ClusterNode
 from pksweb import policy
 from pksweb.choices import Role, SubjectType
 from pksweb.events import publish
+from pksweb.text import REPORT_LIMIT, bound, bound_list
 from tenants import bundle
 from tenants.choices import Isolation, MemberRole, SyncState
 from tenants.models import NodeAssignment, Tenant, TenantMembership, TenantNamespace
@@ -186,8 +189,9 @@ def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by:
     name = (name or "").strip()
     _check_name(name)
     if not tenant.clusters.filter(pk=cluster.pk).exists():
-        raise ValidationError({"cluster": f"Tenant {tenant.name} may not use cluster {cluster.name}; an operator can add it "
-                                          "to the tenant's clusters."})
+        # Not its name: a tenant admin learns nothing about clusters that are not their tenant's.
+        raise ValidationError({"cluster": f"No such cluster for tenant {tenant.name}: pick one of the tenant's clusters "
+                                          "(an operator can add clusters to the tenant)."})
     if Tenant.objects.filter(isolation=Isolation.DEDICATED_CLUSTER, clusters=cluster).exclude(pk=tenant.pk).exists():
         raise ValidationError({"cluster": f"Cluster {cluster.name} is dedicated to another tenant; pksweb places no other "
                                           "tenant's namespace there."})
@@ -322,6 +326,8 @@ def _record_sync(namespace: TenantNamespace, state: str, drift: list[str], error
         if locked is None:
             return namespace
         before = (locked.sync_state, locked.drift, locked.error)
+        # What the cluster said may be of any length: bounded here, so recording the state never fails on it.
+        drift, error = bound_list(drift, DRIFT_LIMIT, each=1000), bound(error, REPORT_LIMIT)
         now = timezone.now()
         locked.sync_state, locked.drift, locked.error = state, drift, error
         locked.last_checked_at = now
@@ -338,9 +344,24 @@ def _record_sync(namespace: TenantNamespace, state: str, drift: list[str], error
     return locked
 
 
+PENDING_GRACE = timedelta(minutes=1)
+DRIFT_LIMIT = 200
+
+
 def drift_scan() -> dict[str, int]:
-    """Check every namespace against its bundle (beat-scheduled)."""
+    """Check every namespace against its bundle (beat-scheduled).
+
+    A namespace still pending a minute after it was asked for (its reconcile task was lost, or its
+    worker died) is reconciled here: nothing stays pending for good."""
     counts: dict[str, int] = {}
+    stuck_before = timezone.now() - PENDING_GRACE
+    pending = TenantNamespace.objects.filter(sync_state=SyncState.PENDING)
+    stuck = pending.filter(Q(last_checked_at__lt=stuck_before) | Q(last_checked_at__isnull=True, created_at__lt=stuck_before))
+    for namespace_id in stuck.values_list("pk", flat=True):
+        reconciled = namespace_reconcile(namespace_id=namespace_id)
+        if reconciled is not None:
+            counts["retried"] = counts.get("retried", 0) + 1
+            counts[reconciled.sync_state] = counts.get(reconciled.sync_state, 0) + 1
     for namespace_id in TenantNamespace.objects.exclude(sync_state=SyncState.PENDING).values_list("pk", flat=True):
         checked = namespace_check(namespace_id=namespace_id)
         if checked is not None:
@@ -385,16 +406,20 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
     current = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
     if current is not None:
         raise ValidationError({"node": f"{node} is assigned to tenant {current.tenant.name} already; release it first."})
+    # Claim the node in the database first (the unique row decides between two assigns at once), then
+    # label it; if the cluster refuses, the claim is taken back. Never the other way round: a label
+    # written by the loser of a race would leave the cluster and pksweb disagreeing.
+    try:
+        with transaction.atomic():
+            assignment = NodeAssignment.objects.create(tenant=tenant, cluster=cluster, node=node)
+    except IntegrityError:
+        raise ValidationError({"node": f"{node} was assigned a moment ago; reload."}) from None
     try:
         _gateway(cluster).set_node_tenant(node, tenant.name)
     except KubeError as exc:
+        NodeAssignment.objects.filter(pk=assignment.pk).delete()
         raise ValidationError({"node": exc.message}) from None
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                assignment = NodeAssignment.objects.create(tenant=tenant, cluster=cluster, node=node)
-        except IntegrityError:
-            raise ValidationError({"node": f"{node} was assigned a moment ago; reload."}) from None
         publish(kind="tenant.node_assigned", message=f"Node {node} of {cluster.name} assigned to tenant {tenant.name}",
                 actor=assigned_by, subject_type=SubjectType.CLUSTER, subject_id=cluster.pk, subject_label=cluster.name,
                 tenant=tenant, payload={"node": node})

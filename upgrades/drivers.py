@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -17,14 +19,18 @@ from django.conf import settings
 
 from clusters.kube import KubeError
 from clusters.kube.credentials import credential_kubeconfig
+from pksweb.text import bound_tail
 from upgrades.choices import Driver
+
+Keep = Callable[[], None]
+OUTPUT_LIMIT = 4000
 
 
 class DriverError(Exception):
     """The driver could not start or finish the node's replacement; the message says why."""
 
 
-def _sandbox(cluster: Any, node: str, version: str) -> str:
+def _sandbox(cluster: Any, node: str, version: str, keep: Keep) -> str:
     from clusters.services import gateway_for
 
     try:
@@ -34,8 +40,10 @@ def _sandbox(cluster: Any, node: str, version: str) -> str:
     return f"sandbox: replacing {node}'s kubelet with v{version}"
 
 
-def _command(cluster: Any, node: str, version: str) -> str:
-    """Run the cluster's argv template with a temporary KUBECONFIG for the cluster."""
+def _command(cluster: Any, node: str, version: str, keep: Keep) -> str:
+    """Run the cluster's argv template with a temporary KUBECONFIG for the cluster; ``keep()`` is
+    called every few seconds while it runs (it renews the step's lease, and raises to stop when
+    another worker took the node over: the command is then killed)."""
     from clusters.services import cluster_credential
 
     if not settings.PKSWEB_ALLOW_COMMAND_DRIVER:
@@ -52,19 +60,49 @@ def _command(cluster: Any, node: str, version: str) -> str:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KUBECONFIG": kubeconfig, "PKSWEB_CLUSTER": cluster.name,
                "PKSWEB_NODE": node, "PKSWEB_VERSION": version, "HOME": folder}
         try:
-            result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=settings.PKSWEB_COMMAND_DRIVER_TIMEOUT,
-                                    cwd=folder)
+            process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=folder,
+                                       start_new_session=True)
         except FileNotFoundError:
             raise DriverError(f"The command driver cannot run {argv[0]!r}: no such program.") from None
+        except OSError as exc:
+            raise DriverError(f"The command driver cannot run {argv[0]!r}: {exc.strerror or exc}.") from None
+        output = _wait(process, argv, keep)
+    shown = bound_tail(output.decode(errors="replace").strip(), OUTPUT_LIMIT)
+    if process.returncode != 0:
+        raise DriverError(f"The command {' '.join(argv)} exited with {process.returncode}: {shown}")
+    return f"command: {' '.join(argv)}\n{shown}"
+
+
+def _wait(process: subprocess.Popen[bytes], argv: list[str], keep: Keep) -> bytes:
+    """The command's output once it ends; killed when it runs too long or the step was taken over."""
+    deadline = time.monotonic() + settings.PKSWEB_COMMAND_DRIVER_TIMEOUT
+    chunks: list[bytes] = []
+    while True:
+        try:
+            out, _ = process.communicate(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            chunks.append(out or b"")
+            return b"".join(chunks)
         except subprocess.TimeoutExpired:
-            raise DriverError(f"The command {' '.join(argv)} ran longer than {settings.PKSWEB_COMMAND_DRIVER_TIMEOUT} s.") from None
-    output = (result.stdout + result.stderr).strip()[-4000:]
-    if result.returncode != 0:
-        raise DriverError(f"The command {' '.join(argv)} exited with {result.returncode}: {output}")
-    return f"command: {' '.join(argv)}\n{output}"
+            pass
+        try:
+            keep()
+        except Exception:
+            _kill(process)
+            raise
+        if time.monotonic() >= deadline:
+            _kill(process)
+            raise DriverError(f"The command {' '.join(argv)} ran longer than {settings.PKSWEB_COMMAND_DRIVER_TIMEOUT} s.")
 
 
-def _system_upgrade_controller(cluster: Any, node: str, version: str) -> str:
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, 9)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+    process.communicate()
+
+
+def _system_upgrade_controller(cluster: Any, node: str, version: str, keep: Keep) -> str:
     """A system-upgrade-controller Plan (k3s/RKE2) that targets only this node."""
     from clusters.services import gateway_for
 
@@ -89,13 +127,8 @@ def _system_upgrade_controller(cluster: Any, node: str, version: str) -> str:
 DRIVERS = {Driver.SANDBOX: _sandbox, Driver.COMMAND: _command, Driver.SYSTEM_UPGRADE_CONTROLLER: _system_upgrade_controller}
 
 
-def longest_call_seconds(cluster: Any) -> float:
-    """How long one ``upgrade`` call may take beyond the API client's own timeouts."""
-    return settings.PKSWEB_COMMAND_DRIVER_TIMEOUT if cluster.upgrade_driver == Driver.COMMAND else 0.0
-
-
-def upgrade(cluster: Any, node: str, version: str) -> str:
+def upgrade(cluster: Any, node: str, version: str, keep: Keep | None = None) -> str:
     driver = DRIVERS.get(cluster.upgrade_driver)
     if driver is None:
         raise DriverError(f"No upgrade driver is configured for cluster {cluster.name}.")
-    return driver(cluster, node, version)
+    return driver(cluster, node, version, keep or (lambda: None))

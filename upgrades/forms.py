@@ -56,7 +56,8 @@ class DecisionForm(forms.Form):
 
 
 class StartForm(forms.Form):
-    outside_window_reason = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "reason to start outside the window (approvers)"}))
+    outside_window_reason = forms.CharField(required=False, max_length=2000,
+                                            widget=forms.TextInput(attrs={"placeholder": "e.g. urgent CVE fix agreed with the change board"}))
 
 
 class DriverForm(forms.Form):

@@ -71,7 +71,8 @@ class Rollout(models.Model):
     reason = models.TextField(blank=True)
     waiting_for_window = models.BooleanField(default=False)
     pause_requested = models.BooleanField(default=False)
-    outside_window_reason = models.TextField(blank=True)
+    outside_window_reason = models.TextField(blank=True)  # set when started outside the window: the window does not apply
+    start_reason = models.TextField(blank=True)  # whatever reason the operator gave when starting
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)

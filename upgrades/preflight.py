@@ -13,8 +13,11 @@ from django.utils import timezone
 
 from clusters.kube import KubeError
 from clusters.models import Cluster, ClusterNode
+from pksweb.text import bound
 from upgrades import versions
 from upgrades.choices import Driver
+
+FINDING_LIMIT = 1000
 
 
 @dataclass
@@ -30,10 +33,10 @@ class Preflight:
     warnings: list[Finding] = field(default_factory=list)
 
     def fail(self, cluster: str, check: str, message: str) -> None:
-        self.failures.append(Finding(cluster, check, message))
+        self.failures.append(Finding(cluster, check, bound(message, FINDING_LIMIT)))
 
     def warn(self, cluster: str, check: str, message: str) -> None:
-        self.warnings.append(Finding(cluster, check, message))
+        self.warnings.append(Finding(cluster, check, bound(message, FINDING_LIMIT)))
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": not self.failures, "failures": [asdict(f) for f in self.failures],
@@ -106,12 +109,23 @@ def check_removed_apis(report: Preflight, cluster: Cluster, gateway: Any, target
     removed = versions.removed_between(cluster.version, target)
     if not removed:
         return
-    served = gateway.served_group_versions()
+    try:
+        served = gateway.served_group_versions()
+    except KubeError as exc:
+        report.fail(cluster.name, "removed-api", f"Could not read which APIs the cluster serves, so objects in APIs that "
+                                                 f"{target} removes could not be counted: {exc.message}")
+        return
     for group_version, (resources, minor) in sorted(removed.items()):
         if group_version not in served:
             continue
         for resource in resources:
-            count = gateway.count_stored(group_version, resource)
+            try:
+                count = gateway.count_stored(group_version, resource)
+            except KubeError as exc:
+                # Never a silent pass: what could not be counted could block the upgrade.
+                report.fail(cluster.name, "removed-api", f"Could not count {resource} served through {group_version}, which "
+                                                         f"Kubernetes 1.{minor} removes: {exc.message}")
+                continue
             if count:
                 report.fail(cluster.name, "removed-api", f"{count} {resource} are still served through {group_version}, "
                                                          f"which Kubernetes 1.{minor} removes: migrate them first.")
@@ -197,4 +211,8 @@ def run(*, clusters: list[Cluster], target: str, max_unavailable: int = 1) -> Pr
             check_drains(report, cluster, gateway, nodes, max_unavailable)
         except KubeError as exc:
             report.fail(cluster.name, "reachable", exc.message)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            # Objects in a shape no Kubernetes API gives: the checks could not look, which is a failure.
+            report.fail(cluster.name, "reachable", f"The cluster sent objects pksweb could not read, so the drain and "
+                                                   f"capacity checks could not run ({type(exc).__name__}: {bound(str(exc), 200)}).")
     return report

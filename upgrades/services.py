@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,11 +24,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from clusters.kube import KubeError
-from clusters.models import Cluster
+from clusters.models import EXECUTION_LABELS, Cluster
 from pksweb import policy
 from pksweb.choices import SubjectType
 from pksweb.events import publish
-from pksweb.services import lease_acquire, lease_release
+from pksweb.services import LeaseLost, Renewal, lease_acquire, lease_held, lease_release
+from pksweb.text import LOG_LIMIT, REPORT_LIMIT, bound, bound_tail
 from upgrades import drivers, flight, preflight, versions
 from upgrades.choices import ACTIVE_ROLLOUT, Decision, PlanState, RolloutState, StepPhase
 from upgrades.models import Approval, Rollout, RolloutStep, UpgradePlan
@@ -38,6 +40,7 @@ PLAN_FIELDS = ("name", "target_version", "waves", "max_unavailable", "drain_time
 GATE_GRACE_SECONDS = 60
 READY_POLL_FAST = 0.2
 WEEK = timedelta(days=7)
+REASON_LIMIT = 2000  # a start reason a person writes
 
 
 def _require(user: Any, action: str, obj: Any, message: str) -> None:
@@ -84,15 +87,42 @@ def _validate(plan: UpgradePlan) -> None:
         raise ValidationError(errors)
 
 
-def _refresh(plan: UpgradePlan) -> None:
-    """Recompute the flight plan, the revision and the preflight (on every edit and before start)."""
+def _recompute(plan: UpgradePlan) -> None:
+    """Recompute the flight plan and the revision from the database alone (no cluster I/O)."""
     steps = flight.flight_plan(waves=plan.waves, target=plan.target_version)
     plan.flight_plan = steps
     plan.revision = flight.revision(plan, steps)
+
+
+def _preflight(plan: UpgradePlan) -> dict[str, Any]:
+    """Run the preflight against the plan's clusters (cluster I/O: never under a row lock)."""
     clusters = list(Cluster.objects.filter(pk__in=[c for wave in plan.waves for c in wave]))
     report = preflight.run(clusters=clusters, target=plan.target_version, max_unavailable=plan.max_unavailable).as_dict()
-    report["estimate_seconds"] = flight.estimate_seconds(steps, plan.soak_seconds, len(plan.waves), plan.max_unavailable)
-    plan.preflight = report
+    report["estimate_seconds"] = flight.estimate_seconds(plan.flight_plan, plan.soak_seconds, len(plan.waves), plan.max_unavailable)
+    report["revision"] = plan.revision
+    return report
+
+
+def _refresh(plan: UpgradePlan) -> None:
+    """Recompute the flight plan, the revision and the preflight (plans not yet saved or locked)."""
+    _recompute(plan)
+    plan.preflight = _preflight(plan)
+
+
+def _looked_at(plan: UpgradePlan) -> tuple[UpgradePlan, dict[str, Any]]:
+    """A fresh copy of ``plan`` with its flight plan recomputed, and a preflight of that revision, taken
+    outside any lock. The caller then locks the row and checks nothing moved meanwhile (``_still``)."""
+    current = UpgradePlan.objects.get(pk=plan.pk)
+    _recompute(current)
+    return current, _preflight(current)
+
+
+def _still(locked: UpgradePlan, looked: UpgradePlan) -> None:
+    """Refuse to write a preflight over a plan (or fleet) that changed while it ran."""
+    _recompute(locked)
+    if locked.updated_at != looked.updated_at or locked.revision != looked.revision:
+        raise ValidationError({"non_field_errors": "The plan or its clusters changed while pksweb checked them; look at the "
+                                                   "plan again and retry."})
 
 
 def plan_create(*, author: Any, **fields: Any) -> UpgradePlan:
@@ -114,21 +144,35 @@ def plan_create(*, author: Any, **fields: Any) -> UpgradePlan:
 
 
 def plan_update(*, plan: UpgradePlan, editor: Any, **changes: Any) -> UpgradePlan:
-    """Edit a plan that has not started. Existing approvals are voided and the plan returns to draft."""
+    """Edit a plan that has not started. Existing approvals are voided and the plan returns to draft.
+
+    The preflight of the edited plan reads the clusters first; then the row is locked, checked
+    unchanged since, and written (no cluster I/O under the lock)."""
     _require(editor, "operate", plan, "Only operators edit upgrade plans.")
     unknown = set(changes) - set(PLAN_FIELDS)
     if unknown:
         raise ValidationError({"non_field_errors": f"Unknown fields: {', '.join(sorted(unknown))}."})
+    edited = UpgradePlan.objects.get(pk=plan.pk)
+    seen = edited.updated_at
+    if edited.state == PlanState.STARTED:
+        raise ValidationError({"non_field_errors": "This plan has started; write a new plan instead."})
+    for key, value in changes.items():
+        setattr(edited, key, value)
+    edited.target_version = (edited.target_version or "").strip().lstrip("v")
+    _validate(edited)
+    _refresh(edited)
     with transaction.atomic():
         locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
         if locked.state == PlanState.STARTED:
             raise ValidationError({"non_field_errors": "This plan has started; write a new plan instead."})
-        for key, value in changes.items():
-            setattr(locked, key, value)
-        locked.target_version = (locked.target_version or "").strip().lstrip("v")
-        _validate(locked)
+        if locked.updated_at != seen:
+            raise ValidationError({"non_field_errors": "Someone changed the plan while you edited it; look at it again."})
         old_revision = locked.revision
-        _refresh(locked)
+        for key in PLAN_FIELDS:
+            setattr(locked, key, getattr(edited, key))
+        locked.flight_plan, locked.revision, locked.preflight = edited.flight_plan, edited.revision, edited.preflight
+        if flight.revision(locked, flight.flight_plan(waves=locked.waves, target=locked.target_version)) != locked.revision:
+            raise ValidationError({"non_field_errors": "The plan's clusters changed while pksweb checked them; save again."})
         locked.updated_at = timezone.now()
         locked.full_clean()
         voided = locked.approvals.filter(voided=False).update(voided=True)
@@ -153,22 +197,24 @@ def plan_delete(*, plan: UpgradePlan, deleted_by: Any) -> None:
 
 
 def plan_submit(*, plan: UpgradePlan, by: Any) -> UpgradePlan:
-    """Ask approvers to sign off; refused while preflight fails."""
+    """Ask approvers to sign off; refused while preflight fails (checked before the row is locked)."""
     _require(by, "operate", plan, "Only operators submit upgrade plans.")
+    looked, report = _looked_at(plan)
+    if looked.state != PlanState.DRAFT:
+        raise ValidationError({"non_field_errors": f"Only a draft can be submitted; this plan is {looked.get_state_display().lower()}."})
     with transaction.atomic():
         locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
         if locked.state != PlanState.DRAFT:
             raise ValidationError({"non_field_errors": f"Only a draft can be submitted; this plan is {locked.get_state_display().lower()}."})
-        _refresh(locked)
-        if locked.preflight["failures"]:
-            locked.save()
-            first = locked.preflight["failures"][0]
-            raise ValidationError({"preflight": f"Preflight fails ({len(locked.preflight['failures'])}): "
-                                                f"{first['cluster']}: {first['message']}"})
+        _still(locked, looked)
+        if report["failures"]:  # refused: nothing changes, the message says what fails
+            first = report["failures"][0]
+            raise ValidationError({"preflight": f"Preflight fails ({len(report['failures'])}): {first['cluster']}: {first['message']}"})
+        locked.preflight = report
         locked.state = PlanState.SUBMITTED
         locked.save()
         _plan_event(locked, "upgrade.plan_submitted", f"Upgrade plan {locked.name} submitted for approval "
-                    f"(revision {locked.revision[:8]}, {len(locked.preflight['warnings'])} warnings)", by, revision=locked.revision)
+                    f"(revision {locked.revision[:8]}, {len(report['warnings'])} warnings)", by, revision=locked.revision)
     return locked
 
 
@@ -231,35 +277,50 @@ def in_window(plan: UpgradePlan, now: datetime | None = None) -> bool:
 
 
 def plan_start(*, plan: UpgradePlan, by: Any, outside_window_reason: str = "") -> Rollout:
-    """Start an approved plan inside its window, or outside it by an approver with a recorded reason."""
-    if (outside_window_reason or "").strip():
-        _require(by, "approve", plan, "Only an approver can start an upgrade outside its window.")
-    else:
-        _require(by, "operate", plan, "Only operators start upgrades.")
+    """Start an approved plan (operators only): inside its window, or outside it for a reason that is
+    recorded on the rollout and in the event. A reason given inside the window is recorded too.
+
+    Preflight reads the clusters before the row is locked; the lock then checks that the plan and
+    its fleet are still the approved revision (a changed fleet voids the approvals: the plan waits
+    for approval again)."""
+    _require(by, "operate", plan, "Only operators start upgrades; approvers sign plans off.")
+    reason = bound((outside_window_reason or "").strip(), REASON_LIMIT)
+    looked, report = _looked_at(plan)
+    if looked.state != PlanState.APPROVED:
+        raise ValidationError({"non_field_errors": f"Only an approved plan can start; this one is {looked.get_state_display().lower()}."})
     with transaction.atomic():
         locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
         if locked.state != PlanState.APPROVED:
             raise ValidationError({"non_field_errors": f"Only an approved plan can start; this one is {locked.get_state_display().lower()}."})
-        reason = (outside_window_reason or "").strip()
-        if not in_window(locked) and not reason:
-            raise ValidationError({"non_field_errors": "The maintenance window is not open. An approver can start it anyway, "
-                                                       "giving a reason that is recorded."})
+        inside = in_window(locked)
+        if not inside and not reason:
+            raise ValidationError({"outside_window_reason": "The maintenance window is not open. To start anyway, say why: "
+                                                           "the reason is recorded on the rollout."})
         approved_revision = locked.revision
-        _refresh(locked)
+        _still(locked, looked)
         if locked.revision != approved_revision:
-            locked.state = PlanState.DRAFT
-            locked.approvals.filter(voided=False).update(voided=True)
+            voided = locked.approvals.filter(voided=False).update(voided=True)
+            locked.state = PlanState.SUBMITTED
+            locked.preflight = report
             locked.save()
-            raise ValidationError({"non_field_errors": "The fleet changed since the plan was approved (nodes or drivers differ): "
-                                                       "its approvals were voided; review and submit it again."})
-        if locked.preflight["failures"]:
-            locked.save()
-            first = locked.preflight["failures"][0]
-            raise ValidationError({"preflight": f"Preflight fails just before start: {first['cluster']}: {first['message']}"})
+            _plan_event(locked, "upgrade.plan_voided", f"Upgrade plan {locked.name}: the fleet changed since it was approved "
+                        f"(nodes or their upgrade inputs differ); {voided} approval(s) voided, it awaits approval of revision "
+                        f"{locked.revision[:8]}", by, old_revision=approved_revision, revision=locked.revision, voided=voided)
+    if locked.revision != approved_revision:
+        raise ValidationError({"non_field_errors": "The fleet changed since the plan was approved (nodes or their upgrade "
+                                                   "inputs differ): its approvals were voided; it awaits approval again."})
+    if report["failures"]:
+        first = report["failures"][0]
+        raise ValidationError({"preflight": f"Preflight fails just before start: {first['cluster']}: {first['message']}"})
+    with transaction.atomic():
+        locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
+        if locked.state != PlanState.APPROVED or locked.revision != approved_revision:
+            raise ValidationError({"non_field_errors": "The plan changed while pksweb checked it; look at it again."})
+        locked.preflight = report
         try:
             with transaction.atomic():
                 rollout = Rollout.objects.create(plan=locked, revision=locked.revision, started_by=by,
-                                                 outside_window_reason=reason if not in_window(locked) else "")
+                                                 outside_window_reason=reason if not inside else "", start_reason=reason)
         except IntegrityError:
             raise ValidationError({"non_field_errors": "A rollout of this plan is already active."}) from None
         RolloutStep.objects.bulk_create([
@@ -267,11 +328,37 @@ def plan_start(*, plan: UpgradePlan, by: Any, outside_window_reason: str = "") -
                         control_plane=s["control_plane"]) for i, s in enumerate(locked.flight_plan)])
         locked.state = PlanState.STARTED
         locked.save()
-        extra = f" outside its window: {reason}" if rollout.outside_window_reason else ""
+        extra = f" outside its window: {reason}" if not inside else f" (reason given: {reason})" if reason else ""
         _rollout_event(rollout, "rollout.started", f"Rollout of {locked.name} to {locked.target_version} started{extra}", by,
-                       steps=len(locked.flight_plan))
+                       steps=len(locked.flight_plan), outside_window=not inside, reason=reason)
         transaction.on_commit(lambda: _enqueue_tick(rollout.pk))
     return rollout
+
+
+def plans_cluster_changed(cluster: Cluster, changed: list[str], by: Any) -> None:
+    """A cluster's upgrade inputs (driver, command argv, server) changed: every plan not yet started
+    that includes it gets its flight plan and revision recomputed, and standing approvals of the old
+    revision are voided; a submitted or approved plan waits for approval again, with an event saying
+    why. Called inside ``clusters.services.cluster_update``'s transaction (registered in apps.py).
+    A running rollout halts by itself before acting on the changed cluster (``_inputs_changed``)."""
+    plans = UpgradePlan.objects.select_for_update().exclude(state=PlanState.STARTED).order_by("pk")
+    for plan in plans:
+        if not any(cluster.pk in wave for wave in plan.waves if isinstance(wave, list)):
+            continue
+        old_revision = plan.revision
+        _recompute(plan)
+        if plan.revision == old_revision:
+            continue
+        voided = plan.approvals.filter(voided=False).update(voided=True)
+        was = plan.state
+        if plan.state == PlanState.APPROVED:
+            plan.state = PlanState.SUBMITTED
+        plan.updated_at = timezone.now()
+        plan.save()
+        waits = f"; it awaits approval of revision {plan.revision[:8]}" if was != PlanState.DRAFT else ""
+        _plan_event(plan, "upgrade.plan_voided", f"Upgrade plan {plan.name}: {cluster.name}'s {' and '.join(changed)} changed; "
+                    f"{voided} approval{'s' if voided != 1 else ''} voided{waits}", by, old_revision=old_revision,
+                    revision=plan.revision, voided=voided, cluster=cluster.pk, changed=changed)
 
 
 # ---- rollouts ---------------------------------------------------------------------------
@@ -366,7 +453,8 @@ def _uncordon_after_abort(step: RolloutStep) -> str:
 
 
 def rollout_abort(*, rollout: Rollout, by: Any) -> Rollout:
-    """Stop for good. Nodes pksweb cordoned are uncordoned, or the page says which are still cordoned."""
+    """Stop for good. The nodes pksweb cordoned are uncordoned by workers, each reported on the page as it
+    is done (or as still cordoned, saying why); the request itself never calls a cluster."""
     _require(by, "operate", rollout, "Only operators abort rollouts.")
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
@@ -374,27 +462,26 @@ def rollout_abort(*, rollout: Rollout, by: Any) -> Rollout:
             raise ValidationError({"non_field_errors": f"The rollout is {locked.state} already."})
         locked.state = RolloutState.ABORTED
         locked.finished_at = timezone.now()
-        locked.save(update_fields=["state", "finished_at"])
-    # No step takes another transition now; steps between transitions are cleaned up here, and a
-    # step in the middle of one (its lease held) cleans up after itself when it ends.
-    notes = []
-    for step in RolloutStep.objects.filter(rollout=locked, phase__in=CORDONED).select_related("cluster"):
-        holder = _holder()
-        if lease_acquire(name=_step_lease(step), holder=holder, seconds=60):
-            try:
-                step.refresh_from_db()
-                if step.phase in CORDONED:
-                    notes.append(_uncordon_after_abort(step))
-            finally:
-                lease_release(name=_step_lease(step), holder=holder)
-        else:
-            notes.append(f"node {step.node} of {step.cluster.name} is STILL CORDONED: it is mid-step on a worker, "
-                         "which uncordons it when the step ends")
-    with transaction.atomic():
-        locked.reason = "Aborted" + (f"; {'; '.join(notes)}" if notes else "")
-        locked.save(update_fields=["reason"])
-        _rollout_event(locked, "rollout.aborted", f"Rollout of {locked.plan.name} aborted{': ' + '; '.join(notes) if notes else ''}", by)
+        cordoned = list(RolloutStep.objects.filter(rollout=locked, phase__in=CORDONED).select_related("cluster")
+                        .values_list("pk", "chain", "cluster__name", "node"))
+        nodes = ", ".join(f"{cluster}/{node}" for _, _, cluster, node in cordoned[:10]) + \
+            (f" and {len(cordoned) - 10} more" if len(cordoned) > 10 else "")
+        note = f"; uncordoning {len(cordoned)} node(s) pksweb cordoned: {nodes}" if cordoned else ""
+        locked.reason = f"Aborted by {by.get_username() if by is not None else 'pksweb'}{note}"
+        locked.save(update_fields=["state", "finished_at", "reason"])
+        # A step in the middle of a transition (its lease held) uncordons after itself when it ends; the
+        # others are uncordoned by a step tick each, and rollouts_poke retries any left behind.
+        RolloutStep.objects.filter(pk__in=[pk for pk, *_ in cordoned]).update(last_tick_at=timezone.now())
+        _rollout_event(locked, "rollout.aborted", f"Rollout of {locked.plan.name} aborted{note}", by, cordoned=len(cordoned))
+        transaction.on_commit(lambda: _enqueue_uncordons([(pk, chain) for pk, chain, *_ in cordoned]))
     return locked
+
+
+def _enqueue_uncordons(steps: list[tuple[int, int]]) -> None:
+    from upgrades.tasks import step_tick
+
+    for step_id, chain in steps:
+        step_tick.apply_async((step_id, chain))
 
 
 def _holder() -> str:
@@ -412,7 +499,7 @@ def _set_phase(step: RolloutStep, phase: str, line: str = "", **fields: Any) -> 
     step.phase = phase
     step.phase_started_at = now
     if line:
-        step.log = (step.log + f"[{now:%H:%M:%S}] {line}\n")[-20000:]
+        step.log = bound_tail(step.log + f"[{now:%H:%M:%S}] {line}\n", LOG_LIMIT)
     for key, value in fields.items():
         setattr(step, key, value)
     step.save()
@@ -422,15 +509,17 @@ def _set_phase(step: RolloutStep, phase: str, line: str = "", **fields: Any) -> 
 
 
 def _halt(rollout: Rollout, step: RolloutStep | None, reason: str) -> None:
+    """Stop a running rollout with its reason. The reason (a drain report, a command's output) may be
+    of any length: it is bounded where it is stored, so the halt itself never fails on it."""
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
         if locked.state != RolloutState.RUNNING:
             return  # another node halted it first, or it was aborted: that reason stands
         locked.state = RolloutState.HALTED
-        locked.reason = reason
+        locked.reason = bound(reason, REPORT_LIMIT)
         locked.save()
         if step is not None:
-            step.log = (step.log + f"[{timezone.now():%H:%M:%S}] halted: {reason}\n")[-20000:]
+            step.log = bound_tail(step.log + f"[{timezone.now():%H:%M:%S}] halted: {reason}\n", LOG_LIMIT)
             step.save(update_fields=["log"])
         _rollout_event(locked, "rollout.halted", f"Rollout of {locked.plan.name} halted: {reason}", step=step.pk if step else None)
 
@@ -468,12 +557,6 @@ def _startable(plan: UpgradePlan, wave_steps: list[RolloutStep]) -> list[Rollout
     return chosen
 
 
-def _lease_held(name: str) -> bool:
-    from pksweb.models import Lease
-
-    return Lease.objects.filter(name=name, expires_at__gt=timezone.now()).exists()
-
-
 def rollout_dispatch(*, rollout_id: int) -> Dispatch:
     """Decide what a running rollout does next: start nodes, restart chains that died, pause, wait or finish."""
     with transaction.atomic():
@@ -497,10 +580,15 @@ def rollout_dispatch(*, rollout_id: int) -> Dispatch:
         in_flight = [s for s in remaining if s.phase not in IDLE]
         stale = now - timedelta(seconds=settings.PKSWEB_ROLLOUT_STALE_SECONDS)
         run = []
-        for step in in_flight:  # chains whose worker died (or that a halt ended) start again
-            if (step.last_tick_at is None or step.last_tick_at < stale) and not _lease_held(_step_lease(step)):
+        for step in in_flight:  # chains whose worker died (or that a halt or resume ended) start again
+            if (step.last_tick_at is None or step.last_tick_at < stale) and not lease_held(name=_step_lease(step)):
                 RolloutStep.objects.filter(pk=step.pk).update(chain=F("chain") + 1, last_tick_at=now)
                 run.append((step.pk, step.chain + 1))
+                if step.last_tick_at is not None:
+                    quiet = int((now - step.last_tick_at).total_seconds())
+                    _rollout_event(rollout, "rollout.step_taken_over", f"{step.cluster.name}/{step.node}: its worker went quiet "
+                                   f"{quiet} s ago ({StepPhase(step.phase).label.lower()}); another worker takes it over",
+                                   step=step.pk, node=step.node, phase=step.phase)
         if rollout.pause_requested:
             if not in_flight:
                 Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.PAUSED, pause_requested=False)
@@ -558,18 +646,20 @@ def step_advance(*, step_id: int, chain: int | None = None, budget: int = 1, inl
 
 
 def _step_once(step_id: int, chain: int | None) -> StepTick:
-    """One phase of one node, under the step's lease."""
+    """One phase of one node, under the step's lease.
+
+    The lease is short and renewed while the phase works (a drain, a driver call), so two workers
+    never act on one node at once, and a worker killed holding it delays that node by one lease
+    period (the dispatcher then takes the node over), not by the drain's timeout."""
     step = RolloutStep.objects.select_related("rollout__plan", "cluster").filter(pk=step_id).first()
     if step is None or (chain is not None and step.chain != chain) or step.phase in IDLE:
         return StepTick()
-    # The lease outlives the longest transition (a drain, a driver call), so two workers never act
-    # on one node at once; a worker killed holding it delays that node by at most this much.
-    lease_seconds = settings.PKSWEB_ROLLOUT_LEASE_SECONDS + (
-        step.rollout.plan.drain_timeout_seconds if step.phase in (StepPhase.CORDON, StepPhase.DRAIN) else
-        drivers.longest_call_seconds(step.cluster) if step.phase == StepPhase.UPGRADE else 0)
+    lease_seconds = settings.PKSWEB_ROLLOUT_LEASE_SECONDS
     holder = _holder()
-    if not lease_acquire(name=_step_lease(step), holder=holder, seconds=lease_seconds):
+    name = _step_lease(step)
+    if not lease_acquire(name=name, holder=holder, seconds=lease_seconds):
         return StepTick(again=2.0)  # a worker is mid-transition; the older chain stops at its next tick
+    renewal = Renewal.of_lease(name=name, holder=holder, seconds=lease_seconds, what=f"Node {step.node}'s step")
     try:
         step = RolloutStep.objects.select_related("cluster", "rollout__plan").get(pk=step_id)
         if (chain is not None and step.chain != chain) or step.phase in IDLE:
@@ -583,17 +673,34 @@ def _step_once(step_id: int, chain: int | None) -> StepTick:
             return StepTick()
         if rollout.state != RolloutState.RUNNING:
             return StepTick()
-        refusal = _unapproved(rollout)
+        refusal = _unapproved(rollout) or _inputs_changed(rollout, step)
         if refusal:
             _halt(rollout, step, refusal)
             return StepTick()
         RolloutStep.objects.filter(pk=step.pk).update(last_tick_at=timezone.now())
-        return _advance_step(rollout, step)
+        return _advance_step(rollout, step, renewal.keep)
+    except LeaseLost as exc:
+        log.warning("%s; this worker stops acting on it", exc)
+        return StepTick()
     finally:
-        lease_release(name=_step_lease(step), holder=holder)
+        lease_release(name=name, holder=holder)
 
 
-def _advance_step(rollout: Rollout, step: RolloutStep) -> StepTick:
+def _inputs_changed(rollout: Rollout, step: RolloutStep) -> str:
+    """Why the engine must not act on ``step``'s cluster: its upgrade inputs differ from what was approved."""
+    flight_plan = rollout.plan.flight_plan
+    approved = flight_plan[step.order] if 0 <= step.order < len(flight_plan) else {}
+    if approved.get("cluster_id") != step.cluster_id:
+        return ""
+    changed = flight.inputs_changed(approved, step.cluster)
+    if not changed:
+        return ""
+    words = " and ".join(EXECUTION_LABELS[what] for what in changed)
+    return (f"{step.cluster.name}'s {words} changed after revision {rollout.revision[:8]} of {rollout.plan.name} was approved; "
+            "pksweb runs only what was approved. Abort this rollout and write a new plan (or change it back).")
+
+
+def _advance_step(rollout: Rollout, step: RolloutStep, keep: Callable[[], None]) -> StepTick:
     plan = rollout.plan
     target = plan.target_version
     try:
@@ -605,7 +712,7 @@ def _advance_step(rollout: Rollout, step: RolloutStep) -> StepTick:
         if step.phase == StepPhase.DRAIN:
             from clusters.services import node_drain
 
-            result = node_drain(gateway=gateway, node=step.node, timeout=plan.drain_timeout_seconds)
+            result = node_drain(gateway=gateway, node=step.node, timeout=plan.drain_timeout_seconds, keep=keep)
             if not result.ok:
                 _halt(rollout, step, result.report.replace("\n", " "))
                 return StepTick()
@@ -622,7 +729,7 @@ def _advance_step(rollout: Rollout, step: RolloutStep) -> StepTick:
             # Record the intent before the call: a crash after it is seen above (node NotReady or at target).
             RolloutStep.objects.filter(pk=step.pk).update(driver_called_at=timezone.now())
             step.driver_called_at = timezone.now()
-            line = drivers.upgrade(step.cluster, step.node, target)
+            line = drivers.upgrade(step.cluster, step.node, target, keep=keep)
             _set_phase(step, StepPhase.WAIT_READY, line)
             return StepTick(READY_POLL_FAST)
         if step.phase == StepPhase.WAIT_READY:

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from clusters.models import Cluster
 from tenants.choices import Isolation, MemberRole, PodSecurity
 from tenants.models import Tenant, TenantMembership, TenantNamespace
+from tenants.selectors import tenant_list
 from tenants.validators import cidr_list, namespace_list, quantity
 
 
@@ -96,8 +97,6 @@ class TenantRefField(serializers.Field):
     default_error_messages = {"missing": "No such tenant."}
 
     def to_internal_value(self, data: Any) -> Tenant:
-        from tenants.selectors import tenant_list
-
         tenants = tenant_list(user=self.context["request"].user)
         tenant = tenants.filter(pk=data).first() if isinstance(data, int) else tenants.filter(name=str(data)).first()
         if tenant is None:
@@ -108,9 +107,17 @@ class TenantRefField(serializers.Field):
         return value.name
 
 
+class TenantClusterField(serializers.PrimaryKeyRelatedField):
+    """A cluster id among the clusters of tenants the user may see: any other id reads "does not exist",
+    so a tenant admin learns nothing about clusters that are not their tenant's."""
+
+    def get_queryset(self) -> Any:
+        return Cluster.objects.filter(tenants__in=tenant_list(user=self.context["request"].user)).distinct()
+
+
 class NamespaceSerializer(serializers.ModelSerializer):
     tenant = TenantRefField()
-    cluster = serializers.PrimaryKeyRelatedField(queryset=Cluster.objects.all())
+    cluster = TenantClusterField()
     cluster_name = serializers.CharField(source="cluster.name", read_only=True)
 
     class Meta:

@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from clusters.models import Cluster, ClusterNode
+from pksweb.models import Event
 from upgrades import services
 from upgrades.models import Approval
 
@@ -150,10 +151,12 @@ def test_start_needs_approval_and_the_window(fleet, operator, approver, django_c
         plan = services.plan_decide(plan=plan, approver=approver, revision=plan.revision, decision="approve")
         with pytest.raises(ValidationError, match="The maintenance window is not open"):
             services.plan_start(plan=plan, by=operator)
-        with pytest.raises(PermissionDenied):
-            services.plan_start(plan=plan, by=operator, outside_window_reason="urgent CVE")
-        rollout = services.plan_start(plan=plan, by=approver, outside_window_reason="urgent CVE")
-    assert rollout.outside_window_reason == "urgent CVE" and rollout.state == "running"
+        with pytest.raises(PermissionDenied, match="Only operators start"):  # approvers sign off; they never start
+            services.plan_start(plan=plan, by=approver, outside_window_reason="urgent CVE")
+        rollout = services.plan_start(plan=plan, by=operator, outside_window_reason="urgent CVE")
+    assert rollout.outside_window_reason == "urgent CVE" and rollout.start_reason == "urgent CVE" and rollout.state == "running"
+    started = Event.objects.get(kind="rollout.started")
+    assert "outside its window: urgent CVE" in started.message and started.payload["reason"] == "urgent CVE"
 
 
 def test_weekly_window():

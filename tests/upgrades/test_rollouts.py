@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from pksweb.models import Event
 from tests.upgrades.conftest import drive
 from upgrades import services
 from upgrades.models import RolloutStep
@@ -96,9 +97,16 @@ def test_abort_uncordons_and_says_so(make_approved, fleet, operator, django_capt
     halted = drive(start(plan, operator, django_capture_on_commit_callbacks))
     step = RolloutStep.objects.filter(rollout=halted).exclude(phase="done").first()
     assert sims[0].get("nodes", "", step.node)["spec"].get("unschedulable") is True
-    aborted = services.rollout_abort(rollout=halted, by=operator)
-    assert aborted.state == "aborted" and f"node {step.node} uncordoned" in aborted.reason
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        aborted = services.rollout_abort(rollout=halted, by=operator)
+    assert aborted.state == "aborted" and "uncordoning 1 node(s)" in aborted.reason and step.node in aborted.reason
+    # The request called no cluster: a worker uncordons (a task queued on commit, beside the push), and says so.
+    assert len(queued) == 2 and sims[0].get("nodes", "", step.node)["spec"].get("unschedulable") is True
+    services.step_advance(step_id=step.pk)
     assert not sims[0].get("nodes", "", step.node)["spec"].get("unschedulable")
+    step.refresh_from_db()
+    assert step.phase == "failed" and f"node {step.node} uncordoned" in step.log
+    assert Event.objects.filter(kind="rollout.step_changed", message__contains=f"after the abort: node {step.node} uncordoned").exists()
 
 
 def test_one_active_rollout_per_plan(approved_plan, operator, django_capture_on_commit_callbacks):

@@ -34,8 +34,9 @@ class DecisionSerializer(serializers.Serializer):
 
 
 class StartSerializer(serializers.Serializer):
-    outside_window_reason = serializers.CharField(required=False, allow_blank=True, default="",
-                                                  help_text="Approvers only: start outside the window, for this recorded reason.")
+    outside_window_reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000,
+                                                  help_text="Needed to start outside the window; recorded on the rollout and "
+                                                            "in the event (a reason given inside the window is recorded too).")
 
 
 class StepSerializer(serializers.ModelSerializer):
@@ -51,5 +52,5 @@ class RolloutSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Rollout
-        fields = ["id", "plan", "revision", "state", "reason", "waiting_for_window", "pause_requested", "outside_window_reason",
+        fields = ["id", "plan", "revision", "state", "reason", "waiting_for_window", "pause_requested", "outside_window_reason", "start_reason",
                   "started_at", "finished_at", "steps"]
