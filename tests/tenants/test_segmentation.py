@@ -121,6 +121,16 @@ def test_intent_compares_three_valued_cells(operator_api, acme, registered, sand
     assert any(r["policy"] == "payments/let-shop-in" and r["rule"] == 1 for r in after["reasons"])
 
 
+@pytest.mark.django_db
+def test_an_unreachable_cluster_says_so_instead_of_a_matrix(op_client, operator_api, registered, sandbox_cluster):
+    sandbox_cluster.faults.update({"unreachable": True})
+    page = op_client.get(reverse("tenants:segmentation", args=[registered.pk]), {"from": "demo", "to": "demo"})
+    assert page.status_code == 200 and 'id="segmentation-error"' in page.content.decode()
+    assert 'id="segmentation"' not in page.content.decode()
+    body = operator_api.get(f"/api/clusters/{registered.pk}/segmentation/").json()
+    assert body["error"] and body["cells"] == [] and body["pods"] == {}
+
+
 def test_a_big_matrix_is_quick():
     """50 namespaces, 400 pods, 4 policies each: the evaluation and every cell well under a second."""
     from tenants.netpol import Evaluation, Pod
