@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, ROOT, machine  # noqa: E402
 
-BENCHMARKS = ["sandbox_scale", "fleet", "cluster_page", "live", "rollout"]
+BENCHMARKS = ["sandbox_scale", "fleet", "cluster_page", "segmentation", "live", "rollout"]
 
 
 def main() -> int:

@@ -346,6 +346,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name for the all/some/none reach of a segmentation cell, actual or intended.
+    "ENUM_NAME_OVERRIDES": {"ReachEnum": "tenants.choices.Reach"},
     # The schema and its docs pages are for signed-in people, like the rest of the API.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }

@@ -23,3 +23,11 @@ class SyncState(models.TextChoices):
     IN_SYNC = "in_sync", "In sync"
     DRIFTED = "drifted", "Drifted"
     FAILED = "failed", "Failed"
+
+
+class Reach(models.TextChoices):
+    """How much of a namespace's pods another namespace's pods may reach (tenants.netpol)."""
+
+    ALL = "all", "all"
+    SOME = "some", "some"
+    NONE = "none", "none"

@@ -1,11 +1,20 @@
-"""Who can reach whom: a namespace-to-namespace matrix computed from a cluster's actual
-NetworkPolicies, compared with what pksweb's bundles intend.
+"""Who can reach whom: a namespace-to-namespace matrix computed pod by pod from a
+cluster's actual NetworkPolicies, compared with what pksweb's bundles intend.
 
-The model is the NetworkPolicy semantics at namespace granularity: a namespace is
-isolated for ingress (egress) when a policy selecting all its pods has that policy
-type; then traffic is allowed only if some rule's peer matches the other namespace.
-A connection A → B needs A's egress and B's ingress to allow it. Policies selecting
-only some pods are reported as such, not counted as isolating the whole namespace.
+Each cell says whether **all**, **some** or **none** of the pod pairs from the source
+namespace to the target namespace may connect, and names the policies and rules that
+decide it (the evaluation and its semantics are in ``tenants.netpol``). Two choices an
+operator should know:
+
+- It is about whether *any* port is reachable: a rule that lists ports still allows some
+  traffic; the ports are shown in the rule's explanation.
+- A namespace without pods is evaluated for a hypothetical new pod without labels, so a
+  fresh tenant namespace already shows whether it is sealed.
+
+Intent is the same evaluation over the same pods with the Namespace labels and
+NetworkPolicies pksweb's bundles want for its tenant namespaces; a cell drifts when the
+actual reach differs from the intended one (intended all but actually some or none,
+intended none but actually some or all).
 """
 
 from __future__ import annotations
@@ -17,106 +26,92 @@ from clusters.kube import KubeError
 from clusters.models import Cluster
 from tenants import bundle
 from tenants.models import TenantNamespace
+from tenants.netpol import Cell, Evaluation, Reason, pods_from_raw
 
-
-def _selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    if selector is None:
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), set(expr.get("values") or [])
-        if op == "In" and labels.get(key) not in values or op == "NotIn" and labels.get(key) in values:
-            return False
-        if op == "Exists" and key not in labels or op == "DoesNotExist" and key in labels:
-            return False
-    return True
-
-
-def _peer_allows(peer: dict[str, Any], own_ns: str, other_ns: str, other_labels: dict[str, str]) -> bool:
-    if "ipBlock" in peer:
-        return False  # IP blocks describe traffic leaving or entering the cluster
-    if "namespaceSelector" in peer:
-        return _selector_matches(peer["namespaceSelector"], other_labels)
-    return other_ns == own_ns  # a podSelector alone means pods of the policy's own namespace
-
-
-def _direction(policies: list[dict[str, Any]], direction: str, own_ns: str, other_ns: str, other_labels: dict[str, str]) -> bool:
-    """Does ``own_ns`` allow ``direction`` ("ingress" from / "egress" to) ``other_ns``?"""
-    key, peers_key = ("ingress", "from") if direction == "ingress" else ("egress", "to")
-    kind = "Ingress" if direction == "ingress" else "Egress"
-    isolating = [p for p in policies if (p.get("spec") or {}).get("podSelector") in ({}, None)
-                 and kind in ((p.get("spec") or {}).get("policyTypes") or ["Ingress"])]
-    if not isolating:
-        return True
-    for policy in isolating:
-        for rule in (policy.get("spec") or {}).get(key) or []:
-            peers = rule.get(peers_key)
-            if not peers:  # an empty from/to allows everyone
-                return True
-            if any(_peer_allows(peer, own_ns, other_ns, other_labels) for peer in peers):
-                return True
-    return False
+SYMBOLS = {"all": "✓", "some": "◐", "none": "✕"}
 
 
 @dataclass
 class Matrix:
     namespaces: list[str]
-    allowed: dict[tuple[str, str], bool]
-    intended: dict[tuple[str, str], bool] = field(default_factory=dict)
-    partial: list[str] = field(default_factory=list)
+    evaluation: Evaluation | None = None
+    intended_evaluation: Evaluation | None = None
+    intent_for: set[str] = field(default_factory=set)  # pksweb's tenant namespaces: intent is known for their rows and columns
     error: str = ""
 
-    def cell(self, source: str, target: str) -> dict[str, Any]:
-        actual = self.allowed.get((source, target))
-        intent = self.intended.get((source, target))
-        return {"allowed": actual, "intended": intent, "drift": intent is not None and actual != intent}
+    @property
+    def pods(self) -> dict[str, int]:
+        """Real pods per namespace (0: evaluated for a hypothetical new pod)."""
+        return dict(self.evaluation.real_pods) if self.evaluation else {}
 
-    def rows(self) -> list[tuple[str, list[dict[str, Any]]]]:
-        return [(s, [{**self.cell(s, t), "target": t} for t in self.namespaces]) for s in self.namespaces]
+    @property
+    def partial(self) -> list[str]:
+        """Policies whose podSelector selects only some pods of their namespace (evaluated pod by pod)."""
+        if self.evaluation is None:
+            return []
+        return [p.key for p in self.evaluation.policies if p.pod_selector.get("matchLabels") or p.pod_selector.get("matchExpressions")]
+
+    def actual(self, source: str, target: str) -> Cell:
+        assert self.evaluation is not None
+        return self.evaluation.cell(source, target)
+
+    def intended(self, source: str, target: str) -> Cell | None:
+        if self.intended_evaluation is None or (source not in self.intent_for and target not in self.intent_for):
+            return None
+        return self.intended_evaluation.cell(source, target)
+
+    def cell(self, source: str, target: str, *, explain: bool = False) -> dict[str, Any]:
+        """One cell as pages and the API show it; ``explain`` adds the reasons (the costlier part)."""
+        assert self.evaluation is not None
+        actual, intent = self.actual(source, target), self.intended(source, target)
+        data: dict[str, Any] = {
+            "source": source, "target": target, "reach": actual.reach, "allowed": actual.allowed,
+            "pairs_allowed": actual.pairs_allowed, "pairs": actual.pairs,
+            "intended": None if intent is None else intent.allowed, "intended_reach": None if intent is None else intent.reach,
+            "drift": intent is not None and intent.reach != actual.reach,
+            "summary": self.evaluation.summary(actual), "symbol": SYMBOLS[actual.reach],
+        }
+        if explain:
+            data["reasons"] = [reason_data(r) for r in self.evaluation.reasons(source, target)]
+        return data
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per source namespace: its real pod count and its cells (without reasons)."""
+        pods = self.pods
+        return [{"source": s, "pods": pods.get(s, 0), "cells": [self.cell(s, t) for t in self.namespaces]} for s in self.namespaces]
+
+    def cells(self, *, source: str = "", target: str = "") -> list[dict[str, Any]]:
+        """Every cell with its reasons, optionally only one source row and/or target column."""
+        return [self.cell(s, t, explain=True) for s in self.namespaces for t in self.namespaces
+                if (not source or s == source) and (not target or t == target)]
 
 
-def compute(namespaces: dict[str, dict[str, str]], policies_by_ns: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], bool]:
-    allowed = {}
-    for source, source_labels in namespaces.items():
-        for target, target_labels in namespaces.items():
-            egress = _direction(policies_by_ns.get(source, []), "egress", source, target, target_labels)
-            ingress = _direction(policies_by_ns.get(target, []), "ingress", target, source, source_labels)
-            allowed[(source, target)] = egress and ingress
-    return allowed
+def reason_data(reason: Reason) -> dict[str, Any]:
+    return {"direction": reason.direction, "policy": reason.policy, "rule": reason.rule, "text": reason.text}
 
 
 def cluster_segmentation(cluster: Cluster, *, include_system: bool = False) -> Matrix:
-    """The matrix for one cluster, with pksweb's intent for tenant namespaces alongside."""
+    """The matrix for one cluster, read live (namespaces, pods, policies), with pksweb's intent alongside."""
     from clusters.services import gateway_for
 
     try:
-        ops = gateway_for(cluster).objects
-        listed = ops.list("Namespace")
-        policies = ops.list("NetworkPolicy")
+        gateway = gateway_for(cluster)
+        listed = gateway.objects.list("Namespace")
+        policies = gateway.objects.list("NetworkPolicy")
+        pods = pods_from_raw(gateway.pods_raw())
     except KubeError as exc:
-        return Matrix([], {}, error=exc.message)
+        return Matrix([], error=exc.message)
     labels = {n["metadata"]["name"]: (n["metadata"].get("labels") or {}) for n in listed
               if include_system or n["metadata"]["name"] not in bundle.SYSTEM_NAMESPACES}
-    by_ns: dict[str, list[dict[str, Any]]] = {}
-    partial = []
-    for policy in policies:
-        ns = policy["metadata"]["namespace"]
-        by_ns.setdefault(ns, []).append(policy)
-        if (policy.get("spec") or {}).get("podSelector") not in ({}, None):
-            partial.append(f"{ns}/{policy['metadata']['name']}")
-    matrix = Matrix(sorted(labels), compute(labels, by_ns), partial=sorted(partial))
-    # Intent: the same computation over the bundles pksweb wants for its namespaces.
-    tenant_namespaces = list(TenantNamespace.objects.filter(cluster=cluster).select_related("tenant"))
+    matrix = Matrix(sorted(labels), Evaluation(labels, pods, policies))
+    tenant_namespaces = [ns for ns in TenantNamespace.objects.filter(cluster=cluster).select_related("tenant") if ns.name in labels]
     if tenant_namespaces:
         intended_labels = dict(labels)
-        intended_policies = {ns: pols for ns, pols in by_ns.items()}
+        intended_policies = [p for p in policies if p["metadata"]["namespace"] not in {ns.name for ns in tenant_namespaces}]
         for ns in tenant_namespaces:
             wanted = bundle.desired_bundle(ns.tenant, ns.name)
             intended_labels[ns.name] = wanted[0]["metadata"]["labels"]
-            intended_policies[ns.name] = [o for o in wanted if o["kind"] == "NetworkPolicy"]
-        intended = compute(intended_labels, intended_policies)
-        ours = {ns.name for ns in tenant_namespaces}
-        matrix.intended = {k: v for k, v in intended.items() if (k[0] in ours or k[1] in ours) and k[0] in labels and k[1] in labels}
+            intended_policies += [o for o in wanted if o["kind"] == "NetworkPolicy"]
+        matrix.intended_evaluation = Evaluation(intended_labels, pods, intended_policies)
+        matrix.intent_for = {ns.name for ns in tenant_namespaces}
     return matrix

@@ -221,11 +221,17 @@ def namespace_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def cluster_segmentation(request: HttpRequest, cluster_id: int) -> HttpResponse:
-    """Which namespaces can reach which on a cluster, from its actual NetworkPolicies."""
+    """Which namespaces' pods can reach which on a cluster, from its actual NetworkPolicies; ``?from=&to=`` explains one cell."""
     cluster = cluster_selectors.cluster_get(user=request.user, pk=cluster_id)
     if cluster is None:
         raise Http404("No such cluster.")
-    return render(request, "tenants/segmentation.html", {"cluster": cluster, "matrix": segmentation.cluster_segmentation(cluster)})
+    matrix = segmentation.cluster_segmentation(cluster)
+    source, target = request.GET.get("from", ""), request.GET.get("to", "")
+    chosen = matrix.cell(source, target, explain=True) if source in matrix.namespaces and target in matrix.namespaces else None
+    context = {"cluster": cluster, "matrix": matrix, "chosen": chosen}
+    if request.htmx and request.htmx.target == "why":
+        return render(request, "tenants/segmentation.html#why", context)
+    return render(request, "tenants/segmentation.html", context)
 
 
 @require_POST

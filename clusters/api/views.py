@@ -5,7 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -117,15 +117,19 @@ class ClusterViewSet(viewsets.ModelViewSet):
         return Response(OperationSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
 
 
-    @extend_schema(responses={200: SegmentationSerializerOut})
+    @extend_schema(responses={200: SegmentationSerializerOut}, parameters=[
+        OpenApiParameter("source", str, description="Only the cells from this namespace."),
+        OpenApiParameter("target", str, description="Only the cells to this namespace.")])
     @action(detail=True, methods=["get"])
     def segmentation(self, request: Request, pk: str | None = None) -> Response:
-        """Which namespaces can open connections to which, from the cluster's actual NetworkPolicies."""
+        """Which namespaces' pods can open connections to which, pod by pod from the cluster's actual NetworkPolicies:
+        each cell reads all, some or none of the pod pairs, with the policies and rules responsible."""
         from tenants.segmentation import cluster_segmentation
 
         matrix = cluster_segmentation(self.get_object())
-        cells = [{"source": s, "target": t, **matrix.cell(s, t)} for s in matrix.namespaces for t in matrix.namespaces]
-        return Response({"namespaces": matrix.namespaces, "cells": cells, "partial": matrix.partial, "error": matrix.error})
+        cells = matrix.cells(source=request.query_params.get("source", ""), target=request.query_params.get("target", ""))
+        return Response({"namespaces": matrix.namespaces, "pods": matrix.pods, "cells": cells, "partial": matrix.partial,
+                         "error": matrix.error})
 
     @extend_schema(request=AssignSerializer, responses={200: AssignSerializer})
     @action(detail=True, methods=["post"], url_path=r"nodes/(?P<node>[^/]+)/assign")

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters.models import Cluster
-from tenants.choices import Isolation, MemberRole, PodSecurity
+from tenants.choices import Isolation, MemberRole, PodSecurity, Reach
 from tenants.models import Tenant, TenantMembership, TenantNamespace
 from tenants.selectors import tenant_list
 from tenants.validators import cidr_list, namespace_list, quantity
@@ -141,16 +141,44 @@ class ScorecardCheckSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+class SegmentationReasonSerializer(serializers.Serializer):
+    direction = serializers.ChoiceField(choices=["egress", "ingress"],
+                                        help_text="egress: the source namespace's side; ingress: the target namespace's side.")
+    policy = serializers.CharField(help_text="namespace/name of the NetworkPolicy this comes from; empty when the reason is "
+                                             "that no policy or rule applies.")
+    rule = serializers.IntegerField(allow_null=True, help_text="1-based index of the rule in the policy's ingress or egress "
+                                                               "list; null for isolation and for the absence of a rule.")
+    text = serializers.CharField(help_text="The reason in words, with the rule's peers, ports and pod counts.")
+
+
+REACH_HELP = ("Over the source→target pod pairs: all (every pair may connect), some, or none. About whether any port may be "
+              "reachable. A namespace without pods counts as one hypothetical new pod without labels.")
+
+
 class SegmentationCellSerializer(serializers.Serializer):
     source = serializers.CharField()
     target = serializers.CharField()
-    allowed = serializers.BooleanField()
-    intended = serializers.BooleanField(allow_null=True)
-    drift = serializers.BooleanField()
+    reach = serializers.ChoiceField(choices=Reach.choices, help_text=REACH_HELP)
+    allowed = serializers.BooleanField(help_text="At least one source pod may connect to at least one target pod "
+                                                 "(reach is not none); kept for clients written before reach.")
+    pairs_allowed = serializers.IntegerField(help_text="Source→target pod pairs that may connect.")
+    pairs = serializers.IntegerField(help_text="Source→target pod pairs in all.")
+    intended = serializers.BooleanField(allow_null=True, help_text="What pksweb's tenant profiles intend, as allowed "
+                                                                   "(intended reach is not none); null where pksweb has no intent.")
+    intended_reach = serializers.ChoiceField(choices=Reach.choices, allow_null=True,
+                                             help_text="The reach pksweb's tenant profiles intend; null where it has no intent.")
+    drift = serializers.BooleanField(help_text="The actual reach differs from the intended reach.")
+    summary = serializers.CharField(help_text="The verdict in one sentence.")
+    symbol = serializers.CharField(help_text="✓ all, ◐ some, ✕ none.")
+    reasons = SegmentationReasonSerializer(many=True, help_text="The source's egress side, then the target's ingress side: "
+                                                                "isolating policies and the rules that allow traffic.")
 
 
 class SegmentationSerializerOut(serializers.Serializer):
     namespaces = serializers.ListField(child=serializers.CharField())
+    pods = serializers.DictField(child=serializers.IntegerField(), help_text="Pods per namespace, finished ones (Succeeded, Failed) left out "
+                                 "(0: evaluated for a hypothetical new pod without labels).")
     cells = SegmentationCellSerializer(many=True)
-    partial = serializers.ListField(child=serializers.CharField())
+    partial = serializers.ListField(child=serializers.CharField(), help_text="Policies that select only some pods of their "
+                                    "namespace (evaluated pod by pod; listed for reference).")
     error = serializers.CharField()

@@ -100,3 +100,11 @@ def test_soak_smoke(tmp_path):
     data = json.loads((tmp_path / "soak.json").read_text())
     assert data["states"] == ["succeeded", "succeeded"] and data["replaced_once"] == data["nodes"] == 6
     assert data["redis_restarts"] == 1 and data["kills"] >= 1 and data["cordoned"] == []
+
+
+def test_segmentation_smoke(tmp_path):
+    result = run_bench("segmentation.py", "--namespaces", "6", "--pods", "2", "--runs", "1", out=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "segmentation.json").read_text())
+    assert data["pods"] == 12 and sum(data["reach"].values()) == 36
+    assert all(f["ok"] is not False for f in data["figures"]), data["figures"]
