@@ -371,7 +371,7 @@ def fleet_sweep(*, workers: int | None = None, timeout: tuple[float, float] | No
     """
     holder = f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"
     interval = settings.PKSWEB_HEALTH_INTERVAL
-    lease_seconds = max(interval * 2, 60)
+    lease_seconds = max(interval * 2, settings.PKSWEB_SWEEP_LEASE_SECONDS)
     if not lease_acquire(name=SWEEP_LEASE, holder=holder, seconds=lease_seconds):
         return SweepReport(skipped=True)
     renewal = Renewal.of_lease(name=SWEEP_LEASE, holder=holder, seconds=lease_seconds, what="the health sweep")
@@ -668,7 +668,7 @@ def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Call
                 evicted.append(key)
                 report_progress(f"evicted {key}", evicted=evicted, blocked=blocked, pending=sorted(pending))
             else:
-                reason = f"PodDisruptionBudget {outcome.budget}" if outcome.budget else "the API server"
+                reason = f"PodDisruptionBudget {pod.namespace}/{outcome.budget}" if outcome.budget else "the API server"
                 if blocked.get(key) != reason:
                     blocked[key] = reason
                     report_progress(f"{key} blocked by {reason}; retrying", evicted=evicted, blocked=blocked,

@@ -202,6 +202,8 @@ if _env("DATABASE_URL"):
             _env("DATABASE_URL"), conn_max_age=60, conn_health_checks=True
         )
     }
+    # The suite's PostgreSQL pass (make test) names its own test database, so runs never collide.
+    DATABASES["default"]["TEST"] = {"NAME": _env("PKSWEB_TEST_DATABASE_NAME") or None}
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -282,6 +284,8 @@ PKSWEB_LIVE_SNAPSHOT_SECONDS = float(_env("PKSWEB_LIVE_SNAPSHOT_SECONDS", "10"))
 PKSWEB_LIVE_CATCH_UP_SECONDS = float(_env("PKSWEB_LIVE_CATCH_UP_SECONDS", "5"))
 PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS = float(_env("PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS", "3"))
 PKSWEB_SWEEP_WORKERS = int(_env("PKSWEB_SWEEP_WORKERS", "32"))
+# One sweep at a time: its lease (at least twice the interval), renewed while the sweep runs.
+PKSWEB_SWEEP_LEASE_SECONDS = float(_env("PKSWEB_SWEEP_LEASE_SECONDS", "60"))
 PKSWEB_PROBE_TIMEOUT = (float(_env("PKSWEB_PROBE_CONNECT_TIMEOUT", "3")), float(_env("PKSWEB_PROBE_READ_TIMEOUT", "8")))
 PKSWEB_DRAIN_TIMEOUT = int(_env("PKSWEB_DRAIN_TIMEOUT", "300"))
 # Upgrades: the command driver runs operator-configured commands, so it is off unless allowed.

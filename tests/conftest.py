@@ -18,6 +18,22 @@ def require_service(what: str, how_to_start: str) -> None:
     pytest.skip(message)
 
 
+def pytest_sessionstart(session):
+    """The PostgreSQL pass of make test (DATABASE_URL set): say what to start when it is not there."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        message = f"PostgreSQL at {url} is not reachable ({exc.__class__.__name__}): start it to run the PostgreSQL pass"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise pytest.UsageError(message) from None
+        pytest.exit(message, returncode=0)
+
+
 @pytest.fixture
 def password() -> str:
     return PASSWORD
@@ -56,6 +72,16 @@ def tenant_admin(db, tenant):
 @pytest.fixture
 def other_tenant_admin(db, other_tenant):
     return MembershipFactory(tenant=other_tenant, user__username="globex-admin").user
+
+
+@pytest.fixture
+def op_client(operator):
+    """A browser session signed in as the operator."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(operator)
+    return client
 
 
 @pytest.fixture

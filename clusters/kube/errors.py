@@ -46,6 +46,15 @@ def _status_body(exc: ApiException) -> dict:
         return {}
 
 
+def _text(raw: object) -> str:
+    """A non-Status answer (a proxy's HTML page, plain text) as one line of words."""
+    if isinstance(raw, bytes):
+        raw = raw.decode(errors="replace")
+    if not isinstance(raw, str):
+        return ""
+    return " ".join(raw[:4 * SERVER_WORDS].split())
+
+
 def _details(body: dict) -> dict:
     """A Status's details, kept only in the shape the Kubernetes API gives them (causes: objects)."""
     details = body.get("details")
@@ -61,7 +70,7 @@ def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
         return exc
     if isinstance(exc, ApiException):
         body = _status_body(exc)
-        message = bound(str(body.get("message") or exc.reason or "").rstrip("."), SERVER_WORDS)
+        message = bound(str(body.get("message") or _text(exc.body) or exc.reason or "").rstrip("."), SERVER_WORDS)
         status = exc.status
         if status == 401:
             return KubeError("unauthorized", f"The API server refused the credential (401 Unauthorized) while trying to {action}: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -161,6 +162,28 @@ def _event_seen(event: k8s.CoreV1Event) -> datetime | None:
     return event.last_timestamp or event.event_time or (event.metadata.creation_timestamp if event.metadata else None)
 
 
+UNREADABLE = (TypeError, AttributeError, KeyError, ValueError, IndexError)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reads(action: str) -> Callable[[F], F]:
+    """An operation whose answer is read into pksweb's shapes: an answer in a shape no Kubernetes API gives
+    (a hostile or broken server) becomes a ``bad_response`` KubeError saying so, never a crash."""
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except KubeError:
+                raise
+            except UNREADABLE as exc:
+                gateway = getattr(self, "gw", self)
+                raise KubeError("bad_response", f"{gateway.credential.server} sent an answer pksweb could not read while trying to "
+                                                f"{action} ({type(exc).__name__}: {bound(str(exc), 200)}).") from exc
+        return wrapper  # type: ignore[return-value]
+    return decorate
+
+
 def _retryable(exc: BaseException, safe: bool) -> bool:
     if not isinstance(exc, KubeError):
         return False
@@ -247,6 +270,7 @@ class Gateway:
 
     # ---- identity and health --------------------------------------------------
 
+    @_reads("read the server version")
     def version(self) -> str:
         info = self._call("read the server version", k8s.VersionApi(self.api).get_code)
         return str(info.git_version or "").lstrip("v")
@@ -262,14 +286,17 @@ class Gateway:
             return True, []  # /readyz is not readable by every credential; /version and nodes still tell
         return status == 200 and not failed, failed
 
+    @_reads("list nodes")
     def nodes(self) -> list[NodeInfo]:
         """All nodes, from the API server's cache (``resourceVersion=0``)."""
         nodes = self._call("list nodes", self.core.list_node, resource_version="0")
         return [_node_info(n) for n in nodes.items]
 
+    @_reads("read a node")
     def node(self, name: str) -> NodeInfo:
         return _node_info(self._call(f"read node {name}", self.core.read_node, name))
 
+    @_reads("list kube-system pods")
     def system_problems(self) -> list[str]:
         """kube-system pods that are not Running and Ready (one namespaced list, never cluster-wide)."""
         pods = self._call("list kube-system pods", self.core.list_namespaced_pod, "kube-system")
@@ -282,6 +309,7 @@ class Gateway:
                 problems.append(f"{info.name} ({info.phase or 'Unknown'}{'' if info.phase != 'Running' else ', not ready'})")
         return problems
 
+    @_reads("list warning events")
     def warning_events(self, since: timedelta = timedelta(minutes=10), limit: int = 200) -> list[EventInfo]:
         events = self._call("list warning events", self.core.list_event_for_all_namespaces, field_selector="type=Warning", limit=limit)
         cutoff = datetime.now(UTC) - since
@@ -332,6 +360,7 @@ class Gateway:
         self._call("list nodes", self.core.list_node, limit=1)
         return version
 
+    @_reads("read namespace kube-system")
     def identity(self) -> str:
         """The cluster's identity: the UID of its ``kube-system`` namespace (the de-facto cluster id)."""
         namespace = self._call("read namespace kube-system", self.core.read_namespace, "kube-system")
@@ -343,11 +372,13 @@ class Gateway:
 
     # ---- node operations ------------------------------------------------------
 
+    @_reads("cordon or uncordon a node")
     def set_unschedulable(self, node: str, unschedulable: bool) -> NodeInfo:
         body = {"spec": {"unschedulable": True if unschedulable else None}}
         action = f"{'cordon' if unschedulable else 'uncordon'} node {node}"
         return _node_info(self._call(action, self.core.patch_node, node, body, idempotent=True))
 
+    @_reads("list the pods on a node")
     def pods_on_node(self, node: str) -> list[PodInfo]:
         pods = self._call(f"list pods on node {node}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}")
         return [_pod_info(p) for p in pods.items]
@@ -376,6 +407,7 @@ class Gateway:
         """Generic get/create/replace/delete/list of the kinds in a tenant bundle."""
         return ObjectOps(self)
 
+    @_reads("label a node for a tenant")
     def set_node_tenant(self, node: str, tenant: str | None, label: str = "pksweb.io/tenant") -> NodeInfo:
         """Label and taint ``node`` for ``tenant`` (or clear both): dedicated nodes."""
         current = self._call(f"read node {node}", self.core.read_node, node)
@@ -386,6 +418,7 @@ class Gateway:
         action = f"{'assign' if tenant else 'release'} node {node}"
         return _node_info(self._call(action, self.core.patch_node, node, body))
 
+    @_reads("read a namespace's objects")
     def namespace_overview(self, namespace: str) -> dict[str, Any]:
         """What a tenant admin sees of one namespace, read live: quota use, workloads, pods, policies, events."""
         apps = k8s.AppsV1Api(self.api)
@@ -409,16 +442,19 @@ class Gateway:
         events = [_event_info(e, _event_seen(e)) for e in self._call("list events", self.core.list_namespaced_event, namespace).items][-20:]
         return {"quotas": quotas, "workloads": workloads, "pods": pods, "policies": policies, "events": events}
 
+    @_reads("list pods")
     def pods_all(self) -> list[PodInfo]:
         """Every pod (one cluster-wide list: scorecards and releases, never the health sweep)."""
         return [_pod_info(p) for p in self._call("list pods", self.core.list_pod_for_all_namespaces).items]
 
+    @_reads("list cluster role bindings")
     def cluster_role_bindings(self) -> list[dict[str, Any]]:
         items = self._call("list cluster role bindings", k8s.RbacAuthorizationV1Api(self.api).list_cluster_role_binding).items
         return [self.api.sanitize_for_serialization(b) for b in items]
 
     # ---- upgrades: preflight and drivers --------------------------------------------
 
+    @_reads("read the API groups")
     def served_group_versions(self) -> set[str]:
         """Every group/version the API server serves (discovery)."""
         core = self._call("read API versions", k8s.CoreApi(self.api).get_api_versions)
@@ -459,17 +495,22 @@ class Gateway:
 
         return _with_retries(True, attempt)
 
+    @_reads("list PodDisruptionBudgets")
     def pdbs(self) -> list[dict[str, Any]]:
         items = self._call("list PodDisruptionBudgets", k8s.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces).items
         return [self.api.sanitize_for_serialization(p) for p in items]
 
+    @_reads("list pods")
     def pods_raw(self) -> list[dict[str, Any]]:
         """Every pod as raw JSON (scheduling fields included), without a model per pod."""
         response = self._call("list pods", self.core.list_pod_for_all_namespaces, _preload_content=False)
         try:
-            return json.loads(response.data).get("items", [])
+            items = json.loads(response.data).get("items") or []
         finally:
             response.release_conn()
+        if not isinstance(items, list):
+            raise TypeError("the pod list's items are not a list")
+        return [p for p in items if isinstance(p, dict)]
 
     def sandbox_upgrade_node(self, node: str, version: str) -> str:
         """Ask a sandbox cluster to replace ``node``'s kubelet with ``version`` (the sandbox driver)."""
@@ -493,11 +534,13 @@ class Gateway:
 
     # ---- reads for pages --------------------------------------------------------
 
+    @_reads("list namespaces")
     def namespaces(self) -> list[dict[str, Any]]:
         items = self._call("list namespaces", self.core.list_namespace).items
         return [{"name": n.metadata.name, "phase": n.status.phase if n.status else "",
                  "tenant": (n.metadata.labels or {}).get("pksweb.io/tenant", "")} for n in items]
 
+    @_reads("count pods per node")
     def pod_counts(self) -> dict[str, int]:
         """Pods per node, read as raw JSON (no model per pod: fast on large clusters)."""
         # resourceVersion=0: the API server answers from its watch cache, not from etcd.
@@ -514,6 +557,7 @@ class Gateway:
                 counts[node] = counts.get(node, 0) + 1
         return counts
 
+    @_reads("list events")
     def recent_events(self, limit: int = 30) -> list[EventInfo]:
         events = self._call("list events", self.core.list_event_for_all_namespaces, limit=500).items
         infos = [_event_info(e, _event_seen(e)) for e in events]
@@ -547,6 +591,7 @@ class ObjectOps:
     def _plain(self, model: Any) -> dict[str, Any]:
         return self.gw.api.sanitize_for_serialization(model)
 
+    @_reads("read an object")
     def get(self, kind: str, name: str, namespace: str = "") -> dict[str, Any] | None:
         api, suffix, namespaced = self._api(kind)
         args = (name, namespace) if namespaced else (name,)
@@ -557,12 +602,14 @@ class ObjectOps:
                 return None
             raise
 
+    @_reads("create an object")
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         api, suffix, namespaced = self._api(obj["kind"])
         name = obj["metadata"]["name"]
         args = (obj["metadata"]["namespace"], obj) if namespaced else (obj,)
         return self._plain(self.gw._call(f"create {obj['kind']} {name}", getattr(api, f"create_{suffix}"), *args))
 
+    @_reads("update an object")
     def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
         api, suffix, namespaced = self._api(obj["kind"])
         name = obj["metadata"]["name"]
@@ -578,6 +625,7 @@ class ObjectOps:
             if exc.kind != "not_found":
                 raise
 
+    @_reads("list objects")
     def list(self, kind: str, namespace: str = "", label_selector: str = "") -> list[dict[str, Any]]:
         api, suffix, namespaced = self._api(kind)
         if namespaced and namespace:

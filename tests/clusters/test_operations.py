@@ -52,8 +52,8 @@ def test_drain_blocked_by_pdb_reports_the_budget(registered, sandbox_cluster, op
     done = node_operation_execute(operation_id=operation.pk, sleep=lambda s: None)
     assert done.state == OperationState.FAILED
     assert f"Drain of {web_node} stopped after 1 s" in done.report
-    assert "Blocked by PodDisruptionBudget web: demo/web-" in done.report
-    assert all(reason == "PodDisruptionBudget web" for reason in done.progress["blocked"].values())
+    assert "Blocked by PodDisruptionBudget demo/web: demo/web-" in done.report
+    assert all(reason == "PodDisruptionBudget demo/web" for reason in done.progress["blocked"].values())
 
 
 def test_second_drain_is_refused_while_one_is_active(registered, sandbox_cluster, operator):

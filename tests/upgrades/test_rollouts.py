@@ -47,7 +47,7 @@ def test_pdb_blocked_drain_halts_naming_the_budget(make_approved, fleet, operato
     sims[0].refresh_budgets()
     halted = drive(start(plan, operator, django_capture_on_commit_callbacks))
     assert halted.state == "halted"
-    assert "Blocked by PodDisruptionBudget web" in halted.reason and "stopped after 10 s" in halted.reason
+    assert "Blocked by PodDisruptionBudget demo/web" in halted.reason and "stopped after 10 s" in halted.reason
     step = RolloutStep.objects.filter(rollout=halted).exclude(phase="done").first()
     assert step.phase == "drain" and "halted:" in step.log
 

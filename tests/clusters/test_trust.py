@@ -1,0 +1,245 @@
+"""Issue 13's regressions on the fleet side: a dial tone that tells the truth whatever the cluster says,
+one identity per cluster, no stuck operations or sweeps, removals without 500s, bounded words."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from clusters import services
+from clusters.kube import Credential
+from clusters.models import Cluster, ClusterNode, NodeOperation
+from pksweb.models import Event, Lease
+from tests.clusters.conftest import kubeconfig_text
+
+pytestmark = pytest.mark.django_db
+
+
+def _worker(cluster: Cluster) -> str:
+    return next(n.name for n in ClusterNode.objects.filter(cluster=cluster).order_by("name") if not n.is_control_plane)
+
+
+def _bounded_events():
+    return all(len(e.message) <= 500 for e in Event.objects.all())
+
+
+# ---- 2. a dial tone that lies --------------------------------------------------------------
+
+
+def test_a_cluster_answering_500_with_a_long_message_is_recorded_not_healthy(op_client, registered, sandbox_cluster):
+    assert registered.status == "healthy"
+    sandbox_cluster.faults.update({"error_rate": 1.0, "fail_message": "das Netz ist kaputt — " + "é" * 3000})
+    response = op_client.post(reverse("clusters:probe", args=[registered.pk]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200  # "Probe now" answered 500 before
+    cluster = Cluster.objects.get(pk=registered.pk)
+    assert cluster.status == "unreachable"
+    reason = cluster.reasons[0]
+    assert "The API server failed (50" in reason and "das Netz ist kaputt" in reason and "more characters cut]" in reason
+    assert len(reason) <= 500
+    changed = Event.objects.filter(kind="cluster.status_changed").latest("id")
+    assert "unreachable" in changed.message and len(changed.message) <= 500
+    assert "das Netz ist kaputt" in response.content.decode()  # the reason is shown, cut
+
+
+def test_the_sweep_records_what_it_saw_however_long_the_words(registered, sandbox_cluster):
+    sandbox_cluster.faults.update({"fail_next": 9, "fail_status": 500, "fail_message": "x" * 100_000})
+    report = services.fleet_sweep(workers=2)
+    assert report.failures == [] and report.probed == 1
+    cluster = Cluster.objects.get(pk=registered.pk)
+    assert cluster.status == "unreachable" and all(len(r) <= 500 for r in cluster.reasons)
+    assert _bounded_events()
+
+
+# ---- the length cases, also on PostgreSQL ------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_long_versions_and_names_fit_their_columns(op_client, registered, sandbox_cluster):
+    """A vendor version of 120 characters and a node name of 253 (the most Kubernetes allows) are stored, cut where
+    a column is shorter, and shown; on PostgreSQL a value too long for its column would be a database error."""
+    long_version = "v1.30.4+" + "vendor.build-12345." * 6
+    sandbox_cluster.faults.update({"answers": [{"path": "/version", "body": {
+        "major": "1", "minor": "30", "gitVersion": long_version, "gitCommit": "0" * 40, "gitTreeState": "clean",
+        "buildDate": "2024-01-01T00:00:00Z", "goVersion": "go1.22.5", "compiler": "gc", "platform": "linux/amd64"}}]})
+    name = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    assert len(name) == 253
+    sandbox_cluster.add_node(name, version="1.30.4-" + "k" * 120, labels={"kubernetes.io/hostname": "long-named-node"})
+    sandbox_cluster.make_ready_now()
+    probed = services.cluster_probe(cluster=registered)
+    assert probed.version.startswith("1.30.4+vendor.build-12345.") and len(probed.version) <= 100
+    assert probed.version.endswith("more characters cut]")
+    node = ClusterNode.objects.get(cluster=registered, name=name)
+    assert len(node.kubelet_version) <= 100 and node.kubelet_version.startswith("v1.30.4-kkk")
+    page = op_client.get(reverse("clusters:detail", args=[registered.pk])).content.decode()
+    assert name in page and "1.30.4+vendor.build-12345." in page
+
+
+@pytest.mark.postgres
+def test_a_reason_with_nul_bytes_and_any_script_is_stored(registered, sandbox_cluster):
+    sandbox_cluster.faults.update({"fail_next": 9, "fail_status": 503, "fail_message": "nul\x00byte \U0001f525 " + "ж" * 600})
+    probed = services.cluster_probe(cluster=registered)
+    assert probed.status == "unreachable" and "\x00" not in probed.reasons[0] and "ж" in probed.reasons[0]
+
+
+# ---- 12. one cluster, one registration -------------------------------------------------------------
+
+
+def test_the_same_cluster_is_registered_once(operator_api, sandbox, sandbox_cluster, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        first = operator_api.post("/api/clusters/", {"name": "prod-eu", "kubeconfig": kubeconfig_text(sandbox, sandbox_cluster.name)},
+                                  format="json")
+        again = operator_api.post("/api/clusters/", {"name": "prod-eu-again", "server": sandbox.server_url(sandbox_cluster.name),
+                                                     "token": sandbox_cluster.token}, format="json")
+    assert first.status_code == 201
+    uid = Cluster.objects.get(name="prod-eu").uid
+    assert uid == sandbox_cluster.get("namespaces", "", "kube-system")["metadata"]["uid"]
+    assert again.status_code == 400
+    message = " ".join(again.json()["server"])
+    assert "prod-eu" in message and uid in message and "registers each cluster once" in message
+    assert Cluster.objects.count() == 1
+
+
+def test_a_credential_for_another_cluster_is_refused(operator_api, registered, sandbox):
+    other = sandbox.add_cluster(f"{registered.name}-other", nodes=1)
+    try:
+        response = operator_api.patch(f"/api/clusters/{registered.pk}/", {"server": sandbox.server_url(other.name),
+                                                                            "token": other.token}, format="json")
+    finally:
+        sandbox.remove_cluster(other.name)
+    assert response.status_code == 400 and "reaches a different cluster" in str(response.json())
+    assert Cluster.objects.get(pk=registered.pk).server == sandbox.server_url(registered.name)
+
+
+def test_a_cluster_registered_unchecked_gets_its_identity_from_the_first_probe(sandbox, sandbox_cluster, operator,
+                                                                               django_capture_on_commit_callbacks):
+    credential = Credential(server=sandbox.server_url(sandbox_cluster.name), token=sandbox_cluster.token)
+    with django_capture_on_commit_callbacks(execute=False):
+        first = services.cluster_register(name="bulk-1", credential=credential, created_by=operator, check=False)
+        twin = services.cluster_register(name="bulk-2", credential=credential, created_by=operator, check=False)
+    services.cluster_probe(cluster=first)
+    twin = services.cluster_probe(cluster=Cluster.objects.get(pk=twin.pk))
+    assert Cluster.objects.get(pk=first.pk).uid and not twin.uid
+    assert twin.status == "degraded" and "same cluster as bulk-1" in twin.reasons[0]
+
+
+# ---- 11. answers that say too much --------------------------------------------------------------
+
+
+def test_an_internal_services_error_body_is_not_reflected_whole(operator_api, sandbox, sandbox_cluster):
+    page = "<html>" + "upstream proxy error; " * 200 + "</html>"
+    sandbox_cluster.faults.update({"answers": [{"path": "/version", "status": 502, "body": page}]})
+    response = operator_api.post("/api/clusters/", {"name": "proxied", "server": sandbox.server_url(sandbox_cluster.name),
+                                                    "token": sandbox_cluster.token}, format="json")
+    assert response.status_code == 400
+    message = " ".join(response.json()["server"])
+    assert "(502)" in message and "more characters cut]" in message and len(message) < 700
+
+
+# ---- 10. removing a cluster never answers 500 (history: see tests/upgrades/test_trust.py) ------------
+
+
+def test_removing_a_cluster_without_history_deletes_it(op_client, registered):
+    assert op_client.post(reverse("clusters:delete", args=[registered.pk])).status_code == 302
+    assert not Cluster.all_objects.filter(pk=registered.pk).exists()
+    assert Event.objects.filter(kind="cluster.deleted").exists()
+
+
+# ---- 5. no stuck work ---------------------------------------------------------------------------------
+
+
+class WorkerDied(BaseException):
+    """What a SIGKILL looks like from inside: the work stops where it is, nothing is recorded after."""
+
+
+def _die(seconds: float) -> None:
+    raise WorkerDied
+
+
+def test_a_drain_whose_worker_died_is_taken_over_then_finished(registered, sandbox_cluster, operator, settings,
+                                                                django_capture_on_commit_callbacks):
+    settings.PKSWEB_OPERATION_LEASE_SECONDS = 1
+    node = _worker(registered)
+    sandbox_cluster.faults.update({"frozen_pdbs": ["*"]})
+    sandbox_cluster.refresh_budgets()
+    with django_capture_on_commit_callbacks(execute=False):
+        operation = services.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator)
+    with pytest.raises(WorkerDied):
+        services.node_operation_execute(operation_id=operation.pk, sleep=_die)
+    assert NodeOperation.objects.get(pk=operation.pk).state == "running"
+    assert services.node_operations_reap()["taken_over"] == 0  # its lease still runs
+    time.sleep(1.1)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert services.node_operations_reap()["taken_over"] == 1
+    assert queued, "the operation is queued again"
+    taken = Event.objects.get(kind="cluster.operation_taken_over")
+    assert "the worker running it stopped" in taken.message and "attempt 2 of 3" in taken.message
+    sandbox_cluster.faults.update({"frozen_pdbs": []})
+    sandbox_cluster.refresh_budgets()
+    finished = services.node_operation_execute(operation_id=operation.pk)
+    assert finished.state == "succeeded" and finished.attempts == 2
+
+
+def test_an_operation_that_keeps_dying_fails_with_its_reason_and_frees_the_node(registered, sandbox_cluster, operator, settings,
+                                                                                 django_capture_on_commit_callbacks):
+    settings.PKSWEB_OPERATION_LEASE_SECONDS = 0.2
+    node = _worker(registered)
+    sandbox_cluster.faults.update({"frozen_pdbs": ["*"]})
+    sandbox_cluster.refresh_budgets()
+    with django_capture_on_commit_callbacks(execute=False):
+        operation = services.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator)
+        for _ in range(services.MAX_ATTEMPTS):
+            with pytest.raises(WorkerDied):
+                services.node_operation_execute(operation_id=operation.pk, sleep=_die)
+            time.sleep(0.25)
+            services.node_operations_reap()
+    failed = NodeOperation.objects.get(pk=operation.pk)
+    assert failed.state == "failed" and "stopped" in failed.report and "gave up" in failed.report and "cordoned" in failed.report
+    with django_capture_on_commit_callbacks(execute=False):  # the unique constraint no longer blocks the node
+        services.node_operation_start(cluster=registered, node=node, kind="uncordon", requested_by=operator)
+
+
+def test_a_queued_operation_whose_task_was_lost_is_queued_again(registered, operator, settings, django_capture_on_commit_callbacks):
+    settings.PKSWEB_OPERATION_LEASE_SECONDS = 0.1
+    with django_capture_on_commit_callbacks(execute=False):
+        operation = services.node_operation_start(cluster=registered, node=_worker(registered), kind="cordon", requested_by=operator)
+    time.sleep(0.15)
+    assert services.node_operations_reap()["requeued"] == 1
+    assert services.node_operations_reap()["requeued"] == 0  # backs off: not every few seconds
+    assert services.node_operation_execute(operation_id=operation.pk).state == "succeeded"
+
+
+def test_a_long_sweep_keeps_its_lease(registered, sandbox, operator, settings, django_capture_on_commit_callbacks):
+    """A sweep longer than its lease renews it: no second sweep starts beside it."""
+    settings.PKSWEB_SWEEP_LEASE_SECONDS = 1
+    settings.PKSWEB_HEALTH_INTERVAL = 0.2
+    with django_capture_on_commit_callbacks(execute=False):
+        for i in range(3):
+            services.cluster_register(name=f"{registered.name}-x{i}", created_by=operator, check=False,
+                                      credential=Credential(server=sandbox.server_url(registered.name), token="t"))
+    seen: list[tuple[bool, bool]] = []
+
+    def slow(cluster):
+        time.sleep(0.5)
+        lease = Lease.objects.get(name=services.SWEEP_LEASE)
+        second = services.fleet_sweep(workers=1).skipped
+        seen.append((lease.expires_at > timezone.now(), second))
+
+    report = services.fleet_sweep(workers=1, on_result=slow)
+    assert report.probed == 4 and len(seen) == 4
+    assert all(held and skipped for held, skipped in seen), seen
+
+
+def test_renewal_stops_work_taken_over():
+    from pksweb.services import LeaseLost, Renewal
+
+    answers = iter([True, False])
+    renewal = Renewal(lambda: next(answers), seconds=0.04, what="the drain of n1")
+    renewal.keep()  # not due yet
+    time.sleep(0.02)
+    renewal.keep()  # renewed
+    time.sleep(0.02)
+    with pytest.raises(LeaseLost, match="the drain of n1 was taken over"):
+        renewal.keep()

@@ -1,0 +1,124 @@
+"""Issue 13's regressions on the tenancy side: no word about other tenants' clusters, no namespace pending
+for good, and a node given to one tenant in the database and on the cluster alike."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rest_framework.test import APIClient
+
+from clusters.kube import Credential
+from clusters.models import Cluster, ClusterNode
+from clusters.services import cluster_probe, cluster_register
+from pksweb import services as core_services
+from tenants import services
+from tenants.models import NodeAssignment, TenantNamespace
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def hidden_cluster(sandbox, operator, django_capture_on_commit_callbacks):
+    """A cluster of another tenant, with a name a tenant admin must never read."""
+    sim = sandbox.add_cluster(f"zz-secret-{id(object())}"[:40], nodes=1, pods_per_node=0)
+    with django_capture_on_commit_callbacks(execute=False):
+        cluster = cluster_register(name="payroll-prod-secret", created_by=operator, check=False,
+                                   credential=Credential(server=sandbox.server_url(sim.name), token=sim.token,
+                                                         ca_data=getattr(sandbox, "ca_pem", "") or ""))
+    services.tenant_create(name="other-co", created_by=operator, clusters=[cluster])
+    yield cluster
+    sandbox.remove_cluster(sim.name)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pick=st.sampled_from(["hidden", "missing", "huge", "negative"]), name=st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True))
+def test_a_tenant_admin_learns_nothing_of_clusters_not_theirs(acme, tenant_admin, hidden_cluster, pick, name):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=tenant_admin)}")
+    cluster_id = {"hidden": hidden_cluster.pk, "missing": hidden_cluster.pk + 1000, "huge": 2**62, "negative": -1}[pick]
+    response = api.post("/api/namespaces/", {"tenant": acme.name, "cluster": cluster_id, "name": name}, format="json")
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "payroll-prod-secret" not in body and "other-co" not in body
+    # The same words as for a cluster that does not exist: the id itself tells nothing either.
+    assert response.json()["cluster"] == [f'Invalid pk "{cluster_id}" - object does not exist.'] or pick == "negative"
+    assert not TenantNamespace.objects.filter(name=name).exists()
+
+
+def test_a_namespace_pending_for_good_is_reconciled_by_the_drift_scan(acme, registered, make_namespace, sandbox_cluster):
+    namespace = make_namespace(acme, registered, "payments")  # its reconcile task never ran (lost)
+    assert namespace.sync_state == "pending"
+    assert services.drift_scan().get("retried", 0) == 0  # a fresh one is given its minute
+    TenantNamespace.objects.filter(pk=namespace.pk).update(created_at=timezone.now() - timedelta(minutes=2))
+    counts = services.drift_scan()
+    assert counts["retried"] == 1
+    namespace.refresh_from_db()
+    assert namespace.sync_state == "in_sync" and sandbox_cluster.get("namespaces", "", "payments") is not None
+
+
+def test_a_drift_reason_of_any_length_is_recorded(acme, registered, make_namespace, sandbox_cluster):
+    namespace = make_namespace(acme, registered, "ledger")
+    sandbox_cluster.faults.update({"fail_next": 40, "fail_status": 503, "fail_message": "Ü" * 50_000})
+    reconciled = services.namespace_reconcile(namespace_id=namespace.pk)
+    assert reconciled.sync_state == "failed" and "(503)" in reconciled.error and len(reconciled.error) < 2000
+
+
+def _worker(cluster):
+    return next(n.name for n in ClusterNode.objects.filter(cluster=cluster).order_by("name") if not n.is_control_plane)
+
+
+def test_a_refused_label_leaves_no_assignment(globex, registered, sandbox_cluster, operator):
+    node = _worker(registered)
+    sandbox_cluster.faults.update({"answers": [{"path": f"/api/v1/nodes/{node}", "method": "PATCH", "status": 500,
+                                                "body": {"kind": "Status", "status": "Failure", "message": "etcd timeout", "code": 500}}]})
+    with pytest.raises(Exception, match="etcd timeout"):
+        services.node_assign(cluster=registered, node=node, tenant=globex, assigned_by=operator)
+    assert not NodeAssignment.objects.exists()
+    assert "pksweb.io/tenant" not in sandbox_cluster.get("nodes", "", node)["metadata"]["labels"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_assigns_at_once_leave_cluster_and_database_agreeing(sandbox, operator):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent transactions need PostgreSQL (the SQLite test database is one shared-cache connection)")
+    sim = sandbox.add_cluster(f"race-{id(object())}"[:40], nodes=3, pods_per_node=0)
+    cluster = cluster_register(name="race", created_by=operator, check=False,
+                               credential=Credential(server=sandbox.server_url(sim.name), token=sim.token,
+                                                     ca_data=getattr(sandbox, "ca_pem", "") or ""))
+    cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
+    tenants = [services.tenant_create(name=f"dedicated-{i}", created_by=operator, clusters=[cluster], isolation="dedicated-nodes")
+               for i in range(2)]
+    sim.faults.update({"latency_ms": 150})  # both requests in flight together
+    try:
+        for node in [n.name for n in ClusterNode.objects.filter(cluster=cluster) if not n.is_control_plane]:
+            barrier = threading.Barrier(2)
+            outcomes: list[str] = []
+
+            def assign(tenant, node=node, barrier=barrier, outcomes=outcomes):
+                barrier.wait()
+                try:
+                    services.node_assign(cluster=cluster, node=node, tenant=tenant, assigned_by=operator)
+                    outcomes.append(tenant.name)
+                except Exception as exc:  # noqa: BLE001 - the loser's refusal is the point
+                    outcomes.append(f"refused: {exc}")
+                finally:
+                    connection.close()
+
+            threads = [threading.Thread(target=assign, args=(t,)) for t in tenants]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            winners = [o for o in outcomes if not o.startswith("refused")]
+            assert len(winners) == 1, outcomes
+            assert NodeAssignment.objects.get(cluster=cluster, node=node).tenant.name == winners[0]
+            assert sim.get("nodes", "", node)["metadata"]["labels"]["pksweb.io/tenant"] == winners[0]
+    finally:
+        sandbox.remove_cluster(sim.name)

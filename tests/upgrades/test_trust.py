@@ -1,0 +1,316 @@
+"""Issue 13's regressions on the upgrade side: a halt that holds whatever explains it, approvals that bind
+what runs, starts that are the operator's, preflights that never pass blind, no cluster I/O under a row
+lock, clusters with history that can still be removed."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection, transaction
+from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clusters.kube import Credential
+from clusters.models import Cluster, ClusterNode
+from clusters.services import cluster_delete, cluster_probe, cluster_register, cluster_update
+from pksweb.models import Event
+from tests.upgrades.conftest import drive
+from upgrades import services
+from upgrades.models import Rollout, RolloutStep, UpgradePlan
+
+pytestmark = pytest.mark.django_db
+
+
+def start(plan, user, django_capture_on_commit_callbacks, **kwargs):
+    with django_capture_on_commit_callbacks(execute=False):
+        return services.plan_start(plan=plan, by=user, **kwargs)
+
+
+def _workers(cluster):
+    return [n.name for n in ClusterNode.objects.filter(cluster=cluster).order_by("name") if not n.is_control_plane]
+
+
+# ---- 1. a rollout that cannot halt -----------------------------------------------------------------
+
+
+def test_a_drain_blocked_over_long_pod_names_halts_with_its_reason(make_approved, fleet, operator, django_capture_on_commit_callbacks):
+    clusters, sims = fleet
+    for node in _workers(clusters[0]):
+        for i in range(4):
+            name = f"web-{i}-{node}-" + "x" * (200 - len(node))
+            sims[0].create("pods", {"metadata": {"name": name, "labels": {"app": "web"}},
+                                    "spec": {"nodeName": node, "containers": [{"name": "web", "image": "nginx:1.27"}]}}, "demo")
+    sims[0].make_ready_now()
+    sims[0].faults.update({"frozen_pdbs": ["demo/web"]})
+    sims[0].refresh_budgets()
+    plan = make_approved(drain_timeout_seconds=10)
+    rollout = drive(start(plan, operator, django_capture_on_commit_callbacks))
+    assert rollout.state == "halted", rollout.reason
+    assert "Blocked by PodDisruptionBudget demo/web" in rollout.reason and "x" * 150 in rollout.reason  # kept whole
+    halted = Event.objects.get(kind="rollout.halted", subject_id=str(rollout.pk))
+    assert len(halted.message) <= 500 and halted.message.endswith("more characters cut]")
+    asked = dict(sims[0].stats)
+    assert services.rollout_advance(rollout_id=rollout.pk) is None  # stopped: no drain starts again
+    assert dict(sims[0].stats) == asked
+
+
+def test_a_command_drivers_endless_output_halts_the_rollout(make_approved, fleet, operator, settings, tmp_path,
+                                                             django_capture_on_commit_callbacks):
+    settings.PKSWEB_ALLOW_COMMAND_DRIVER = True
+    clusters, _ = fleet
+    script = "import sys; print('überlang ' * 5000); print('fatal: the node did not come back', file=sys.stderr); sys.exit(3)"
+    with django_capture_on_commit_callbacks(execute=False):
+        for cluster in clusters:
+            cluster_update(cluster=cluster, updated_by=operator, upgrade_driver="command",
+                           upgrade_command=[sys.executable, "-c", script, "{node}"])
+    plan = make_approved()
+    rollout = drive(start(plan, operator, django_capture_on_commit_callbacks))
+    assert rollout.state == "halted" and "exited with 3" in rollout.reason and "fatal: the node did not come back" in rollout.reason
+    assert len(Event.objects.get(kind="rollout.halted").message) <= 500
+    step = RolloutStep.objects.filter(rollout=rollout, phase="upgrade").first()
+    assert step is not None and "halted:" in step.log and len(step.log) <= 20_000
+
+
+def test_an_abort_note_of_many_nodes_is_bounded(make_approved, fleet, operator, django_capture_on_commit_callbacks):
+    plan = make_approved()
+    rollout = start(plan, operator, django_capture_on_commit_callbacks)
+    RolloutStep.objects.filter(rollout=rollout).update(phase="drain")  # as if every node were cordoned
+    with django_capture_on_commit_callbacks(execute=False):
+        aborted = services.rollout_abort(rollout=rollout, by=operator)
+    assert aborted.state == "aborted" and f"uncordoning {rollout.steps.count()} node(s)" in aborted.reason
+    assert len(Event.objects.get(kind="rollout.aborted").message) <= 500
+
+
+# ---- 3. an approval binds what runs ---------------------------------------------------------------
+
+
+def test_changing_a_clusters_command_voids_standing_approvals(make_approved, fleet, operator, operator_api, settings):
+    settings.PKSWEB_ALLOW_COMMAND_DRIVER = True
+    clusters, _ = fleet
+    plan = make_approved()
+    approved = plan.revision
+    response = operator_api.patch(f"/api/clusters/{clusters[1].pk}/", {"upgrade_command": ["/opt/other.sh", "{node}"]}, format="json")
+    assert response.status_code == 200
+    plan = UpgradePlan.objects.get(pk=plan.pk)
+    assert plan.state == "submitted" and plan.revision != approved  # awaits approval again
+    assert not plan.approvals.filter(voided=False).exists()
+    voided = Event.objects.get(kind="upgrade.plan_voided")
+    assert clusters[1].name in voided.message and "upgrade command" in voided.message and "1 approval voided" in voided.message
+    with pytest.raises(ValidationError, match="Only an approved plan can start"):
+        services.plan_start(plan=plan, by=operator)
+
+
+@pytest.mark.parametrize("change", ["driver", "server"])
+def test_changing_a_clusters_driver_or_server_voids_approvals(make_approved, fleet, operator, sandbox, change,
+                                                              django_capture_on_commit_callbacks):
+    clusters, sims = fleet
+    plan = make_approved()
+    with django_capture_on_commit_callbacks(execute=False):
+        if change == "driver":
+            cluster_update(cluster=clusters[0], updated_by=operator, upgrade_driver="system-upgrade-controller")
+        else:  # the same cluster behind another address (its identity, the kube-system UID, is the same)
+            credential = Credential(server=sandbox.server_url(sims[0].name).replace("127.0.0.1", "localhost"), token=sims[0].token,
+                                    ca_data=getattr(sandbox, "ca_pem", "") or "")
+            cluster_update(cluster=clusters[0], updated_by=operator, credential=credential)
+    plan = UpgradePlan.objects.get(pk=plan.pk)
+    assert plan.state == "submitted" and not plan.approvals.filter(voided=False).exists()
+    assert ("upgrade driver" if change == "driver" else "API server") in Event.objects.get(kind="upgrade.plan_voided").message
+
+
+def _upgrade_script(tmp_path):
+    """A command driver that replaces a sandbox node the way an operator's script would call an API,
+    with the KUBECONFIG pksweb gives it, and notes each node it touched."""
+    script = tmp_path / "upgrade-node.py"
+    script.write_text(textwrap.dedent(f"""
+        import base64, json, os, ssl, sys, urllib.request
+        import yaml
+        node, version, marker = sys.argv[1], sys.argv[2], {str(tmp_path / 'ran.txt')!r}
+        config = yaml.safe_load(open(os.environ["KUBECONFIG"]))
+        cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+        context = ssl.create_default_context()
+        if cluster.get("certificate-authority-data"):
+            context.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        request = urllib.request.Request(cluster["server"] + "/sandbox/nodes/" + node + "/upgrade",
+                                         data=json.dumps({{"version": version, "delay": 0.05}}).encode(), method="POST",
+                                         headers={{"Authorization": "Bearer " + user["token"], "Content-Type": "application/json"}})
+        urllib.request.urlopen(request, context=context if cluster["server"].startswith("https") else None).read()
+        open(marker, "a").write(" ".join(sys.argv[1:]) + "\\n")
+    """))
+    return script
+
+
+def test_a_running_rollout_halts_before_running_a_changed_command(make_approved, fleet, operator, settings, tmp_path,
+                                                                  django_capture_on_commit_callbacks):
+    settings.PKSWEB_ALLOW_COMMAND_DRIVER = True
+    clusters, _ = fleet
+    script = _upgrade_script(tmp_path)
+    with django_capture_on_commit_callbacks(execute=False):
+        for cluster in clusters:
+            cluster_update(cluster=cluster, updated_by=operator, upgrade_driver="command",
+                           upgrade_command=[sys.executable, str(script), "{node}", "{version}"])
+    plan = make_approved(waves=[[clusters[0].pk]], health_gate=False)
+    rollout = start(plan, operator, django_capture_on_commit_callbacks)
+    ran = tmp_path / "ran.txt"
+    deadline = time.monotonic() + 30
+    while not (ran.exists() and ran.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        services.rollout_advance(rollout_id=rollout.pk)
+        time.sleep(0.02)
+    assert ran.read_text().count("\n") == 1  # the control plane went through the approved command
+    with django_capture_on_commit_callbacks(execute=False):
+        cluster_update(cluster=clusters[0], updated_by=operator,
+                       upgrade_command=[sys.executable, str(script), "{node}", "{version}", "--changed-after-approval"])
+    rollout = drive(rollout)
+    assert rollout.state == "halted"
+    assert "upgrade command changed after revision" in rollout.reason and "pksweb runs only what was approved" in rollout.reason
+    assert "--changed-after-approval" not in ran.read_text() and ran.read_text().count("\n") == 1
+
+
+# ---- 4. starting is the operator's job ----------------------------------------------------------------
+
+
+def test_an_approver_cannot_start_even_inside_the_window(approved_plan, approver):
+    from rest_framework.test import APIClient
+
+    from pksweb import services as core_services
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=approver)}")
+    response = api.post(f"/api/upgrade-plans/{approved_plan.pk}/start/", {"outside_window_reason": "because"}, format="json")
+    assert response.status_code == 403 and "Only operators start" in str(response.json())
+    assert not Rollout.objects.exists()
+
+
+def test_a_reason_given_inside_the_window_is_recorded(approved_plan, operator, django_capture_on_commit_callbacks):
+    rollout = start(approved_plan, operator, django_capture_on_commit_callbacks, outside_window_reason="CVE-2026-1234 fix")
+    assert rollout.start_reason == "CVE-2026-1234 fix" and rollout.outside_window_reason == ""  # the window still applies
+    assert "(reason given: CVE-2026-1234 fix)" in Event.objects.get(kind="rollout.started").message
+
+
+# ---- 6. a preflight that could not look fails ---------------------------------------------------------
+
+
+GROUPS = {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+    {"name": "flowcontrol.apiserver.k8s.io", "versions": [{"groupVersion": "flowcontrol.apiserver.k8s.io/v1beta3", "version": "v1beta3"}],
+     "preferredVersion": {"groupVersion": "flowcontrol.apiserver.k8s.io/v1beta3", "version": "v1beta3"}}]}
+
+
+@pytest.fixture
+def on_131(sandbox, operator, django_capture_on_commit_callbacks):
+    sim = sandbox.add_cluster(f"flow-{time.monotonic_ns()}", version="1.31.2", nodes=2, pods_per_node=1)
+    with django_capture_on_commit_callbacks(execute=False):
+        cluster = cluster_register(name=sim.name[:63], created_by=operator, check=False,
+                                   credential=Credential(server=sandbox.server_url(sim.name), token=sim.token,
+                                                         ca_data=getattr(sandbox, "ca_pem", "") or ""))
+        Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
+        cluster = cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
+    yield cluster, sim
+    sandbox.remove_cluster(sim.name)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(status=st.sampled_from([401, 403, 404, 429, 500, 503]), message=st.text(max_size=2000))
+def test_removed_api_counts_that_fail_are_failures(on_131, operator, status, message):
+    cluster, sim = on_131
+    path = "/apis/flowcontrol.apiserver.k8s.io/v1beta3/flowschemas"
+    sim.faults.clear()
+    sim.faults.update({"answers": [
+        {"path": "/apis", "body": GROUPS},
+        {"path": path, "status": status, "body": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+                                                  "code": status}}]})
+    plan = services.plan_create(author=operator, name="to 1.32", target_version="1.32.0", waves=[[cluster.pk]])
+    found = [f for f in plan.preflight["failures"] if f["check"] == "removed-api"]
+    if status == 404:  # not served: nothing to count
+        assert not found
+    else:
+        assert found and "Could not count flowschemas" in found[0]["message"] and f"({status}" in found[0]["message"], found
+        assert len(found[0]["message"]) <= 1000 and plan.preflight["ok"] is False
+
+
+# ---- 9. no cluster I/O under a row lock ---------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_preflight_runs_without_holding_the_plans_row(sandbox, operator, approver):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's: SQLite has no SELECT ... FOR UPDATE")
+    sim = sandbox.add_cluster(f"locks-{time.monotonic_ns()}", nodes=3, pods_per_node=2)
+    cluster = cluster_register(name="locks", created_by=operator, check=False,
+                               credential=Credential(server=sandbox.server_url(sim.name), token=sim.token,
+                                                     ca_data=getattr(sandbox, "ca_pem", "") or ""))
+    Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
+    cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
+    plan = services.plan_create(author=operator, name="locks", target_version="1.31.2", waves=[[cluster.pk]])
+    sim.faults.update({"latency_ms": 400})  # every cluster call takes a while
+    seen: list[str] = []
+    done = threading.Event()
+
+    def lock_meanwhile():
+        time.sleep(0.3)
+        try:
+            while not done.is_set():
+                with transaction.atomic():
+                    UpgradePlan.objects.select_for_update(nowait=True).get(pk=plan.pk)
+                seen.append("locked")
+                time.sleep(0.1)
+        except Exception as exc:  # noqa: BLE001 - what we look for is exactly a refusal to lock
+            seen.append(f"refused: {exc}")
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=lock_meanwhile)
+    other.start()
+    try:
+        submitted = services.plan_submit(plan=plan, by=operator)
+    finally:
+        done.set()
+        other.join()
+        sandbox.remove_cluster(sim.name)
+    assert submitted.state == "submitted"
+    assert seen and all(s == "locked" for s in seen), seen
+
+
+# ---- 10. a cluster with history can be removed ----------------------------------------------------------
+
+
+def test_removing_a_cluster_with_rollout_history_archives_it(make_approved, fleet, operator, op_client, sandbox,
+                                                              django_capture_on_commit_callbacks):
+    clusters, sims = fleet
+    rollout = start(make_approved(), operator, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=False):
+        services.rollout_abort(rollout=rollout, by=operator)
+    response = op_client.post(reverse("clusters:delete", args=[clusters[0].pk]))
+    assert response.status_code == 302  # a ProtectedError (500) before
+    archived = Cluster.all_objects.get(pk=clusters[0].pk)
+    assert archived.archived_at is not None and not Cluster.objects.filter(pk=archived.pk).exists()
+    assert "archive" in Event.objects.get(kind="cluster.archived").message
+    assert f'id="cluster-{archived.pk}"' not in op_client.get(reverse("clusters:fleet")).content.decode()
+    page = op_client.get(reverse("upgrades:rollout", args=[rollout.pk]))
+    assert page.status_code == 200 and clusters[0].name in page.content.decode()  # the history still names it
+    with django_capture_on_commit_callbacks(execute=False):  # the same cluster may be registered again
+        again = cluster_register(name=clusters[0].name, created_by=operator,
+                                 credential=Credential(server=sandbox.server_url(sims[0].name), token=sims[0].token,
+                                                       ca_data=getattr(sandbox, "ca_pem", "") or ""))
+    assert again.pk != archived.pk and again.uid == archived.uid
+
+
+def test_an_archived_cluster_is_gone_from_the_api(make_approved, fleet, operator, operator_api, django_capture_on_commit_callbacks):
+    clusters, _ = fleet
+    rollout = start(make_approved(), operator, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=False):
+        services.rollout_abort(rollout=rollout, by=operator)
+    assert operator_api.delete(f"/api/clusters/{clusters[0].pk}/").status_code == 204
+    assert operator_api.get(f"/api/clusters/{clusters[0].pk}/").status_code == 404
+    assert operator_api.get(f"/api/rollouts/{rollout.pk}/").json()["steps"][0]["cluster_name"] == clusters[0].name
+    cluster_delete(cluster=Cluster.all_objects.get(pk=clusters[0].pk), deleted_by=operator)  # twice: nothing to do
+
+
+def test_an_approver_may_not_start_a_plan_through_the_service(approved_plan, approver):
+    with pytest.raises(PermissionDenied):
+        services.plan_start(plan=approved_plan, by=approver)
