@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,6 +39,11 @@ from pksweb.models import Event
 log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+# A page's cursor: an event id, within a bigint like every id pksweb accepts.
+CURSOR = re.compile(r"[0-9]{1,18}")
+# No channel of its own per socket: the process's fan-out (pksweb.fanout) hands sockets their groups' messages.
+NO_CHANNEL_LAYER = "pksweb.no-channel-per-socket"
 # Ids already sent on this socket, so an event that arrives both by replay and
 # live (or through two groups) is sent once. Bounded: old ids cannot recur.
 SENT_MEMORY = 2000
@@ -133,8 +139,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
 
     tenant_id: int | None = None
     coalesce_seconds = 1.0
-    # No channel of its own: the process's fan-out (pksweb.fanout) hands this socket its groups' messages.
-    channel_layer_alias = "pksweb.no-channel-per-socket"
+    channel_layer_alias = NO_CHANNEL_LAYER
 
     # ---- hooks ------------------------------------------------------------------------
 
@@ -308,8 +313,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=messages[-1] + cursor)
 
     def _after(self) -> int:
-        raw = parse_qs(self.scope.get("query_string", b"").decode()).get("after", ["0"])[0]
-        return int(raw) if raw.isdigit() else 0
+        """The page's cursor (``?after=<id>``): the newest event it has shown."""
+        raw = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("after", ["0"])[0]
+        return int(raw) if CURSOR.fullmatch(raw) else 0
 
 
 TABLE_PARTS = ("<tr", "<tbody", "<thead", "<td")
@@ -325,6 +331,15 @@ def _batched(messages: list[str]) -> list[str]:
         else:
             batched.append(message)
     return batched
+
+
+class UnknownRouteConsumer(AsyncWebsocketConsumer):
+    """Any websocket path no page uses: closed with 4404, as an unknown URL is a 404, whoever asks."""
+
+    channel_layer_alias = NO_CHANNEL_LAYER
+
+    async def connect(self) -> None:
+        await self.close(code=CLOSE_NOT_FOUND)
 
 
 class ActivityConsumer(EventStreamConsumer):
