@@ -76,7 +76,7 @@ def test_one_query_per_group_however_many_events(operator, django_assert_num_que
     (["tenant.1"], "event_tenant_id"),
     (["fleet"], "INTEGER PRIMARY KEY"),
 ])
-def test_every_replay_query_walks_an_index_newest_first(operator, groups, index, django_assert_num_queries):
+def test_every_replay_query_walks_an_index_newest_first(operator, groups, index):
     """SQLite's plan: a search of the index, no table scan, no sort (the order is the index's)."""
     from django.test.utils import CaptureQueriesContext
 
