@@ -60,9 +60,6 @@ class ClusterConsumer(EventStreamConsumer):
     def page_key(self) -> str:
         return str(self.cluster_id)
 
-    def replay_select(self, events: list[Event]) -> list[Event]:
-        return [e for e in events if e.subject_type == "cluster" and e.subject_id == str(self.cluster_id)]
-
     def render_superseded(self, event: Event) -> str:
         return render_to_string("pksweb/_event_oob.html", {"event": event})  # its line; the newer event redoes the sections
 

@@ -3,8 +3,11 @@
 One socket per page. At connect a consumer rejects anonymous users, asks the
 policy which groups this user may join for this page (refusing the connection
 when the page's subject is not theirs), joins them, then replays from the database
-every event after the id the page last saw (``?after=<id>``), so a page that
-reconnects misses nothing. Live events arrive as ids; the policy is asked per event.
+the events of those groups after the id the page last saw (``?after=<id>``), so a page
+that reconnects misses nothing. When it missed more than a replay carries
+(``selectors.REPLAY_LIMIT``), it is told to reload instead: patching a page that stale
+would leave it wrong. A socket that names no cursor starts live, with nothing to catch
+up from. Live events arrive as ids; the policy is asked per event.
 
 Fan-out is the hot path (one event, hundreds of open pages), so consumers are async
 and share work within the process: an event row is loaded once, and a fragment is
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,6 +42,13 @@ from pksweb.models import Event
 log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+# Like HTTP 410 Gone: what the page missed is more than a replay carries; it must reload.
+CLOSE_STALE = 4410
+# A page's cursor: an event id, within a bigint like every id pksweb accepts.
+CURSOR = re.compile(r"[0-9]{1,18}")
+# No channel of its own per socket: the process's fan-out (pksweb.fanout) hands sockets their groups' messages.
+NO_CHANNEL_LAYER = "pksweb.no-channel-per-socket"
 # Ids already sent on this socket, so an event that arrives both by replay and
 # live (or through two groups) is sent once. Bounded: old ids cannot recur.
 SENT_MEMORY = 2000
@@ -133,8 +144,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
 
     tenant_id: int | None = None
     coalesce_seconds = 1.0
-    # No channel of its own: the process's fan-out (pksweb.fanout) hands this socket its groups' messages.
-    channel_layer_alias = "pksweb.no-channel-per-socket"
+    channel_layer_alias = NO_CHANNEL_LAYER
 
     # ---- hooks ------------------------------------------------------------------------
 
@@ -183,10 +193,12 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
+        after = self._after()
         self.live_since = timezone.now()
         self.joined: list[str] = []
         self.sent: OrderedDict[int, None] = OrderedDict()
-        self.cursor = 0
+        # Never sent lower than the page's own: an event committed late arrives live with an older id.
+        self.cursor = after or 0
         self.last_flush: dict[tuple[str, str], float] = {}
         self.held: dict[tuple[str, str], list[Event]] = {}
         self.timers: list[asyncio.TimerHandle] = []
@@ -199,13 +211,32 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         guard().watch(self)
         # Join first, replay second: an event committed in between arrives both
         # ways and is sent once; none falls in the gap.
-        missed = await database_sync_to_async(selectors.event_replay)(user=user, after=self._after(), tenant_id=self.tenant_id)
-        if missed:
-            chosen = await database_sync_to_async(self.replay_select)(missed)
-            for event in chosen:
-                await self._deliver([event], cache=False)
-            for event in missed:
+        if after is not None:
+            await self._replay(user, after)
+
+    async def _replay(self, user: Any, after: int) -> None:
+        """What the page missed after ``after``, in its groups: sent oldest first, or, when it is more than a
+        replay carries, a notice that makes the page reload (and the socket closes)."""
+        replay = await database_sync_to_async(selectors.event_replay)(user=user, groups=self.joined, after=after)
+        if not replay.complete:
+            self.closed = True
+            await self.send(text_data=await database_sync_to_async(render_to_string)(
+                "pksweb/_live_stale.html", {"limit": selectors.REPLAY_LIMIT}))
+            await self.close(code=CLOSE_STALE)
+            return
+        if not replay.events:
+            return
+        chosen = await database_sync_to_async(self.replay_select)(replay.events)
+        # The events not rendered (superseded, or not shown on this page) still move the cursor on,
+        # so the page's next reconnect does not count them again.
+        shown = {event.pk for event in chosen}
+        for event in replay.events:
+            if event.pk not in shown:
                 self._remember(event.pk)
+        for event in sorted(chosen, key=lambda e: e.pk):
+            await self._deliver([event], cache=False)
+        if not chosen:
+            await self.send(text_data=self._cursor_html(replay.events))
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
@@ -301,15 +332,20 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         messages = _batched([m for m in dict.fromkeys(messages) if m]) or [""]
         for event in events:
             self._remember(event.pk)
-        ids = " ".join(str(e.pk) for e in events)
-        cursor = f'<span id="event-cursor" data-last="{self.cursor}" data-events="{ids}" hx-swap-oob="true" hidden></span>'
         for message in messages[:-1]:
             await self.send(text_data=message)
-        await self.send(text_data=messages[-1] + cursor)
+        await self.send(text_data=messages[-1] + self._cursor_html(events))
 
-    def _after(self) -> int:
-        raw = parse_qs(self.scope.get("query_string", b"").decode()).get("after", ["0"])[0]
-        return int(raw) if raw.isdigit() else 0
+    def _cursor_html(self, events: list[Event]) -> str:
+        """The page's cursor: the newest id it has accounted for, and the events this message accounts for."""
+        ids = " ".join(str(e.pk) for e in events)
+        return f'<span id="event-cursor" data-last="{self.cursor}" data-events="{ids}" hx-swap-oob="true" hidden></span>'
+
+    def _after(self) -> int | None:
+        """The page's cursor (``?after=<id>``): the newest event it has shown; None when it names none."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        raw = query.get("after", [""])[0]
+        return int(raw) if CURSOR.fullmatch(raw) else None
 
 
 TABLE_PARTS = ("<tr", "<tbody", "<thead", "<td")
@@ -325,6 +361,15 @@ def _batched(messages: list[str]) -> list[str]:
         else:
             batched.append(message)
     return batched
+
+
+class UnknownRouteConsumer(AsyncWebsocketConsumer):
+    """Any websocket path no page uses: closed with 4404, as an unknown URL is a 404, whoever asks."""
+
+    channel_layer_alias = NO_CHANNEL_LAYER
+
+    async def connect(self) -> None:
+        await self.close(code=CLOSE_NOT_FOUND)
 
 
 class ActivityConsumer(EventStreamConsumer):

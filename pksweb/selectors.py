@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from pksweb import policy
+from pksweb.events import FLEET_GROUP
 from pksweb.models import Event, WorkerHeartbeat
 
 REPLAY_LIMIT = 500
@@ -20,10 +23,47 @@ def event_list(*, user: Any, tenant_id: int | None = None) -> QuerySet[Event]:
     return events
 
 
-def event_replay(*, user: Any, after: int, tenant_id: int | None = None) -> list[Event]:
-    """Events after id ``after`` that ``user`` may see, oldest first (for a reconnecting page)."""
-    events = event_list(user=user, tenant_id=tenant_id).filter(id__gt=after).order_by("id")
-    return list(events[:REPLAY_LIMIT])
+@dataclass(frozen=True)
+class Replay:
+    """What a page missed: ``events`` oldest first; ``complete`` False when there was more than a replay carries."""
+
+    events: list[Event]
+    complete: bool
+
+
+def event_replay(*, user: Any, groups: Iterable[str], after: int, limit: int | None = None) -> Replay:
+    """The newest ``limit`` (``REPLAY_LIMIT``) events after id ``after`` that ``user`` may see in ``groups``,
+    oldest first, and whether they are all of them (for a reconnecting page).
+
+    A group stands for the events sent to it (``pksweb.events.event_groups``): ``fleet`` every
+    event, ``tenant.<id>`` that tenant's, any other ``<subject_type>.<id>`` that subject's. One
+    query per group (the fleet alone when it is one of them), each newest first along an index
+    (the primary key, ``event_tenant_id`` or ``event_subject_id``) and stopping after ``limit + 1``
+    rows; they are merged here, an event in two groups counted once.
+    """
+    limit = REPLAY_LIMIT if limit is None else limit
+    filters = {group: _group_filter(group) for group in groups}
+    if FLEET_GROUP in filters:
+        filters = {FLEET_GROUP: Q()}
+    visible = event_list(user=user).filter(id__gt=after).order_by("-id")
+    found: dict[int, Event] = {}
+    for where in filters.values():
+        for event in visible.filter(where)[: limit + 1]:
+            found[event.pk] = event
+    newest = sorted(found.values(), key=lambda event: event.pk, reverse=True)
+    return Replay(events=newest[:limit][::-1], complete=len(newest) <= limit)
+
+
+def _group_filter(group: str) -> Q:
+    """The events ``pksweb.events.event_groups`` sends to ``group`` (the fleet's is every event)."""
+    if group == FLEET_GROUP:
+        return Q()
+    kind, _, key = group.partition(".")
+    if not key:
+        raise ValueError(f"not a channel group of events: {group!r}")
+    if kind == "tenant":
+        return Q(tenant_id=int(key))
+    return Q(subject_type=kind, subject_id=key)
 
 
 def event_groups_between(*, since: Any, until: Any) -> list[tuple[int, Any, list[str]]]:

@@ -339,7 +339,18 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON nested deeper than pksweb.nesting.MAX_DEPTH is refused before it is parsed.
+    "DEFAULT_PARSER_CLASSES": [
+        "pksweb.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Every refusal answers JSON in words, including bodies too deep or too large to read.
+    "EXCEPTION_HANDLER": "pksweb.api.errors.exception_handler",
 }
+# The largest request body (files aside) pksweb reads: Django's default, named because the API
+# and the forms depend on it. A kubeconfig (at most 1 MiB) fits, escaped into JSON too.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 SPECTACULAR_SETTINGS = {
     "TITLE": "pksweb API",
     "DESCRIPTION": "Day-2 operations of Kubernetes fleets. Authenticate with a session "

@@ -29,8 +29,7 @@ class RolloutConsumer(EventStreamConsumer):
         return str(self.rollout_id)
 
     def replay_select(self, events: list[Event]) -> list[Event]:
-        mine = [e for e in events if e.subject_type == "rollout" and e.subject_id == str(self.rollout_id)]
-        return mine[-1:]  # the page shows current state: the newest event renders all of it
+        return events[-1:]  # the page shows current state: the newest event renders all of it (a replay is this rollout's)
 
     def _step_row(self, event: Event, steps: list[Any]) -> list[str]:
         step_id = (event.payload or {}).get("step")

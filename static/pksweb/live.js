@@ -1,6 +1,7 @@
 // Live pages: the htmx websocket extension swaps the HTML fragments the server
-// sends. This glue adds the one thing the extension lacks: every (re)connect asks
-// for the events after the last one this page has shown, so nothing is missed.
+// sends. This glue adds what the extension lacks: every (re)connect asks for the
+// events after the last one this page has shown, so nothing is missed, and a page
+// that missed more than the server replays reloads.
 (function () {
   "use strict";
   // Forms answer 400 with the form and its error messages: swap those in like a success.
@@ -21,13 +22,31 @@
 
   function setStatus(state, text) {
     var badge = document.getElementById("live-status");
-    if (!badge) return;
+    if (!badge || badge.dataset.state === "stale") return;
     badge.dataset.state = state;
     badge.textContent = text;
   }
   document.addEventListener("htmx:wsConnecting", function () { setStatus("connecting", "connecting…"); });
   document.addEventListener("htmx:wsOpen", function () { setStatus("live", "live"); });
   document.addEventListener("htmx:wsClose", function () { setStatus("offline", "reconnecting…"); });
+
+  // A page away longer than the server replays is sent a "stale" badge (and its socket closed):
+  // its state is too old to patch, so load it afresh. Not twice within a few seconds, though:
+  // if a fresh page is already stale again, say so and leave the reload to the person.
+  var RELOADED_AT = "pksweb.live.reloadedAt";
+  function remembered() {
+    try { return Number(window.sessionStorage.getItem(RELOADED_AT)) || 0; } catch (e) { return 0; }
+  }
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var badge = document.getElementById("live-status");
+    if (!badge || badge.dataset.state !== "stale") return;
+    if (Date.now() - remembered() < 10000) {
+      badge.textContent = "missed updates: reload the page";
+      return;
+    }
+    try { window.sessionStorage.setItem(RELOADED_AT, String(Date.now())); } catch (e) { /* reload anyway */ }
+    window.location.reload();
+  });
 
   // No inline handlers (the CSP forbids them): a form with data-confirm asks first.
   // Forms that arrived over the websocket were rendered without a request, so they carry

@@ -81,3 +81,55 @@ def _start(cluster, node, user):
 
     with transaction.atomic():
         return node_operation_start(cluster=cluster, node=node, kind="drain", requested_by=user)
+
+
+async def test_a_cluster_page_replays_its_own_events_past_the_fleets_noise(operator, registered):
+    """Away while the rest of the fleet was busy: the page is replayed its cluster's events, not the fleet's
+    oldest ones filtered down to nothing."""
+    from pksweb.events import publish
+    from pksweb.selectors import REPLAY_LIMIT
+
+    before = await database_sync_to_async(_latest)()
+    await database_sync_to_async(_noise)(REPLAY_LIMIT + 100)
+    mine = [await database_sync_to_async(publish)(kind="cluster.note", message=f"about this one {i}", subject_type="cluster",
+                                                  subject_id=registered.pk, subject_label=registered.name) for i in range(2)]
+    communicator = await socket(f"/ws/clusters/{registered.pk}/?after={before}", operator)
+    assert (await communicator.connect())[0]
+    html = await _until_cursor(communicator)
+    assert "about this one 0" in html and f'data-last="{mine[0].pk}"' in html
+    html = await _until_cursor(communicator)
+    assert "about this one 1" in html and f'data-last="{mine[1].pk}"' in html
+    assert await communicator.receive_nothing(timeout=0.3)  # and no reload: the noise is not this page's
+    await communicator.disconnect()
+
+
+async def test_a_replay_moves_the_cursor_past_events_the_page_does_not_show(viewer, registered, sandbox_cluster):
+    """The fleet page renders cluster events only; the announcement after them still moves its cursor, or every
+    reconnect would count it again."""
+    from pksweb.events import publish
+
+    before = await database_sync_to_async(_latest)()
+    sandbox_cluster.faults.update({"unreachable": True})
+    await database_sync_to_async(cluster_probe)(cluster=registered)
+    note = await database_sync_to_async(publish)(kind="system.announcement", message="not a row of the fleet")
+    communicator = await socket(f"/ws/fleet/?after={before}", viewer)
+    assert (await communicator.connect())[0]
+    html = await _until_cursor(communicator)
+    assert 'data-status="unreachable"' in html and f'data-last="{note.pk}"' in html
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def _until_cursor(communicator) -> str:
+    """The messages of one delivery, up to the one carrying the cursor."""
+    html = ""
+    while 'id="event-cursor"' not in html:
+        html += await communicator.receive_from(timeout=5)
+    return html
+
+
+def _noise(count: int) -> None:
+    from pksweb.models import Event
+
+    Event.objects.bulk_create([Event(kind="cluster.status_changed", message=f"another cluster {i}", subject_type="cluster",
+                                     subject_id="999999") for i in range(count)])

@@ -1,4 +1,4 @@
-"""Bad input in the forms: each refused with what was wrong and how to fix it, nothing saved, never a 500."""
+"""Bad input in the forms and the API: each refused with what was wrong and how to fix it, nothing saved, never a 500."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from tenants.models import Tenant
 from upgrades.models import UpgradePlan
@@ -80,3 +83,123 @@ def test_a_window_in_the_past_order_is_refused_by_the_api_too(operator, register
                         format="json")
     assert response.status_code == 400 and "must end after it starts" in response.content.decode()
     assert not UpgradePlan.objects.exists()
+
+
+# ---- JSON and YAML nested deeper than any parser here survives --------------------------------
+
+def _json_operations() -> list[tuple[str, str]]:
+    """(method, path) of every API operation that takes a JSON body, from the schema pksweb serves."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return sorted((method.upper(), path) for path, operations in schema["paths"].items()
+                  for method, operation in operations.items()
+                  if "application/json" in operation.get("requestBody", {}).get("content", {}))
+
+
+JSON_OPERATIONS = _json_operations()
+
+
+def nested(depth: int, kinds: str = "[{", inner: str = '"x{[\\"]}"') -> str:
+    """JSON ``depth`` levels deep, arrays and objects taking turns as ``kinds`` says; keys and the
+    innermost value are strings full of brackets (which do not nest)."""
+    opens = ["[" if kinds[i % len(kinds)] == "[" else '{"k]{":' for i in range(depth)]
+    closes = ["]" if o == "[" else "}" for o in reversed(opens)]
+    return "".join(opens) + inner + "".join(closes)
+
+
+@pytest.fixture
+def api_targets(registered, operator, approver, tenant):
+    """Values for every path parameter, naming objects that exist (so each request gets as far as reading
+    its body), and the people who may call the operations."""
+    from rest_framework.test import APIClient
+
+    plan = UpgradePlan.objects.create(name="deep", target_version="1.31.2", waves=[[registered.pk]], author=operator)
+    ids = {"clusters": registered.pk, "tenants": tenant.pk, "upgrade-plans": plan.pk}
+    clients = []
+    for user in (operator, approver):
+        client = APIClient()
+        client.force_authenticate(user)
+        clients.append(client)
+
+    def url(path: str) -> str:
+        collection = path.strip("/").split("/")[1]
+        return (path.replace("{id}", str(ids.get(collection, 0))).replace("{node}", f"{registered.name}-w-1")
+                .replace("{kind}", "cordon"))
+
+    return {"url": url, "clients": clients}
+
+
+def _refusals(api_targets, method: str, path: str, body: str) -> list:
+    responses = [client.generic(method, api_targets["url"](path), body, content_type="application/json")
+                 for client in api_targets["clients"]]
+    assert all(r.status_code < 500 for r in responses), [(r.status_code, r.content[:300]) for r in responses]
+    return responses
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_OPERATIONS, ids=[f"{m} {p}" for m, p in JSON_OPERATIONS])
+@pytest.mark.parametrize("kinds", ["[", "{", "[{"])
+def test_every_json_endpoint_refuses_deep_nesting_in_words(api_targets, method, path, kinds):
+    """As whoever may call it: 10,000 levels answer 400 in JSON saying how deep, not a RecursionError (500)."""
+    responses = _refusals(api_targets, method, path, nested(10_000, kinds))
+    said = "The JSON body is nested 10000 levels deep; pksweb accepts at most 64."
+    assert any(r.status_code == 400 and r.json() == {"detail": said} for r in responses), \
+        [(r.status_code, r.content[:300]) for r in responses]
+
+
+@given(depth=st.integers(min_value=1, max_value=400), kinds=st.sampled_from(["[", "{", "[{", "{[", "[[{"]),
+       operation=st.sampled_from(JSON_OPERATIONS),
+       inner=st.sampled_from(['"x"', '"[[[["', '"]]]}}"', '"\\"[{"', "1", "null", '"\\\\"']))
+@hyp_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_json_nesting_is_measured_exactly_and_refused_only_past_the_limit(api_targets, depth, kinds, operation, inner):
+    method, path = operation
+    responses = _refusals(api_targets, method, path, nested(depth, kinds, inner))
+    said = f"The JSON body is nested {depth} levels deep; pksweb accepts at most 64."
+    if depth > 64:
+        assert any(r.status_code == 400 and r.json() == {"detail": said} for r in responses)
+    else:
+        assert all("levels deep" not in r.content.decode() for r in responses)
+
+
+def test_an_api_body_larger_than_pksweb_reads_is_refused_in_json(operator_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+    body = '{"message": "' + "x" * 70_000 + '"}'
+    response = operator_api.generic("POST", "/api/announcements/", body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["detail"].startswith("The request body is larger than 64 KiB")
+
+
+DEEP_KUBECONFIGS = {
+    "flow sequences": "[" * 100_000 + "]" * 100_000,
+    "flow mappings": "{a: " * 5_000 + "b" + "}" * 5_000,
+    "block sequences": "- " * 5_000 + "x",
+    "JSON": nested(20_000),
+}
+
+
+@pytest.mark.parametrize("kubeconfig", DEEP_KUBECONFIGS.values(), ids=DEEP_KUBECONFIGS.keys())
+@pytest.mark.parametrize("how", ["pasted", "uploaded"])
+def test_a_kubeconfig_nested_too_deep_is_refused_next_to_its_field(op, kubeconfig, how):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from clusters.models import Cluster
+
+    data = {"name": "deep"}
+    if how == "pasted":
+        data["kubeconfig"] = kubeconfig
+    else:
+        data["kubeconfig_file"] = SimpleUploadedFile("config", kubeconfig.encode())
+    response = op.post(reverse("clusters:register"), data)
+    assert response.status_code == 400
+    html = response.content.decode()
+    error = html[html.index('id="id_kubeconfig_error"'):]
+    assert error.index("The kubeconfig is nested more than 64 levels deep; pksweb accepts at most 64.") < error.index("</ul>")
+    assert not Cluster.objects.exists()
+
+
+@pytest.mark.parametrize("kubeconfig", DEEP_KUBECONFIGS.values(), ids=DEEP_KUBECONFIGS.keys())
+def test_a_kubeconfig_nested_too_deep_is_refused_by_the_api(operator_api, kubeconfig):
+    response = operator_api.post("/api/clusters/", {"name": "deep", "kubeconfig": kubeconfig}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"kubeconfig": ["The kubeconfig is nested more than 64 levels deep; pksweb accepts at most 64."]}
+

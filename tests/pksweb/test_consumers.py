@@ -232,3 +232,76 @@ async def test_an_open_page_catches_up_on_an_event_whose_push_was_lost(operator,
     assert await late.receive_nothing(timeout=0.1)
     await early.disconnect()
     await late.disconnect()
+
+
+# ---- what a reconnecting page is replayed -----------------------------------------------------
+
+def _bulk_events(count: int, **fields) -> list:
+    from pksweb.models import Event
+
+    return Event.objects.bulk_create([Event(kind="system.notice", message=f"missed {i}", **fields) for i in range(count)])
+
+
+async def _close_code(communicator) -> int:
+    output = await communicator.receive_output(timeout=3)
+    assert output["type"] == "websocket.close", output
+    return output["code"]
+
+
+async def test_a_page_that_missed_more_than_a_replay_carries_is_told_to_reload(operator):
+    from pksweb.consumers import CLOSE_STALE
+    from pksweb.selectors import REPLAY_LIMIT
+
+    seen = await publish_async(kind="system.notice", message="already shown")
+    await database_sync_to_async(_bulk_events)(REPLAY_LIMIT + 1)
+    communicator = await socket(f"/ws/activity/?after={seen.pk}", operator)
+    assert (await communicator.connect())[0]
+    notice = await communicator.receive_from(timeout=3)
+    assert notice.startswith('<span class="badge" id="live-status" data-state="stale" hx-swap-oob="true"')
+    assert "event-cursor" not in notice  # the page's cursor stays where it was: it has not caught up
+    assert await _close_code(communicator) == CLOSE_STALE  # nothing replayed after it
+
+
+async def test_up_to_the_limit_is_replayed_oldest_first_and_one_more_means_reload(operator, monkeypatch):
+    from pksweb import selectors
+    from pksweb.consumers import CLOSE_STALE
+
+    monkeypatch.setattr(selectors, "REPLAY_LIMIT", 4)
+    seen = await publish_async(kind="system.notice", message="already shown")
+    missed = [await publish_async(kind="system.notice", message=f"missed {i}") for i in range(4)]
+    communicator = await socket(f"/ws/activity/?after={seen.pk}", operator)
+    assert (await communicator.connect())[0]
+    for event in missed:
+        html = await communicator.receive_from(timeout=3)
+        assert f'id="event-{event.pk}"' in html and f'data-last="{event.pk}"' in html
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+    await publish_async(kind="system.notice", message="one too many")
+    again = await socket(f"/ws/activity/?after={seen.pk}", operator)
+    assert (await again.connect())[0]
+    assert 'data-state="stale"' in await again.receive_from(timeout=3)
+    assert await _close_code(again) == CLOSE_STALE
+
+
+async def test_a_socket_without_a_cursor_starts_live(operator):
+    """It has shown nothing to catch up from: the fleet's history is not replayed at it."""
+    await publish_async(kind="system.notice", message="old news")
+    for query in ("", "?after=", "?after=abc"):
+        communicator = await socket(f"/ws/activity/{query}", operator)
+        assert (await communicator.connect())[0]
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+
+
+async def test_the_cursor_never_moves_back_for_an_event_committed_late(operator):
+    """An event whose id is below the page's cursor (its transaction committed after the page was drawn) is
+    shown, but the page's cursor stays where it was: moving it back would replay what the page has."""
+    late = await publish_async(kind="system.notice", message="committed late")
+    newer = await publish_async(kind="system.notice", message="drawn in the page")
+    communicator = await socket(f"/ws/activity/?after={newer.pk}", operator)
+    assert (await communicator.connect())[0]
+    await get_channel_layer().group_send(FLEET_GROUP, {"type": "event.message", "id": late.pk, "group": FLEET_GROUP})
+    html = await communicator.receive_from(timeout=3)
+    assert f'id="event-{late.pk}"' in html and f'data-last="{newer.pk}" data-events="{late.pk}"' in html
+    await communicator.disconnect()

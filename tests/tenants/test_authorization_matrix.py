@@ -30,6 +30,7 @@ FLEET_WRITE = rule(a={"operator"})
 TENANT_READ = rule(a=PLATFORM | {"tenant-admin-a"}, b=PLATFORM | {"tenant-admin-b"})
 TENANT_WRITE = rule(a={"operator", "tenant-admin-a"}, b={"operator", "tenant-admin-b"})
 APPROVE = rule(a={"approver"})
+NOBODY = rule(a=set())
 
 # Lists answer everyone signed in, each with only what the policy lets them see (the isolation
 # test checks their content); everything else is allowed or refused outright.
@@ -68,8 +69,9 @@ RULES: dict[str, dict[str, set[str]]] = {
 }
 SKIP = {"logout"}  # it ends the session under test; CSRF and sign-out are tested on their own
 
-WEBSOCKET_RULES = {"ws/fleet/": FLEET_READ, "ws/clusters/<int:cluster_id>/": FLEET_READ, "ws/activity/": SIGNED,
-                   "ws/tenants/<int:tenant_id>/": TENANT_READ, "ws/rollouts/<int:rollout_id>/": FLEET_READ}
+WEBSOCKET_RULES = {"ws/fleet/": FLEET_READ, "ws/clusters/<id:cluster_id>/": FLEET_READ, "ws/activity/": SIGNED,
+                   "ws/tenants/<id:tenant_id>/": TENANT_READ, "ws/rollouts/<id:rollout_id>/": FLEET_READ,
+                   "": NOBODY}  # any other path: closed as not found
 
 
 def route_value(name: str, param: str, world: dict, side: str) -> str:
@@ -158,9 +160,9 @@ async def test_every_websocket_route_for_every_role(world):
     wrong = []
     for route in routes:
         for side in ("A", "B") if "<" in route else ("A",):
-            path = "/" + (route.replace("<int:cluster_id>", str(world["cluster"].pk))
-                          .replace("<int:tenant_id>", str(world[side]["tenant"].pk))
-                          .replace("<int:rollout_id>", str(world[side]["rollout"].pk)))
+            path = "/" + (route.replace("<id:cluster_id>", str(world["cluster"].pk))
+                          .replace("<id:tenant_id>", str(world[side]["tenant"].pk))
+                          .replace("<id:rollout_id>", str(world[side]["rollout"].pk)))
             for role in ROLES:
                 user = None if role == "anonymous" else world["users"][role]
                 communicator = await socket(path, user)
