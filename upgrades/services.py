@@ -720,7 +720,7 @@ def _advance_step(rollout: Rollout, step: RolloutStep, keep: Callable[[], None])
             return StepTick(0)
         if step.phase == StepPhase.UPGRADE:
             node = gateway.node(step.node)
-            if node.kubelet_version.lstrip("v") == target:
+            if versions.same(node.kubelet_version, target):
                 _set_phase(step, StepPhase.WAIT_READY, f"kubelet already at v{target}")
                 return StepTick(0)
             if step.driver_called_at is not None and node.ready is not True:
@@ -734,7 +734,7 @@ def _advance_step(rollout: Rollout, step: RolloutStep, keep: Callable[[], None])
             return StepTick(READY_POLL_FAST)
         if step.phase == StepPhase.WAIT_READY:
             node = gateway.node(step.node)
-            if node.ready and node.kubelet_version.lstrip("v") == target:
+            if node.ready and versions.same(node.kubelet_version, target):
                 _set_phase(step, StepPhase.UNCORDON, f"Ready at v{target}")
                 return StepTick(0)
             waited = (timezone.now() - (step.phase_started_at or timezone.now())).total_seconds()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+# Vendors add a suffix (v1.29.1-eks-b9c9ed7, v1.29.1-gke.1589018, v1.29.1+k3s2): the numbers decide.
+VERSION = re.compile(r"^v?(\d{1,4})\.(\d{1,4})\.(\d{1,6})(?:[-+][0-9A-Za-z.+_-]{0,200})?$")
 KUBELET_SKEW = 3  # kubelets may be up to three minors older than the API server (since 1.28)
 
 # group/version → (resources that held objects, removed in minor). From the Kubernetes deprecation guide.
@@ -35,6 +36,12 @@ REMOVED_APIS: dict[str, tuple[tuple[str, ...], int]] = {
 def parse(version: str) -> tuple[int, int, int] | None:
     match = VERSION.match((version or "").strip())
     return tuple(int(p) for p in match.groups()) if match else None  # type: ignore[return-value]
+
+
+def same(a: str, b: str) -> bool:
+    """Whether two versions name the same release (vendor suffixes aside)."""
+    left, right = parse(a), parse(b)
+    return left is not None and left == right
 
 
 def minor_of(version: str) -> tuple[int, int] | None:
