@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 
 from clusters.kube import Credential, KubeConfigError, parse_kubeconfig
-from clusters.kube.credentials import MAX_KUBECONFIG_BYTES, credential_from_token
-from pksweb import nesting
+from clusters.kube.credentials import credential_from_token
 
 
 @dataclass
@@ -29,7 +28,6 @@ def credential_from_input(*, kubeconfig: str = "", context: str = "", server: st
         raise ValidationError("Give either a kubeconfig or a server URL and token, not both.")
     try:
         if kubeconfig.strip():
-            _check_nesting(kubeconfig)
             chosen, credential = parse_kubeconfig(kubeconfig, context.strip() or None)
             return CredentialInput(credential, chosen, "kubeconfig")
         if server.strip() or token.strip():
@@ -39,15 +37,3 @@ def credential_from_input(*, kubeconfig: str = "", context: str = "", server: st
     except KubeConfigError as exc:
         raise ValidationError({exc.field: ValidationError(exc.message, params={"choices": exc.choices})}) from None
     raise ValidationError("Give a kubeconfig, or a server URL and a bearer token.")
-
-
-def _check_nesting(kubeconfig: str) -> None:
-    """Refuse a kubeconfig nested deeper than any is (PyYAML's loader recurses per level and fails with
-    RecursionError on ``[`` repeated a few thousand times). One over the size limit is left to the loader,
-    which refuses it by size without reading it."""
-    if len(kubeconfig.encode()) > MAX_KUBECONFIG_BYTES:
-        return
-    try:
-        nesting.check_yaml(kubeconfig, what="kubeconfig")
-    except nesting.TooDeep as exc:
-        raise ValidationError({"kubeconfig": str(exc)}) from None

@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from pksweb import nesting
+
 MAX_KUBECONFIG_BYTES = 1024 * 1024
 
 
@@ -97,7 +99,12 @@ def _load(text: str | bytes) -> dict[str, Any]:
     if len(raw) > MAX_KUBECONFIG_BYTES:
         raise KubeConfigError(f"The kubeconfig is {len(raw) // 1024} KiB; pksweb reads at most {MAX_KUBECONFIG_BYTES // 1024} KiB.")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        # PyYAML's loader recurses per level: "[" a few thousand times is a RecursionError, not a refusal.
+        nesting.check_yaml(text, what="kubeconfig")
+        data = yaml.safe_load(text)
+    except nesting.TooDeep as exc:
+        raise KubeConfigError(str(exc)) from None
     except UnicodeDecodeError:
         raise KubeConfigError("The kubeconfig is not UTF-8 text.") from None
     except yaml.YAMLError as exc:
