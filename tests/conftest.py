@@ -18,6 +18,22 @@ def require_service(what: str, how_to_start: str) -> None:
     pytest.skip(message)
 
 
+def _sqlite_readers_take_no_table_locks(sender, connection, **kwargs):
+    """The SQLite test database is one shared-cache memory database for every thread. There a reader holds
+    a table lock that makes a worker thread's write fail at once ("database table is locked") instead of
+    waiting: a test polling a row while a Celery worker thread writes it made the worker's task fail.
+    Read-uncommitted readers take no table locks (writers still exclude each other)."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA read_uncommitted = true")
+
+
+def pytest_configure(config):
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_sqlite_readers_take_no_table_locks, dispatch_uid="pksweb-tests-read-uncommitted")
+
+
 def pytest_sessionstart(session):
     """The PostgreSQL pass of make test (DATABASE_URL set): say what to start when it is not there."""
     url = os.environ.get("DATABASE_URL", "")

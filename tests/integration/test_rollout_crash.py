@@ -47,7 +47,8 @@ def start_worker(stack: Stack, tmp) -> subprocess.Popen:
 PHASES = ("cordon", "drain", "upgrade", "wait_ready", "uncordon", "gate")
 
 
-def start_rollout(stack: Stack, sandbox: Sandbox, tmp, prefix: str, latency_ms: float = 0) -> tuple[httpx.Client, int, list]:
+def start_rollout(stack: Stack, sandbox: Sandbox, tmp, prefix: str, latency_ms: float = 0,
+                  drain_timeout: int = 10) -> tuple[httpx.Client, int, list]:
     """Two 3-node sandbox clusters registered, a two-wave plan approved and started; (operator API, rollout id, clusters)."""
     sims = [sandbox.add_cluster(f"{prefix}-{i}", nodes=3, pods_per_node=2, pod_start_delay=0.05, node_ready_delay=0.5)
             for i in (1, 2)]
@@ -64,7 +65,7 @@ def start_rollout(stack: Stack, sandbox: Sandbox, tmp, prefix: str, latency_ms: 
         assert ops.post(f"/api/clusters/{cluster['id']}/probe/").json()["status"] == "healthy"
     ids = sorted(c["id"] for c in clusters)
     plan = ops.post("/api/upgrade-plans/", json={"name": prefix, "target_version": "1.31.2", "waves": [[ids[0]], [ids[1]]],
-                                                 "drain_timeout_seconds": 10, "node_ready_timeout_seconds": 60}).json()
+                                                 "drain_timeout_seconds": drain_timeout, "node_ready_timeout_seconds": 60}).json()
     assert plan["preflight"]["ok"], plan["preflight"]
     assert ops.post(f"/api/upgrade-plans/{plan['id']}/submit/").status_code == 200
     assert boss.post(f"/api/upgrade-plans/{plan['id']}/approve/", json={"revision": plan["revision"]}).status_code == 200
@@ -176,6 +177,52 @@ def test_rollout_resumes_after_redis_restarts_mid_rollout(redis_stack: Stack, ow
         assert rollout["state"] == "succeeded", f"{rollout['state']}: {rollout['reason']}\n{log_tail}"
         assert_each_node_upgraded_once(sims)
         assert worker.poll() is None, "the worker died with Redis instead of reconnecting"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        sandbox.stop()
+
+
+def test_a_worker_killed_mid_drain_holds_the_node_one_lease_period_not_the_drain_timeout(crash_stack: Stack, tmp_path):
+    """The step's lease is renewed while the drain runs, not taken for the whole drain timeout: a worker killed in a
+    five-minute drain is taken over within one lease period (3 s here), and the page says so."""
+    sandbox = Sandbox(seed=17, heartbeat_seconds=0).start()
+    worker = start_worker(crash_stack, tmp_path)
+    try:
+        ops, rollout_id, sims = start_rollout(crash_stack, sandbox, tmp_path, "held", drain_timeout=300)
+        for sim in sims:
+            sim.faults.update({"frozen_pdbs": ["*"]})  # the drain waits on the budgets
+            sim.refresh_budgets()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            steps = ops.get(f"/api/rollouts/{rollout_id}/").json()["steps"]
+            draining = [step for step in steps if step["phase"] == "drain"]
+            if draining:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no node reached the drain phase")
+        time.sleep(1.0)  # well into the drain
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        killed_at = time.monotonic()
+        for sim in sims:
+            sim.faults.update({"frozen_pdbs": []})
+            sim.refresh_budgets()
+        worker = start_worker(crash_stack, tmp_path)
+        order = draining[0]["order"]
+        while time.monotonic() - killed_at < 120:
+            step = next(s for s in ops.get(f"/api/rollouts/{rollout_id}/").json()["steps"] if s["order"] == order)
+            if step["phase"] != "drain":
+                break
+            time.sleep(0.1)
+        held = time.monotonic() - killed_at
+        assert step["phase"] != "drain", f"the node was still held {held:.0f} s after its worker died"
+        assert held < 30, f"the node was held {held:.0f} s after its worker died (lease 3 s)"
+        taken = ops.get("/api/events/", params={"kind": "rollout.step_taken_over"}).json()["results"]
+        assert taken and "another worker takes it over" in taken[0]["message"]
+        print(f"\nA node whose worker died mid-drain moved on {held:.1f} s later (drain timeout 300 s)", file=sys.stderr)
+        ops.post(f"/api/rollouts/{rollout_id}/abort/")
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
