@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import statistics
 import subprocess
 import sys
@@ -19,10 +20,9 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, figure, percentile, rss_mib, spread, write  # noqa: E402
+from _common import ROOT, figure, percentile, rss_mib, sandbox_endpoint, spread, write  # noqa: E402
 
 
 def free_port() -> int:
@@ -33,13 +33,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def sweep(targets: list[tuple[str, str]], concurrency: int) -> tuple[float, list[float], int]:
-    """One pass over every cluster: readyz + nodes list. Returns (seconds, per-cluster latencies, errors)."""
+async def sweep(targets: list[tuple[str, str]], concurrency: int, verify: ssl.SSLContext | bool) -> tuple[float, list[float], int]:
+    """One pass over every cluster: readyz + nodes list. Returns (seconds, per-cluster latencies, errors).
+
+    Each pass opens its connections anew (TLS handshakes included), as a fresh client would.
+    """
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     failures = 0
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30, verify=verify) as client:
 
         async def one(server: str, token: str) -> None:
             nonlocal failures
@@ -82,13 +85,12 @@ def main() -> None:
             raise SystemExit("the sandbox exited before it was ready")
         startup = time.perf_counter() - started
         rss = rss_mib(proc.pid)
-        targets = []
-        for path in sorted(out.glob("*.kubeconfig")):
-            config = yaml.safe_load(path.read_text())
-            targets.append((config["clusters"][0]["cluster"]["server"], config["users"][0]["user"]["token"]))
+        endpoints = [sandbox_endpoint(path) for path in sorted(out.glob("*.kubeconfig"))]
+        targets = [(server, token) for server, token, _ in endpoints]
+        verify = endpoints[0][2]  # one server, one CA
         totals, all_latencies, failures = [], [], 0
         for _ in range(args.runs):
-            seconds, latencies, errors = asyncio.run(sweep(targets, args.concurrency))
+            seconds, latencies, errors = asyncio.run(sweep(targets, args.concurrency, verify))
             totals.append(seconds)
             all_latencies += latencies
             failures += errors

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ HEALTH_CHECKS = (
     "poststarthook/apiservice-registration-controller", "shutdown",
 )
 MAX_WATCH_SECONDS = 1800
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,11 +83,24 @@ class Request:
 
 
 def handle(cluster: SandboxCluster, request: Request) -> Response | WatchStream:
-    """Answer one request to ``cluster`` (the path is relative to the cluster's prefix)."""
+    """Answer one request to ``cluster`` (the path is relative to the cluster's prefix).
+
+    Every failure is a ``Status``: an ``ApiError`` as raised, anything else (a bug in the
+    simulation) 500 InternalError, as kube-apiserver answers a panic in a handler.
+    """
     try:
         return _dispatch(cluster, request)
     except errors.ApiError as error:
         return error_response(error)
+    except Exception as error:
+        logger.exception("sandbox: %s %s on cluster %s failed", request.method, request.path, cluster.name)
+        return error_response(errors.internal_error(describe_failure(error)))
+
+
+def describe_failure(error: BaseException) -> str:
+    """A bounded one-line account of an unexpected exception, for a 500's message."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 def _token(request: Request) -> str | None:

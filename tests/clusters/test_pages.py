@@ -137,10 +137,10 @@ def test_credentials_never_leave_the_server(op_client, operator_api, sandbox, sa
     with django_capture_on_commit_callbacks(execute=True):
         by_config = operator_api.post("/api/clusters/", {"name": "leak-a", "kubeconfig": kubeconfig_text(sandbox, sandbox_cluster.name)},
                                       format="json").json()
-        by_token = operator_api.post("/api/clusters/", {"name": "leak-b", "server": sandbox.server_url(sandbox_cluster.name),
+        by_token = operator_api.post("/api/clusters/", {"name": "leak-b", "ca_data": sandbox.ca_pem, "server": sandbox.server_url(sandbox_cluster.name),
                                                         "token": secret_token}, format="json").json()
         operator_api.post(f"/api/clusters/{by_config['id']}/probe/")
-        bad = operator_api.post("/api/clusters/", {"name": "leak-c", "server": sandbox.server_url(sandbox_cluster.name),
+        bad = operator_api.post("/api/clusters/", {"name": "leak-c", "ca_data": sandbox.ca_pem, "server": sandbox.server_url(sandbox_cluster.name),
                                                    "token": secret_token + "x"}, format="json")
     bodies = [bad.content.decode()]
     for cluster_id in (by_config["id"], by_token["id"]):

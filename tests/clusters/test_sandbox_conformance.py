@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
 import pytest
 import urllib3
 from kubernetes import client, config, watch
@@ -45,18 +44,18 @@ def test_discovery_and_version(kube, sandbox_cluster):
     assert {"deployments", "daemonsets", "replicasets", "statefulsets"} <= apps
 
 
-def test_readyz_and_livez_verbose(sandbox, sandbox_cluster):
+def test_readyz_and_livez_verbose(sandbox, sandbox_cluster, sandbox_http):
     base = sandbox.server_url(sandbox_cluster.name)
-    response = httpx.get(f"{base}/readyz?verbose")
+    response = sandbox_http.get(f"{base}/readyz?verbose")
     assert response.status_code == 200
     assert "[+]etcd ok" in response.text and response.text.rstrip().endswith("readyz check passed")
-    assert httpx.get(f"{base}/livez").text == "ok"
+    assert sandbox_http.get(f"{base}/livez").text == "ok"
     sandbox_cluster.faults.update({"failing_checks": ["etcd"]})
-    failed = httpx.get(f"{base}/readyz?verbose")
+    failed = sandbox_http.get(f"{base}/readyz?verbose")
     assert failed.status_code == 500
     assert "[-]etcd failed: reason withheld" in failed.text and "readyz check failed" in failed.text
-    assert httpx.get(f"{base}/readyz/etcd").status_code == 500
-    assert httpx.get(f"{base}/readyz/ping").status_code == 200
+    assert sandbox_http.get(f"{base}/readyz/etcd").status_code == 500
+    assert sandbox_http.get(f"{base}/readyz/ping").status_code == 200
 
 
 # ---- authentication and authorization ---------------------------------------------------
@@ -197,9 +196,9 @@ def test_invalid_name_gets_422_with_causes(kube):
     assert body["details"]["causes"][0]["field"] == "metadata.name"
 
 
-def test_pod_without_containers_is_invalid(sandbox, sandbox_cluster):
+def test_pod_without_containers_is_invalid(sandbox, sandbox_cluster, sandbox_http):
     # The client's typed model refuses such a pod, so send the JSON as another client would.
-    response = httpx.post(f"{sandbox.server_url(sandbox_cluster.name)}/api/v1/namespaces/default/pods",
+    response = sandbox_http.post(f"{sandbox.server_url(sandbox_cluster.name)}/api/v1/namespaces/default/pods",
                           json={"metadata": {"name": "empty"}, "spec": {}},
                           headers={"Authorization": f"Bearer {sandbox_cluster.token}"})
     assert response.status_code == 422
@@ -417,10 +416,10 @@ def test_watch_too_old_version_gets_410(sandbox):
     assert exc.value.status == 410 and "too old resource version" in exc.value.reason
 
 
-def test_watch_bookmarks(kube, sandbox, sandbox_cluster):
+def test_watch_bookmarks(kube, sandbox, sandbox_cluster, sandbox_http):
     url = f"{sandbox.server_url(sandbox_cluster.name)}/api/v1/namespaces/default/configmaps"
     rv = core(kube).list_namespaced_config_map("default").metadata.resource_version
-    with httpx.stream("GET", url, params={"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": rv,
+    with sandbox_http.stream("GET", url, params={"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": rv,
                                           "timeoutSeconds": "1"},
                       headers={"Authorization": f"Bearer {sandbox_cluster.token}"}) as response:
         lines = [json.loads(line) for line in response.iter_lines() if line]
@@ -495,8 +494,8 @@ def test_pending_pod_is_evictable_despite_pdb(kube, sandbox_cluster):
     assert exc.value.status == 404
 
 
-def test_frozen_pdb_never_allows_disruption(kube, sandbox, sandbox_cluster):
-    response = httpx.put(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/faults", json={"frozen_pdbs": ["*"]},
+def test_frozen_pdb_never_allows_disruption(kube, sandbox, sandbox_cluster, sandbox_http):
+    response = sandbox_http.put(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/faults", json={"frozen_pdbs": ["*"]},
                          headers={"Authorization": f"Bearer {sandbox_cluster.token}"})
     assert response.status_code == 200 and response.json()["frozen_pdbs"] == ["*"]
     assert budget(kube, "web").disruptions_allowed == 0
@@ -559,10 +558,10 @@ def test_tenant_namespace_annotations_pin_pods(kube, sandbox_cluster):
 # ---- node upgrades -------------------------------------------------------------------------
 
 
-def test_node_upgrade_goes_not_ready_then_ready_at_new_version(kube, sandbox, sandbox_cluster):
+def test_node_upgrade_goes_not_ready_then_ready_at_new_version(kube, sandbox, sandbox_cluster, sandbox_http):
     v1 = core(kube)
     node = f"{sandbox_cluster.name}-w-2"
-    response = httpx.post(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/nodes/{node}/upgrade",
+    response = sandbox_http.post(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/nodes/{node}/upgrade",
                           json={"version": "1.31.2", "delay": 0.3}, headers={"Authorization": f"Bearer {sandbox_cluster.token}"})
     assert response.status_code == 202
 
@@ -591,8 +590,8 @@ def test_stuck_node_never_returns(kube, sandbox_cluster):
     assert status == "False"
 
 
-def test_upgrade_endpoint_refuses_bad_version(sandbox, sandbox_cluster):
-    response = httpx.post(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/nodes/x/upgrade", json={"version": "latest"},
+def test_upgrade_endpoint_refuses_bad_version(sandbox, sandbox_cluster, sandbox_http):
+    response = sandbox_http.post(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/nodes/x/upgrade", json={"version": "latest"},
                           headers={"Authorization": f"Bearer {sandbox_cluster.token}"})
     assert response.status_code == 400 and "version must look like 1.31.2" in response.json()["message"]
 
@@ -643,22 +642,22 @@ def test_blackhole_fault_times_out(kube, sandbox_cluster):
     assert time.monotonic() - started < 3
 
 
-def test_fault_endpoint_validates_and_clears(sandbox, sandbox_cluster):
+def test_fault_endpoint_validates_and_clears(sandbox, sandbox_cluster, sandbox_http):
     url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/faults"
     headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
-    bad = httpx.put(url, json={"error_rate": 2}, headers=headers)
+    bad = sandbox_http.put(url, json={"error_rate": 2}, headers=headers)
     assert bad.status_code == 400 and "error_rate is a share between 0 and 1" in bad.json()["message"]
-    assert httpx.put(url, json={"nonsense": 1}, headers=headers).status_code == 400
-    assert httpx.put(url, json={"latency_ms": 5}, headers=headers).json()["latency_ms"] == 5
-    assert httpx.delete(url, headers=headers).json()["latency_ms"] == 0
-    assert httpx.get(url).status_code == 401
+    assert sandbox_http.put(url, json={"nonsense": 1}, headers=headers).status_code == 400
+    assert sandbox_http.put(url, json={"latency_ms": 5}, headers=headers).json()["latency_ms"] == 5
+    assert sandbox_http.delete(url, headers=headers).json()["latency_ms"] == 0
+    assert sandbox_http.get(url).status_code == 401
 
 
-def test_request_stats_count_what_a_probe_costs(kube, sandbox, sandbox_cluster):
+def test_request_stats_count_what_a_probe_costs(kube, sandbox, sandbox_cluster, sandbox_http):
     url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/stats"
     headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
-    httpx.delete(url, headers=headers)
+    sandbox_http.delete(url, headers=headers)
     core(kube).list_node(resource_version="0")
     core(kube).list_pod_for_all_namespaces()
     client.VersionApi(kube).get_code()
-    assert httpx.get(url, headers=headers).json() == {"node_list_rv0": 1, "pod_list_cluster_wide": 1, "version": 1}
+    assert sandbox_http.get(url, headers=headers).json() == {"node_list_rv0": 1, "pod_list_cluster_wide": 1, "version": 1}
