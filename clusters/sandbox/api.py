@@ -205,6 +205,8 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
         raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
     if sub == "eviction":
         body = request.json() or {}
+        if not isinstance(body, dict) or not isinstance(body.get("metadata") or {}, dict):
+            raise errors.bad_request("the body of the request must be an Eviction object")
         if (body.get("metadata") or {}).get("name", name) != name:
             raise errors.bad_request("name in URL does not match name in Eviction object")
         cluster.evict(namespace, name)
