@@ -33,6 +33,10 @@ Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped
 WATCH_LOG_SIZE = 5000
 logger = logging.getLogger(__name__)
 NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+ADMIN_USER = "system:serviceaccount:kube-system:pksweb-admin"
+VIEWER_USER = "system:serviceaccount:kube-system:pksweb-viewer"
+DENIED_USER = "system:serviceaccount:kube-system:pksweb-denied"
+SELF_REVIEWS = frozenset({"selfsubjectaccessreviews", "selfsubjectrulesreviews"})
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 NODE_SELECTOR_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector"
 DEFAULT_TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
@@ -131,11 +135,11 @@ class SandboxCluster:
     def user_for(self, token: str | None) -> str | None:
         """The user a bearer token authenticates, or None."""
         if token and token == self.token:
-            return "system:serviceaccount:kube-system:pksweb-admin"
+            return ADMIN_USER
         if token and token == self.readonly_token:
-            return "system:serviceaccount:kube-system:pksweb-viewer"
+            return VIEWER_USER
         if token and token == self.denied_token:
-            return "system:serviceaccount:kube-system:pksweb-denied"
+            return DENIED_USER
         if token and token in self.users:
             return self.users[token][0]
         return None
@@ -146,19 +150,48 @@ class SandboxCluster:
         self.users[token] = (name, tuple(groups))
         return token
 
-    def may(self, user: str, verb: str, resource: str = "", group: str = "", namespace: str = "", name: str = "") -> bool:
-        if user == "system:serviceaccount:kube-system:pksweb-denied":
+    def may(self, user: str, verb: str, resource: str = "", group: str = "", namespace: str = "", name: str = "", *,
+            groups: tuple[str, ...] | list[str] | None = None, path: str = "") -> bool:
+        """Whether RBAC lets ``user`` do ``verb`` on ``resource`` (``pods/eviction`` for a subresource) or, given
+        ``path``, on that non-resource URL. ``groups`` are the user's groups when a review names them; otherwise
+        those ``add_user`` gave."""
+        if verb == "create" and group == "authorization.k8s.io" and resource in SELF_REVIEWS:
+            return True  # system:basic-user: everyone may ask what they may do
+        if user == DENIED_USER:
             return False
-        if user == "system:serviceaccount:kube-system:pksweb-admin":
+        if user == ADMIN_USER:
             return True
-        if user == "system:serviceaccount:kube-system:pksweb-viewer":
+        if user == VIEWER_USER:
             return verb in ("get", "list", "watch")
-        groups = next((g for u, g in self.users.values() if u == user), ())
+        groups = groups if groups is not None else next((g for u, g in self.users.values() if u == user), ())
         with self.lock:
             bindings = [*self.objects[CLUSTERROLEBINDINGS].values(),
                         *(b for (ns, _), b in self.objects[ROLEBINDINGS].items() if namespace and ns == namespace)]
+            if path:
+                return access.rbac_allows_path(user=user, groups=groups, verb=verb, path=path, bindings=bindings,
+                                               role_rules=self._role_rules)
             return access.rbac_allows(user=user, groups=groups, verb=verb, resource=resource, group=group, namespace=namespace,
                                       name=name, bindings=bindings, role_rules=self._role_rules)
+
+    def rules(self, user: str, namespace: str, groups: tuple[str, ...] | list[str] | None = None) -> tuple[list[Obj], list[Obj]]:
+        """(resource rules, non-resource rules) ``user`` has in ``namespace``: a SelfSubjectRulesReview's answer."""
+        basic = [{"verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": sorted(SELF_REVIEWS)}]
+        if user == DENIED_USER:
+            return basic, []
+        if user == ADMIN_USER:
+            return [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, *basic], [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
+        if user == VIEWER_USER:
+            return [{"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]}, *basic], [
+                {"verbs": ["get"], "nonResourceURLs": ["*"]}]
+        groups = groups if groups is not None else next((g for u, g in self.users.values() if u == user), ())
+        with self.lock:
+            bindings = [*self.objects[CLUSTERROLEBINDINGS].values(),
+                        *(b for (ns, _), b in self.objects[ROLEBINDINGS].items() if namespace and ns == namespace)]
+            found = access.rules_of(user=user, groups=groups, namespace=namespace, bindings=bindings, role_rules=self._role_rules)
+        resource_rules = [{k: rule[k] for k in ("verbs", "apiGroups", "resources", "resourceNames") if rule.get(k)}
+                          for rule in found if rule.get("resources")]
+        path_rules = [{k: rule[k] for k in ("verbs", "nonResourceURLs") if rule.get(k)} for rule in found if rule.get("nonResourceURLs")]
+        return [*resource_rules, *basic], path_rules
 
     def _role_rules(self, ref: Obj, namespace: str) -> list[Obj]:
         if ref.get("kind") == "ClusterRole":

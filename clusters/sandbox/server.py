@@ -131,10 +131,11 @@ class Sandbox:
             "preferences": {},
         }
 
-    def write_kubeconfigs(self, directory: Path) -> list[Path]:
+    def write_kubeconfigs(self, directory: Path, names: list[str] | None = None) -> list[Path]:
+        """``<name>.kubeconfig`` (0600) in ``directory`` for each cluster (or those in ``names``)."""
         directory.mkdir(parents=True, exist_ok=True)
         written = []
-        for name in self.clusters:
+        for name in names if names is not None else list(self.clusters):
             path = directory / f"{name}.kubeconfig"
             path.write_text(yaml.safe_dump(self.kubeconfig(name), sort_keys=False))
             path.chmod(0o600)
@@ -283,7 +284,10 @@ class Sandbox:
                 continue
             if isinstance(event, h11.Request):
                 method, target = event.method.decode(), event.target.decode()
-                headers = {k.decode().lower(): v.decode() for k, v in event.headers}
+                headers = {}
+                for key, value in event.headers:  # a header sent twice (Impersonate-Group) reads as one list
+                    name = key.decode().lower()
+                    headers[name] = f"{headers[name]}, {value.decode()}" if name in headers else value.decode()
             elif isinstance(event, h11.Data):
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):
