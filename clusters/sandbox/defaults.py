@@ -156,6 +156,9 @@ def fill(resource: ResourceType, obj: Obj) -> None:
     elif plural == "namespaces":
         if spec.get("finalizers") is None:
             spec["finalizers"] = ["kubernetes"]
+    elif plural == "limitranges":
+        if spec.get("limits") is None:
+            spec["limits"] = []  # the API type has no omitempty here; clients' models require the list
 
 
 def initial_status(resource: ResourceType, obj: Obj) -> None:

@@ -232,6 +232,8 @@ def validate(resource: ResourceType, obj: Obj) -> None:
         replicas = spec.get("replicas")
         if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0):
             causes.append(("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0"))
+    if plural == "services" and spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None" and not spec.get("ports"):
+        causes.append(("spec.ports", "Required value"))
     if plural == "poddisruptionbudgets":
         causes += _selector(spec.get("selector"), "spec.selector")
         causes += _int_or_percent(spec.get("minAvailable"), "spec.minAvailable")
