@@ -147,8 +147,11 @@ class Sandbox:
     def start(self) -> Sandbox:
         """Serve in a daemon thread; returns once the port is bound.
 
-        Raises the ``OSError`` of a port that cannot be bound (taken, say) at once.
+        Raises the ``OSError`` of a port that cannot be bound (taken, say) at once; the
+        sandbox may then be started again, e.g. on another ``port`` (0: any free one).
         """
+        self._started.clear()
+        self._start_error = None
         self._thread = threading.Thread(target=self._run, name="sandbox", daemon=True)
         self._thread.start()
         if not self._started.wait(30):
@@ -182,15 +185,18 @@ class Sandbox:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._loop_exception)
+        closing = True
         try:
             self.loop.run_until_complete(self._main())
         except OSError as error:
             if self._started.is_set():
                 raise
-            self._start_error = error
+            # Could not listen: the loop (and the timers the clusters queued on it) stays for another start().
+            self._start_error, closing = error, False
             self._started.set()
         finally:
-            self.loop.close()
+            if closing:
+                self.loop.close()
 
     @staticmethod
     def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
