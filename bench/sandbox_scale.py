@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--pods-per-node", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--plain-http", action="store_true", help="serve plain HTTP (to see what TLS costs)")
     args = parser.parse_args()
 
     out = Path(tempfile.mkdtemp(prefix="sandbox-bench-"))
@@ -74,7 +75,8 @@ def main() -> None:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "sandbox", "--port", str(port), "--clusters", str(args.clusters), "--nodes", str(args.nodes),
-         "--pods-per-node", str(args.pods_per_node), "--out", str(out), "--heartbeat", "0"],
+         "--pods-per-node", str(args.pods_per_node), "--out", str(out), "--heartbeat", "0",
+         *(["--plain-http"] if args.plain_http else [])],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -115,7 +117,8 @@ def main() -> None:
         figure(f"readyz + node list of every cluster, {args.concurrency} connections", figures["sweep_seconds_median"], "s", "< 30 s",
                median < 30 and not failures),
     ])
-    print(f"sandbox scale: {args.clusters} clusters x {args.nodes} nodes, {args.concurrency} connections")
+    print(f"sandbox scale: {args.clusters} clusters x {args.nodes} nodes, {args.concurrency} connections, "
+          f"{'plain HTTP' if args.plain_http else 'HTTPS'}")
     print(f"  start-up            {figures['startup_seconds']} s")
     print(f"  memory (RSS)        {figures['rss_mib_after']} MiB   target <= 2048 MiB   "
           f"{'pass' if figures['rss_mib_after'] <= 2048 else 'short'}")

@@ -553,7 +553,7 @@ class SandboxCluster:
     def _delete(self, resource: ResourceType, old: Obj, propagation: str = "Background") -> Obj:
         if resource is NAMESPACES:
             return self._terminate_namespace(old)
-        gone = copy.deepcopy(old)
+        gone = _evolve(old)
         gone["metadata"]["deletionTimestamp"] = now()
         self._write(resource, gone, "DELETED", old)
         if propagation != "Orphan":
@@ -573,7 +573,7 @@ class SandboxCluster:
     def _terminate_namespace(self, old: Obj) -> Obj:
         if old["status"].get("phase") == "Terminating":
             return old
-        terminating = copy.deepcopy(old)
+        terminating = _evolve(old)
         terminating["metadata"]["deletionTimestamp"] = now()
         terminating["status"] = {"phase": "Terminating"}
         self._write(NAMESPACES, terminating, "MODIFIED", old)
@@ -718,7 +718,7 @@ class SandboxCluster:
             old = self.objects[NODES].get(("", name))
             if old is None:
                 raise errors.not_found("nodes", "", name)
-            node = copy.deepcopy(old)
+            node = _evolve(old)
             conditions = _conditions(node, create=True)
             if not any(c.get("type") == condition for c in conditions):
                 conditions.append({"type": condition, "status": "Unknown", "lastTransitionTime": now()})
@@ -778,7 +778,7 @@ class SandboxCluster:
         with self.lock:
             stamp = now()
             for old in self.items(NODES):
-                node = copy.deepcopy(old)
+                node = _evolve(old)
                 for cond in _conditions(node):
                     cond["lastHeartbeatTime"] = stamp
                 self._write(NODES, node, "MODIFIED", old)
@@ -821,7 +821,7 @@ class SandboxCluster:
                 return
             node_now = self.objects[NODES].get(("", node_name))
             ready = bool(node_now) and self._node_ready(node_now)
-            started = copy.deepcopy(current)
+            started = _evolve(current)
             started["status"]["phase"] = "Running"
             started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
             started["status"]["podIPs"] = [{"ip": started["status"]["podIP"]}]
@@ -841,7 +841,7 @@ class SandboxCluster:
         current = self.objects[PODS].get((pod["metadata"]["namespace"], pod["metadata"]["name"]))
         if current is None:
             return
-        new = copy.deepcopy(current)
+        new = _evolve(current)
         stamp = now()
         status = "True" if ready else "False"
         conditions = [c for c in _conditions(new) if c.get("type") not in ("Ready", "ContainersReady", "Initialized")]
@@ -935,7 +935,7 @@ class SandboxCluster:
 
     def _write_status(self, resource: ResourceType, obj: Obj, status: Obj) -> None:
         if obj.get("status") != status:
-            new = copy.deepcopy(obj)
+            new = _evolve(obj)
             new["status"] = status
             self._write(resource, new, "MODIFIED", obj)
 
@@ -1139,7 +1139,7 @@ class SandboxCluster:
                 message = f"0/{len(nodes)} nodes are available: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) + "."
                 conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]
                 if pod["status"].get("conditions") != conditions:
-                    new = copy.deepcopy(pod)
+                    new = _evolve(pod)
                     new["status"]["conditions"] = conditions
                     self._write(PODS, new, "MODIFIED", pod)
                     self._event(pod, "Warning", "FailedScheduling", message)
@@ -1269,13 +1269,27 @@ class SandboxCluster:
         with self.lock:
             for pod in self.items(PODS):
                 if pod["status"].get("phase") == "Pending" and pod["spec"].get("nodeName"):
-                    started = copy.deepcopy(pod)
+                    started = _evolve(pod)
                     started["status"]["phase"] = "Running"
                     started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
                     self._write(PODS, started, "MODIFIED", pod)
                     node = self.objects[NODES].get(("", pod["spec"]["nodeName"]))
                     self._set_pod_ready(started, bool(node) and self._node_ready(node))
             self._settle()
+
+
+def _evolve(obj: Obj) -> Obj:
+    """A copy of a stored object to change its metadata or status, and write as a new version.
+
+    Cheaper than a deep copy (pods are copied on every kubelet step): the spec and other
+    sections are shared with the stored version, which is safe because stored objects are
+    never changed in place; what changes spec deep-copies first.
+    """
+    new = dict(obj)
+    new["metadata"] = copy.deepcopy(obj.get("metadata") or {})
+    if "status" in obj:
+        new["status"] = copy.deepcopy(obj["status"])
+    return new
 
 
 def _conditions(obj: Obj, create: bool = False) -> list[Obj]:
@@ -1290,8 +1304,9 @@ def _conditions(obj: Obj, create: bool = False) -> list[Obj]:
         if not create:
             return []
         conditions = status["conditions"] = []
-    elif create:
+    if create:  # the stored list itself, so that a condition appended is kept
         status["conditions"] = conditions = [c for c in conditions if isinstance(c, dict)]
+        return conditions
     return [c for c in conditions if isinstance(c, dict)]
 
 
