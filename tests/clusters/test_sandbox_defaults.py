@@ -195,3 +195,20 @@ def test_kube_system_uid_depends_on_seed_and_name_only():
     assert uid(1, "sandbox-1", nodes=2, pods_per_node=0) == first
     assert uid(1, "sandbox-1", populate=False) == first
     assert len({first, uid(2, "sandbox-1"), uid(1, "sandbox-2")}) == 3
+
+
+def test_a_watch_that_fails_midway_ends_with_an_error_event(kube, sandbox, sandbox_cluster, sandbox_http, monkeypatch):
+    from clusters.sandbox import tables
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no table today")
+
+    monkeypatch.setattr(tables, "table", broken)
+    url = f"{sandbox.server_url(sandbox_cluster.name)}/api/v1/namespaces/kube-system/pods"
+    with sandbox_http.stream("GET", url, params={"watch": "true", "timeoutSeconds": "5"},
+                             headers={"Authorization": f"Bearer {sandbox_cluster.token}",
+                                      "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}) as response:
+        events = [json.loads(line) for line in response.iter_lines() if line]
+    assert events[-1]["type"] == "ERROR" and events[-1]["object"]["code"] == 500
+    assert "RuntimeError: no table today" in events[-1]["object"]["message"]
+    assert client.CoreV1Api(kube).list_namespaced_pod("kube-system").items  # and the server carries on
