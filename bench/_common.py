@@ -1,10 +1,12 @@
-"""Shared pieces of the benchmarks: machine description, statistics, JSON output."""
+"""Shared pieces of the benchmarks: machine description, statistics, JSON output, sandbox endpoints."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import platform
+import ssl
 import statistics
 import sys
 from importlib import metadata
@@ -64,3 +66,15 @@ def print_figures(title: str, figures: list[dict[str, Any]]) -> None:
     for f in figures:
         verdict = "" if f["ok"] is None else ("pass" if f["ok"] else "SHORT")
         print(f"  {f['name']:<44} {f['value']:>10} {f['unit']:<8} target {f['target']:<18} {verdict}")
+
+
+def sandbox_endpoint(path: Path) -> tuple[str, str, ssl.SSLContext | bool]:
+    """(server URL, admin token, what to verify it with) from a kubeconfig the sandbox wrote: it serves HTTPS with a
+    CA of its own, carried inline in the kubeconfig (``httpx.get(..., verify=...)``)."""
+    import yaml
+
+    config = yaml.safe_load(path.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = cluster.get("certificate-authority-data")
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cadata=base64.b64decode(ca).decode()) if ca else True
+    return cluster["server"], config["users"][0]["user"]["token"], verify

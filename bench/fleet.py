@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import figure, percentile, print_figures, rss_mib, spread, write  # noqa: E402
+from _common import figure, percentile, print_figures, rss_mib, sandbox_endpoint, spread, write  # noqa: E402
 from _stack import REDIS_URL, Stack  # noqa: E402
 
 INTERVAL = 30.0
@@ -52,14 +51,10 @@ def main() -> None:
 
         faulty = configs[: int(len(configs) * args.faulty)]
         for i, path in enumerate(faulty):
-            config = yaml.safe_load(path.read_text())
-            server, token = config["clusters"][0]["cluster"]["server"], config["users"][0]["user"]["token"]
+            server, token, verify = sandbox_endpoint(path)
             fault = {"blackhole": True} if i % 2 == 0 else {"unreachable": True}
-            httpx.put(f"{server}/sandbox/faults", json=fault, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        healthy_sample = []
-        for path in configs[len(faulty):][:20]:
-            config = yaml.safe_load(path.read_text())
-            healthy_sample.append((config["clusters"][0]["cluster"]["server"], config["users"][0]["user"]["token"]))
+            httpx.put(f"{server}/sandbox/faults", json=fault, headers={"Authorization": f"Bearer {token}"}, timeout=10, verify=verify)
+        healthy_sample = [sandbox_endpoint(path) for path in configs[len(faulty):][:20]]
 
         worker = stack.worker()
         web = stack.web()
@@ -82,8 +77,8 @@ def main() -> None:
         sweeps, ages = [], []
         budget: dict[str, int] = {}
         for run in range(args.runs):
-            for server, token in healthy_sample:
-                httpx.delete(f"{server}/sandbox/stats", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            for server, token, verify in healthy_sample:
+                httpx.delete(f"{server}/sandbox/stats", headers={"Authorization": f"Bearer {token}"}, timeout=10, verify=verify)
             before = Cluster.objects.aggregate(m=Max("last_probe_at"))["m"]
             # Sweeps run back to back here; the lease that keeps a sweep to once per interval is the next interval's.
             Lease.objects.filter(name=SWEEP_LEASE).delete()
@@ -99,8 +94,9 @@ def main() -> None:
             sweeps.append(time.perf_counter() - began)
             connection.close()
             if run == 0:
-                for server, token in healthy_sample:
-                    stats = httpx.get(f"{server}/sandbox/stats", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+                for server, token, verify in healthy_sample:
+                    stats = httpx.get(f"{server}/sandbox/stats", headers={"Authorization": f"Bearer {token}"}, timeout=10,
+                                      verify=verify).json()
                     for key, value in stats.items():
                         budget[key] = max(budget.get(key, 0), value)
             ages.append(INTERVAL + sweeps[-1])  # a status is at most one interval plus one sweep old

@@ -22,17 +22,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import figure, percentile, print_figures, rss_mib, write  # noqa: E402
+from _common import figure, percentile, print_figures, rss_mib, sandbox_endpoint, write  # noqa: E402
 from _stack import Stack  # noqa: E402
 
 
 def fault(path: Path, faults: dict) -> None:
     import httpx
-    import yaml
 
-    config = yaml.safe_load(path.read_text())
-    server, token = config["clusters"][0]["cluster"]["server"], config["users"][0]["user"]["token"]
-    httpx.put(f"{server}/sandbox/faults", json=faults, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    server, token, verify = sandbox_endpoint(path)
+    httpx.put(f"{server}/sandbox/faults", json=faults, headers={"Authorization": f"Bearer {token}"}, timeout=10, verify=verify)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import statistics
 import subprocess
 import sys
@@ -19,10 +20,9 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, figure, percentile, rss_mib, spread, write  # noqa: E402
+from _common import ROOT, figure, percentile, rss_mib, sandbox_endpoint, spread, write  # noqa: E402
 
 
 def free_port() -> int:
@@ -33,13 +33,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def sweep(targets: list[tuple[str, str]], concurrency: int) -> tuple[float, list[float], int]:
-    """One pass over every cluster: readyz + nodes list. Returns (seconds, per-cluster latencies, errors)."""
+async def sweep(targets: list[tuple[str, str]], concurrency: int, verify: ssl.SSLContext | bool) -> tuple[float, list[float], int]:
+    """One pass over every cluster: readyz + nodes list. Returns (seconds, per-cluster latencies, errors).
+
+    Each pass opens its connections anew (TLS handshakes included), as a fresh client would.
+    """
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     failures = 0
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30, verify=verify) as client:
 
         async def one(server: str, token: str) -> None:
             nonlocal failures
@@ -64,6 +67,7 @@ def main() -> None:
     parser.add_argument("--pods-per-node", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--plain-http", action="store_true", help="serve plain HTTP (to see what TLS costs)")
     args = parser.parse_args()
 
     out = Path(tempfile.mkdtemp(prefix="sandbox-bench-"))
@@ -71,7 +75,8 @@ def main() -> None:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "sandbox", "--port", str(port), "--clusters", str(args.clusters), "--nodes", str(args.nodes),
-         "--pods-per-node", str(args.pods_per_node), "--out", str(out), "--heartbeat", "0"],
+         "--pods-per-node", str(args.pods_per_node), "--out", str(out), "--heartbeat", "0",
+         *(["--plain-http"] if args.plain_http else [])],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -82,13 +87,12 @@ def main() -> None:
             raise SystemExit("the sandbox exited before it was ready")
         startup = time.perf_counter() - started
         rss = rss_mib(proc.pid)
-        targets = []
-        for path in sorted(out.glob("*.kubeconfig")):
-            config = yaml.safe_load(path.read_text())
-            targets.append((config["clusters"][0]["cluster"]["server"], config["users"][0]["user"]["token"]))
+        endpoints = [sandbox_endpoint(path) for path in sorted(out.glob("*.kubeconfig"))]
+        targets = [(server, token) for server, token, _ in endpoints]
+        verify = endpoints[0][2]  # one server, one CA
         totals, all_latencies, failures = [], [], 0
         for _ in range(args.runs):
-            seconds, latencies, errors = asyncio.run(sweep(targets, args.concurrency))
+            seconds, latencies, errors = asyncio.run(sweep(targets, args.concurrency, verify))
             totals.append(seconds)
             all_latencies += latencies
             failures += errors
@@ -113,7 +117,8 @@ def main() -> None:
         figure(f"readyz + node list of every cluster, {args.concurrency} connections", figures["sweep_seconds_median"], "s", "< 30 s",
                median < 30 and not failures),
     ])
-    print(f"sandbox scale: {args.clusters} clusters x {args.nodes} nodes, {args.concurrency} connections")
+    print(f"sandbox scale: {args.clusters} clusters x {args.nodes} nodes, {args.concurrency} connections, "
+          f"{'plain HTTP' if args.plain_http else 'HTTPS'}")
     print(f"  start-up            {figures['startup_seconds']} s")
     print(f"  memory (RSS)        {figures['rss_mib_after']} MiB   target <= 2048 MiB   "
           f"{'pass' if figures['rss_mib_after'] <= 2048 else 'short'}")

@@ -156,6 +156,15 @@ def sandbox_cluster(sandbox):
 
 
 @pytest.fixture
+def sandbox_http(sandbox):
+    """An HTTP client that trusts the sandbox's CA (for its control endpoints and raw API requests)."""
+    import httpx
+
+    with httpx.Client(verify=sandbox.client_ssl_context(), timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
 def kube(sandbox, sandbox_cluster):
     """An official-client ApiClient for ``sandbox_cluster``, built from its kubeconfig."""
     from kubernetes import config
@@ -234,8 +243,8 @@ def registered(db, sandbox, sandbox_cluster, operator, django_capture_on_commit_
     from clusters.services import cluster_probe, cluster_register
 
     with django_capture_on_commit_callbacks(execute=False):
-        cluster = cluster_register(name=sandbox_cluster.name, credential=Credential.from_dict(
-            {"server": sandbox.server_url(sandbox_cluster.name), "token": sandbox_cluster.token}), created_by=operator)
+        cluster = cluster_register(name=sandbox_cluster.name, credential=Credential.from_dict(sandbox.credential(sandbox_cluster.name)),
+                                   created_by=operator)
     return cluster_probe(cluster=cluster)
 
 

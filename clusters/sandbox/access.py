@@ -56,6 +56,36 @@ def rbac_allows(*, user: str, groups: Iterable[str], verb: str, resource: str, g
     return False
 
 
+def _path_matches(pattern: str, path: str) -> bool:
+    return pattern == "*" or pattern == path or (pattern.endswith("*") and path.startswith(pattern[:-1]))
+
+
+def rbac_allows_path(*, user: str, groups: Iterable[str], verb: str, path: str, bindings: Iterable[Obj],
+                     role_rules: Callable[[Obj, str], list[Obj]]) -> bool:
+    """Whether a ClusterRoleBinding grants ``verb`` on the non-resource URL ``path`` (``/healthz``, ``/metrics``)."""
+    member_of = {*groups, "system:authenticated"}
+    for binding in bindings:
+        if (binding.get("metadata") or {}).get("namespace") or not _names_subject(binding.get("subjects"), user, member_of):
+            continue
+        for rule in role_rules(binding.get("roleRef") or {}, ""):
+            verbs = rule.get("verbs") or []
+            if ("*" in verbs or verb in verbs) and any(_path_matches(p, path) for p in rule.get("nonResourceURLs") or []):
+                return True
+    return False
+
+
+def rules_of(*, user: str, groups: Iterable[str], namespace: str, bindings: Iterable[Obj],
+             role_rules: Callable[[Obj, str], list[Obj]]) -> list[Obj]:
+    """Every rule the bindings (ClusterRoleBindings and ``namespace``'s RoleBindings) give the user."""
+    member_of = {*groups, "system:authenticated"}
+    found = []
+    for binding in bindings:
+        binding_namespace = (binding.get("metadata") or {}).get("namespace", "")
+        if (not binding_namespace or binding_namespace == namespace) and _names_subject(binding.get("subjects"), user, member_of):
+            found += [rule for rule in role_rules(binding.get("roleRef") or {}, binding_namespace) if isinstance(rule, dict)]
+    return found
+
+
 def _containers(spec: Obj) -> list[Obj]:
     return [*(spec.get("initContainers") or []), *(spec.get("containers") or []), *(spec.get("ephemeralContainers") or [])]
 

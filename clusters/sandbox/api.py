@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from clusters.sandbox import errors
+from clusters.sandbox import errors, openapi, reviews, tables
 from clusters.sandbox.cluster import SandboxCluster, version_info
 from clusters.sandbox.matching import field_selector, label_selector
 from clusters.sandbox.patches import apply_patch
@@ -28,6 +29,7 @@ HEALTH_CHECKS = (
     "poststarthook/apiservice-registration-controller", "shutdown",
 )
 MAX_WATCH_SECONDS = 1800
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    # The user's groups when the request names them (impersonation); None: the groups the cluster knows for the user.
+    groups: tuple[str, ...] | None = None
 
     @classmethod
     def parse(cls, method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
@@ -79,13 +83,31 @@ class Request:
     def flag(self, name: str) -> bool:
         return self.query.get(name, "").lower() in ("true", "1")
 
+    @property
+    def table(self) -> str | None:
+        """The Table apiVersion the client asked for (``kubectl get``), or None for objects as stored."""
+        return tables.wanted(self.headers.get("accept", ""))
+
 
 def handle(cluster: SandboxCluster, request: Request) -> Response | WatchStream:
-    """Answer one request to ``cluster`` (the path is relative to the cluster's prefix)."""
+    """Answer one request to ``cluster`` (the path is relative to the cluster's prefix).
+
+    Every failure is a ``Status``: an ``ApiError`` as raised, anything else (a bug in the
+    simulation) 500 InternalError, as kube-apiserver answers a panic in a handler.
+    """
     try:
         return _dispatch(cluster, request)
     except errors.ApiError as error:
         return error_response(error)
+    except Exception as error:
+        logger.exception("sandbox: %s %s on cluster %s failed", request.method, request.path, cluster.name)
+        return error_response(errors.internal_error(describe_failure(error)))
+
+
+def describe_failure(error: BaseException) -> str:
+    """A bounded one-line account of an unexpected exception, for a 500's message."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 def _token(request: Request) -> str | None:
@@ -104,11 +126,14 @@ def _dispatch(cluster: SandboxCluster, request: Request) -> Response | WatchStre
         return _public(cluster, request)
     if user is None:
         raise errors.unauthorized()
+    user = _impersonated(cluster, request, user)
     if path == "/api":
         return json_response(200, {"kind": "APIVersions", "versions": ["v1"],
                                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]})
     if path == "/apis":
         return json_response(200, api_group_list())
+    if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+        return _openapi(path)
     if path == "/api/v1":
         return json_response(200, api_resource_list("", "v1"))
     parts = path.strip("/").split("/")
@@ -123,6 +148,40 @@ def _dispatch(cluster: SandboxCluster, request: Request) -> Response | WatchStre
     else:
         raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
     return _resource_request(cluster, request, user, group, version, rest)
+
+
+def _impersonated(cluster: SandboxCluster, request: Request, user: str) -> str:
+    """The user a request acts as: ``Impersonate-User`` (and ``Impersonate-Group``) when RBAC lets the caller
+    impersonate (``kubectl --as``), else the caller."""
+    target = request.headers.get("impersonate-user", "").strip()
+    groups = tuple(g.strip() for g in request.headers.get("impersonate-group", "").split(",") if g.strip())
+    if not target and not groups:
+        return user
+    if not target:
+        raise errors.internal_error("requested group impersonation without user impersonation")
+    if not cluster.may(user, "impersonate", "users", "", "", target, groups=request.groups):
+        raise errors.ApiError(403, "Forbidden", f'users "{target}" is forbidden: User "{user}" cannot impersonate resource "users" '
+                              'in API group "" at the cluster scope', {"name": target, "kind": "users"})
+    for group in groups:
+        if not cluster.may(user, "impersonate", "groups", "", "", group, groups=request.groups):
+            raise errors.ApiError(403, "Forbidden", f'groups "{group}" is forbidden: User "{user}" cannot impersonate resource '
+                                  '"groups" in API group "" at the cluster scope', {"name": group, "kind": "groups"})
+    request.groups = groups
+    return target
+
+
+def _openapi(path: str) -> Response:
+    if path == "/openapi/v3":
+        return Response(200, openapi.root())
+    parts = path.split("/")[3:]  # ["api", "v1"] or ["apis", group, version]
+    document = None
+    if len(parts) == 2 and parts[0] == "api":
+        document = openapi.document("", parts[1])
+    elif len(parts) == 3 and parts[0] == "apis":
+        document = openapi.document(parts[1], parts[2])
+    if document is None:
+        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+    return Response(200, document)
 
 
 def _public(cluster: SandboxCluster, request: Request) -> Response:
@@ -163,6 +222,10 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
     if len(rest) > 3 or (sub and sub not in resource.subresources):
         raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
     method = request.method
+    if resource.virtual:
+        if method != "POST" or name:
+            raise errors.method_not_allowed()
+        return json_response(201, reviews.create(cluster, user, resource, request.json(), namespace, request.groups))
     watching = request.flag("watch")
     verb = {
         ("GET", False): "watch" if watching else "list", ("POST", False): "create", ("DELETE", False): "deletecollection",
@@ -173,7 +236,8 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
         raise errors.method_not_allowed()
     # For namespaces, a request's namespace is the one named (a RoleBinding there may grant reading it).
     scope = namespace or (name if resource.plural == "namespaces" else "")
-    if not cluster.may(user, verb, resource.plural if not sub else f"{resource.plural}/{sub}", group, scope, name):
+    if not cluster.may(user, verb, resource.plural if not sub else f"{resource.plural}/{sub}", group, scope, name,
+                       groups=request.groups):
         raise errors.forbidden(user, verb, resource.plural if not sub else f"{resource.plural}/{sub}", group, namespace, name)
     if not name:
         if verb == "watch":
@@ -190,6 +254,8 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
         raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
     if sub == "eviction":
         body = request.json() or {}
+        if not isinstance(body, dict) or not isinstance(body.get("metadata") or {}, dict):
+            raise errors.bad_request("the body of the request must be an Eviction object")
         if (body.get("metadata") or {}).get("name", name) != name:
             raise errors.bad_request("name in URL does not match name in Eviction object")
         cluster.evict(namespace, name)
@@ -198,6 +264,9 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
         obj = cluster.get(resource, namespace, name)
         if obj is None:
             raise errors.not_found(resource.plural, group, name)
+        if request.table:
+            return _table_response(request, tables.table(resource, [obj], version=request.table, include=_include(request),
+                                                         metadata={"resourceVersion": obj["metadata"].get("resourceVersion", "")}))
         return json_response(200, obj)
     if verb == "update":
         body = request.json() or {}
@@ -258,8 +327,24 @@ def _list(cluster: SandboxCluster, request: Request, resource: ResourceType, nam
         metadata["continue"] = _encode_continue(list_rv, selected[limit - 1][0])
         metadata["remainingItemCount"] = len(selected) - limit
         selected = selected[:limit]
+    if request.table:
+        return _table_response(request, tables.table(resource, [obj for _, obj in selected], version=request.table,
+                                                     include=_include(request), metadata=metadata))
     items = [{k: v for k, v in obj.items() if k not in ("kind", "apiVersion")} for _, obj in selected]
     return json_response(200, {"kind": resource.list_kind, "apiVersion": resource.api_version, "metadata": metadata, "items": items})
+
+
+def _include(request: Request) -> str:
+    include = request.query.get("includeObject") or "Metadata"
+    if include not in ("Object", "Metadata", "None"):
+        raise errors.bad_request(f'includeObject: Unsupported value: "{include}": supported values: "Metadata", "None", "Object"')
+    return include
+
+
+def _table_response(request: Request, table: dict[str, Any]) -> Response:
+    response = json_response(200, table)
+    response.content_type = tables.content_type(request.table or tables.TABLE_VERSIONS[0])
+    return response
 
 
 def _delete_collection(cluster: SandboxCluster, request: Request, resource: ResourceType, namespace: str) -> Response:
@@ -288,6 +373,7 @@ def _watch(cluster: SandboxCluster, request: Request, resource: ResourceType, na
     timeout_text = request.query.get("timeoutSeconds", "")
     timeout = min(int(timeout_text), MAX_WATCH_SECONDS) if timeout_text.isdigit() else MAX_WATCH_SECONDS
     bookmarks = request.flag("allowWatchBookmarks")
+    table_version, include = request.table, _include(request) if request.table else "Metadata"
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
@@ -313,6 +399,7 @@ def _watch(cluster: SandboxCluster, request: Request, resource: ResourceType, na
             return
         deadline = time.monotonic() + timeout
         last_rv = since or 0
+        first = True
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -323,10 +410,17 @@ def _watch(cluster: SandboxCluster, request: Request, resource: ResourceType, na
                 except TimeoutError:
                     if bookmarks and time.monotonic() < deadline:
                         rv = str(max(last_rv, cluster.rv))
-                        yield _line({"type": "BOOKMARK", "object": {"kind": resource.kind, "apiVersion": resource.api_version,
-                                                                    "metadata": {"resourceVersion": rv}}})
+                        bookmark = ({"kind": "Table", "apiVersion": table_version, "metadata": {"resourceVersion": rv},
+                                     "columnDefinitions": [], "rows": []} if table_version else
+                                    {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": {"resourceVersion": rv}})
+                        yield _line({"type": "BOOKMARK", "object": bookmark})
                     continue
                 last_rv = int(obj["metadata"]["resourceVersion"])
+                if table_version:
+                    # Column definitions go with the first event only, as kube-apiserver sends them.
+                    obj = tables.table(resource, [obj], version=table_version, include=include, headers=first,
+                                       metadata={"resourceVersion": obj["metadata"]["resourceVersion"]})
+                    first = False
                 yield _line({"type": event_type, "object": obj})
         finally:
             if watcher is not None:

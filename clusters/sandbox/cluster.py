@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
 import random
 import re
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clusters.sandbox import access, errors
+from clusters.sandbox import access, defaults, errors, validation
 from clusters.sandbox.faults import Faults
 from clusters.sandbox.matching import Predicate, selector_object
 from clusters.sandbox.resources import RESOURCES, ResourceType, by_plural
@@ -30,22 +31,12 @@ Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped
 
 WATCH_LOG_SIZE = 5000
+logger = logging.getLogger(__name__)
 NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-LABEL_MSG = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and "
-    "end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
-    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-)
-SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
-    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
-    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-)
-LABEL_NAMED = {"namespaces", "services"}
+ADMIN_USER = "system:serviceaccount:kube-system:pksweb-admin"
+VIEWER_USER = "system:serviceaccount:kube-system:pksweb-viewer"
+DENIED_USER = "system:serviceaccount:kube-system:pksweb-denied"
+SELF_REVIEWS = frozenset({"selfsubjectaccessreviews", "selfsubjectrulesreviews"})
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 NODE_SELECTOR_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector"
 DEFAULT_TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
@@ -136,17 +127,19 @@ class SandboxCluster:
         self._settling = False
         self._soon: list[Callable[[], None]] = []
         self.stats: dict[str, int] = {}
+        # Controller steps that failed (``_controller``): tests check none did.
+        self.controller_errors: deque[str] = deque(maxlen=100)
 
     # ---- identity and auth --------------------------------------------------
 
     def user_for(self, token: str | None) -> str | None:
         """The user a bearer token authenticates, or None."""
         if token and token == self.token:
-            return "system:serviceaccount:kube-system:pksweb-admin"
+            return ADMIN_USER
         if token and token == self.readonly_token:
-            return "system:serviceaccount:kube-system:pksweb-viewer"
+            return VIEWER_USER
         if token and token == self.denied_token:
-            return "system:serviceaccount:kube-system:pksweb-denied"
+            return DENIED_USER
         if token and token in self.users:
             return self.users[token][0]
         return None
@@ -157,19 +150,48 @@ class SandboxCluster:
         self.users[token] = (name, tuple(groups))
         return token
 
-    def may(self, user: str, verb: str, resource: str = "", group: str = "", namespace: str = "", name: str = "") -> bool:
-        if user == "system:serviceaccount:kube-system:pksweb-denied":
+    def may(self, user: str, verb: str, resource: str = "", group: str = "", namespace: str = "", name: str = "", *,
+            groups: tuple[str, ...] | list[str] | None = None, path: str = "") -> bool:
+        """Whether RBAC lets ``user`` do ``verb`` on ``resource`` (``pods/eviction`` for a subresource) or, given
+        ``path``, on that non-resource URL. ``groups`` are the user's groups when a review names them; otherwise
+        those ``add_user`` gave."""
+        if verb == "create" and group == "authorization.k8s.io" and resource in SELF_REVIEWS:
+            return True  # system:basic-user: everyone may ask what they may do
+        if user == DENIED_USER:
             return False
-        if user == "system:serviceaccount:kube-system:pksweb-admin":
+        if user == ADMIN_USER:
             return True
-        if user == "system:serviceaccount:kube-system:pksweb-viewer":
+        if user == VIEWER_USER:
             return verb in ("get", "list", "watch")
-        groups = next((g for u, g in self.users.values() if u == user), ())
+        groups = groups if groups is not None else next((g for u, g in self.users.values() if u == user), ())
         with self.lock:
             bindings = [*self.objects[CLUSTERROLEBINDINGS].values(),
                         *(b for (ns, _), b in self.objects[ROLEBINDINGS].items() if namespace and ns == namespace)]
+            if path:
+                return access.rbac_allows_path(user=user, groups=groups, verb=verb, path=path, bindings=bindings,
+                                               role_rules=self._role_rules)
             return access.rbac_allows(user=user, groups=groups, verb=verb, resource=resource, group=group, namespace=namespace,
                                       name=name, bindings=bindings, role_rules=self._role_rules)
+
+    def rules(self, user: str, namespace: str, groups: tuple[str, ...] | list[str] | None = None) -> tuple[list[Obj], list[Obj]]:
+        """(resource rules, non-resource rules) ``user`` has in ``namespace``: a SelfSubjectRulesReview's answer."""
+        basic = [{"verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": sorted(SELF_REVIEWS)}]
+        if user == DENIED_USER:
+            return basic, []
+        if user == ADMIN_USER:
+            return [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, *basic], [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
+        if user == VIEWER_USER:
+            return [{"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]}, *basic], [
+                {"verbs": ["get"], "nonResourceURLs": ["*"]}]
+        groups = groups if groups is not None else next((g for u, g in self.users.values() if u == user), ())
+        with self.lock:
+            bindings = [*self.objects[CLUSTERROLEBINDINGS].values(),
+                        *(b for (ns, _), b in self.objects[ROLEBINDINGS].items() if namespace and ns == namespace)]
+            found = access.rules_of(user=user, groups=groups, namespace=namespace, bindings=bindings, role_rules=self._role_rules)
+        resource_rules = [{k: rule[k] for k in ("verbs", "apiGroups", "resources", "resourceNames") if rule.get(k)}
+                          for rule in found if rule.get("resources")]
+        path_rules = [{k: rule[k] for k in ("verbs", "nonResourceURLs") if rule.get(k)} for rule in found if rule.get("nonResourceURLs")]
+        return [*resource_rules, *basic], path_rules
 
     def _role_rules(self, ref: Obj, namespace: str) -> list[Obj]:
         if ref.get("kind") == "ClusterRole":
@@ -193,10 +215,10 @@ class SandboxCluster:
         """The control plane's version: the lowest kubelet version among control-plane nodes."""
         with self.lock:
             versions = [
-                n["status"]["nodeInfo"]["kubeletVersion"]
-                for n in self.objects[NODES].values()
-                if "node-role.kubernetes.io/control-plane" in n["metadata"].get("labels", {})
+                _kubelet_version(n) for n in self.objects[NODES].values()
+                if "node-role.kubernetes.io/control-plane" in (n["metadata"].get("labels") or {})
             ]
+        versions = [v for v in versions if len(version_tuple(v)) == 3]
         return min(versions, key=version_tuple).lstrip("v") if versions else self.version
 
     def count_request(self, method: str, path: str, query: dict[str, str]) -> None:
@@ -224,7 +246,7 @@ class SandboxCluster:
     def _after(self, delay: float, fn: Callable[[], None]) -> None:
         def run() -> None:
             with self.lock:
-                fn()
+                self._controller("a timer", fn)
                 self._settle()
 
         if delay <= 0:
@@ -334,53 +356,6 @@ class SandboxCluster:
 
     # ---- validation and admission ---------------------------------------------
 
-    def _validate(self, resource: ResourceType, obj: Obj) -> None:
-        meta = obj.get("metadata") or {}
-        name = meta.get("name", "")
-        causes: list[tuple[str, str]] = []
-        if not name:
-            causes.append(("metadata.name", "Required value: name or generateName is required"))
-        elif resource.plural in LABEL_NAMED:
-            if len(name) > 63:
-                causes.append(("metadata.name", f'Invalid value: "{name}": must be no more than 63 characters'))
-            elif not DNS1123_LABEL.match(name):
-                causes.append(("metadata.name", f'Invalid value: "{name}": {LABEL_MSG}'))
-        elif resource.group == "rbac.authorization.k8s.io":
-            if "/" in name or "%" in name or name in (".", ".."):
-                causes.append(("metadata.name", f'Invalid value: "{name}": may not contain \'/\' or \'%\''))
-        elif len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
-            causes.append(("metadata.name", f'Invalid value: "{name}": {SUBDOMAIN_MSG}'))
-        for value in (meta.get("labels") or {}).values():
-            if not isinstance(value, str) or len(value) > 63 or (value and not LABEL_VALUE.match(value)):
-                causes.append(("metadata.labels", f'Invalid value: "{value}": a valid label must be an empty string or consist of alphanumeric characters, \'-\', \'_\' or \'.\', and must start and end with an alphanumeric character'))
-        spec = obj.get("spec") or {}
-        if resource.plural == "pods" and not spec.get("containers"):
-            causes.append(("spec.containers", "Required value"))
-        if resource.plural in ("deployments", "replicasets", "daemonsets", "statefulsets"):
-            selector = spec.get("selector")
-            if not selector:
-                causes.append(("spec.selector", "Required value"))
-            else:
-                template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-                if not selector_object(selector)(template_labels):
-                    causes.append(("spec.template.metadata.labels", f"Invalid value: {template_labels}: `selector` does not match template `labels`"))
-            if not ((spec.get("template") or {}).get("spec") or {}).get("containers"):
-                causes.append(("spec.template.spec.containers", "Required value"))
-        if resource.plural in ("rolebindings", "clusterrolebindings") and not (obj.get("roleRef") or {}).get("name"):
-            causes.append(("roleRef.name", "Required value"))
-        if resource.plural == "resourcequotas":
-            for rname, q in ((spec.get("hard") or {}).items()):
-                if not QUANTITY.match(str(q)):
-                    causes.append((f"spec.hard[{rname}]", f"Invalid value: \"{q}\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
-        if resource.plural == "limitranges":
-            for i, limit in enumerate(spec.get("limits") or []):
-                for section in ("default", "defaultRequest", "max", "min"):
-                    for rname, q in (limit.get(section) or {}).items():
-                        if not QUANTITY.match(str(q)):
-                            causes.append((f"spec.limits[{i}].{section}[{rname}]", f"Invalid value: \"{q}\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
-        if causes:
-            raise errors.invalid(resource.kind, resource.group, name or meta.get("generateName", ""), causes)
-
     def _admit_pod(self, pod: Obj) -> None:
         """PodNodeSelector and PodTolerationRestriction, from the namespace's annotations."""
         ns = self.objects[NAMESPACES].get(("", pod["metadata"].get("namespace", "")))
@@ -416,7 +391,8 @@ class SandboxCluster:
             return created
 
     def _create(self, resource: ResourceType, obj: Obj, namespace: str = "") -> Obj:
-        meta = obj.setdefault("metadata", {})
+        validation.check_shape(resource, obj)
+        meta = obj["metadata"] = obj.get("metadata") or {}
         if resource.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
                 raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
@@ -436,16 +412,18 @@ class SandboxCluster:
             meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = self._free_name(resource, meta.get("namespace", ""), meta["generateName"])
-        self._validate(resource, obj)
+        validation.validate(resource, obj)
         if self._key(resource, obj) in self.objects[resource]:
             raise errors.already_exists(resource.plural, resource.group, meta["name"])
         obj["kind"], obj["apiVersion"] = resource.kind, resource.api_version
-        meta["uid"] = self._uid()
+        meta["uid"] = self._identity_uid() if resource is NAMESPACES and meta["name"] == "kube-system" else self._uid()
         meta["creationTimestamp"] = now()
-        meta.pop("deletionTimestamp", None)
-        meta.pop("resourceVersion", None)
-        if "spec" in obj or resource.plural in ("deployments", "replicasets", "daemonsets", "statefulsets", "poddisruptionbudgets", "pods", "networkpolicies"):
+        for dropped in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "managedFields"):
+            meta.pop(dropped, None)
+        if defaults.has_spec(resource) or defaults.is_custom(resource):
             meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
         self._defaults(resource, obj)
         written = self._write(resource, obj, "ADDED", None)
         if resource is PLANS:
@@ -453,42 +431,26 @@ class SandboxCluster:
         return written
 
     def _defaults(self, resource: ResourceType, obj: Obj) -> None:
-        """What the real server fills in on create."""
+        """What the real server fills in on create (``defaults.py``), plus what needs this cluster's state."""
+        defaults.fill(resource, obj)
+        defaults.initial_status(resource, obj)
         plural = resource.plural
-        if plural == "namespaces":
-            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
-            obj["spec"] = {"finalizers": ["kubernetes"]}
-            obj["status"] = {"phase": "Active"}
-        elif plural == "pods":
+        if plural == "pods":
             self._admit_pod(obj)
-            spec = obj["spec"]
-            spec.setdefault("restartPolicy", "Always")
-            spec.setdefault("schedulerName", "default-scheduler")
-            spec.setdefault("serviceAccountName", "default")
-            spec.setdefault("terminationGracePeriodSeconds", 30)
-            spec.setdefault("dnsPolicy", "ClusterFirst")
-            obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
-            if spec.get("nodeName"):
-                self._bind(obj, spec["nodeName"], write=False)
-        elif plural in ("deployments", "replicasets", "statefulsets"):
-            obj["spec"].setdefault("replicas", 1)
-            obj["status"] = {"replicas": 0, "observedGeneration": 0}
-            if plural == "deployments":
-                obj["spec"].setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
-            if plural == "statefulsets":
-                obj["spec"].setdefault("serviceName", obj["metadata"]["name"])
-                obj["spec"].setdefault("podManagementPolicy", "OrderedReady")
-        elif plural == "daemonsets":
-            obj["status"] = {"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0}
-        elif plural == "poddisruptionbudgets":
-            obj["status"] = {"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0}
+            obj["status"]["qosClass"] = defaults.qos_class(obj["spec"])
+            if obj["spec"].get("nodeName"):
+                self._bind(obj, obj["spec"]["nodeName"], write=False)
         elif plural == "services":
-            spec = obj.setdefault("spec", {})
-            spec.setdefault("type", "ClusterIP")
-            spec.setdefault("clusterIP", f"10.96.{self.random.randint(0, 255)}.{self.random.randint(1, 254)}")
-            obj["status"] = {"loadBalancer": {}}
-        elif plural == "resourcequotas":
-            obj["status"] = {"hard": dict(obj.get("spec", {}).get("hard") or {}), "used": {}}
+            spec = obj["spec"]
+            if spec["type"] != "ExternalName":
+                spec.setdefault("clusterIP", f"10.96.{self.random.randint(0, 255)}.{self.random.randint(1, 254)}")
+                spec.setdefault("clusterIPs", [spec["clusterIP"]])
+
+    def _identity_uid(self) -> str:
+        """The kube-system namespace's UID, which pksweb takes for the cluster's identity: the same for the same
+        (seed, cluster name) however the cluster was made, so a restarted sandbox is recognised as the same cluster."""
+        digest = hashlib.sha256(f"pksweb-sandbox:{self.seed}:{self.name}:kube-system".encode()).digest()
+        return str(uuid.UUID(bytes=digest[:16], version=4))
 
     def replace(self, resource: ResourceType | str, obj: Obj, namespace: str = "", subresource: str = "") -> Obj:
         """PUT: full update (``subresource="status"`` changes only the status)."""
@@ -499,7 +461,8 @@ class SandboxCluster:
             return updated
 
     def _replace(self, resource: ResourceType, obj: Obj, namespace: str, subresource: str) -> Obj:
-        meta = obj.setdefault("metadata", {})
+        validation.check_shape(resource, obj)
+        meta = obj["metadata"] = obj.get("metadata") or {}
         if resource.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
                 raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
@@ -512,11 +475,14 @@ class SandboxCluster:
             raise errors.conflict(resource.plural, resource.group, meta["name"])
         new = copy.deepcopy(old) if subresource == "status" else obj
         if subresource == "status":
-            new["status"] = obj.get("status", {})
+            status = obj.get("status")
+            new["status"] = status if isinstance(status, dict) else {}
         else:
+            meta.pop("managedFields", None)
             for kept in ("uid", "creationTimestamp", "deletionTimestamp", "generation"):
                 if kept in old["metadata"]:
                     meta[kept] = old["metadata"][kept]
+            defaults.fill(resource, new)
             if resource.has_status and "status" in old:
                 new["status"] = old["status"]
             if resource.plural == "namespaces":
@@ -525,7 +491,7 @@ class SandboxCluster:
                 self._check_pod_update(old, new)
             if new.get("spec") != old.get("spec") and "generation" in old["metadata"]:
                 meta["generation"] = old["metadata"]["generation"] + 1
-            self._validate(resource, new)
+            validation.validate(resource, new)
         new["kind"], new["apiVersion"] = resource.kind, resource.api_version
         return self._write(resource, new, "MODIFIED", old)
 
@@ -587,7 +553,7 @@ class SandboxCluster:
     def _delete(self, resource: ResourceType, old: Obj, propagation: str = "Background") -> Obj:
         if resource is NAMESPACES:
             return self._terminate_namespace(old)
-        gone = copy.deepcopy(old)
+        gone = _evolve(old)
         gone["metadata"]["deletionTimestamp"] = now()
         self._write(resource, gone, "DELETED", old)
         if propagation != "Orphan":
@@ -607,7 +573,7 @@ class SandboxCluster:
     def _terminate_namespace(self, old: Obj) -> Obj:
         if old["status"].get("phase") == "Terminating":
             return old
-        terminating = copy.deepcopy(old)
+        terminating = _evolve(old)
         terminating["metadata"]["deletionTimestamp"] = now()
         terminating["status"] = {"phase": "Terminating"}
         self._write(NAMESPACES, terminating, "MODIFIED", old)
@@ -749,11 +715,16 @@ class SandboxCluster:
     def set_node_condition(self, name: str, condition: str, status: str, reason: str = "", message: str = "") -> Obj:
         """Set one node condition (e.g. MemoryPressure True) as its kubelet would."""
         with self.lock:
-            old = self.objects[NODES][("", name)]
-            node = copy.deepcopy(old)
-            for cond in node["status"]["conditions"]:
-                if cond["type"] == condition:
-                    if cond["status"] != status:
+            old = self.objects[NODES].get(("", name))
+            if old is None:
+                raise errors.not_found("nodes", "", name)
+            node = _evolve(old)
+            conditions = _conditions(node, create=True)
+            if not any(c.get("type") == condition for c in conditions):
+                conditions.append({"type": condition, "status": "Unknown", "lastTransitionTime": now()})
+            for cond in conditions:
+                if cond.get("type") == condition:
+                    if cond.get("status") != status:
                         cond["lastTransitionTime"] = now()
                     cond.update({"status": status, "lastHeartbeatTime": now()})
                     if reason:
@@ -784,9 +755,10 @@ class SandboxCluster:
                 return
             old = self.objects[NODES][("", name)]
             node = copy.deepcopy(old)
-            node["status"]["nodeInfo"]["kubeletVersion"] = version
-            node["status"]["nodeInfo"]["kubeProxyVersion"] = version
-            node["status"]["nodeInfo"]["bootID"] = self._uid()
+            info = _node_info(node)
+            info["kubeletVersion"] = version
+            info["kubeProxyVersion"] = version
+            info["bootID"] = self._uid()
             self._write(NODES, node, "MODIFIED", old)
             for pod in self.items(PODS):
                 if pod["spec"].get("nodeName") == name and MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {}):
@@ -806,25 +778,24 @@ class SandboxCluster:
         with self.lock:
             stamp = now()
             for old in self.items(NODES):
-                node = copy.deepcopy(old)
-                for cond in node["status"]["conditions"]:
+                node = _evolve(old)
+                for cond in _conditions(node):
                     cond["lastHeartbeatTime"] = stamp
                 self._write(NODES, node, "MODIFIED", old)
             self._settle()
 
     def _pods_on_node_ready(self, node_name: str, ready: bool) -> None:
         for pod in self.items(PODS):
-            if pod["spec"].get("nodeName") == node_name and pod["status"].get("phase") in ("Running", "Pending"):
-                if pod["status"].get("phase") == "Running":
-                    self._set_pod_ready(pod, ready, restarted=ready)
+            if pod["spec"].get("nodeName") == node_name and (pod.get("status") or {}).get("phase") == "Running":
+                self._set_pod_ready(pod, ready, restarted=ready)
 
     # ---- pods ------------------------------------------------------------------------
 
     @staticmethod
     def _pod_ready(pod: Obj) -> bool:
-        if pod["metadata"].get("deletionTimestamp") or pod["status"].get("phase") != "Running":
+        if pod["metadata"].get("deletionTimestamp") or (pod.get("status") or {}).get("phase") != "Running":
             return False
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in _conditions(pod))
 
     def _bind(self, pod: Obj, node_name: str, write: bool = True) -> Obj:
         old = pod if write else None
@@ -834,7 +805,7 @@ class SandboxCluster:
         stamp = now()
         new["status"] = {
             "phase": "Pending", "qosClass": new["status"].get("qosClass", "BestEffort"),
-            "hostIP": node["status"]["addresses"][0]["address"] if node else "",
+            "hostIP": _internal_ip(node) if node else "",
             "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp}],
             "containerStatuses": [self._container_status(c, ready=False) for c in new["spec"]["containers"]],
             "startTime": stamp,
@@ -849,8 +820,8 @@ class SandboxCluster:
             if current is None or (uid and current["metadata"].get("uid") != uid) or current["status"].get("phase") != "Pending":
                 return
             node_now = self.objects[NODES].get(("", node_name))
-            ready = bool(node_now) and any(c["type"] == "Ready" and c["status"] == "True" for c in node_now["status"]["conditions"])
-            started = copy.deepcopy(current)
+            ready = bool(node_now) and self._node_ready(node_now)
+            started = _evolve(current)
             started["status"]["phase"] = "Running"
             started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
             started["status"]["podIPs"] = [{"ip": started["status"]["podIP"]}]
@@ -870,10 +841,10 @@ class SandboxCluster:
         current = self.objects[PODS].get((pod["metadata"]["namespace"], pod["metadata"]["name"]))
         if current is None:
             return
-        new = copy.deepcopy(current)
+        new = _evolve(current)
         stamp = now()
         status = "True" if ready else "False"
-        conditions = [c for c in new["status"].get("conditions") or [] if c["type"] not in ("Ready", "ContainersReady", "Initialized")]
+        conditions = [c for c in _conditions(new) if c.get("type") not in ("Ready", "ContainersReady", "Initialized")]
         conditions += [
             {"type": "Initialized", "status": "True", "lastTransitionTime": stamp},
             {"type": "Ready", "status": status, "lastTransitionTime": stamp},
@@ -914,7 +885,7 @@ class SandboxCluster:
         try:
             for _ in range(20):
                 while self._soon:
-                    self._soon.pop(0)()
+                    self._controller("a timer", self._soon.pop(0))
                 namespaces, nodes_changed = self._dirty_namespaces, self._nodes_changed
                 self._dirty_namespaces, self._nodes_changed = set(), False
                 if not namespaces and not nodes_changed:
@@ -923,21 +894,33 @@ class SandboxCluster:
                     namespaces |= {ns for (_, ns) in self.objects[NAMESPACES]}
                 for ns in sorted(namespaces):
                     self._reconcile_namespace(ns, nodes_changed)
-                self._schedule_pending()
+                self._controller("the scheduler", self._schedule_pending)
         finally:
             self._settling = False
 
+    def _controller(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Run one controller step. A step that fails is logged and kept in ``controller_errors`` and the others go on,
+        as a real controller manager logs a failed sync and carries on: one odd object must not stop the cluster."""
+        try:
+            fn(*args)
+        except errors.ApiError as error:  # e.g. a pod its namespace refuses: the controller tries again at the next change
+            logger.info("sandbox %s: %s: %s", self.name, what, error.message)
+        except Exception as error:
+            logger.exception("sandbox %s: %s failed", self.name, what)
+            self.controller_errors.append(f"{what}: {type(error).__name__}: {error}")
+
     def _reconcile_namespace(self, ns: str, nodes_changed: bool) -> None:
         for deployment in self.items(DEPLOYMENTS, ns):
-            self._reconcile_deployment(deployment)
+            self._controller(f"deployment {ns}/{deployment['metadata']['name']}", self._reconcile_deployment, deployment)
         for rs in self.items(REPLICASETS, ns):
-            self._reconcile_replicas(REPLICASETS, rs)
+            self._controller(f"replicaset {ns}/{rs['metadata']['name']}", self._reconcile_replicas, REPLICASETS, rs)
         for sts in self.items(STATEFULSETS, ns):
-            self._reconcile_replicas(STATEFULSETS, sts)
+            self._controller(f"statefulset {ns}/{sts['metadata']['name']}", self._reconcile_replicas, STATEFULSETS, sts)
         for ds in self.items(DAEMONSETS, ns):
-            self._reconcile_daemonset(ds)
+            self._controller(f"daemonset {ns}/{ds['metadata']['name']}", self._reconcile_daemonset, ds)
         for pdb in self.items(PDBS, ns):
-            self._write_status(PDBS, pdb, self._pdb_status(pdb))
+            self._controller(f"poddisruptionbudget {ns}/{pdb['metadata']['name']}",
+                             lambda pdb=pdb: self._write_status(PDBS, pdb, self._pdb_status(pdb)))
         quotas = self.items(QUOTAS, ns)
         if quotas:
             used = self._quota_used(ns)
@@ -952,7 +935,7 @@ class SandboxCluster:
 
     def _write_status(self, resource: ResourceType, obj: Obj, status: Obj) -> None:
         if obj.get("status") != status:
-            new = copy.deepcopy(obj)
+            new = _evolve(obj)
             new["status"] = status
             self._write(resource, new, "MODIFIED", obj)
 
@@ -1071,7 +1054,7 @@ class SandboxCluster:
 
     @staticmethod
     def _node_ready(node: Obj) -> bool:
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in _conditions(node))
 
     def _pods_per_node(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -1090,14 +1073,16 @@ class SandboxCluster:
         spec = pod["spec"]
         if not daemon and not self._node_ready(node):
             return "node(s) were not ready"
-        if node["spec"].get("unschedulable") and not daemon:
+        node_spec = node.get("spec") or {}
+        if node_spec.get("unschedulable") and not daemon:
             return "node(s) were unschedulable"
-        if not self._tolerates(spec.get("tolerations") or [], node["spec"].get("taints") or []):
+        if not self._tolerates(spec.get("tolerations") or [], node_spec.get("taints") or []):
             return "node(s) had untolerated taint(s)"
         labels = node["metadata"].get("labels") or {}
         if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
             return "node(s) didn't match Pod's node affinity/selector"
-        capacity = int(node["status"]["allocatable"].get("pods", "110"))
+        pods = str(((node.get("status") or {}).get("allocatable") or {}).get("pods", "110"))
+        capacity = int(pods) if pods.isdigit() else 110
         if (counts if counts is not None else self._pods_per_node()).get(node["metadata"]["name"], 0) >= capacity:
             return "Too many pods"
         return None
@@ -1154,7 +1139,7 @@ class SandboxCluster:
                 message = f"0/{len(nodes)} nodes are available: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) + "."
                 conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]
                 if pod["status"].get("conditions") != conditions:
-                    new = copy.deepcopy(pod)
+                    new = _evolve(pod)
                     new["status"]["conditions"] = conditions
                     self._write(PODS, new, "MODIFIED", pod)
                     self._event(pod, "Warning", "FailedScheduling", message)
@@ -1191,8 +1176,8 @@ class SandboxCluster:
         for pod in pods:
             ref = next((r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
             owner = None
-            if ref and ref["kind"] in ("ReplicaSet", "StatefulSet"):
-                owner = self.objects[REPLICASETS if ref["kind"] == "ReplicaSet" else STATEFULSETS].get((ns, ref["name"]))
+            if ref and ref.get("kind") in ("ReplicaSet", "StatefulSet"):
+                owner = self.objects[REPLICASETS if ref["kind"] == "ReplicaSet" else STATEFULSETS].get((ns, ref.get("name", "")))
             if owner is not None:
                 owners[owner["metadata"]["uid"]] = owner["spec"].get("replicas", 1)
             else:
@@ -1202,10 +1187,10 @@ class SandboxCluster:
         spec = pdb["spec"]
 
         def scaled(value: Any, round_up: bool) -> int:
-            if isinstance(value, str) and value.endswith("%"):
+            if isinstance(value, str) and value.endswith("%") and value[:-1].isdigit():
                 share = expected * int(value[:-1]) / 100
                 return math.ceil(share) if round_up else math.floor(share)
-            return int(value)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
         if spec.get("maxUnavailable") is not None:
             desired = max(0, expected - scaled(spec["maxUnavailable"], True))
@@ -1284,13 +1269,63 @@ class SandboxCluster:
         with self.lock:
             for pod in self.items(PODS):
                 if pod["status"].get("phase") == "Pending" and pod["spec"].get("nodeName"):
-                    started = copy.deepcopy(pod)
+                    started = _evolve(pod)
                     started["status"]["phase"] = "Running"
                     started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
                     self._write(PODS, started, "MODIFIED", pod)
                     node = self.objects[NODES].get(("", pod["spec"]["nodeName"]))
                     self._set_pod_ready(started, bool(node) and self._node_ready(node))
             self._settle()
+
+
+def _evolve(obj: Obj) -> Obj:
+    """A copy of a stored object to change its metadata or status, and write as a new version.
+
+    Cheaper than a deep copy (pods are copied on every kubelet step): the spec and other
+    sections are shared with the stored version, which is safe because stored objects are
+    never changed in place; what changes spec deep-copies first.
+    """
+    new = dict(obj)
+    new["metadata"] = copy.deepcopy(obj.get("metadata") or {})
+    if "status" in obj:
+        new["status"] = copy.deepcopy(obj["status"])
+    return new
+
+
+def _conditions(obj: Obj, create: bool = False) -> list[Obj]:
+    """An object's status.conditions that are objects (made an empty list when ``create``)."""
+    status = obj.get("status")
+    if not isinstance(status, dict):
+        if not create:
+            return []
+        status = obj["status"] = {}
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        if not create:
+            return []
+        conditions = status["conditions"] = []
+    if create:  # the stored list itself, so that a condition appended is kept
+        status["conditions"] = conditions = [c for c in conditions if isinstance(c, dict)]
+        return conditions
+    return [c for c in conditions if isinstance(c, dict)]
+
+
+def _node_info(node: Obj) -> Obj:
+    """A node's status.nodeInfo, made when missing (the node is a copy about to be written)."""
+    status = node["status"] = node.get("status") if isinstance(node.get("status"), dict) else {}
+    info = status["nodeInfo"] = status.get("nodeInfo") if isinstance(status.get("nodeInfo"), dict) else {}
+    return info
+
+
+def _kubelet_version(node: Obj) -> str:
+    info = (node.get("status") or {}).get("nodeInfo") or {}
+    return str(info.get("kubeletVersion") or "") if isinstance(info, dict) else ""
+
+
+def _internal_ip(node: Obj) -> str:
+    addresses = (node.get("status") or {}).get("addresses") or []
+    found = [a.get("address", "") for a in addresses if isinstance(a, dict) and a.get("type") == "InternalIP"]
+    return str(found[0]) if found else ""
 
 
 QUANTITY_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}

@@ -70,16 +70,16 @@ def selector_object(selector: dict[str, Any] | None) -> Callable[[dict[str, str]
 
     An empty selector matches everything, a missing one nothing (as for PDBs).
     """
-    if selector is None:
+    if not isinstance(selector, dict):
         return lambda labels: False
-    match_labels = selector.get("matchLabels") or {}
-    expressions = selector.get("matchExpressions") or []
+    match_labels = selector.get("matchLabels") if isinstance(selector.get("matchLabels"), dict) else {}
+    expressions = [e for e in selector.get("matchExpressions") or [] if isinstance(e, dict)]
 
     def matches(labels: dict[str, str]) -> bool:
         if any(labels.get(k) != v for k, v in match_labels.items()):
             return False
         for expr in expressions:
-            key, op, values = expr["key"], expr["operator"], set(expr.get("values") or [])
+            key, op, values = expr.get("key"), expr.get("operator"), {str(v) for v in expr.get("values") or []}
             if op == "In" and labels.get(key) not in values:
                 return False
             if op == "NotIn" and labels.get(key) in values:
@@ -102,8 +102,17 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "involvedObject.name": ("involvedObject", "name"),
     "involvedObject.kind": ("involvedObject", "kind"),
     "involvedObject.namespace": ("involvedObject", "namespace"),
+    "involvedObject.uid": ("involvedObject", "uid"),
+    "involvedObject.apiVersion": ("involvedObject", "apiVersion"),
+    "involvedObject.resourceVersion": ("involvedObject", "resourceVersion"),
+    "involvedObject.fieldPath": ("involvedObject", "fieldPath"),
+    "reportingComponent": ("reportingComponent",),
+    "source": ("source", "component"),
     "type": ("type",),
     "reason": ("reason",),
+    "spec.schedulerName": ("spec", "schedulerName"),
+    "spec.restartPolicy": ("spec", "restartPolicy"),
+    "status.nominatedNodeName": ("status", "nominatedNodeName"),
     "spec.serviceAccountName": ("spec", "serviceAccountName"),
     "status.podIP": ("status", "podIP"),
 }

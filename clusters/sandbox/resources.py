@@ -16,6 +16,8 @@ class ResourceType:
     subresources: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
     has_status: bool = field(default=True)
+    # A review (SelfSubjectAccessReview, ...): created to be answered, never stored.
+    virtual: bool = False
 
     @property
     def api_version(self) -> str:
@@ -52,6 +54,12 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, (), (), has_status=False),
     # The system-upgrade-controller's CRD, as on a k3s/RKE2 cluster that has it installed.
     ResourceType("upgrade.cattle.io", "v1", "plans", "Plan", True, (), ("status",)),
+    # Answered from the cluster's RBAC (``reviews.py``): what ``kubectl auth can-i`` asks.
+    *(ResourceType("authorization.k8s.io", "v1", plural, kind, namespaced, verbs=("create",), virtual=True)
+      for plural, kind, namespaced in (("selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+                                       ("selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
+                                       ("subjectaccessreviews", "SubjectAccessReview", False),
+                                       ("localsubjectaccessreviews", "LocalSubjectAccessReview", True))),
 )
 
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCES}

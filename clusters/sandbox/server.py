@@ -1,8 +1,10 @@
-"""The sandbox HTTP server: many simulated clusters under ``/c/<name>`` on one port.
+"""The sandbox HTTPS server: many simulated clusters under ``/c/<name>`` on one port.
 
 A small HTTP/1.1 server (asyncio + h11) rather than an ASGI app, because faults
 need control below HTTP: dropping a connection without an answer, or holding it
-open forever, as an unreachable cluster does.
+open forever, as an unreachable cluster does. It serves TLS with a CA of its own
+(``tls.py``), which its kubeconfigs carry as ``certificate-authority-data``, so clients
+verify it exactly as they verify a real cluster; ``tls=False`` serves plain HTTP.
 
 Besides the Kubernetes API, each cluster has control endpoints for tests and the
 ``sandbox`` upgrade driver (bearer token of the cluster's admin required):
@@ -15,8 +17,11 @@ Besides the Kubernetes API, each cluster has control endpoints for tests and the
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
 import socket
+import ssl
 import struct
 import threading
 from pathlib import Path
@@ -27,19 +32,29 @@ import yaml
 
 from clusters.sandbox import api, errors
 from clusters.sandbox.cluster import SandboxCluster
+from clusters.sandbox.tls import WILDCARD_HOSTS, Authority
 
 MAX_BODY = 8 * 1024 * 1024
 BLACKHOLE_SECONDS = 300
+# libyaml's dumper when PyYAML has it: the pure-Python one takes seconds over a thousand kubeconfigs with a CA each.
+DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+logger = logging.getLogger(__name__)
 
 
 class Sandbox:
-    """A sandbox server. ``start()`` runs it in a background thread; ``serve_forever()`` in this one."""
+    """A sandbox server. ``start()`` runs it in a background thread; ``serve_forever()`` in this one.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, heartbeat_seconds: float = 40.0) -> None:
+    ``tls`` (the default) serves HTTPS with a CA made for this instance; ``tls=False`` plain HTTP.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, heartbeat_seconds: float = 40.0,
+                 tls: bool = True) -> None:
         self.host = host
         self.port = port
         self.seed = seed
         self.heartbeat_seconds = heartbeat_seconds
+        self.authority: Authority | None = Authority.create(host) if tls else None
+        self._start_error: BaseException | None = None
         self.clusters: dict[str, SandboxCluster] = {}
         self.loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
@@ -70,36 +85,61 @@ class Sandbox:
         self.loop.call_soon_threadsafe(self.loop.call_later, delay, fn)
 
     @property
+    def tls(self) -> bool:
+        return self.authority is not None
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = "127.0.0.1" if self.host in WILDCARD_HOSTS else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def ca_pem(self) -> str:
+        """The CA certificate (PEM) clients trust this server by; empty over plain HTTP."""
+        return self.authority.ca_pem if self.authority is not None else ""
+
+    def client_ssl_context(self) -> ssl.SSLContext | bool:
+        """What an HTTP client verifies this server with (``httpx.Client(verify=...)``)."""
+        return self.authority.client_context if self.authority is not None else True
 
     def server_url(self, name: str) -> str:
         return f"{self.url}/c/{name}"
 
+    def _token(self, name: str, readonly: bool, denied: bool) -> str:
+        cluster = self.clusters[name]
+        return cluster.readonly_token if readonly else cluster.denied_token if denied else cluster.token
+
+    def credential(self, name: str, *, readonly: bool = False, denied: bool = False) -> dict[str, str]:
+        """Server, bearer token and CA (PEM) for one cluster: what pksweb's ``Credential.from_dict`` takes."""
+        return {"server": self.server_url(name), "token": self._token(name, readonly, denied), "ca_data": self.ca_pem}
+
     def kubeconfig(self, name: str, *, readonly: bool = False, denied: bool = False) -> dict[str, Any]:
-        """An ordinary kubeconfig for one cluster (bearer-token auth).
+        """An ordinary kubeconfig for one cluster (bearer-token auth, the CA inline).
 
         ``readonly``: a token that may only read; ``denied``: one that RBAC allows nothing.
         """
-        cluster = self.clusters[name]
         user = f"{name}-{'viewer' if readonly else 'denied' if denied else 'admin'}"
-        token = cluster.readonly_token if readonly else cluster.denied_token if denied else cluster.token
+        token = self._token(name, readonly, denied)
+        server: dict[str, Any] = {"server": self.server_url(name)}
+        if self.ca_pem:
+            server["certificate-authority-data"] = base64.b64encode(self.ca_pem.encode()).decode()
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": name, "cluster": {"server": self.server_url(name)}}],
+            "clusters": [{"name": name, "cluster": server}],
             "users": [{"name": user, "user": {"token": token}}],
             "contexts": [{"name": name, "context": {"cluster": name, "user": user, "namespace": "default"}}],
             "current-context": name,
             "preferences": {},
         }
 
-    def write_kubeconfigs(self, directory: Path) -> list[Path]:
+    def write_kubeconfigs(self, directory: Path, names: list[str] | None = None) -> list[Path]:
+        """``<name>.kubeconfig`` (0600) in ``directory`` for each cluster (or those in ``names``)."""
         directory.mkdir(parents=True, exist_ok=True)
         written = []
-        for name in self.clusters:
+        for name in names if names is not None else list(self.clusters):
             path = directory / f"{name}.kubeconfig"
-            path.write_text(yaml.safe_dump(self.kubeconfig(name), sort_keys=False))
+            path.write_text(yaml.dump(self.kubeconfig(name), Dumper=DUMPER, sort_keys=False))
             path.chmod(0o600)
             written.append(path)
         return written
@@ -107,11 +147,20 @@ class Sandbox:
     # ---- running ----------------------------------------------------------------
 
     def start(self) -> Sandbox:
-        """Serve in a daemon thread; returns once the port is bound."""
+        """Serve in a daemon thread; returns once the port is bound.
+
+        Raises the ``OSError`` of a port that cannot be bound (taken, say) at once; the
+        sandbox may then be started again, e.g. on another ``port`` (0: any free one).
+        """
+        self._started.clear()
+        self._start_error = None
         self._thread = threading.Thread(target=self._run, name="sandbox", daemon=True)
         self._thread.start()
         if not self._started.wait(30):
             raise RuntimeError("the sandbox server did not start")
+        if self._start_error is not None:
+            self._thread.join(5)
+            raise self._start_error
         return self
 
     def serve_forever(self) -> None:
@@ -137,14 +186,33 @@ class Sandbox:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self.loop.set_exception_handler(self._loop_exception)
+        closing = True
         try:
             self.loop.run_until_complete(self._main())
+        except OSError as error:
+            if self._started.is_set():
+                raise
+            # Could not listen: the loop (and the timers the clusters queued on it) stays for another start().
+            self._start_error, closing = error, False
+            self._started.set()
         finally:
-            self.loop.close()
+            if closing:
+                self.loop.close()
+
+    @staticmethod
+    def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # A client that does not trust the CA (or hangs up mid-handshake) is the client's
+        # business, as with a real API server: not worth a traceback on the console.
+        if isinstance(context.get("exception"), (ssl.SSLError, ConnectionError, asyncio.CancelledError)):
+            return  # ... nor a connection cut when the server stops
+        loop.default_exception_handler(context)
 
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
-        self._server = await asyncio.start_server(self._connection, self.host, self.port, backlog=1024, limit=MAX_BODY)
+        context = self.authority.server_context() if self.authority is not None else None
+        self._server = await asyncio.start_server(self._connection, self.host, self.port, backlog=1024, limit=MAX_BODY,
+                                                  ssl=context)
         self.port = self._server.sockets[0].getsockname()[1]
         self._started.set()
         beats = asyncio.create_task(self._heartbeats())
@@ -179,7 +247,11 @@ class Sandbox:
                 if request is None:
                     return
                 method, target, headers, body = request
-                outcome = await self._respond(method, target, headers, body)
+                try:
+                    outcome = await self._respond(method, target, headers, body)
+                except Exception as error:  # a bug in the simulation answers 500, as a real server's panic does
+                    logger.exception("sandbox: %s %s failed", method, target)
+                    outcome = api.error_response(errors.internal_error(api.describe_failure(error)))
                 if outcome == "drop":
                     self._reset(writer)
                     return
@@ -191,7 +263,7 @@ class Sandbox:
                 if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()
-        except (h11.RemoteProtocolError, h11.LocalProtocolError, ConnectionError, asyncio.IncompleteReadError):
+        except (h11.RemoteProtocolError, h11.LocalProtocolError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             return
         finally:
             self._connections.discard(task)  # type: ignore[arg-type]
@@ -220,7 +292,10 @@ class Sandbox:
                 continue
             if isinstance(event, h11.Request):
                 method, target = event.method.decode(), event.target.decode()
-                headers = {k.decode().lower(): v.decode() for k, v in event.headers}
+                headers = {}
+                for key, value in event.headers:  # a header sent twice (Impersonate-Group) reads as one list
+                    name = key.decode().lower()
+                    headers[name] = f"{headers[name]}, {value.decode()}" if name in headers else value.decode()
             elif isinstance(event, h11.Data):
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):
@@ -320,18 +395,26 @@ class Sandbox:
         extra = [(k.lower(), v) for k, v in response.headers.items()]
         if isinstance(response, api.Response):
             headers = base + extra + [("content-length", str(len(response.body)))]
-            writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
-            writer.write(conn.send(h11.Data(data=response.body)) if response.body else b"")
-            writer.write(conn.send(h11.EndOfMessage()))
+            # One write: over TLS each write is encrypted (and sent) on its own.
+            writer.write(b"".join((conn.send(h11.Response(status_code=response.status, headers=headers)) or b"",
+                                   conn.send(h11.Data(data=response.body)) or b"" if response.body else b"",
+                                   conn.send(h11.EndOfMessage()) or b"")))
             await writer.drain()
             return
         headers = base + extra + [("transfer-encoding", "chunked")]
         writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
         await writer.drain()
         try:
-            async for chunk in response.events:
-                writer.write(conn.send(h11.Data(data=chunk)))
-                await writer.drain()
+            try:
+                async for chunk in response.events:
+                    writer.write(conn.send(h11.Data(data=chunk)))
+                    await writer.drain()
+            except (ConnectionError, ssl.SSLError, h11.LocalProtocolError):
+                raise
+            except Exception as error:  # the stream ends with an ERROR event, as a real watch does
+                logger.exception("sandbox: a watch failed")
+                failure = errors.internal_error(api.describe_failure(error)).status()
+                writer.write(conn.send(h11.Data(data=json.dumps({"type": "ERROR", "object": failure}).encode() + b"\n")))
         finally:
             await response.events.aclose()  # type: ignore[attr-defined]
         writer.write(conn.send(h11.EndOfMessage()))

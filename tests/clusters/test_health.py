@@ -101,8 +101,8 @@ def test_sweep_isolates_slow_erroring_and_unreachable_clusters(sandbox, operator
         for name, faults in kinds.items():
             cluster = sandbox.add_cluster(f"sweep-{name}", nodes=2, pods_per_node=1)
             cluster.faults.update(faults)
-            cluster_register(name=f"sweep-{name}", created_by=operator, check=False, credential=Credential(
-                server=sandbox.server_url(f"sweep-{name}"), token=cluster.token))
+            cluster_register(name=f"sweep-{name}", created_by=operator, check=False, credential=Credential.from_dict(
+                sandbox.credential(f"sweep-{name}")))
     try:
         report = fleet_sweep(workers=8, timeout=(1.0, 1.0))
     finally:
@@ -150,15 +150,13 @@ def test_health_record_survives_deleted_cluster(registered):
         cluster_health_record(cluster_id=registered.pk, result=ProbeResult())
 
 
-def test_a_probe_stays_within_its_request_budget(registered, sandbox, sandbox_cluster):
+def test_a_probe_stays_within_its_request_budget(registered, sandbox, sandbox_cluster, sandbox_http):
     """Per cluster and sweep: one /readyz, one /version, one node list from the cache, never a cluster-wide pod list."""
-    import httpx
-
     url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/stats"
     headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
-    httpx.delete(url, headers=headers)
+    sandbox_http.delete(url, headers=headers)
     cluster_probe(cluster=registered)
-    stats = httpx.get(url, headers=headers).json()
+    stats = sandbox_http.get(url, headers=headers).json()
     assert stats.get("readyz") == 1 and stats.get("version") == 1 and stats.get("node_list_rv0") == 1
     assert "node_list" not in stats and "pod_list_cluster_wide" not in stats
 
@@ -234,7 +232,7 @@ def test_a_write_that_may_have_happened_is_not_repeated(registered, sandbox, san
     """A 500 on a create is not retried (the server may have acted); a 429 is (it refused before acting)."""
     from clusters.kube import Gateway
 
-    gateway = Gateway(Credential(server=sandbox.server_url(sandbox_cluster.name), token=sandbox_cluster.token))
+    gateway = Gateway(Credential.from_dict(sandbox.credential(sandbox_cluster.name)))
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "retry-probe"}}
     sandbox_cluster.faults.update({"fail_next": 1, "fail_status": 500})
     with pytest.raises(KubeError) as failed:

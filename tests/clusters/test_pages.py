@@ -138,12 +138,12 @@ def test_credentials_never_leave_the_server(op_client, operator_api, sandbox, sa
     with django_capture_on_commit_callbacks(execute=True):
         by_config = operator_api.post("/api/clusters/", {"name": "leak-a", "kubeconfig": kubeconfig_text(sandbox, sandbox_cluster.name)},
                                       format="json").json()
-        by_token = operator_api.post("/api/clusters/", {"name": "leak-b", "server": sandbox.server_url(second.name),
+        by_token = operator_api.post("/api/clusters/", {"name": "leak-b", "ca_data": sandbox.ca_pem, "server": sandbox.server_url(second.name),
                                                         "token": second.token}, format="json").json()
-        twice = operator_api.post("/api/clusters/", {"name": "leak-d", "server": sandbox.server_url(sandbox_cluster.name),
+        twice = operator_api.post("/api/clusters/", {"name": "leak-d", "ca_data": sandbox.ca_pem, "server": sandbox.server_url(sandbox_cluster.name),
                                                      "token": secret_token}, format="json")
         operator_api.post(f"/api/clusters/{by_config['id']}/probe/")
-        bad = operator_api.post("/api/clusters/", {"name": "leak-c", "server": sandbox.server_url(sandbox_cluster.name),
+        bad = operator_api.post("/api/clusters/", {"name": "leak-c", "ca_data": sandbox.ca_pem, "server": sandbox.server_url(sandbox_cluster.name),
                                                    "token": secret_token + "x"}, format="json")
     sandbox.remove_cluster(second.name)
     assert twice.status_code == 400 and "leak-a" in twice.content.decode()  # one cluster, registered once

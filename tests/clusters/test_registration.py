@@ -32,9 +32,14 @@ def test_register_from_kubeconfig(operator_api, sandbox, sandbox_cluster, django
 
 
 def test_register_from_server_and_token(operator_api, sandbox, sandbox_cluster):
-    response = operator_api.post("/api/clusters/", {"name": "by-token", "server": sandbox.server_url(sandbox_cluster.name),
-                                                    "token": sandbox_cluster.token}, format="json")
+    response = operator_api.post("/api/clusters/", {"name": "by-token", **sandbox.credential(sandbox_cluster.name)}, format="json")
     assert response.status_code == 201, response.content
+
+
+def test_sandbox_certificate_is_verified_against_its_ca(operator_api, sandbox, sandbox_cluster):
+    """The sandbox serves HTTPS as a real cluster does: without its CA the certificate is not trusted."""
+    _refused(operator_api, {"name": "x", "server": sandbox.server_url(sandbox_cluster.name), "token": sandbox_cluster.token},
+             "server", "TLS verification of", "CA certificate")
 
 
 def _refused(client, payload, field, *fragments):
@@ -63,7 +68,7 @@ def test_tls_verification_failure(operator_api, tls_server):
 
 
 def test_wrong_token_is_401(operator_api, sandbox, sandbox_cluster):
-    _refused(operator_api, {"name": "x", "server": sandbox.server_url(sandbox_cluster.name), "token": "wrong"}, "server",
+    _refused(operator_api, {"name": "x", **sandbox.credential(sandbox_cluster.name), "token": "wrong"}, "server",
              "refused the credential (401 Unauthorized)")
 
 
@@ -118,7 +123,7 @@ def test_only_operators_register(users, role, sandbox, sandbox_cluster):
 
 
 def test_edit_replaces_credential_after_checking_it(operator_api, registered, sandbox, sandbox_cluster):
-    bad = operator_api.patch(f"/api/clusters/{registered.pk}/", {"token": "wrong", "server": sandbox.server_url(sandbox_cluster.name)},
+    bad = operator_api.patch(f"/api/clusters/{registered.pk}/", {**sandbox.credential(sandbox_cluster.name), "token": "wrong"},
                              format="json")
     assert bad.status_code == 400 and "401" in json.dumps(bad.json())
     from clusters.services import cluster_credential

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import socket
 import subprocess
 import sys
 import time
@@ -45,7 +47,10 @@ def test_command_serves_clusters_and_writes_kubeconfigs(tmp_path):
         paths = sorted(p.name for p in tmp_path.glob("*.kubeconfig"))
         assert paths == ["sandbox-1.kubeconfig", "sandbox-2.kubeconfig"]
         kubeconfig = yaml.safe_load((tmp_path / "sandbox-2.kubeconfig").read_text())
-        assert kubeconfig["clusters"][0]["cluster"]["server"] == f"http://127.0.0.1:{port}/c/sandbox-2"
+        cluster = kubeconfig["clusters"][0]["cluster"]
+        assert cluster["server"] == f"https://127.0.0.1:{port}/c/sandbox-2"
+        assert base64.b64decode(cluster["certificate-authority-data"]).startswith(b"-----BEGIN CERTIFICATE-----")
+        assert "insecure-skip-tls-verify" not in cluster
         api = config.new_client_from_config(config_file=str(tmp_path / "sandbox-2.kubeconfig"))
         assert client.VersionApi(api).get_code().git_version == "v1.31.2"
         assert len(client.CoreV1Api(api).list_node().items) == 3
@@ -65,3 +70,25 @@ def test_command_serves_clusters_and_writes_kubeconfigs(tmp_path):
 def test_command_refuses_bad_options(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("sandbox", *args)
+
+
+def test_command_says_when_its_port_is_taken(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}"):
+            call_command("sandbox", "--port", str(port), "--clusters", "1", "--nodes", "1", "--out", str(tmp_path))
+        assert time.monotonic() - started < 10  # it used to wait 30 s for a server that could never start
+
+
+def test_plain_http_only_when_asked():
+    served = Sandbox(tls=False)
+    served.add_cluster("plain", nodes=1, pods_per_node=0)
+    with served:
+        kubeconfig = served.kubeconfig("plain")
+        assert kubeconfig["clusters"][0]["cluster"] == {"server": f"http://127.0.0.1:{served.port}/c/plain"}
+        assert served.credential("plain")["ca_data"] == ""
+        api = config.new_client_from_config_dict(kubeconfig)
+        assert client.CoreV1Api(api).list_node().items

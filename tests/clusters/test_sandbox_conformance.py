@@ -7,15 +7,19 @@ models, Status errors with the right code and reason, watch semantics, evictions
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
+import ssl
 import time
 
-import httpx
 import pytest
 import urllib3
+from cryptography import x509
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from clusters.sandbox import tables
 from tests.conftest import wait_for
 
 
@@ -45,18 +49,18 @@ def test_discovery_and_version(kube, sandbox_cluster):
     assert {"deployments", "daemonsets", "replicasets", "statefulsets"} <= apps
 
 
-def test_readyz_and_livez_verbose(sandbox, sandbox_cluster):
+def test_readyz_and_livez_verbose(sandbox, sandbox_cluster, sandbox_http):
     base = sandbox.server_url(sandbox_cluster.name)
-    response = httpx.get(f"{base}/readyz?verbose")
+    response = sandbox_http.get(f"{base}/readyz?verbose")
     assert response.status_code == 200
     assert "[+]etcd ok" in response.text and response.text.rstrip().endswith("readyz check passed")
-    assert httpx.get(f"{base}/livez").text == "ok"
+    assert sandbox_http.get(f"{base}/livez").text == "ok"
     sandbox_cluster.faults.update({"failing_checks": ["etcd"]})
-    failed = httpx.get(f"{base}/readyz?verbose")
+    failed = sandbox_http.get(f"{base}/readyz?verbose")
     assert failed.status_code == 500
     assert "[-]etcd failed: reason withheld" in failed.text and "readyz check failed" in failed.text
-    assert httpx.get(f"{base}/readyz/etcd").status_code == 500
-    assert httpx.get(f"{base}/readyz/ping").status_code == 200
+    assert sandbox_http.get(f"{base}/readyz/etcd").status_code == 500
+    assert sandbox_http.get(f"{base}/readyz/ping").status_code == 200
 
 
 # ---- authentication and authorization ---------------------------------------------------
@@ -197,9 +201,9 @@ def test_invalid_name_gets_422_with_causes(kube):
     assert body["details"]["causes"][0]["field"] == "metadata.name"
 
 
-def test_pod_without_containers_is_invalid(sandbox, sandbox_cluster):
+def test_pod_without_containers_is_invalid(sandbox, sandbox_cluster, sandbox_http):
     # The client's typed model refuses such a pod, so send the JSON as another client would.
-    response = httpx.post(f"{sandbox.server_url(sandbox_cluster.name)}/api/v1/namespaces/default/pods",
+    response = sandbox_http.post(f"{sandbox.server_url(sandbox_cluster.name)}/api/v1/namespaces/default/pods",
                           json={"metadata": {"name": "empty"}, "spec": {}},
                           headers={"Authorization": f"Bearer {sandbox_cluster.token}"})
     assert response.status_code == 422
@@ -417,10 +421,10 @@ def test_watch_too_old_version_gets_410(sandbox):
     assert exc.value.status == 410 and "too old resource version" in exc.value.reason
 
 
-def test_watch_bookmarks(kube, sandbox, sandbox_cluster):
+def test_watch_bookmarks(kube, sandbox, sandbox_cluster, sandbox_http):
     url = f"{sandbox.server_url(sandbox_cluster.name)}/api/v1/namespaces/default/configmaps"
     rv = core(kube).list_namespaced_config_map("default").metadata.resource_version
-    with httpx.stream("GET", url, params={"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": rv,
+    with sandbox_http.stream("GET", url, params={"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": rv,
                                           "timeoutSeconds": "1"},
                       headers={"Authorization": f"Bearer {sandbox_cluster.token}"}) as response:
         lines = [json.loads(line) for line in response.iter_lines() if line]
@@ -495,8 +499,8 @@ def test_pending_pod_is_evictable_despite_pdb(kube, sandbox_cluster):
     assert exc.value.status == 404
 
 
-def test_frozen_pdb_never_allows_disruption(kube, sandbox, sandbox_cluster):
-    response = httpx.put(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/faults", json={"frozen_pdbs": ["*"]},
+def test_frozen_pdb_never_allows_disruption(kube, sandbox, sandbox_cluster, sandbox_http):
+    response = sandbox_http.put(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/faults", json={"frozen_pdbs": ["*"]},
                          headers={"Authorization": f"Bearer {sandbox_cluster.token}"})
     assert response.status_code == 200 and response.json()["frozen_pdbs"] == ["*"]
     assert budget(kube, "web").disruptions_allowed == 0
@@ -559,10 +563,10 @@ def test_tenant_namespace_annotations_pin_pods(kube, sandbox_cluster):
 # ---- node upgrades -------------------------------------------------------------------------
 
 
-def test_node_upgrade_goes_not_ready_then_ready_at_new_version(kube, sandbox, sandbox_cluster):
+def test_node_upgrade_goes_not_ready_then_ready_at_new_version(kube, sandbox, sandbox_cluster, sandbox_http):
     v1 = core(kube)
     node = f"{sandbox_cluster.name}-w-2"
-    response = httpx.post(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/nodes/{node}/upgrade",
+    response = sandbox_http.post(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/nodes/{node}/upgrade",
                           json={"version": "1.31.2", "delay": 0.3}, headers={"Authorization": f"Bearer {sandbox_cluster.token}"})
     assert response.status_code == 202
 
@@ -591,8 +595,8 @@ def test_stuck_node_never_returns(kube, sandbox_cluster):
     assert status == "False"
 
 
-def test_upgrade_endpoint_refuses_bad_version(sandbox, sandbox_cluster):
-    response = httpx.post(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/nodes/x/upgrade", json={"version": "latest"},
+def test_upgrade_endpoint_refuses_bad_version(sandbox, sandbox_cluster, sandbox_http):
+    response = sandbox_http.post(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/nodes/x/upgrade", json={"version": "latest"},
                           headers={"Authorization": f"Bearer {sandbox_cluster.token}"})
     assert response.status_code == 400 and "version must look like 1.31.2" in response.json()["message"]
 
@@ -643,22 +647,164 @@ def test_blackhole_fault_times_out(kube, sandbox_cluster):
     assert time.monotonic() - started < 3
 
 
-def test_fault_endpoint_validates_and_clears(sandbox, sandbox_cluster):
+def test_fault_endpoint_validates_and_clears(sandbox, sandbox_cluster, sandbox_http):
     url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/faults"
     headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
-    bad = httpx.put(url, json={"error_rate": 2}, headers=headers)
+    bad = sandbox_http.put(url, json={"error_rate": 2}, headers=headers)
     assert bad.status_code == 400 and "error_rate is a share between 0 and 1" in bad.json()["message"]
-    assert httpx.put(url, json={"nonsense": 1}, headers=headers).status_code == 400
-    assert httpx.put(url, json={"latency_ms": 5}, headers=headers).json()["latency_ms"] == 5
-    assert httpx.delete(url, headers=headers).json()["latency_ms"] == 0
-    assert httpx.get(url).status_code == 401
+    assert sandbox_http.put(url, json={"nonsense": 1}, headers=headers).status_code == 400
+    assert sandbox_http.put(url, json={"latency_ms": 5}, headers=headers).json()["latency_ms"] == 5
+    assert sandbox_http.delete(url, headers=headers).json()["latency_ms"] == 0
+    assert sandbox_http.get(url).status_code == 401
 
 
-def test_request_stats_count_what_a_probe_costs(kube, sandbox, sandbox_cluster):
+def test_request_stats_count_what_a_probe_costs(kube, sandbox, sandbox_cluster, sandbox_http):
     url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/stats"
     headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
-    httpx.delete(url, headers=headers)
+    sandbox_http.delete(url, headers=headers)
     core(kube).list_node(resource_version="0")
     core(kube).list_pod_for_all_namespaces()
     client.VersionApi(kube).get_code()
-    assert httpx.get(url, headers=headers).json() == {"node_list_rv0": 1, "pod_list_cluster_wide": 1, "version": 1}
+    assert sandbox_http.get(url, headers=headers).json() == {"node_list_rv0": 1, "pod_list_cluster_wide": 1, "version": 1}
+
+
+# ---- TLS -------------------------------------------------------------------------------------
+
+
+def test_served_over_https_verified_against_its_own_ca(sandbox, sandbox_cluster):
+    kubeconfig = sandbox.kubeconfig(sandbox_cluster.name)
+    assert kubeconfig["clusters"][0]["cluster"]["server"].startswith("https://127.0.0.1:")
+    assert core(config.new_client_from_config_dict(kubeconfig)).list_node().items
+    untrusting = dict(kubeconfig, clusters=[{"name": sandbox_cluster.name, "cluster": {"server": sandbox.server_url(sandbox_cluster.name)}}])
+    api = config.new_client_from_config_dict(untrusting)
+    api.configuration.retries = 0
+    with pytest.raises(urllib3.exceptions.MaxRetryError, match="CERTIFICATE_VERIFY_FAILED"):
+        core(api).list_node()
+    certificate = x509.load_pem_x509_certificate(ssl.get_server_certificate(("127.0.0.1", sandbox.port)).encode())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+
+
+# ---- what kubectl asks for: tables, access reviews, OpenAPI ------------------------------------
+
+KUBECTL_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+
+
+def test_table_form_of_lists_and_objects(sandbox, sandbox_cluster, sandbox_http):
+    base = sandbox.server_url(sandbox_cluster.name)
+    headers = {"Authorization": f"Bearer {sandbox_cluster.token}", "Accept": KUBECTL_ACCEPT}
+    nodes = sandbox_http.get(f"{base}/api/v1/nodes", headers=headers)
+    assert nodes.headers["content-type"] == "application/json;as=Table;v=v1;g=meta.k8s.io"
+    table = nodes.json()
+    assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1" and table["metadata"]["resourceVersion"]
+    assert [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0] == ["Name", "Status", "Roles", "Age", "Version"]
+    first = table["rows"][0]
+    assert first["cells"][:3] == [f"{sandbox_cluster.name}-cp-1", "Ready", "control-plane"] and first["cells"][4] == "v1.30.4"
+    assert first["object"]["kind"] == "PartialObjectMetadata" and first["object"]["metadata"]["name"] == first["cells"][0]
+    full = sandbox_http.get(f"{base}/api/v1/namespaces/demo/pods", headers=headers, params={"includeObject": "Object", "limit": 2}).json()
+    assert [c["name"] for c in full["columnDefinitions"][:5]] == ["Name", "Ready", "Status", "Restarts", "Age"]
+    assert full["rows"][0]["object"]["kind"] == "Pod" and full["rows"][0]["object"]["spec"]["containers"]
+    assert full["rows"][0]["cells"][1:4] == ["1/1", "Running", "0"] and full["metadata"]["continue"]
+    bare = sandbox_http.get(f"{base}/apis/apps/v1/namespaces/kube-system/deployments/coredns", headers=headers,
+                            params={"includeObject": "None"}).json()
+    assert bare["rows"] == [{"cells": ["coredns", "2/2", 2, 2, bare["rows"][0]["cells"][4], "coredns",
+                                       "registry.k8s.io/coredns/coredns:v1.11.1", "k8s-app=kube-dns"]}]
+    generic = sandbox_http.get(f"{base}/api/v1/namespaces/default/serviceaccounts", headers=headers).json()
+    assert [c["name"] for c in generic["columnDefinitions"]] == ["Name", "Age"] and generic["rows"][0]["cells"][0] == "default"
+    assert sandbox_http.get(f"{base}/api/v1/nodes", headers={**headers, "Accept": "application/json"}).json()["kind"] == "NodeList"
+
+
+def test_table_watch_sends_columns_with_the_first_event_only(kube, sandbox, sandbox_cluster, sandbox_http):
+    url = f"{sandbox.server_url(sandbox_cluster.name)}/api/v1/namespaces/default/configmaps"
+    core(kube).create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="one")))
+    core(kube).create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="two")))
+    with sandbox_http.stream("GET", url, params={"watch": "true", "timeoutSeconds": "1", "includeObject": "Object"},
+                             headers={"Authorization": f"Bearer {sandbox_cluster.token}", "Accept": KUBECTL_ACCEPT}) as response:
+        events = [json.loads(line) for line in response.iter_lines() if line]
+    assert [e["type"] for e in events] == ["ADDED", "ADDED"]
+    assert all(e["object"]["kind"] == "Table" for e in events)
+    assert [c["name"] for c in events[0]["object"]["columnDefinitions"]] == ["Name", "Age"]
+    assert events[1]["object"]["columnDefinitions"] == []
+    assert [e["object"]["rows"][0]["object"]["metadata"]["name"] for e in events] == ["one", "two"]
+
+
+def test_age_reads_as_kubectl_shows_it():
+    now = datetime.datetime(2025, 1, 10, 12, 0, 0, tzinfo=datetime.UTC)
+
+    def ago(**delta):
+        return tables.age((now - datetime.timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ"), now)
+
+    assert [ago(seconds=5), ago(seconds=119), ago(minutes=5, seconds=12), ago(minutes=5), ago(minutes=42), ago(hours=3, minutes=4),
+            ago(hours=30), ago(days=3, hours=2), ago(days=40), ago(days=800)] == [
+        "5s", "119s", "5m12s", "5m", "42m", "3h4m", "30h", "3d2h", "40d", "2y70d"]
+    assert tables.age(None) == "<unknown>" and ago(seconds=-30) == "<invalid>"
+
+
+def test_self_subject_access_review(kube, sandbox, sandbox_cluster):
+    authz = client.AuthorizationV1Api(kube)
+
+    def review(api, **attributes):
+        return api.create_self_subject_access_review(client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=client.V1ResourceAttributes(**attributes))))
+
+    answer = review(authz, verb="create", resource="pods", namespace="default")
+    assert answer.status.allowed is True and answer.kind == "SelfSubjectAccessReview"
+    viewer = client.AuthorizationV1Api(config.new_client_from_config_dict(sandbox.kubeconfig(sandbox_cluster.name, readonly=True)))
+    assert review(viewer, verb="list", resource="nodes").status.allowed is True
+    assert review(viewer, verb="delete", resource="pods", namespace="demo").status.allowed is False
+    denied = client.AuthorizationV1Api(config.new_client_from_config_dict(sandbox.kubeconfig(sandbox_cluster.name, denied=True)))
+    assert review(denied, verb="get", resource="pods", namespace="default").status.allowed is False  # it may still ask
+    path = authz.create_self_subject_access_review(client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+        non_resource_attributes=client.V1NonResourceAttributes(path="/healthz", verb="get"))))
+    assert path.status.allowed is True
+    with pytest.raises(ApiException) as exc:
+        authz.create_self_subject_access_review(client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec()))
+    assert exc.value.status == 422 and "exactly one of nonResourceAttributes or resourceAttributes" in status_of(exc.value)["message"]
+
+
+def test_subject_access_review_and_rules_review_follow_rbac(kube, sandbox, sandbox_cluster):
+    rbac, authz = client.RbacAuthorizationV1Api(kube), client.AuthorizationV1Api(kube)
+    rbac.create_namespaced_role("demo", client.V1Role(metadata=client.V1ObjectMeta(name="deployer"), rules=[
+        client.V1PolicyRule(api_groups=["apps"], resources=["deployments"], verbs=["get", "update"])]))
+    rbac.create_namespaced_role_binding("demo", client.V1RoleBinding(
+        metadata=client.V1ObjectMeta(name="deployers"), role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role",
+                                                                                  name="deployer"),
+        subjects=[client.RbacV1Subject(kind="Group", name="release-team", api_group="rbac.authorization.k8s.io")]))
+
+    def may(groups, verb, namespace="demo"):
+        return authz.create_subject_access_review(client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+            user="bob", groups=groups, resource_attributes=client.V1ResourceAttributes(
+                verb=verb, group="apps", resource="deployments", namespace=namespace)))).status.allowed
+
+    assert may(["release-team"], "update") is True
+    assert may([], "update") is False and may(["release-team"], "delete") is False and may(["release-team"], "get", "default") is False
+    viewer = client.AuthorizationV1Api(config.new_client_from_config_dict(sandbox.kubeconfig(sandbox_cluster.name, readonly=True)))
+    with pytest.raises(ApiException) as exc:
+        viewer.create_subject_access_review(client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+            user="bob", resource_attributes=client.V1ResourceAttributes(verb="get", resource="pods"))))
+    assert exc.value.status == 403 and status_of(exc.value)["reason"] == "Forbidden"
+    token = sandbox_cluster.add_user("carol", ["release-team"])
+    kubeconfig = sandbox.kubeconfig(sandbox_cluster.name)
+    kubeconfig["users"][0]["user"]["token"] = token
+    carol = client.AuthorizationV1Api(config.new_client_from_config_dict(kubeconfig))
+    rules = carol.create_self_subject_rules_review(client.V1SelfSubjectRulesReview(
+        spec=client.V1SelfSubjectRulesReviewSpec(namespace="demo"))).status
+    assert {"deployments"} in [set(r.resources) for r in rules.resource_rules] and rules.incomplete is False
+    assert not any("deployments" in r.resources for r in carol.create_self_subject_rules_review(client.V1SelfSubjectRulesReview(
+        spec=client.V1SelfSubjectRulesReviewSpec(namespace="default"))).status.resource_rules)
+
+
+def test_discovery_lists_the_reviews_and_openapi_names_each_kind(kube, sandbox, sandbox_cluster, sandbox_http):
+    resources = {r.name: r.verbs for r in client.AuthorizationV1Api(kube).get_api_resources().resources}
+    assert resources == {"selfsubjectaccessreviews": ["create"], "selfsubjectrulesreviews": ["create"],
+                         "subjectaccessreviews": ["create"], "localsubjectaccessreviews": ["create"]}
+    base = sandbox.server_url(sandbox_cluster.name)
+    headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
+    root = sandbox_http.get(f"{base}/openapi/v3", headers=headers).json()["paths"]
+    assert root["apis/apps/v1"]["serverRelativeURL"].startswith("/openapi/v3/apis/apps/v1?hash=")
+    apps = sandbox_http.get(f"{base}/openapi/v3/apis/apps/v1", headers=headers).json()
+    patch = apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert patch["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1", "kind": "Deployment"}
+    assert "fieldValidation" in [p["name"] for p in patch["parameters"]]
+    assert sandbox_http.get(f"{base}/openapi/v3/apis/nope/v1", headers=headers).status_code == 404

@@ -7,6 +7,7 @@ import httpx
 import pytest
 import yaml
 
+from clusters.sandbox.tls import endpoint
 from tests.e2e.test_activity_live import browser, sign_in, start_embedded  # noqa: F401 - fixtures
 from tests.integration.conftest import free_port
 
@@ -30,9 +31,9 @@ def test_cluster_cut_off_turns_unreachable_live(fleet_server, browser):  # noqa:
     row_id = page.eval_on_selector("tr:has(a:text-is('sandbox-1'))", "el => el.id")
 
     kubeconfig = yaml.safe_load((fleet_server["data"] / "sandbox" / "sandbox-1.kubeconfig").read_text())
-    server = kubeconfig["clusters"][0]["cluster"]["server"]
-    token = kubeconfig["users"][0]["user"]["token"]
-    cut = httpx.put(f"{server}/sandbox/faults", json={"unreachable": True}, headers={"Authorization": f"Bearer {token}"})
+    server, token, verify = endpoint(kubeconfig)
+    cut = httpx.put(f"{server}/sandbox/faults", json={"unreachable": True}, headers={"Authorization": f"Bearer {token}"},
+                    verify=verify)
     assert cut.status_code == 200
 
     page.wait_for_selector(f"#{row_id}[data-status=unreachable]", timeout=20_000)

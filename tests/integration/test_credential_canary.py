@@ -37,7 +37,8 @@ def test_a_cluster_token_appears_nowhere_but_as_ciphertext(stack: Stack):
         sim = sandbox.add_cluster("canary-1", nodes=3, pods_per_node=1, token=canary, pod_start_delay=0.05)
         token = stack.manage("apitoken", "itop").strip()
         api = httpx.Client(base_url=stack.url, headers={"Authorization": f"Token {token}"}, timeout=30)
-        created = api.post("/api/clusters/", json={"name": "canary-1", "server": sandbox.server_url("canary-1"), "token": canary})
+        created = api.post("/api/clusters/", json={"name": "canary-1", "server": sandbox.server_url("canary-1"), "token": canary,
+                                                   "ca_data": sandbox.ca_pem})
         assert created.status_code == 201, created.text
         cluster_id = created.json()["id"]
         assert api.post(f"/api/clusters/{cluster_id}/probe/").json()["status"] == "healthy"
@@ -48,7 +49,8 @@ def test_a_cluster_token_appears_nowhere_but_as_ciphertext(stack: Stack):
             time.sleep(0.2)
         # A credential change the cluster refuses: the error must not echo the (new, wrong) token either.
         wrong = f"{canary}-wrong"
-        refused = api.patch(f"/api/clusters/{cluster_id}/", json={"server": sandbox.server_url("canary-1"), "token": wrong})
+        refused = api.patch(f"/api/clusters/{cluster_id}/", json={"server": sandbox.server_url("canary-1"), "token": wrong,
+                                                                      "ca_data": sandbox.ca_pem})
         assert refused.status_code == 400 and not leaks(refused.text, wrong), refused.text
 
         session = httpx.Client(base_url=stack.url, timeout=30)

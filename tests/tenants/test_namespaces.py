@@ -37,10 +37,10 @@ def test_limit_and_clusters_are_enforced(acme, registered, make_namespace, opera
     with pytest.raises(ValidationError) as exc:
         make_namespace(acme, registered, "two")
     assert exc.value.message_dict["name"] == ["Tenant acme-bank has 1 of its 1 namespaces; delete one or ask an operator to raise the limit."]
-    other = sandbox.add_cluster("not-allowed", nodes=1, pods_per_node=0)
+    sandbox.add_cluster("not-allowed", nodes=1, pods_per_node=0)
     with django_capture_on_commit_callbacks(execute=False):
         elsewhere = cluster_register(name="not-allowed", created_by=operator, check=False,
-                                     credential=Credential(server=sandbox.server_url("not-allowed"), token=other.token))
+                                     credential=Credential.from_dict(sandbox.credential("not-allowed")))
     tenant_update(tenant=acme, updated_by=operator, max_namespaces=5)
     with pytest.raises(ValidationError, match="No such cluster for tenant acme-bank") as refused:
         make_namespace(acme, elsewhere, "two")
@@ -51,10 +51,10 @@ def test_dedicated_cluster_is_nobody_elses(acme, registered, make_namespace, ope
     make_namespace(acme, registered, "payments")
     with pytest.raises(ValidationError, match="already hosts namespaces of other tenants \\(acme-bank\\)"):
         tenant_create(name="vault", created_by=operator, clusters=[registered], isolation="dedicated-cluster")
-    own = sandbox.add_cluster("vault-only", nodes=1, pods_per_node=0)
+    sandbox.add_cluster("vault-only", nodes=1, pods_per_node=0)
     with django_capture_on_commit_callbacks(execute=False):
         vault_cluster = cluster_register(name="vault-only", created_by=operator, check=False,
-                                         credential=Credential(server=sandbox.server_url("vault-only"), token=own.token))
+                                         credential=Credential.from_dict(sandbox.credential("vault-only")))
     tenant_create(name="vault", created_by=operator, clusters=[vault_cluster], isolation="dedicated-cluster")
     tenant_update(tenant=acme, updated_by=operator, clusters=[registered])
     with pytest.raises(ValidationError, match="Cluster vault-only is dedicated to tenant vault"):

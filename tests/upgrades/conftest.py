@@ -24,7 +24,7 @@ def fleet(db, sandbox, operator, django_capture_on_commit_callbacks):
             name = f"up{tag}-{i + 1}"
             sim = sandbox.add_cluster(name, nodes=3, pods_per_node=2, pod_start_delay=0.01, node_ready_delay=0.05)
             cluster = cluster_register(name=name, created_by=operator, check=False,
-                                       credential=Credential(server=sandbox.server_url(name), token=sim.token))
+                                       credential=Credential.from_dict(sandbox.credential(name)))
             Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
             clusters.append(cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk)))
             simulated.append(sim)

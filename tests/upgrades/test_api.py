@@ -72,14 +72,15 @@ def test_command_driver_runs_a_script_against_the_sandbox(fleet, operator, appro
     settings.PKSWEB_ALLOW_COMMAND_DRIVER = True
     script = tmp_path / "upgrade-node.py"
     script.write_text(
-        "import json, sys, os, urllib.request, yaml\n"
+        "import base64, json, ssl, sys, os, urllib.request, yaml\n"
         "cluster, node, version = sys.argv[1:4]\n"
         "config = yaml.safe_load(open(os.environ['KUBECONFIG']))\n"
         "server = config['clusters'][0]['cluster']['server']; token = config['users'][0]['user']['token']\n"
+        "ca = base64.b64decode(config['clusters'][0]['cluster']['certificate-authority-data']).decode()\n"
         "request = urllib.request.Request(f'{server}/sandbox/nodes/{node}/upgrade', method='POST',\n"
         "    data=json.dumps({'version': version, 'delay': 0.05}).encode(),\n"
         "    headers={'Authorization': f'Bearer {token}', 'Content-Type': 'application/json'})\n"
-        "print(urllib.request.urlopen(request).read().decode())\n")
+        "print(urllib.request.urlopen(request, context=ssl.create_default_context(cadata=ca)).read().decode())\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     import sys
 

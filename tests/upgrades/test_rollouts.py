@@ -196,7 +196,7 @@ def test_max_unavailable_takes_that_many_workers_at_once_after_the_control_plane
     try:
         with django_capture_on_commit_callbacks(execute=False):
             cluster = cluster_register(name="wide-1", created_by=operator, check=False,
-                                       credential=Credential(server=sandbox.server_url("wide-1"), token=sim.token))
+                                       credential=Credential.from_dict(sandbox.credential("wide-1")))
             Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
             cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
             plan = services.plan_create(author=operator, name="wide", target_version="1.31.2", waves=[[cluster.pk]],

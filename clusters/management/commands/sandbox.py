@@ -1,8 +1,9 @@
 """``manage.py sandbox``: serve a fleet of simulated clusters until interrupted.
 
-Each cluster is served at ``http://HOST:PORT/c/<name>`` and gets a kubeconfig in
-``--out`` (``<name>.kubeconfig``, bearer-token auth) that the official client, kubectl
-or pksweb can use unmodified.
+Each cluster is served at ``https://HOST:PORT/c/<name>`` (a CA made for this run signs
+the server's certificate) and gets a kubeconfig in ``--out`` (``<name>.kubeconfig``,
+bearer-token auth, the CA inline) that the official client, kubectl or pksweb can use
+unmodified. ``--plain-http`` serves plain HTTP instead (kubectl then sends no token).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Command(BaseCommand):
         parser.add_argument("--heartbeat", type=float, default=40.0, help="seconds between node heartbeats (0: none)")
         parser.add_argument("--node-ready-delay", type=float, default=2.0, help="seconds a replaced node stays NotReady")
         parser.add_argument("--pod-start-delay", type=float, default=0.2, help="seconds a new pod takes to become Ready")
+        parser.add_argument("--plain-http", action="store_true",
+                            help="serve plain HTTP instead of HTTPS (clients that refuse tokens over HTTP, kubectl among them, "
+                                 "will not authenticate)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         versions = [v.strip() for v in opts["versions"].split(",") if v.strip()]
@@ -46,12 +50,16 @@ class Command(BaseCommand):
             raise CommandError("--clusters, --nodes and --control-planes must be at least 1; --pods-per-node at least 0")
         if opts["control_planes"] > opts["nodes"]:
             raise CommandError("--control-planes cannot exceed --nodes")
-        sandbox = Sandbox(opts["host"], opts["port"], seed=opts["seed"], heartbeat_seconds=opts["heartbeat"])
+        sandbox = Sandbox(opts["host"], opts["port"], seed=opts["seed"], heartbeat_seconds=opts["heartbeat"],
+                          tls=not opts["plain_http"])
         for i in range(1, opts["clusters"] + 1):
             sandbox.add_cluster(f"{opts['prefix']}-{i}", version=versions[(i - 1) % len(versions)], nodes=opts["nodes"],
                                 control_planes=opts["control_planes"], pods_per_node=opts["pods_per_node"],
                                 node_ready_delay=opts["node_ready_delay"], pod_start_delay=opts["pod_start_delay"])
-        sandbox.start()
+        try:
+            sandbox.start()
+        except OSError as error:
+            raise CommandError(f"the sandbox cannot listen on {opts['host']}:{opts['port']}: {error.strerror or error}") from None
         written = sandbox.write_kubeconfigs(Path(opts["out"]))
         self.stdout.write(f"sandbox serving {len(written)} clusters on {sandbox.url}/c/<name>; "
                           f"kubeconfigs in {Path(opts['out']).resolve()}")

@@ -6,11 +6,14 @@ In embedded mode it also starts the Celery worker and beat inside the process.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+
+if TYPE_CHECKING:
+    from clusters.sandbox import Sandbox
 
 
 class Command(BaseCommand):
@@ -31,8 +34,12 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"pksweb is serving on http://{shown}:{port}/ (Ctrl-C stops it)"))
         uvicorn.run("pksweb.asgi:application", host=host, port=port, lifespan="off", log_level="info")
 
-    def _start_sandbox(self, count: int, port: int) -> None:
-        """A demo fleet of simulated clusters in this process, registered so the fleet page is live."""
+    def _start_sandbox(self, count: int, port: int) -> Sandbox | None:
+        """A demo fleet of simulated clusters in this process, registered so the fleet page is live.
+
+        A taken ``port`` (PKSWEB_SANDBOX_PORT) moves the fleet to a free port, saying so; if even that fails the
+        dashboard serves without it. The server never stops for its demo fleet.
+        """
         from clusters.sandbox import Sandbox
         from clusters.services import sandbox_fleet_register
         from clusters.tasks import health_sweep
@@ -41,7 +48,19 @@ class Command(BaseCommand):
         versions = ["1.30.4", "1.30.4", "1.31.2"]
         for i in range(1, count + 1):
             sandbox.add_cluster(f"sandbox-{i}", version=versions[(i - 1) % len(versions)], nodes=5, pods_per_node=3)
-        sandbox.start()
+        try:
+            sandbox.start()
+        except OSError as error:
+            self.stdout.write(self.style.WARNING(
+                f"Port {port} for the sandbox fleet is not free ({error.strerror or error}); serving the fleet on another port "
+                "instead (PKSWEB_SANDBOX_PORT chooses one)."))
+            sandbox.port = 0
+            try:
+                sandbox.start()
+            except OSError as again:
+                self.stdout.write(self.style.WARNING(f"The sandbox fleet cannot listen ({again.strerror or again}); serving "
+                                                     "without it."))
+                return None
         sandbox.write_kubeconfigs(settings.DATA_DIR / "sandbox")
         clusters = sandbox_fleet_register(kubeconfigs={name: sandbox.kubeconfig(name) for name in sandbox.clusters})
         from pksweb.seed import demo_attach_clusters
@@ -50,3 +69,4 @@ class Command(BaseCommand):
         health_sweep.delay()
         self.stdout.write(f"sandbox fleet: {count} clusters on {sandbox.url}/c/<name> "
                           f"(kubeconfigs in {settings.DATA_DIR / 'sandbox'})")
+        return sandbox
