@@ -91,8 +91,8 @@ def test_the_same_cluster_is_registered_once(operator_api, sandbox, sandbox_clus
     with django_capture_on_commit_callbacks(execute=False):
         first = operator_api.post("/api/clusters/", {"name": "prod-eu", "kubeconfig": kubeconfig_text(sandbox, sandbox_cluster.name)},
                                   format="json")
-        again = operator_api.post("/api/clusters/", {"name": "prod-eu-again", "server": sandbox.server_url(sandbox_cluster.name),
-                                                     "token": sandbox_cluster.token}, format="json")
+        again = operator_api.post("/api/clusters/", {"name": "prod-eu-again", **sandbox.credential(sandbox_cluster.name)},
+                                  format="json")
     assert first.status_code == 201
     uid = Cluster.objects.get(name="prod-eu").uid
     assert uid == sandbox_cluster.get("namespaces", "", "kube-system")["metadata"]["uid"]
@@ -105,8 +105,7 @@ def test_the_same_cluster_is_registered_once(operator_api, sandbox, sandbox_clus
 def test_a_credential_for_another_cluster_is_refused(operator_api, registered, sandbox):
     other = sandbox.add_cluster(f"{registered.name}-other", nodes=1)
     try:
-        response = operator_api.patch(f"/api/clusters/{registered.pk}/", {"server": sandbox.server_url(other.name),
-                                                                            "token": other.token}, format="json")
+        response = operator_api.patch(f"/api/clusters/{registered.pk}/", sandbox.credential(other.name), format="json")
     finally:
         sandbox.remove_cluster(other.name)
     assert response.status_code == 400 and "reaches a different cluster" in str(response.json())
@@ -115,7 +114,7 @@ def test_a_credential_for_another_cluster_is_refused(operator_api, registered, s
 
 def test_a_cluster_registered_unchecked_gets_its_identity_from_the_first_probe(sandbox, sandbox_cluster, operator,
                                                                                django_capture_on_commit_callbacks):
-    credential = Credential(server=sandbox.server_url(sandbox_cluster.name), token=sandbox_cluster.token)
+    credential = Credential.from_dict(sandbox.credential(sandbox_cluster.name))
     with django_capture_on_commit_callbacks(execute=False):
         first = services.cluster_register(name="bulk-1", credential=credential, created_by=operator, check=False)
         twin = services.cluster_register(name="bulk-2", credential=credential, created_by=operator, check=False)
@@ -131,8 +130,7 @@ def test_a_cluster_registered_unchecked_gets_its_identity_from_the_first_probe(s
 def test_an_internal_services_error_body_is_not_reflected_whole(operator_api, sandbox, sandbox_cluster):
     page = "<html>" + "upstream proxy error; " * 200 + "</html>"
     sandbox_cluster.faults.update({"answers": [{"path": "/version", "status": 502, "body": page}]})
-    response = operator_api.post("/api/clusters/", {"name": "proxied", "server": sandbox.server_url(sandbox_cluster.name),
-                                                    "token": sandbox_cluster.token}, format="json")
+    response = operator_api.post("/api/clusters/", {"name": "proxied", **sandbox.credential(sandbox_cluster.name)}, format="json")
     assert response.status_code == 400
     message = " ".join(response.json()["server"])
     assert "(502)" in message and "more characters cut]" in message and len(message) < 700
@@ -218,7 +216,7 @@ def test_a_long_sweep_keeps_its_lease(registered, sandbox, operator, settings, d
     with django_capture_on_commit_callbacks(execute=False):
         for i in range(3):
             services.cluster_register(name=f"{registered.name}-x{i}", created_by=operator, check=False,
-                                      credential=Credential(server=sandbox.server_url(registered.name), token="t"))
+                                      credential=Credential(server=sandbox.server_url(registered.name), token="t", ca_data=sandbox.ca_pem))
     seen: list[tuple[bool, bool]] = []
 
     def slow(cluster):

@@ -30,7 +30,7 @@ def hidden_cluster(sandbox, operator, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         cluster = cluster_register(name="payroll-prod-secret", created_by=operator, check=False,
                                    credential=Credential(server=sandbox.server_url(sim.name), token=sim.token,
-                                                         ca_data=getattr(sandbox, "ca_pem", "") or ""))
+                                                         ca_data=sandbox.ca_pem))
     services.tenant_create(name="other-co", created_by=operator, clusters=[cluster])
     yield cluster
     sandbox.remove_cluster(sim.name)
@@ -91,7 +91,7 @@ def test_two_assigns_at_once_leave_cluster_and_database_agreeing(sandbox, operat
     sim = sandbox.add_cluster(f"race-{id(object())}"[:40], nodes=3, pods_per_node=0)
     cluster = cluster_register(name="race", created_by=operator, check=False,
                                credential=Credential(server=sandbox.server_url(sim.name), token=sim.token,
-                                                     ca_data=getattr(sandbox, "ca_pem", "") or ""))
+                                                     ca_data=sandbox.ca_pem))
     cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
     tenants = [services.tenant_create(name=f"dedicated-{i}", created_by=operator, clusters=[cluster], isolation="dedicated-nodes")
                for i in range(2)]

@@ -116,7 +116,7 @@ def test_changing_a_clusters_driver_or_server_voids_approvals(make_approved, fle
             cluster_update(cluster=clusters[0], updated_by=operator, upgrade_driver="system-upgrade-controller")
         else:  # the same cluster behind another address (its identity, the kube-system UID, is the same)
             credential = Credential(server=sandbox.server_url(sims[0].name).replace("127.0.0.1", "localhost"), token=sims[0].token,
-                                    ca_data=getattr(sandbox, "ca_pem", "") or "")
+                                    ca_data=sandbox.ca_pem)
             cluster_update(cluster=clusters[0], updated_by=operator, credential=credential)
     plan = UpgradePlan.objects.get(pk=plan.pk)
     assert plan.state == "submitted" and not plan.approvals.filter(voided=False).exists()
@@ -206,7 +206,7 @@ def on_131(sandbox, operator, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         cluster = cluster_register(name=sim.name[:63], created_by=operator, check=False,
                                    credential=Credential(server=sandbox.server_url(sim.name), token=sim.token,
-                                                         ca_data=getattr(sandbox, "ca_pem", "") or ""))
+                                                         ca_data=sandbox.ca_pem))
         Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
         cluster = cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
     yield cluster, sim
@@ -243,7 +243,7 @@ def test_preflight_runs_without_holding_the_plans_row(sandbox, operator, approve
     sim = sandbox.add_cluster(f"locks-{time.monotonic_ns()}", nodes=3, pods_per_node=2)
     cluster = cluster_register(name="locks", created_by=operator, check=False,
                                credential=Credential(server=sandbox.server_url(sim.name), token=sim.token,
-                                                     ca_data=getattr(sandbox, "ca_pem", "") or ""))
+                                                     ca_data=sandbox.ca_pem))
     Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver="sandbox")
     cluster_probe(cluster=Cluster.objects.get(pk=cluster.pk))
     plan = services.plan_create(author=operator, name="locks", target_version="1.31.2", waves=[[cluster.pk]])
@@ -256,10 +256,13 @@ def test_preflight_runs_without_holding_the_plans_row(sandbox, operator, approve
         try:
             while not done.is_set():
                 with transaction.atomic():
-                    UpgradePlan.objects.select_for_update(nowait=True).get(pk=plan.pk)
+                    # The write at the end holds the row for milliseconds; a preflight (each call 400 ms) would hold it for seconds.
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL lock_timeout = '300ms'")
+                    UpgradePlan.objects.select_for_update().get(pk=plan.pk)
                 seen.append("locked")
                 time.sleep(0.1)
-        except Exception as exc:  # noqa: BLE001 - what we look for is exactly a refusal to lock
+        except Exception as exc:  # noqa: BLE001 - what we look for is exactly a lock that could not be had
             seen.append(f"refused: {exc}")
         finally:
             connection.close()
@@ -296,7 +299,7 @@ def test_removing_a_cluster_with_rollout_history_archives_it(make_approved, flee
     with django_capture_on_commit_callbacks(execute=False):  # the same cluster may be registered again
         again = cluster_register(name=clusters[0].name, created_by=operator,
                                  credential=Credential(server=sandbox.server_url(sims[0].name), token=sims[0].token,
-                                                       ca_data=getattr(sandbox, "ca_pem", "") or ""))
+                                                       ca_data=sandbox.ca_pem))
     assert again.pk != archived.pk and again.uid == archived.uid
 
 
