@@ -196,13 +196,17 @@ def test_a_worker_killed_mid_drain_holds_the_node_one_lease_period_not_the_drain
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             steps = ops.get(f"/api/rollouts/{rollout_id}/").json()["steps"]
-            draining = [step for step in steps if step["phase"] == "drain"]
+            # A worker node: its pods are under the frozen budgets (a control plane's drain has nothing to wait for).
+            draining = [step for step in steps if step["phase"] == "drain" and not step["control_plane"]]
             if draining:
                 break
             time.sleep(0.05)
         else:
-            pytest.fail("no node reached the drain phase")
+            pytest.fail("no worker node reached the drain phase")
         time.sleep(1.0)  # well into the drain
+        order = draining[0]["order"]
+        still = next(s for s in ops.get(f"/api/rollouts/{rollout_id}/").json()["steps"] if s["order"] == order)
+        assert still["phase"] == "drain", "the drain should wait on the frozen budgets"
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
         killed_at = time.monotonic()
@@ -210,7 +214,6 @@ def test_a_worker_killed_mid_drain_holds_the_node_one_lease_period_not_the_drain
             sim.faults.update({"frozen_pdbs": []})
             sim.refresh_budgets()
         worker = start_worker(crash_stack, tmp_path)
-        order = draining[0]["order"]
         while time.monotonic() - killed_at < 120:
             step = next(s for s in ops.get(f"/api/rollouts/{rollout_id}/").json()["steps"] if s["order"] == order)
             if step["phase"] != "drain":
