@@ -6,7 +6,6 @@ import logging
 
 import pytest
 import yaml
-from django.test import Client
 from django.urls import reverse
 
 from clusters.choices import ClusterStatus
@@ -19,11 +18,6 @@ from tests.clusters.conftest import kubeconfig_text
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def op_client(operator):
-    client = Client()
-    client.force_login(operator)
-    return client
 
 
 def make_clusters(n, operator, start=0):

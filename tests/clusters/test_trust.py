@@ -156,14 +156,18 @@ def _die(seconds: float) -> None:
     raise WorkerDied
 
 
+def _blocked_drain(cluster, sim, operator, capture) -> NodeOperation:
+    """A drain queued on a worker node whose pods every PodDisruptionBudget protects."""
+    sim.faults.update({"frozen_pdbs": ["*"]})
+    sim.refresh_budgets()
+    with capture(execute=False):
+        return services.node_operation_start(cluster=cluster, node=_worker(cluster), kind="drain", requested_by=operator)
+
+
 def test_a_drain_whose_worker_died_is_taken_over_then_finished(registered, sandbox_cluster, operator, settings,
                                                                 django_capture_on_commit_callbacks):
     settings.PKSWEB_OPERATION_LEASE_SECONDS = 1
-    node = _worker(registered)
-    sandbox_cluster.faults.update({"frozen_pdbs": ["*"]})
-    sandbox_cluster.refresh_budgets()
-    with django_capture_on_commit_callbacks(execute=False):
-        operation = services.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator)
+    operation = _blocked_drain(registered, sandbox_cluster, operator, django_capture_on_commit_callbacks)
     with pytest.raises(WorkerDied):
         services.node_operation_execute(operation_id=operation.pk, sleep=_die)
     assert NodeOperation.objects.get(pk=operation.pk).state == "running"
@@ -183,11 +187,9 @@ def test_a_drain_whose_worker_died_is_taken_over_then_finished(registered, sandb
 def test_an_operation_that_keeps_dying_fails_with_its_reason_and_frees_the_node(registered, sandbox_cluster, operator, settings,
                                                                                  django_capture_on_commit_callbacks):
     settings.PKSWEB_OPERATION_LEASE_SECONDS = 0.2
-    node = _worker(registered)
-    sandbox_cluster.faults.update({"frozen_pdbs": ["*"]})
-    sandbox_cluster.refresh_budgets()
+    operation = _blocked_drain(registered, sandbox_cluster, operator, django_capture_on_commit_callbacks)
+    node = operation.node
     with django_capture_on_commit_callbacks(execute=False):
-        operation = services.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator)
         for _ in range(services.MAX_ATTEMPTS):
             with pytest.raises(WorkerDied):
                 services.node_operation_execute(operation_id=operation.pk, sleep=_die)

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 from channels.db import database_sync_to_async
-from django.test import Client
 from django.urls import reverse
 
 from tenants.models import Tenant, TenantNamespace
 from tenants.services import namespace_reconcile
 from tests.pksweb.test_consumers import socket
-
-
-@pytest.fixture
-def op_client(operator):
-    client = Client()
-    client.force_login(operator)
-    return client
 
 
 @pytest.mark.django_db

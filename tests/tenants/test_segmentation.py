@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from kubernetes import client as k8s
 
@@ -46,11 +45,6 @@ def shop(kube):
     return core
 
 
-@pytest.fixture
-def op_client(operator):
-    client = Client()
-    client.force_login(operator)
-    return client
 
 
 @pytest.mark.django_db
