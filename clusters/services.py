@@ -41,8 +41,15 @@ REASON_LIMIT = 500
 
 
 def cluster_credential(cluster: Cluster) -> Credential:
-    """The decrypted credential (server side only; never render or serialize it)."""
-    return Credential.from_dict(crypto.unseal(cluster.credential_sealed))
+    """The decrypted credential (server side only; never render or serialize it).
+
+    An archived cluster has none: work still naming it (an aborted rollout's uncordon) is told so
+    in words, as a cluster error, and records it instead of failing again and again."""
+    stored = crypto.unseal(cluster.credential_sealed)
+    if cluster.archived_at is not None or not stored.get("server"):
+        raise KubeError("removed", f"Cluster {cluster.name} was removed from pksweb and its credential deleted: pksweb "
+                                   "cannot reach it any more.")
+    return Credential.from_dict(stored)
 
 
 def gateway_for(cluster: Cluster, timeout: tuple[float, float] | None = None) -> Gateway:

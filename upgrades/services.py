@@ -40,6 +40,7 @@ PLAN_FIELDS = ("name", "target_version", "waves", "max_unavailable", "drain_time
 GATE_GRACE_SECONDS = 60
 READY_POLL_FAST = 0.2
 WEEK = timedelta(days=7)
+DAY_SECONDS = 86400
 REASON_LIMIT = 2000  # a start reason a person writes
 
 
@@ -71,12 +72,16 @@ def _validate(plan: UpgradePlan) -> None:
         missing = set(ids) - set(Cluster.objects.filter(pk__in=possible).values_list("pk", flat=True))
         if missing:
             errors["waves"] = f"No clusters with ids {sorted(missing)}."
-    if plan.max_unavailable < 1:
-        errors["max_unavailable"] = "Upgrade at least one node at a time per cluster."
-    if plan.quorum < 1:
-        errors["quorum"] = "At least one approval is needed."
-    if plan.drain_timeout_seconds < 10:
-        errors["drain_timeout_seconds"] = "Give drains at least 10 seconds."
+    if not 1 <= plan.max_unavailable <= 1000:
+        errors["max_unavailable"] = "Upgrade between 1 and 1,000 nodes at a time per cluster."
+    if not 1 <= plan.quorum <= 100:
+        errors["quorum"] = "Ask for between 1 and 100 approvals."
+    if not 10 <= plan.drain_timeout_seconds <= DAY_SECONDS:
+        errors["drain_timeout_seconds"] = "Give drains between 10 seconds and a day (86400)."
+    if not 10 <= plan.node_ready_timeout_seconds <= DAY_SECONDS:
+        errors["node_ready_timeout_seconds"] = "Give a node between 10 seconds and a day (86400) to come back Ready."
+    if not 0 <= plan.soak_seconds <= 7 * DAY_SECONDS:
+        errors["soak_seconds"] = "Soak between 0 seconds and a week (604800) between waves."
     if (plan.window_start is None) != (plan.window_end is None):
         errors["window_end"] = "Give both the window's start and its end, or neither."
     elif plan.window_start and plan.window_end and plan.window_end <= plan.window_start:

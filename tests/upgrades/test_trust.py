@@ -303,6 +303,28 @@ def test_removing_a_cluster_with_rollout_history_archives_it(make_approved, flee
     assert again.pk != archived.pk and again.uid == archived.uid
 
 
+def test_an_uncordon_left_on_an_archived_cluster_is_recorded_once(make_approved, fleet, operator, django_capture_on_commit_callbacks):
+    clusters, _ = fleet
+    rollout = start(make_approved(), operator, django_capture_on_commit_callbacks)
+    step = RolloutStep.objects.filter(rollout=rollout).first()
+    RolloutStep.objects.filter(pk=step.pk).update(phase="drain")  # pksweb cordoned this node
+    with django_capture_on_commit_callbacks(execute=False):
+        services.rollout_abort(rollout=rollout, by=operator)
+        cluster_delete(cluster=clusters[0], deleted_by=operator)  # archived: its credential is gone
+    services.step_advance(step_id=step.pk)  # the queued uncordon: a reason, not a crash retried forever
+    step.refresh_from_db()
+    assert step.phase == "failed" and "STILL CORDONED" in step.log and "removed from pksweb" in step.log
+
+
+@pytest.mark.parametrize("field, value", [("soak_seconds", 10**19), ("drain_timeout_seconds", 10**12),
+                                          ("node_ready_timeout_seconds", 5), ("max_unavailable", 10**9), ("quorum", 10**6)])
+def test_plan_numbers_out_of_range_are_refused_in_words(fleet, operator, field, value):
+    clusters, _ = fleet
+    with pytest.raises(ValidationError) as refused:
+        services.plan_create(author=operator, name="x", target_version="1.31.2", waves=[[clusters[0].pk]], **{field: value})
+    assert field in refused.value.message_dict and "between" in refused.value.message_dict[field][0]
+
+
 def test_an_archived_cluster_is_gone_from_the_api(make_approved, fleet, operator, operator_api, django_capture_on_commit_callbacks):
     clusters, _ = fleet
     rollout = start(make_approved(), operator, django_capture_on_commit_callbacks)
