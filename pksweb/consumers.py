@@ -364,11 +364,15 @@ def _batched(messages: list[str]) -> list[str]:
 
 
 class UnknownRouteConsumer(AsyncWebsocketConsumer):
-    """Any websocket path no page uses: closed with 4404, as an unknown URL is a 404, whoever asks."""
+    """Any websocket path no page uses: closed with 4404, as an unknown URL is a 404, whoever asks.
+
+    Accepted first, then closed: a close before the handshake completes reaches the client as an
+    HTTP 403 (ASGI servers answer the upgrade request that way), and the code would be lost."""
 
     channel_layer_alias = NO_CHANNEL_LAYER
 
     async def connect(self) -> None:
+        await self.accept()
         await self.close(code=CLOSE_NOT_FOUND)
 
 

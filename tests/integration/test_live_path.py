@@ -86,3 +86,15 @@ def test_websocket_without_session_is_refused(stack: Stack):
     with pytest.raises(InvalidStatus) as exc:
         connect(stack.url.replace("http", "ws") + "/ws/activity/", additional_headers={"Origin": stack.url}, open_timeout=10)
     assert exc.value.response.status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/ws/nope/", "/ws/", "/ws/clusters/abc/"])
+def test_an_unknown_websocket_path_is_closed_with_4404_through_a_real_server(stack: Stack, session: httpx.Client, path):
+    """Through uvicorn, not only in process: a close before the handshake would reach the client as HTTP 403."""
+    from websockets.exceptions import ConnectionClosed
+
+    with connect(stack.url.replace("http", "ws") + path, open_timeout=10,
+                 additional_headers={"Cookie": f"sessionid={session.cookies['sessionid']}", "Origin": stack.url}) as socket:
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404

@@ -27,6 +27,12 @@ async def _outcome(path: str, cookie: bytes | None, query: str = "") -> tuple[bo
     communicator = WebsocketCommunicator(application, path + (f"?{query}" if query else ""), headers=headers)
     connected, code = await communicator.connect(timeout=5)
     if connected:
+        # Accepted, then closed at once: what a client sees is the close code. (Peek: receive_output's
+        # timeout would cancel a page that stays open.)
+        await asyncio.sleep(0.05)
+        first = communicator.output_queue.get_nowait() if not communicator.output_queue.empty() else None
+        if first is not None and first["type"] == "websocket.close":
+            return False, first.get("code")
         await communicator.disconnect()
     return connected, code
 
