@@ -27,7 +27,9 @@ def _names(items: list[str], limit: int = 4) -> str:
 def assess(result: ProbeResult) -> tuple[ClusterStatus, list[str]]:
     """healthy, degraded (with reasons) or unreachable (with the error)."""
     if result.error is not None:
-        return ClusterStatus.UNREACHABLE, [result.error.message]
+        # An API that answers, but in a shape pksweb cannot read, is there and broken: degraded, not unreachable.
+        status = ClusterStatus.DEGRADED if result.error.kind == "bad_response" else ClusterStatus.UNREACHABLE
+        return status, [result.error.message]
     reasons: list[str] = []
     if not result.ready:
         reasons.append(f"readyz failing: {_names(result.failed_checks)}" if result.failed_checks else "readyz not ok")

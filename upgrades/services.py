@@ -78,8 +78,8 @@ def _validate(plan: UpgradePlan) -> None:
         errors["quorum"] = "Ask for between 1 and 100 approvals."
     if not 10 <= plan.drain_timeout_seconds <= DAY_SECONDS:
         errors["drain_timeout_seconds"] = "Give drains between 10 seconds and a day (86400)."
-    if not 10 <= plan.node_ready_timeout_seconds <= DAY_SECONDS:
-        errors["node_ready_timeout_seconds"] = "Give a node between 10 seconds and a day (86400) to come back Ready."
+    if not 1 <= plan.node_ready_timeout_seconds <= DAY_SECONDS:
+        errors["node_ready_timeout_seconds"] = "Give a node between 1 second and a day (86400) to come back Ready."
     if not 0 <= plan.soak_seconds <= 7 * DAY_SECONDS:
         errors["soak_seconds"] = "Soak between 0 seconds and a week (604800) between waves."
     if (plan.window_start is None) != (plan.window_end is None):

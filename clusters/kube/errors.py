@@ -122,5 +122,27 @@ def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
         return KubeError("unreachable", f"Could not reach {server} while trying to {action}: {text[:200]}.")
     if isinstance(exc, (ValueError, TypeError, AttributeError, KeyError, IndexError)):
         # Raised while the client read the answer into its models: the server said something malformed.
-        return KubeError("bad_response", f"{server} sent an answer pksweb could not read while trying to {action}: {text[:200]}.")
+        return unreadable(exc, server=server, action=action)
     raise exc
+
+
+def unreadable(exc: BaseException, *, server: str, action: str) -> KubeError:
+    """An answer that does not have the shape every Kubernetes API server gives, said in an operator's words
+    (which fields, not the client library's validation report)."""
+    return KubeError("bad_response", f"{server} sent an answer pksweb could not read while trying to {action}: "
+                                     f"{describe_unreadable(exc)}. Every Kubernetes API server gives these: is this one "
+                                     "behind a proxy that changes answers, or not a Kubernetes API?")
+
+
+def describe_unreadable(exc: BaseException) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":  # the client's models (pydantic)
+        try:
+            found = errors()
+        except Exception:  # noqa: BLE001 - then say less, never fail on the description
+            found = []
+        fields = sorted({".".join(str(p) for p in e.get("loc", ())) or "?" for e in found})
+        what = getattr(exc, "title", "") or "an object"
+        shown = ", ".join(fields[:4]) + (f" and {len(fields) - 4} more" if len(fields) > 4 else "")
+        return bound(f"{len(found)} field(s) of {what} missing or invalid ({shown})", 300)
+    return bound(f"{type(exc).__name__}: {exc}", 200)

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from clusters.kube import client as clients
 from clusters.kube.credentials import Credential
-from clusters.kube.errors import KubeError, translate
+from clusters.kube.errors import KubeError, translate, unreadable
 from pksweb.text import bound
 
 T = TypeVar("T")
@@ -178,8 +178,7 @@ def _reads(action: str) -> Callable[[F], F]:
                 raise
             except UNREADABLE as exc:
                 gateway = getattr(self, "gw", self)
-                raise KubeError("bad_response", f"{gateway.credential.server} sent an answer pksweb could not read while trying to "
-                                                f"{action} ({type(exc).__name__}: {bound(str(exc), 200)}).") from exc
+                raise unreadable(exc, server=gateway.credential.server, action=action) from exc
         return wrapper  # type: ignore[return-value]
     return decorate
 
@@ -349,8 +348,7 @@ class Gateway:
             result.error = exc
         except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
             # An answer in a shape no Kubernetes API gives: the dial tone is not there, and the reason says why.
-            result.error = KubeError("bad_response", f"{self.credential.server} sent an answer pksweb could not read "
-                                                     f"({type(exc).__name__}: {bound(str(exc), 200)}).")
+            result.error = unreadable(exc, server=self.credential.server, action="read its health")
         result.latency_ms = (datetime.now(UTC) - started).total_seconds() * 1000
         return result
 

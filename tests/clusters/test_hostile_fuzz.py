@@ -177,7 +177,7 @@ def test_a_rollout_step_records_and_halts_whatever_the_cluster_says(registered, 
     Rollout.objects.filter(state__in=("running", "paused", "halted")).update(state="aborted")
     with django_capture_on_commit_callbacks(execute=False):
         plan = upgrades.plan_create(author=operator, name="fuzz", target_version="1.31.2", waves=[[registered.pk]],
-                                    drain_timeout_seconds=10, node_ready_timeout_seconds=5, health_gate=False)
+                                    drain_timeout_seconds=10, node_ready_timeout_seconds=10, health_gate=False)
         if plan.preflight["failures"]:
             return  # the fleet of an earlier example left it unfit; preflight said so
         plan = upgrades.plan_submit(plan=plan, by=operator)

@@ -243,3 +243,16 @@ def test_renewal_stops_work_taken_over():
     time.sleep(0.02)
     with pytest.raises(LeaseLost, match="the drain of n1 was taken over"):
         renewal.keep()
+
+
+def test_an_answer_missing_fields_is_degraded_and_said_in_words(registered, sandbox_cluster):
+    """The API answers, but a node lacks what every API server gives: the cluster is there and broken (degraded),
+    and the reason names the fields, not the client library's validation report."""
+    sandbox_cluster.faults.update({"answers": [{"path": "/api/v1/nodes", "body": {
+        "kind": "NodeList", "apiVersion": "v1", "metadata": {},
+        "items": [{"metadata": {"name": "n1"}, "status": {"nodeInfo": {"kubeletVersion": "v1.30.4"}}}]}}]})
+    probed = services.cluster_probe(cluster=registered)
+    assert probed.status == "degraded"
+    reason = probed.reasons[0]
+    assert "could not read while trying to list nodes" in reason and "V1NodeSystemInfo missing or invalid" in reason
+    assert "pydantic" not in reason and len(reason) <= 500
