@@ -152,6 +152,23 @@ def on_execution_change(listener: ExecutionListener) -> ExecutionListener:
     return listener
 
 
+BusyCheck = Callable[[Cluster, "str | None"], str]
+_busy_checks: list[BusyCheck] = []
+
+
+def on_busy_check(check: BusyCheck) -> BusyCheck:
+    """Register ``check(cluster, node)``: why the cluster (``node=None``: to be removed) or one of its nodes (for a
+    manual operation) must be left alone right now, or ''. The upgrades app registers the rollouts' claim (its
+    AppConfig): while a rollout runs on a cluster, it owns the cluster's nodes."""
+    if check not in _busy_checks:
+        _busy_checks.append(check)
+    return check
+
+
+def _busy(cluster: Cluster, node: str | None) -> str:
+    return next((reason for check in _busy_checks if (reason := check(cluster, node))), "")
+
+
 def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None, credential: Credential | None = None,
                    context: str | None = None, credential_field: str = "kubeconfig", upgrade_driver: str | None = None,
                    upgrade_command: list[str] | None = None) -> Cluster:
@@ -224,6 +241,9 @@ def cluster_delete(*, cluster: Cluster, deleted_by: Any) -> None:
         locked = Cluster.objects.select_for_update().filter(pk=cluster.pk).first()
         if locked is None:
             return
+        busy = _busy(locked, None)
+        if busy:
+            raise ValidationError({"non_field_errors": f"Cluster {locked.name} cannot be removed now: {busy}"})
         try:
             with transaction.atomic():
                 Cluster.all_objects.filter(pk=locked.pk).delete()
@@ -474,6 +494,9 @@ def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by
     timeout = timeout_seconds or settings.PKSWEB_DRAIN_TIMEOUT
     if not 10 <= timeout <= 86400:
         raise ValidationError({"timeout_seconds": "Give the drain between 10 seconds and a day."})
+    busy = _busy(cluster, node)
+    if busy:
+        raise ValidationError({"node": busy})
     with transaction.atomic():
         running = NodeOperation.objects.select_for_update().filter(cluster=cluster, node=node, state__in=ACTIVE_STATES).first()
         if running is not None:

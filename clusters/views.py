@@ -139,7 +139,12 @@ def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = _cluster_or_404(request, pk)
-    services.cluster_delete(cluster=cluster, deleted_by=request.user)
+    try:
+        services.cluster_delete(cluster=cluster, deleted_by=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        url = reverse("clusters:detail", args=[cluster.pk])
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     messages.success(request, f"Cluster {cluster.name} and its credential were removed.")
     return HttpResponseClientRedirect(reverse("clusters:fleet")) if request.htmx else redirect("clusters:fleet")
 

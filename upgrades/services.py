@@ -73,15 +73,15 @@ def _validate(plan: UpgradePlan) -> None:
         if missing:
             errors["waves"] = f"No clusters with ids {sorted(missing)}."
     if not 1 <= plan.max_unavailable <= 1000:
-        errors["max_unavailable"] = "Upgrade between 1 and 1,000 nodes at a time per cluster."
+        errors["max_unavailable"] = "Upgrade at least one node at a time per cluster, and at most 1,000."
     if not 1 <= plan.quorum <= 100:
-        errors["quorum"] = "Ask for between 1 and 100 approvals."
+        errors["quorum"] = "At least one approval is needed, and at most 100."
     if not 10 <= plan.drain_timeout_seconds <= DAY_SECONDS:
-        errors["drain_timeout_seconds"] = "Give drains between 10 seconds and a day (86400)."
+        errors["drain_timeout_seconds"] = "Give drains at least 10 seconds, and at most a day (86400)."
     if not 1 <= plan.node_ready_timeout_seconds <= DAY_SECONDS:
-        errors["node_ready_timeout_seconds"] = "Give a node between 1 second and a day (86400) to come back Ready."
+        errors["node_ready_timeout_seconds"] = "Give a node at least 1 second, and at most a day (86400), to come back Ready."
     if not 0 <= plan.soak_seconds <= 7 * DAY_SECONDS:
-        errors["soak_seconds"] = "Soak between 0 seconds and a week (604800) between waves."
+        errors["soak_seconds"] = "Soak at most a week (604800 seconds) between waves."
     if (plan.window_start is None) != (plan.window_end is None):
         errors["window_end"] = "Give both the window's start and its end, or neither."
     elif plan.window_start and plan.window_end and plan.window_end <= plan.window_start:
@@ -321,6 +321,12 @@ def plan_start(*, plan: UpgradePlan, by: Any, outside_window_reason: str = "") -
         locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
         if locked.state != PlanState.APPROVED or locked.revision != approved_revision:
             raise ValidationError({"non_field_errors": "The plan changed while pksweb checked it; look at it again."})
+        # One rollout per cluster at a time: the clusters' rows are locked, so two plans started at once
+        # over one cluster are decided one after the other.
+        for cluster in Cluster.objects.select_for_update().filter(pk__in=[c for w in locked.waves for c in w]).order_by("pk"):
+            other = rollout_claim(cluster, None)
+            if other:
+                raise ValidationError({"non_field_errors": f"Cluster {cluster.name} is taken: {other}"})
         locked.preflight = report
         try:
             with transaction.atomic():
@@ -338,6 +344,25 @@ def plan_start(*, plan: UpgradePlan, by: Any, outside_window_reason: str = "") -
                        steps=len(locked.flight_plan), outside_window=not inside, reason=reason)
         transaction.on_commit(lambda: _enqueue_tick(rollout.pk))
     return rollout
+
+
+UNFINISHED = (RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.HALTED)
+
+
+def rollout_claim(cluster: Cluster, node: str | None) -> str:
+    """Why ``cluster`` (or, with ``node``, a manual operation on its nodes) must be left alone: a rollout
+    that is not finished includes it. Removal waits for any unfinished rollout (abort it first); manual
+    node operations wait while one runs (a halted or paused one leaves the nodes to the operator).
+    Registered with clusters in apps.py."""
+    states = UNFINISHED if node is None else (RolloutState.RUNNING,)
+    rollout = (Rollout.objects.filter(state__in=states, steps__cluster=cluster).select_related("plan").order_by("pk").first())
+    if rollout is None:
+        return ""
+    if node is None:
+        return (f"rollout #{rollout.pk} of {rollout.plan.name} includes it and is {rollout.state}; abort it (or let it "
+                "finish) first.")
+    return (f"rollout #{rollout.pk} of {rollout.plan.name} is upgrading {cluster.name} and owns its nodes while it runs: "
+            "pause or abort it first.")
 
 
 def plans_cluster_changed(cluster: Cluster, changed: list[str], by: Any) -> None:
@@ -665,6 +690,7 @@ def _step_once(step_id: int, chain: int | None) -> StepTick:
     if not lease_acquire(name=name, holder=holder, seconds=lease_seconds):
         return StepTick(again=2.0)  # a worker is mid-transition; the older chain stops at its next tick
     renewal = Renewal.of_lease(name=name, holder=holder, seconds=lease_seconds, what=f"Node {step.node}'s step")
+    keep = _keeper(renewal, step.rollout_id)
     try:
         step = RolloutStep.objects.select_related("cluster", "rollout__plan").get(pk=step_id)
         if (chain is not None and step.chain != chain) or step.phase in IDLE:
@@ -683,12 +709,32 @@ def _step_once(step_id: int, chain: int | None) -> StepTick:
             _halt(rollout, step, refusal)
             return StepTick()
         RolloutStep.objects.filter(pk=step.pk).update(last_tick_at=timezone.now())
-        return _advance_step(rollout, step, renewal.keep)
+        return _advance_step(rollout, step, keep)
     except LeaseLost as exc:
         log.warning("%s; this worker stops acting on it", exc)
         return StepTick()
     finally:
         lease_release(name=name, holder=holder)
+
+
+class Aborted(LeaseLost):
+    """The rollout was aborted while this step worked (a long drain, a driver call): stop now; the abort's
+    uncordon takes the node back at the step's next tick."""
+
+
+def _keeper(renewal: Renewal, rollout_id: int) -> Callable[[], None]:
+    """What long work calls at every turn: renew the step's lease, and stop when the rollout was aborted."""
+    seen = {"at": time.monotonic()}
+
+    def keep() -> None:
+        renewal.keep()
+        if time.monotonic() - seen["at"] < 1.0:
+            return
+        seen["at"] = time.monotonic()
+        if Rollout.objects.filter(pk=rollout_id, state=RolloutState.ABORTED).exists():
+            raise Aborted("the rollout was aborted")
+
+    return keep
 
 
 def _inputs_changed(rollout: Rollout, step: RolloutStep) -> str:

@@ -76,7 +76,10 @@ class ClusterViewSet(viewsets.ModelViewSet):
         return self.update(request, *args, partial=True, **kwargs)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.cluster_delete(cluster=self.get_object(), deleted_by=request.user)
+        try:
+            services.cluster_delete(cluster=self.get_object(), deleted_by=request.user)
+        except DjangoValidationError as exc:
+            raise drf_error(exc) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: ClusterHealthSerializer})

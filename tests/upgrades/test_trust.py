@@ -322,7 +322,7 @@ def test_plan_numbers_out_of_range_are_refused_in_words(fleet, operator, field, 
     clusters, _ = fleet
     with pytest.raises(ValidationError) as refused:
         services.plan_create(author=operator, name="x", target_version="1.31.2", waves=[[clusters[0].pk]], **{field: value})
-    assert field in refused.value.message_dict and "between" in refused.value.message_dict[field][0]
+    assert field in refused.value.message_dict and "at most" in refused.value.message_dict[field][0]
 
 
 def test_an_archived_cluster_is_gone_from_the_api(make_approved, fleet, operator, operator_api, django_capture_on_commit_callbacks):
@@ -339,3 +339,65 @@ def test_an_archived_cluster_is_gone_from_the_api(make_approved, fleet, operator
 def test_an_approver_may_not_start_a_plan_through_the_service(approved_plan, approver):
     with pytest.raises(PermissionDenied):
         services.plan_start(plan=approved_plan, by=approver)
+
+
+# ---- found by the hostile review: one rollout owns a cluster -------------------------------------------
+
+
+def test_a_second_plan_over_a_cluster_in_a_rollout_cannot_start(make_approved, fleet, operator, django_capture_on_commit_callbacks):
+    clusters, _ = fleet
+    first = start(make_approved(), operator, django_capture_on_commit_callbacks)
+    second = make_approved(name="another", target_version="1.31.3", waves=[[clusters[0].pk]])
+    with pytest.raises(ValidationError, match=f"Cluster {clusters[0].name} is taken: rollout #{first.pk}"):
+        start(second, operator, django_capture_on_commit_callbacks)
+    assert Rollout.objects.count() == 1
+
+
+def test_while_a_rollout_runs_its_nodes_and_cluster_are_left_alone(make_approved, fleet, operator, operator_api, op_client,
+                                                                   django_capture_on_commit_callbacks):
+    from clusters.services import node_operation_start
+
+    clusters, _ = fleet
+    rollout = start(make_approved(), operator, django_capture_on_commit_callbacks)
+    node = _workers(clusters[0])[0]
+    with pytest.raises(ValidationError, match=f"rollout #{rollout.pk} .* owns its nodes while it runs"):
+        node_operation_start(cluster=clusters[0], node=node, kind="uncordon", requested_by=operator)
+    refused = operator_api.delete(f"/api/clusters/{clusters[0].pk}/")
+    assert refused.status_code == 400 and "abort it" in str(refused.json())
+    page = op_client.post(reverse("clusters:delete", args=[clusters[0].pk]), follow=True)
+    assert page.status_code == 200 and "cannot be removed now" in page.content.decode()
+    assert Cluster.objects.filter(pk=clusters[0].pk).exists()
+    with django_capture_on_commit_callbacks(execute=False):
+        services.rollout_pause(rollout=rollout, by=operator)
+    Rollout.objects.filter(pk=rollout.pk).update(state="paused")
+    with django_capture_on_commit_callbacks(execute=False):  # a paused rollout leaves the nodes to the operator
+        node_operation_start(cluster=clusters[0], node=node, kind="cordon", requested_by=operator)
+
+
+@pytest.mark.django_db(transaction=True)  # the abort comes from another thread's connection, as from a request
+def test_an_abort_stops_a_drain_in_flight(make_approved, fleet, operator, django_capture_on_commit_callbacks):
+    """A drain waiting on a budget (a 300 s timeout) stops within a couple of seconds of the abort, and the
+    uncordon follows at the step's next tick."""
+    clusters, sims = fleet
+    sims[0].faults.update({"frozen_pdbs": ["*"]})
+    sims[0].refresh_budgets()
+    rollout = start(make_approved(drain_timeout_seconds=300), operator, django_capture_on_commit_callbacks)
+    while not RolloutStep.objects.filter(rollout=rollout, phase="drain", control_plane=False).exists():
+        services.rollout_advance(rollout_id=rollout.pk)
+    step = RolloutStep.objects.get(rollout=rollout, phase="drain", control_plane=False)
+    def abort():
+        try:
+            Rollout.objects.filter(pk=rollout.pk).update(state="aborted")
+        finally:
+            connection.close()
+
+    aborter = threading.Timer(1.0, abort)
+    aborter.start()
+    began = time.monotonic()
+    services.step_advance(step_id=step.pk)  # the drain; the abort lands a second in
+    aborter.join()
+    assert time.monotonic() - began < 10
+    services.step_advance(step_id=step.pk)  # the abort's uncordon
+    step.refresh_from_db()
+    assert step.phase == "failed" and "uncordoned" in step.log
+    assert not sims[0].get("nodes", "", step.node)["spec"].get("unschedulable")
