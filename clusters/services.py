@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from clusters import crypto, health
 from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState
-from clusters.kube import Credential, Gateway, KubeError, ProbeResult
+from clusters.kube import Credential, Expectation, Gateway, KubeError, ProbeResult
 from clusters.kube import client as kube_clients
 from clusters.models import EXECUTION_LABELS, Cluster, ClusterNode, HealthSpan, NodeOperation
 from pksweb import policy
@@ -50,6 +50,32 @@ def cluster_credential(cluster: Cluster) -> Credential:
         raise KubeError("removed", f"Cluster {cluster.name} was removed from pksweb and its credential deleted: pksweb "
                                    "cannot reach it any more.")
     return Credential.from_dict(stored)
+
+
+def gateway_verified(cluster: Cluster) -> Gateway:
+    """The gateway, after checking that its credential still reaches this cluster (its kube-system UID): before
+    pksweb changes a node, never on a cluster a moved proxy or DNS name now points at."""
+    gateway = gateway_for(cluster)
+    if cluster.uid:
+        found = gateway.identity()
+        if found != cluster.uid:
+            raise KubeError("identity", _other_cluster(cluster, found))
+    return gateway
+
+
+def _other_cluster(cluster: Cluster, found: str) -> str:
+    return (f"The credential of {cluster.name} now reaches a different cluster (kube-system namespace UID {found}, registered "
+            f"UID {cluster.uid}): pksweb neither records nor changes anything there. Fix the credential, or the proxy or DNS "
+            "name in front of the cluster.")
+
+
+def _expectations(cluster_ids: list[int]) -> dict[int, Expectation]:
+    """What each cluster looked like at its last probe (two queries for any number of clusters)."""
+    nodes: dict[int, set[str]] = {}
+    for cluster_id, name in ClusterNode.objects.filter(cluster_id__in=cluster_ids).values_list("cluster_id", "name"):
+        nodes.setdefault(cluster_id, set()).add(name)
+    versions = dict(Cluster.objects.filter(pk__in=cluster_ids).values_list("pk", "version"))
+    return {pk: Expectation(versions.get(pk, ""), frozenset(nodes.get(pk, ()))) for pk in cluster_ids}
 
 
 def gateway_for(cluster: Cluster, timeout: tuple[float, float] | None = None) -> Gateway:
@@ -284,7 +310,8 @@ def credential_keys_rotate() -> int:
 
 def cluster_probe(*, cluster: Cluster) -> Cluster:
     """Probe one cluster now and record what it showed."""
-    return cluster_health_record(cluster_id=cluster.pk, result=gateway_for(cluster).probe(identify=not cluster.uid))
+    result = gateway_for(cluster).probe(identify=not cluster.uid, expect=_expectations([cluster.pk])[cluster.pk])
+    return cluster_health_record(cluster_id=cluster.pk, result=result)
 
 
 @transaction.atomic
@@ -294,6 +321,9 @@ def cluster_health_record(*, cluster_id: int, result: ProbeResult) -> Cluster:
     Whatever the cluster said is bounded before it is stored, so the record never fails on it.
     """
     cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
+    if result.identity and cluster.uid and result.identity != cluster.uid:
+        # Another cluster answered: nothing it said is this cluster's.
+        result = ProbeResult(error=KubeError("identity", _other_cluster(cluster, result.identity)), latency_ms=result.latency_ms)
     status, reasons = health.assess(result)
     if result.identity and not cluster.uid:
         twin = Cluster.objects.filter(uid=result.identity).exclude(pk=cluster.pk).first()
@@ -409,13 +439,15 @@ def fleet_sweep(*, workers: int | None = None, timeout: tuple[float, float] | No
         timeout = timeout or settings.PKSWEB_PROBE_TIMEOUT
         gateways = {}
         unidentified = {c.pk for c in clusters if not c.uid}
+        expected = _expectations([c.pk for c in clusters])
         for cluster in clusters:
             try:
                 gateways[cluster.pk] = gateway_for(cluster, timeout)
             except Exception as exc:  # a broken credential must not stop the sweep; it is reported
                 report.failures.append(f"{cluster.name}: {exc}")
         with ThreadPoolExecutor(max_workers=workers or settings.PKSWEB_SWEEP_WORKERS, thread_name_prefix="probe") as pool:
-            futures = {pool.submit(gw.probe, identify=cluster_id in unidentified): cluster_id for cluster_id, gw in gateways.items()}
+            futures = {pool.submit(gw.probe, identify=cluster_id in unidentified, expect=expected.get(cluster_id)): cluster_id
+                       for cluster_id, gw in gateways.items()}
             for future in as_completed(futures):
                 cluster_id = futures[future]
                 try:
@@ -589,7 +621,7 @@ def node_operation_execute(*, operation_id: int, sleep: Callable[[float], None] 
         return None
     renewal = _renewal(operation)
     try:
-        gateway = gateway_for(operation.cluster)
+        gateway = gateway_verified(operation.cluster)
         if operation.kind == OperationKind.CORDON:
             gateway.set_unschedulable(operation.node, True)
             state, report = OperationState.SUCCEEDED, f"Node {operation.node} cordoned: no new pods will be scheduled there."

@@ -518,10 +518,10 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"
 
 
-def _gateway(cluster: Cluster) -> Any:
-    from clusters.services import gateway_for
+def _gateway(cluster: Cluster, *, verified: bool = False) -> Any:
+    from clusters.services import gateway_for, gateway_verified
 
-    return gateway_for(cluster)
+    return gateway_verified(cluster) if verified else gateway_for(cluster)
 
 
 def _set_phase(step: RolloutStep, phase: str, line: str = "", **fields: Any) -> None:
@@ -755,7 +755,8 @@ def _advance_step(rollout: Rollout, step: RolloutStep, keep: Callable[[], None])
     plan = rollout.plan
     target = plan.target_version
     try:
-        gateway = _gateway(step.cluster)
+        # Before pksweb changes a node (cordon, the driver call): is this still the cluster that was approved?
+        gateway = _gateway(step.cluster, verified=step.phase in (StepPhase.CORDON, StepPhase.UPGRADE))
         if step.phase == StepPhase.CORDON:
             gateway.set_unschedulable(step.node, True)
             _set_phase(step, StepPhase.DRAIN, "cordoned")

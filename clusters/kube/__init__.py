@@ -9,9 +9,9 @@
 
 from clusters.kube.credentials import Credential, KubeConfigError, kubeconfig_contexts, parse_kubeconfig
 from clusters.kube.errors import KubeError
-from clusters.kube.gateway import Gateway, NodeInfo, PodInfo, ProbeResult
+from clusters.kube.gateway import Expectation, Gateway, NodeInfo, PodInfo, ProbeResult
 
 __all__ = [
-    "Credential", "Gateway", "KubeConfigError", "KubeError", "NodeInfo", "PodInfo", "ProbeResult",
+    "Credential", "Expectation", "Gateway", "KubeConfigError", "KubeError", "NodeInfo", "PodInfo", "ProbeResult",
     "kubeconfig_contexts", "parse_kubeconfig",
 ]

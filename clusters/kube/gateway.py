@@ -99,6 +99,19 @@ class ProbeResult:
     identity: str = ""  # the kube-system namespace's UID, when asked for
 
 
+@dataclass(frozen=True)
+class Expectation:
+    """What a cluster looked like at its last probe, to notice when a credential reaches another one."""
+
+    version: str = ""
+    nodes: frozenset[str] = frozenset()
+
+    def differs(self, version: str, nodes: list[str]) -> bool:
+        if self.version and version.lstrip("v") != self.version.lstrip("v"):
+            return True
+        return bool(self.nodes) and bool(nodes) and not (self.nodes & set(nodes))
+
+
 @dataclass
 class Eviction:
     """How one eviction went: ``evicted``, ``gone`` (already deleted) or ``blocked`` (by a PDB)."""
@@ -320,12 +333,14 @@ class Gateway:
             recent.append(_event_info(event, seen))
         return recent
 
-    def probe(self, *, identify: bool = False) -> ProbeResult:
+    def probe(self, *, identify: bool = False, expect: Expectation | None = None) -> ProbeResult:
         """The dial tone: readyz, version, nodes, kube-system pods and recent warnings.
 
         At most one /readyz, one /version and one node list; never a cluster-wide pod list.
-        Transport failures end the probe with ``error`` set. ``identify`` also reads the
-        cluster's identity (once in a cluster's life: those registered without a check).
+        Transport failures end the probe with ``error`` set. The cluster's identity is read too
+        when ``identify`` says so (those registered without a check) or when the answers do not
+        look like the cluster last seen (``expect``: another version, none of its nodes): the
+        credential may now reach another cluster (a proxy or DNS name moved).
         """
         started = datetime.now(UTC)
         result = ProbeResult()
@@ -339,7 +354,7 @@ class Gateway:
             except KubeError as exc:
                 if exc.kind != "forbidden":
                     raise
-            if identify:
+            if identify or (expect is not None and expect.differs(result.version, [n.name for n in result.nodes])):
                 try:
                     result.identity = self.identity()
                 except KubeError:

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from clusters import services
+from clusters import crypto, services
 from clusters.kube import Credential
 from clusters.models import Cluster, ClusterNode, NodeOperation
 from pksweb.models import Event, Lease
@@ -256,3 +256,24 @@ def test_an_answer_missing_fields_is_degraded_and_said_in_words(registered, sand
     reason = probed.reasons[0]
     assert "could not read while trying to list nodes" in reason and "V1NodeSystemInfo missing or invalid" in reason
     assert "pydantic" not in reason and len(reason) <= 500
+
+
+def test_a_credential_that_comes_to_reach_another_cluster_is_noticed(op_client, registered, sandbox, operator,
+                                                                      django_capture_on_commit_callbacks):
+    """A proxy or DNS name in front of a cluster moves to another cluster: the probe notices (another version or
+    other nodes make it read the identity), records nothing of the other cluster, and no node of it is touched."""
+    other = sandbox.add_cluster(f"{registered.name}-elsewhere", version="1.31.2", nodes=3)
+    try:
+        # The stored credential now leads to the other cluster, as a moved proxy would make it.
+        Cluster.objects.filter(pk=registered.pk).update(credential_sealed=crypto.seal(sandbox.credential(other.name)))
+        before = ClusterNode.objects.filter(cluster=registered).count()
+        probed = services.cluster_probe(cluster=Cluster.objects.get(pk=registered.pk))
+        assert probed.status == "unreachable" and "now reaches a different cluster" in probed.reasons[0]
+        assert probed.version == registered.version and ClusterNode.objects.filter(cluster=registered).count() == before
+        with django_capture_on_commit_callbacks(execute=False):
+            operation = services.node_operation_start(cluster=probed, node=_worker(probed), kind="cordon", requested_by=operator)
+        done = services.node_operation_execute(operation_id=operation.pk)
+        assert done.state == "failed" and "now reaches a different cluster" in done.report
+        assert not any(n["spec"].get("unschedulable") for n in other.items("nodes"))
+    finally:
+        sandbox.remove_cluster(other.name)
