@@ -715,6 +715,14 @@ def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Call
     pods = gateway.pods_on_node(node)
     skipped = sorted(f"{p.key} ({'mirror pod' if p.mirror else 'DaemonSet'})" for p in pods if p.mirror or p.owner_kind == "DaemonSet")
     pending = {p.key: p for p in pods if not (p.mirror or p.owner_kind == "DaemonSet") and not p.terminating}
+    # As kubectl drain without --force: a pod no controller would recreate is not evicted (that would delete it for
+    # good); the drain stops, the node stays cordoned, and the report names the pods to delete or move first.
+    unmanaged = sorted(key for key, p in pending.items() if not p.owner_kind)
+    if unmanaged:
+        report = (f"Drain of {node} refused: {len(unmanaged)} pod(s) have no controller, so evicting them would delete them for "
+                  f"good: {', '.join(unmanaged)}. Delete or move them yourself, then drain again. {node} stays cordoned.")
+        report_progress(f"refused: {len(unmanaged)} pod(s) without a controller", unmanaged=unmanaged, pending=sorted(pending))
+        return DrainResult(False, report, [], skipped, {key: "no controller" for key in unmanaged}, sorted(pending))
     evicted: list[str] = []
     blocked: dict[str, str] = {}
     report_progress(f"cordoned; {len(pending)} pods to evict, {len(skipped)} skipped", evicted=evicted, skipped=skipped,

@@ -163,6 +163,12 @@ def check_drains(report: Preflight, cluster: Cluster, gateway: Any, nodes: list[
         movable = [p for p in running if (p.get("spec") or {}).get("nodeName") == node.name
                    and not any(r.get("kind") == "DaemonSet" for r in (p["metadata"].get("ownerReferences") or []))
                    and "kubernetes.io/config.mirror" not in (p["metadata"].get("annotations") or {})]
+        bare = sorted(f"{p['metadata'].get('namespace')}/{p['metadata'].get('name')}" for p in movable
+                      if not any(r.get("controller") for r in (p["metadata"].get("ownerReferences") or [])))
+        if bare:
+            report.fail(cluster.name, "unmanaged", f"{len(bare)} pod(s) on {node.name} have no controller ({', '.join(bare[:6])}"
+                                                   f"{' …' if len(bare) > 6 else ''}): draining would delete them for good, so "
+                                                   "pksweb's drain refuses; delete or move them first.")
         for pod in movable:
             spec = pod.get("spec") or {}
             targets = [

@@ -63,7 +63,12 @@ def check_server(server: str, field: str = "server") -> str:
     server = (server or "").strip().rstrip("/")
     parsed = urlparse(server)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise KubeConfigError(f"The API server must be an http:// or https:// URL, e.g. https://10.0.0.1:6443 (got {server!r}).", field)
+        raise KubeConfigError(f"The API server must be an http:// or https:// URL, e.g. https://10.0.0.1:6443 (got {server[:200]!r}).", field)
+    if parsed.username or parsed.password or "@" in parsed.netloc:
+        # Not echoed back: it holds a secret. The server address is shown on pages and kept in the audit trail.
+        raise KubeConfigError("The API server's URL carries a user name or password (https://user:password@…): pksweb shows "
+                              "server addresses on pages and in the audit trail, so give credentials as a token or a client "
+                              "certificate instead.", field)
     return server
 
 

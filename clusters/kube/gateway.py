@@ -373,10 +373,10 @@ class Gateway:
         self._call("list nodes", self.core.list_node, limit=1)
         return version
 
-    @_reads("read namespace kube-system")
+    @_reads("check which cluster it is (read namespace kube-system)")
     def identity(self) -> str:
         """The cluster's identity: the UID of its ``kube-system`` namespace (the de-facto cluster id)."""
-        namespace = self._call("read namespace kube-system", self.core.read_namespace, "kube-system")
+        namespace = self._call("check which cluster it is (read namespace kube-system)", self.core.read_namespace, "kube-system")
         uid = str((namespace.metadata.uid if namespace.metadata else "") or "")
         if not uid:
             raise KubeError("bad_response", f"{self.credential.server} answered for namespace kube-system without a UID, "

@@ -94,7 +94,7 @@ def test_unreachable_cluster_fails_the_operation_in_words(registered, sandbox_cl
     operation = start(registered, f"{sandbox_cluster.name}-w-1", "cordon", operator)
     sandbox_cluster.faults.update({"unreachable": True})
     done = node_operation_execute(operation_id=operation.pk)
-    assert done.state == "failed" and "dropped the connection without answering while trying to cordon node" in done.report
+    assert done.state == "failed" and "dropped the connection without answering while trying to check which cluster it is" in done.report
 
 
 def test_a_drain_waits_out_throttling(registered, sandbox_cluster, operator):

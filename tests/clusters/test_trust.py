@@ -277,3 +277,28 @@ def test_a_credential_that_comes_to_reach_another_cluster_is_noticed(op_client, 
         assert not any(n["spec"].get("unschedulable") for n in other.items("nodes"))
     finally:
         sandbox.remove_cluster(other.name)
+
+
+def test_a_password_in_the_server_url_is_refused_and_never_shown(operator_api, sandbox, sandbox_cluster):
+    server = sandbox.server_url(sandbox_cluster.name).replace("https://", "https://admin:SECRET-CANARY-URLPW@")
+    response = operator_api.post("/api/clusters/", {"name": "userinfo", "server": server, "token": sandbox_cluster.token,
+                                                    "ca_data": sandbox.ca_pem}, format="json")
+    assert response.status_code == 400 and "user name or password" in str(response.json())
+    assert "SECRET-CANARY-URLPW" not in response.content.decode()
+    assert not Cluster.objects.filter(name="userinfo").exists()
+    assert not any("SECRET-CANARY-URLPW" in e.message for e in Event.objects.all())
+
+
+def test_a_drain_never_deletes_a_pod_no_controller_would_recreate(registered, sandbox_cluster, operator,
+                                                                   django_capture_on_commit_callbacks):
+    """As kubectl drain without --force: a bare pod is named and left alone, the drain stops, the node stays cordoned."""
+    node = _worker(registered)
+    sandbox_cluster.create("pods", {"metadata": {"name": "bare-pod"}, "spec": {
+        "nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}}, "default")
+    sandbox_cluster.make_ready_now()
+    with django_capture_on_commit_callbacks(execute=False):
+        operation = services.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator)
+    done = services.node_operation_execute(operation_id=operation.pk)
+    assert done.state == "failed" and "default/bare-pod" in done.report and "no controller" in done.report
+    assert sandbox_cluster.get("pods", "default", "bare-pod") is not None
+    assert sandbox_cluster.get("nodes", "", node)["spec"].get("unschedulable") is True

@@ -44,7 +44,8 @@ def test_a_drain_blocked_over_long_pod_names_halts_with_its_reason(make_approved
     for node in _workers(clusters[0]):
         for i in range(4):
             name = f"web-{i}-{node}-" + "x" * (200 - len(node))
-            sims[0].create("pods", {"metadata": {"name": name, "labels": {"app": "web"}},
+            owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-long", "uid": "0" * 8, "controller": True}
+            sims[0].create("pods", {"metadata": {"name": name, "labels": {"app": "web"}, "ownerReferences": [owner]},
                                     "spec": {"nodeName": node, "containers": [{"name": "web", "image": "nginx:1.27"}]}}, "demo")
     sims[0].make_ready_now()
     sims[0].faults.update({"frozen_pdbs": ["demo/web"]})
