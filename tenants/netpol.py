@@ -21,9 +21,21 @@ Kubernetes documentation ("Network Policies" and the API reference) states them:
 - Peers: ``podSelector`` alone selects pods of the policy's own namespace;
   ``namespaceSelector`` alone selects every pod of the matching namespaces; both in one
   peer select the matching pods of the matching namespaces (AND); two peers are an OR.
-  ``ipBlock`` describes addresses outside the cluster (the documentation: pod IPs are
-  ephemeral and unpredictable) and so matches no pod here, even if a CIDR happens to
-  cover pod addresses.
+- ``ipBlock`` matches the pods whose IP (``status.podIPs``, else ``status.podIP``; IPv4
+  and IPv6) lies in ``cidr`` and in none of its ``except`` ranges; a dual-stack pod
+  matches when either of its addresses does. The documentation advises CIDRs outside the
+  cluster, but nothing stops one from covering pod IPs, and the Kubernetes e2e tests
+  ("allow egress access to server in CIDR block", "should enforce except clause while
+  egress access to server in CIDR block") and the common CNIs apply it to them: a policy
+  that reads as sealed would not be. A pod **without an IP** (not started yet, or the
+  hypothetical pod of an empty namespace below) matches no ``ipBlock``; a CIDR the API
+  server would refuse matches nothing, an ``except`` entry it would refuse is ignored.
+- Ports: ``port`` a number (with or without ``endPort``), or absent, is taken as
+  reachable on every pod (containers may listen on ports they do not declare). A
+  **named** port only exists on pods whose containers (and restartable init containers,
+  the sidecars) declare a port of that name and protocol (default TCP on both sides): for
+  ingress the rule's own selected pods, for egress the *destination* pods. A rule whose
+  ports all name ports a pod does not declare allows nothing to that pod.
 - Label selectors: ``matchLabels`` and ``matchExpressions`` are ANDed; ``In`` needs the
   key with one of the values, ``NotIn`` matches when the key is absent or has another
   value, ``Exists``/``DoesNotExist`` test the key only; ``{}`` selects everything; an
@@ -31,24 +43,30 @@ Kubernetes documentation ("Network Policies" and the API reference) states them:
 
 What this does *not* model, on purpose:
 
-- **Ports.** The question is whether *any* port may be reachable: a rule listing ports
-  still allows some traffic, and the ports are shown in the rule's explanation. Egress
-  ports and ingress ports are not intersected, so a pair may read "allowed" although the
-  only allowed egress port is not an allowed ingress port.
+- **Which port.** The question is whether *any* port may be reachable: a rule listing
+  numeric ports still allows some traffic, and the ports are shown in the rule's
+  explanation. Egress ports and ingress ports are not intersected, so a pair may read
+  "allowed" although the only allowed egress port is not an allowed ingress port.
+- Address translation: an ``ipBlock`` is compared with pod IPs as they are, as if no
+  CNI or service mesh rewrote source or destination addresses between pods.
 - Traffic from a pod's own node, host-network pods and localhost, which NetworkPolicy
   does not govern; a pod's connection to itself is counted like any other pair.
 
 Namespaces without pods are evaluated for one **hypothetical pod without labels**: what a
 new, unlabelled pod there would get (it is selected by ``{}`` selectors such as a
 default-deny). An operator looking at a fresh tenant namespace wants to know whether it
-is sealed before the first workload lands, not a blank cell.
+is sealed before the first workload lands, not a blank cell. That pod has no IP and
+declares no ports: no ``ipBlock`` and no named port reaches it (the reasons say so).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Obj = dict[str, Any]
@@ -133,8 +151,7 @@ def peer_text(peer: Mapping[str, Any], namespace: str) -> str:
     if "ipBlock" in peer:
         block = peer.get("ipBlock") or {}
         excepted = block.get("except") or []
-        text = f"IP block {_clip(block.get('cidr'))}" + (f" except {_join(excepted)}" if excepted else "")
-        return text + " (outside the cluster: matches no pod here)"
+        return f"IP block {_clip(block.get('cidr'))}" + (f" except {_join(excepted)}" if excepted else "")
     pods, spaces = peer.get("podSelector"), peer.get("namespaceSelector")
     every = pods is None or not (pods.get("matchLabels") or pods.get("matchExpressions"))
     if spaces is not None:
@@ -167,6 +184,23 @@ class Pod:
     name: str
     labels: Mapping[str, str]
     hypothetical: bool = False
+    ips: tuple[str, ...] = ()  # status.podIPs (or podIP); none before the pod starts
+    named_ports: frozenset[tuple[str, str]] = frozenset()  # (name, protocol) its containers declare
+
+
+def _named_ports(ports: list[Obj] | None) -> frozenset[tuple[str, str]] | None:
+    """The (name, protocol) ports a rule is limited to, or None when some port of it exists on every pod:
+    no ports listed, or one that is a number, a range or absent (every port of a protocol)."""
+    if not ports:
+        return None
+    names = set()
+    for port in ports:
+        port = port if isinstance(port, Mapping) else {}
+        value = port.get("port")
+        if not isinstance(value, str) or value.isdigit():
+            return None
+        names.add((value, str(port.get("protocol") or "TCP")))
+    return frozenset(names)
 
 
 @dataclass
@@ -176,6 +210,19 @@ class Rule:
     index: int  # 1-based, as a person counts the rules of a policy
     peers: list[Obj] | None  # None: every peer (from/to missing or empty)
     ports: list[Obj] | None
+
+    @cached_property
+    def named_ports(self) -> frozenset[tuple[str, str]] | None:
+        return _named_ports(self.ports)
+
+    def named_text(self) -> str:
+        names = sorted(self.named_ports or ())
+        words = _join((f"{proto}/{name}" for name, proto in names), sep=" or ")
+        return _clip(("named port " if len(names) == 1 else "named ports ") + words, _SELECTOR_LIMIT)
+
+    @cached_property
+    def has_ip_block(self) -> bool:
+        return any(isinstance(peer, Mapping) and "ipBlock" in peer for peer in self.peers or [])
 
     def text(self) -> str:
         word = "from" if self.direction == "ingress" else "to"
@@ -288,12 +335,19 @@ class Evaluation:
             self.ns_mask[name] = ((1 << len(found)) - 1) << start
         self.everyone = (1 << len(self.pods)) - 1
         self._cache: dict[tuple[str, str], int] = {}
+        self._ip_cache: dict[str, int] = {}
+        self._ip_table: dict[int, tuple[list[int], list[int]]] | None = None  # built at the first ipBlock
+        self.with_port: dict[tuple[str, str], int] = {}  # (name, protocol) -> pods declaring it
+        for i, pod in enumerate(self.pods):
+            for named in pod.named_ports:
+                self.with_port[named] = self.with_port.get(named, 0) | 1 << i
 
         self.policies = [Policy.of(p) for p in policies]
         self.policies = [p for p in self.policies if p.namespace in self.ns_mask]
         self.policies.sort(key=lambda p: p.key)
         self.selected = {id(p): self._pods_matching(p.pod_selector, p.namespace) for p in self.policies}
         self.peer_mask: dict[int, int] = {}  # id(rule) -> pods its peers match
+        self.port_mask: dict[int, int] = {}  # id(rule) -> pods on which some port of it exists
         self.isolated = {"ingress": 0, "egress": 0}
         accept = [0] * len(self.pods)  # pod -> pods whose ingress admits it
         egress = [0] * len(self.pods)  # pod -> pods its egress allows
@@ -304,13 +358,14 @@ class Evaluation:
                     self.isolated[direction] |= chosen
                 for rule in policy.rules[direction]:
                     peers = self._rule_peers(rule)
-                    self.peer_mask[id(rule)] = peers
-                    if direction == "ingress":
+                    ported = self._ported(rule)
+                    self.peer_mask[id(rule)], self.port_mask[id(rule)] = peers, ported
+                    if direction == "ingress":  # named ports are the selected pods' own
                         for i in _bits(peers):
-                            accept[i] |= chosen
-                    else:
+                            accept[i] |= chosen & ported
+                    else:  # named ports are the destination's
                         for i in _bits(chosen):
-                            egress[i] |= peers
+                            egress[i] |= peers & ported
         open_ingress = self.everyone & ~self.isolated["ingress"]
         self.egress = [self.everyone if not self.isolated["egress"] >> i & 1 else egress[i] for i in range(len(self.pods))]
         self.accept = [accept[i] | open_ingress for i in range(len(self.pods))]
@@ -329,9 +384,75 @@ class Evaluation:
             self._cache[key] = mask
         return self._cache[key]
 
+    def _ported(self, rule: Rule) -> int:
+        """The pods on which some port of ``rule`` exists (every pod unless all its ports are named)."""
+        names = rule.named_ports
+        if names is None:
+            return self.everyone
+        mask = 0
+        for named in names:
+            mask |= self.with_port.get(named, 0)
+        return mask
+
+    def _ip_index(self) -> dict[int, tuple[list[int], list[int]]]:
+        """Per IP version, the pods' addresses as sorted integers and the pod owning each."""
+        if self._ip_table is None:
+            found: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+            for i, pod in enumerate(self.pods):
+                for text in pod.ips:
+                    try:
+                        address = ipaddress.ip_address(text)
+                    except ValueError:
+                        continue
+                    found[address.version].append((int(address), i))
+            self._ip_table = {version: ([a for a, _ in pairs], [i for _, i in pairs])
+                              for version, pairs in ((v, sorted(p)) for v, p in found.items())}
+        return self._ip_table
+
+    @cached_property
+    def ipless(self) -> int:
+        """The pods without an address (not started, hypothetical, or only addresses that do not parse)."""
+        with_ip = 0
+        for _, owners in self._ip_index().values():
+            for i in owners:
+                with_ip |= 1 << i
+        return self.everyone & ~with_ip
+
+    def _ip_block_pods(self, block: Any) -> int:
+        """The pods with an address in ``cidr`` and outside every ``except`` range.
+
+        Addresses are sorted once per family, so a block costs two bisections plus its matches."""
+        block = block if isinstance(block, Mapping) else {}
+        key = json.dumps(block, sort_keys=True, default=str)
+        if key in self._ip_cache:
+            return self._ip_cache[key]
+        table = self._ip_index()
+        mask = 0
+        try:
+            network = ipaddress.ip_network(str(block.get("cidr")), strict=False)
+        except ValueError:  # the API server refuses such a CIDR: nothing to match
+            network = None
+        if network is not None:
+            carved = []
+            excepted = block.get("except")
+            for text in excepted if isinstance(excepted, list) else []:
+                try:
+                    out = ipaddress.ip_network(str(text), strict=False)
+                except ValueError:
+                    continue
+                if out.version == network.version:
+                    carved.append((int(out.network_address), int(out.broadcast_address)))
+            addresses, owners = table[network.version]
+            low, high = int(network.network_address), int(network.broadcast_address)
+            for k in range(bisect_left(addresses, low), bisect_right(addresses, high)):
+                if not any(a <= addresses[k] <= b for a, b in carved):
+                    mask |= 1 << owners[k]
+        self._ip_cache[key] = mask
+        return mask
+
     def _peer_pods(self, peer: Mapping[str, Any], namespace: str) -> int:
         if "ipBlock" in peer:
-            return 0
+            return self._ip_block_pods(peer.get("ipBlock"))
         pods, spaces = peer.get("podSelector"), peer.get("namespaceSelector")
         if spaces is None:
             return self._pods_matching(pods, namespace) if pods is not None else 0
@@ -390,6 +511,14 @@ class Evaluation:
                     f"may connect to {self._some(cell.targets_reached, t)}")
         return f"none: {self._some(n_s, s)} may not connect to {self._some(n_t, t)} ({self._blocked_by(s, t)})"
 
+    def _undeclared(self, count: int, namespace: str, named: str, where: str) -> str:
+        """Pods that do not declare a rule's named ports, in words."""
+        if self._hypothetical(namespace):
+            return f"a new pod in {namespace} (it has no pods) declares no {named}"
+        if count == 1:
+            return f"the pod {where} {namespace} does not declare its {named}"
+        return f"none of the {count} pods {where} {namespace} declares its {named}"
+
     def _blocked_by(self, source: str, target: str) -> str:
         targets = self.ns_mask[target]
         egress = any(self.egress[i] & targets for i in _bits(self.ns_mask[source]))
@@ -425,33 +554,70 @@ class Evaluation:
             free = (mine & ~isolated).bit_count()
             reasons.append(Reason(direction, "", None, f"{direction}: {self._some(free, own)} not isolated for {direction}: "
                                                        f"they may {verb} any pod"))
-        allowing = False
+        allowing = ip_blocks = False
         for policy in policies:
-            chosen = self.selected[id(policy)].bit_count()
+            selected = self.selected[id(policy)]
+            chosen = selected.bit_count()
             for rule in policy.rules[direction]:
+                ip_blocks = ip_blocks or rule.has_ip_block
                 hit = self.peer_mask[id(rule)] & theirs
                 if not hit:
+                    continue
+                ported = self.port_mask[id(rule)]
+                # Named ports exist on the destination: the rule's own pods for ingress, the peers for egress.
+                narrowed, among, where = (hit, hit & ported, "its peers match in") if direction == "egress" \
+                    else (selected, selected & ported, "it selects in")
+                destination = other if direction == "egress" else own
+                if not among:
+                    undeclared = self._undeclared(narrowed.bit_count(), destination, rule.named_text(), where)
+                    text = (f"egress: {policy.key} rule {rule.index} ({rule.text()}) applies to {self._some(chosen, own)}, "
+                            f"but {undeclared}: it allows nothing to them") if direction == "egress" else \
+                        (f"ingress: {policy.key} rule {rule.index} ({rule.text()}) matches {self._some(hit.bit_count(), other)}, "
+                         f"but {undeclared}: it admits nothing")
+                    reasons.append(Reason(direction, policy.key, rule.index, text))
                     continue
                 allowing = True
                 if direction == "egress":
                     text = (f"egress allowed by {policy.key} rule {rule.index} ({rule.text()}) "
-                            f"from {self._some(chosen, own)} to {self._some(hit.bit_count(), other)}")
+                            f"from {self._some(chosen, own)} to {self._some(among.bit_count(), other)}")
                 else:
                     text = (f"ingress allowed by {policy.key} rule {rule.index} ({rule.text()}) "
-                            f"to {self._some(chosen, own)} from {self._some(hit.bit_count(), other)}")
+                            f"to {self._some(among.bit_count(), own)} from {self._some(hit.bit_count(), other)}")
+                if among != narrowed:
+                    text += (f" ({among.bit_count()} of the {narrowed.bit_count()} pods {where} {destination} "
+                             f"declare its {rule.named_text()})")
                 reasons.append(Reason(direction, policy.key, rule.index, text))
+        ipless = (self.ipless & theirs).bit_count() if ip_blocks else 0
+        if ipless:
+            verb = "has" if ipless == 1 else "have"
+            reasons.append(Reason(direction, "", None, f"{direction}: {self._some(ipless, other)} {verb} no IP yet: "
+                                                       f"no IP block matches {'it' if ipless == 1 else 'them'}"))
         if not allowing:
             side = "connect to" if direction == "egress" else "accept connections from"
             reasons.append(Reason(direction, "", None, f"{direction}: no rule lets {own}'s isolated pods {side} pods of {other}"))
         return reasons
 
 
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
 def pods_from_raw(items: Iterable[Mapping[str, Any]]) -> list[Pod]:
-    """Pods as listed by the API (raw JSON); finished pods (Succeeded, Failed) have no network and are left out."""
+    """Pods as listed by the API (raw JSON); finished pods (Succeeded, Failed) have no network and are left out.
+
+    Each keeps its IPs (``status.podIPs``, else ``status.podIP``) and the named ports of its containers and of its
+    restartable init containers (sidecars, which serve ports like any container)."""
     pods = []
     for item in items:
-        meta, status = item.get("metadata") or {}, item.get("status") or {}
+        meta, spec, status = item.get("metadata") or {}, item.get("spec") or {}, item.get("status") or {}
         if status.get("phase") in ("Succeeded", "Failed"):
             continue
-        pods.append(Pod(meta.get("namespace") or "", meta.get("name") or "", dict(meta.get("labels") or {})))
+        ips = [str(entry.get("ip")) for entry in _dicts(status.get("podIPs")) if entry.get("ip")]
+        if not ips and status.get("podIP"):
+            ips = [str(status["podIP"])]
+        containers = _dicts(spec.get("containers")) + [c for c in _dicts(spec.get("initContainers")) if c.get("restartPolicy") == "Always"]
+        named = frozenset((port["name"], str(port.get("protocol") or "TCP")) for container in containers
+                          for port in _dicts(container.get("ports")) if isinstance(port.get("name"), str) and port["name"])
+        pods.append(Pod(meta.get("namespace") or "", meta.get("name") or "", dict(meta.get("labels") or {}),
+                        ips=tuple(dict.fromkeys(ips)), named_ports=named))
     return pods

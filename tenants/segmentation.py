@@ -6,8 +6,11 @@ namespace to the target namespace may connect, and names the policies and rules 
 decide it (the evaluation and its semantics are in ``tenants.netpol``). Two choices an
 operator should know:
 
-- It is about whether *any* port is reachable: a rule that lists ports still allows some
-  traffic; the ports are shown in the rule's explanation.
+- It is about whether *any* port is reachable: a rule that lists numeric ports still
+  allows some traffic (the ports are shown in the rule's explanation), while a named port
+  reaches only the pods whose containers declare it (for egress, the destination pods).
+- ``ipBlock`` peers match pods by their IPs (``status.podIPs``), with ``except``; a pod
+  that has no IP yet matches none.
 - A namespace without pods is evaluated for a hypothetical new pod without labels, so a
   fresh tenant namespace already shows whether it is sealed.
 

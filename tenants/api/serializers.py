@@ -152,7 +152,8 @@ class SegmentationReasonSerializer(serializers.Serializer):
 
 
 REACH_HELP = ("Over the source→target pod pairs: all (every pair may connect), some, or none. About whether any port may be "
-              "reachable. A namespace without pods counts as one hypothetical new pod without labels.")
+              "reachable: port numbers count as reachable, a named port only on pods that declare it. ipBlock peers match "
+              "pods by IP. A namespace without pods counts as one hypothetical new pod without labels (no IP, no ports).")
 
 
 class SegmentationCellSerializer(serializers.Serializer):

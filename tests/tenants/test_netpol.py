@@ -3,12 +3,13 @@ and generated policy sets checked against a deliberately simple pod-by-pod refer
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tenants.netpol import Evaluation, Pod, selector_matches
+from tenants.netpol import Evaluation, Pod, pods_from_raw, selector_matches
 
 NAME = "kubernetes.io/metadata.name"
 
@@ -157,11 +158,150 @@ def test_empty_from_and_empty_rules():
     assert reach(e, "b", "a") == "none"
 
 
-def test_ip_blocks_reach_no_pod_in_the_cluster():
+def test_ip_blocks_match_no_pod_without_an_ip():
+    """Pods not started yet (and a namespace's hypothetical new pod) have no IP: no block matches them, and the reasons say so."""
     block = policy("a", "cidr", podSelector={}, policyTypes=["Ingress", "Egress"],
                    ingress=[{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}], egress=[{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]}])
     e = Evaluation(TWO, TWO_PODS, [block])
     assert (reach(e, "a", "b"), reach(e, "b", "a")) == ("none", "none")
+    assert "ingress: the only pod of b has no IP yet: no IP block matches it" in texts(e, "b", "a")
+    assert "egress: the only pod of b has no IP yet: no IP block matches it" in texts(e, "a", "b")
+    e = Evaluation(namespaces("a", "b"), pods("a", {}), [block])
+    assert "ingress: a new pod in b (it has no pods) has no IP yet: no IP block matches it" in texts(e, "b", "a")
+
+
+# ---- ipBlock against pod IPs, named ports (the reviewer's repros first) --------------------------
+
+def pod(namespace: str, name: str, ips: tuple[str, ...] = (), ports: tuple[tuple[str, str], ...] = (), **labels: str) -> Pod:
+    return Pod(namespace, name, labels, ips=ips, named_ports=frozenset(ports))
+
+
+S2_S4 = namespaces("s2", "s4")
+S2_S4_PODS = [pod("s2", "fe", ("10.244.1.5",), app="fe"), pod("s2", "be", ("10.244.2.7",), app="be"),
+              pod("s4", "db-0", ("10.244.3.2",)), pod("s4", "db-1", ("10.244.3.3",))]
+
+
+def test_an_ip_block_around_one_pod_ip_admits_that_pod():
+    """The reviewer's repro: s4 admits s2/fe's /32 only. This read "none" (looks sealed); fe does get in."""
+    from_fe = policy("s4", "from-fe", podSelector={}, ingress=[{"from": [{"ipBlock": {"cidr": "10.244.1.5/32"}}]}])
+    e = Evaluation(S2_S4, S2_S4_PODS, [from_fe])
+    cell = e.cell("s2", "s4")
+    assert (cell.reach, cell.pairs_allowed, cell.pairs, cell.sources_reaching) == ("some", 2, 4, 1)
+    assert ("ingress allowed by s4/from-fe rule 1 (from IP block 10.244.1.5/32; any port) to all 2 pods of s4 "
+            "from 1 of 2 pods of s2") in texts(e, "s2", "s4")
+    assert not any("no rule lets" in t for t in texts(e, "s2", "s4"))
+    assert reach(e, "s4", "s4") == "none"  # s4's own pods are not in the block
+
+
+def test_an_ip_block_covering_every_pod_ip_admits_every_pod():
+    """The reviewer's second repro: 10.0.0.0/8 covers every pod IP here, so it is an allow-all for pods."""
+    wide = policy("s4", "ten", podSelector={}, ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}])
+    e = Evaluation(S2_S4, S2_S4_PODS, [wide])
+    assert (reach(e, "s2", "s4"), reach(e, "s4", "s4")) == ("all", "all")
+    assert ("ingress allowed by s4/ten rule 1 (from IP block 10.0.0.0/8; any port) to all 2 pods of s4 "
+            "from all 2 pods of s2") in texts(e, "s2", "s4")
+
+
+def test_an_except_carves_a_pod_out_of_its_block():
+    """The e2e test "should enforce except clause while egress access to server in CIDR block", with pods of s4 as servers."""
+    egress = policy("s2", "out", podSelector={}, policyTypes=["Egress"],
+                    egress=[{"to": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": ["10.244.3.3/32"]}}]}])
+    e = Evaluation(S2_S4, S2_S4_PODS, [egress])
+    cell = e.cell("s2", "s4")
+    assert (cell.reach, cell.pairs_allowed, cell.targets_reached) == ("some", 2, 1)  # db-1 carved out, db-0 reached
+    assert ("egress allowed by s2/out rule 1 (to IP block 10.244.0.0/16 except 10.244.3.3/32; any port) "
+            "from all 2 pods of s2 to 1 of 2 pods of s4") in texts(e, "s2", "s4")
+    assert reach(e, "s2", "s2") == "all"  # fe and be are in the block too
+    # Another peer of the same rule may still match the carved-out pod: peers are an OR.
+    either = policy("s2", "out", podSelector={}, policyTypes=["Egress"], egress=[{"to": [
+        {"ipBlock": {"cidr": "10.244.0.0/16", "except": ["10.244.3.0/24"]}}, {"ipBlock": {"cidr": "10.244.3.3/32"}}]}])
+    assert Evaluation(S2_S4, S2_S4_PODS, [either]).cell("s2", "s4").targets_reached == 1
+
+
+def test_ip_blocks_match_ipv6_and_dual_stack_pods():
+    spaces = namespaces("v6", "srv")
+    everyone = [pod("v6", "dual", ("10.244.1.5", "fd00:10:244::5")), pod("v6", "v4-only", ("10.244.1.6",)),
+                pod("v6", "v6-only", ("fd00:10:244::7",)), pod("srv", "server", ("fd00:10:244::9",))]
+    only_v6 = policy("srv", "v6", podSelector={}, ingress=[{"from": [
+        {"ipBlock": {"cidr": "fd00:10:244::/64", "except": ["fd00:10:244::7/128"]}}]}])
+    e = Evaluation(spaces, everyone, [only_v6])
+    cell = e.cell("v6", "srv")
+    assert (cell.reach, cell.pairs_allowed) == ("some", 1)  # dual by its IPv6 address; v6-only excepted; v4-only outside
+    assert ("ingress allowed by srv/v6 rule 1 (from IP block fd00:10:244::/64 except fd00:10:244::7/128; any port) "
+            "to the only pod of srv from 1 of 3 pods of v6") in texts(e, "v6", "srv")
+    everything_v4 = policy("srv", "v4", podSelector={}, ingress=[{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}])
+    assert Evaluation(spaces, everyone, [everything_v4]).cell("v6", "srv").pairs_allowed == 2  # not v6-only
+
+
+def test_a_named_port_no_pod_declares_allows_nothing():
+    """The reviewer's repro: a rule on a named port that none of the target pods declares read "all 18/18"."""
+    spaces = namespaces("s1", "s4")
+    everyone = [pod("s1", f"c-{i}", (f"10.244.1.{i}",), (("http", "TCP"),)) for i in range(6)] \
+        + [pod("s4", f"w-{i}", (f"10.244.4.{i}",), (("web", "TCP"),)) for i in range(3)]
+    rule = policy("s4", "named", podSelector={}, ingress=[{"ports": [{"port": "no-such-port"}]}])
+    e = Evaluation(spaces, everyone, [rule])
+    assert reach(e, "s1", "s4") == "none"
+    assert ("ingress: s4/named rule 1 (from anywhere; port TCP/no-such-port) matches all 6 pods of s1, but none of the "
+            "3 pods it selects in s4 declares its named port TCP/no-such-port: it admits nothing") in texts(e, "s1", "s4")
+    assert "ingress: no rule lets s4's isolated pods accept connections from pods of s1" in texts(e, "s1", "s4")
+    assert e.summary(e.cell("s1", "s4")).endswith("(blocked by s4's ingress)")
+    # The name with another protocol is another port: a UDP "web" does not exist on these pods either.
+    udp = policy("s4", "named", podSelector={}, ingress=[{"ports": [{"port": "web", "protocol": "UDP"}]}])
+    assert reach(Evaluation(spaces, everyone, [udp]), "s1", "s4") == "none"
+    # A number, a range or a whole protocol is reachable on any pod, declared or not; so is a rule that adds one to a name.
+    for ports in ([{"port": 8080}], [{"port": 8000, "endPort": 9000}], [{"protocol": "UDP"}], [{"port": "nope"}, {"port": 53}]):
+        numeric = policy("s4", "numeric", podSelector={}, ingress=[{"ports": ports}])
+        assert reach(Evaluation(spaces, everyone, [numeric]), "s1", "s4") == "all", ports
+
+
+def test_a_named_port_admits_only_the_selected_pods_that_declare_it():
+    spaces = namespaces("a", "b")
+    everyone = [pod("a", "web-0", ports=(("http", "TCP"),)), pod("a", "web-1", ports=(("http", "UDP"),)),
+                pod("a", "web-2"), pod("b", "client")]
+    rule = policy("a", "http", podSelector={}, ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": "http"}]}])
+    e = Evaluation(spaces, everyone, [rule])
+    cell = e.cell("b", "a")
+    assert (cell.reach, cell.pairs_allowed, cell.targets_reached) == ("some", 1, 1)  # web-1's http is UDP
+    assert ("ingress allowed by a/http rule 1 (from all pods in all namespaces; port TCP/http) to 1 of 3 pods of a "
+            "from the only pod of b (1 of the 3 pods it selects in a declare its named port TCP/http)") in texts(e, "b", "a")
+
+
+def test_an_egress_named_port_is_the_destination_pods_port():
+    """Egress to a named port reaches the destination pods that declare it; the source's own ports do not count."""
+    spaces = namespaces("a", "b")
+    everyone = [pod("a", "scraper", ports=(("metrics", "TCP"),)), pod("b", "app", ports=(("metrics", "TCP"),)), pod("b", "db")]
+    scrape = policy("a", "scrape", podSelector={}, policyTypes=["Egress"], egress=[{"ports": [{"port": "metrics"}]}])
+    e = Evaluation(spaces, everyone, [scrape])
+    cell = e.cell("a", "b")
+    assert (cell.reach, cell.pairs_allowed, cell.targets_reached) == ("some", 1, 1)
+    assert ("egress allowed by a/scrape rule 1 (to anywhere; port TCP/metrics) from the only pod of a to 1 of 2 pods of b "
+            "(1 of the 2 pods its peers match in b declare its named port TCP/metrics)") in texts(e, "a", "b")
+    lonely = Evaluation(namespaces("a", "c"), [everyone[0], pod("c", "db")], [scrape])
+    assert reach(lonely, "a", "c") == "none"
+    assert ("egress: a/scrape rule 1 (to anywhere; port TCP/metrics) applies to the only pod of a, but the pod its peers "
+            "match in c does not declare its named port TCP/metrics: it allows nothing to them") in texts(lonely, "a", "c")
+    empty = Evaluation(namespaces("a", "c"), [everyone[0]], [scrape])
+    assert ("egress: a/scrape rule 1 (to anywhere; port TCP/metrics) applies to the only pod of a, but a new pod in c "
+            "(it has no pods) declares no named port TCP/metrics: it allows nothing to them") in texts(empty, "a", "c")
+
+
+def test_pods_from_raw_keep_ips_and_named_ports():
+    raw = [
+        {"metadata": {"namespace": "a", "name": "dual", "labels": {"app": "x"}},
+         "spec": {"containers": [{"name": "main", "ports": [{"name": "http", "containerPort": 8080},
+                                                            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                                            {"containerPort": 9000}]}],
+                  "initContainers": [{"name": "proxy", "restartPolicy": "Always", "ports": [{"name": "admin", "containerPort": 15000}]},
+                                     {"name": "setup", "ports": [{"name": "setup", "containerPort": 1}]}]},
+         "status": {"phase": "Running", "podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}, {"ip": "fd00::5"}]}},
+        {"metadata": {"namespace": "a", "name": "old-style"}, "spec": {}, "status": {"phase": "Running", "podIP": "10.244.0.6"}},
+        {"metadata": {"namespace": "a", "name": "pending"}, "spec": {"containers": "junk"}, "status": {"phase": "Pending", "podIPs": "junk"}},
+        {"metadata": {"namespace": "a", "name": "done"}, "status": {"phase": "Succeeded", "podIP": "10.244.0.7"}},
+    ]
+    dual, old, pending = pods_from_raw(raw)
+    assert dual.ips == ("10.244.0.5", "fd00::5") and old.ips == ("10.244.0.6",) and pending.ips == ()
+    assert dual.named_ports == {("http", "TCP"), ("dns", "UDP"), ("admin", "TCP")}  # a sidecar's port counts, a setup step's not
+    assert old.named_ports == pending.named_ports == frozenset()
 
 
 def test_pods_not_selected_stay_open():
@@ -212,9 +352,25 @@ def ref_selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool
     return all(checks[op](key, values) for key, op, values in ref_requirements(selector))
 
 
+def ref_in_block(block: dict[str, Any], other: Pod) -> bool:
+    """Some address of ``other`` is in the CIDR and in none of its exceptions (no address: no match)."""
+    network = ipaddress.ip_network(block["cidr"])
+    carved = [ipaddress.ip_network(c) for c in block.get("except", [])]
+    return any(address in network and not any(address in c for c in carved) for address in map(ipaddress.ip_address, other.ips))
+
+
+def ref_port_exists(rule: dict[str, Any], destination: Pod) -> bool:
+    """Some port of the rule exists on ``destination``: any number or range, or a name it declares with that protocol."""
+    ports = rule.get("ports")
+    if not ports:
+        return True
+    return any(port.get("port") is None or isinstance(port["port"], int)
+               or (port["port"], port.get("protocol", "TCP")) in destination.named_ports for port in ports)
+
+
 def ref_peer(peer: dict[str, Any], policy_ns: str, other: Pod, ns_labels: dict[str, dict[str, str]]) -> bool:
     if "ipBlock" in peer:
-        return False
+        return ref_in_block(peer["ipBlock"], other)
     if "namespaceSelector" in peer:
         in_namespace = ref_selects(peer["namespaceSelector"], ns_labels[other.namespace])
     else:
@@ -241,10 +397,12 @@ def ref_lets(pod: Pod, other: Pod, direction: str, policies: list[dict[str, Any]
     applying = ref_applying(pod, direction, policies)
     if not applying:
         return True
+    destination = pod if direction == "ingress" else other  # whose container ports a named port names
     for p in applying:
         for rule in p["spec"].get(direction) or []:
             peers = rule.get("from" if direction == "ingress" else "to")
-            if not peers or any(ref_peer(peer, p["metadata"]["namespace"], other, ns_labels) for peer in peers):
+            if (not peers or any(ref_peer(peer, p["metadata"]["namespace"], other, ns_labels) for peer in peers)) \
+                    and ref_port_exists(rule, destination):
                 return True
     return False
 
@@ -279,11 +437,34 @@ def selector_st(draw):
     return selector
 
 
+# Pod addresses and the blocks drawn around them: nested IPv4 ranges, IPv6, and blocks that cover no pod.
+IPS = ["10.1.2.3", "10.1.2.4", "10.1.3.5", "10.2.0.1", "192.168.1.1", "fd00::1", "fd00::2", "2001:db8::1"]
+CIDRS = ["0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3/32", "172.16.0.0/12", "::/0", "fd00::/8",
+         "fd00::1/128", "2001:db8::/32"]
+NAMED = [("http", "TCP"), ("http", "UDP"), ("dns", "UDP"), ("metrics", "TCP")]
+
+
+@st.composite
+def ip_block_st(draw):
+    cidr = draw(st.sampled_from(CIDRS))
+    inside = [c for c in CIDRS if c != cidr and ipaddress.ip_network(c).version == ipaddress.ip_network(cidr).version
+              and ipaddress.ip_network(c).subnet_of(ipaddress.ip_network(cidr))]  # the API server refuses except outside cidr
+    block = {"cidr": cidr}
+    if inside and draw(st.booleans()):
+        block["except"] = draw(st.lists(st.sampled_from(inside), min_size=1, max_size=2, unique=True))
+    return {"ipBlock": block}
+
+
 peer_st = st.one_of(
     st.builds(lambda s: {"podSelector": s}, selector_st()),
     st.builds(lambda s: {"namespaceSelector": s}, selector_st()),
     st.builds(lambda n, p: {"namespaceSelector": n, "podSelector": p}, selector_st(), selector_st()),
-    st.just({"ipBlock": {"cidr": "10.0.0.0/8"}}))
+    ip_block_st())
+# Numbers, a range and a whole protocol exist on every pod; names only where declared, with their protocol.
+port_st = st.sampled_from([
+    {"port": 80}, {"port": 53, "protocol": "UDP"}, {"port": 8000, "endPort": 9000}, {"protocol": "UDP"},
+    {"port": "http"}, {"port": "http", "protocol": "UDP"}, {"port": "http", "protocol": "TCP"}, {"port": "dns", "protocol": "UDP"},
+    {"port": "dns"}, {"port": "metrics"}, {"port": "nope"}])
 
 
 @st.composite
@@ -295,7 +476,7 @@ def rule_st(draw, peers_key):
     elif choice == "peers":
         rule[peers_key] = draw(st.lists(peer_st, min_size=1, max_size=3))
     if draw(st.booleans()):
-        rule["ports"] = [{"protocol": "TCP", "port": draw(st.sampled_from([80, 443, "http"]))}]
+        rule["ports"] = draw(st.lists(port_st, min_size=1, max_size=2))
     return rule
 
 
@@ -320,7 +501,10 @@ def policy_st(draw, names):
 def world_st(draw):
     names = draw(st.lists(st.sampled_from(["ns-a", "ns-b", "ns-c", "ns-d"]), min_size=1, max_size=4, unique=True))
     ns_labels = {n: {NAME: n, **draw(labels_st)} for n in names}
-    everyone = [Pod(n, f"{n}-{i}", labels) for n in names for i, labels in enumerate(draw(st.lists(labels_st, max_size=4)))]
+    pod_st = st.tuples(labels_st, st.lists(st.sampled_from(IPS), max_size=2, unique=True),
+                       st.frozensets(st.sampled_from(NAMED), max_size=2))
+    everyone = [Pod(n, f"{n}-{i}", labels, ips=tuple(ips), named_ports=named)
+                for n in names for i, (labels, ips, named) in enumerate(draw(st.lists(pod_st, max_size=4)))]
     policies = draw(st.lists(policy_st(names), max_size=6))
     for i, p in enumerate(policies):  # names are unique in a namespace on a real cluster
         p["metadata"]["name"] = f"p{i}"
@@ -347,7 +531,14 @@ def test_matrix_matches_a_pod_by_pod_reference(world):
 
             for direction, side in (("egress", source), ("ingress", target)):
                 if cell.reach != "none" and all(ref_applying(pod, direction, policies) for pod in of(side)):
-                    assert any(r.direction == direction and r.rule is not None for r in reasons), (source, target, direction)
+                    assert any(r.direction == direction and r.rule is not None and " allowed by " in r.text for r in reasons), \
+                        (source, target, direction)
+            # A side the verdict blames says that no rule lets its pods through, and names no rule as allowing.
+            for direction, side in (("egress", source), ("ingress", target)):
+                if cell.reach == "none" and f"{side}'s {direction}" in e.summary(cell):
+                    mine = [r.text for r in reasons if r.direction == direction]
+                    assert any(t.startswith(f"{direction}: no rule lets {side}'s isolated pods") for t in mine), (source, target)
+                    assert not any(" allowed by " in t for t in mine), (source, target)
 
 
 long_text = st.text(alphabet="abcdefghij-./", min_size=1, max_size=400)

@@ -14,13 +14,14 @@ from django.urls import reverse
 from kubernetes import client as k8s
 
 from tenants.services import namespace_reconcile
+from tests.conftest import wait_for
 
 NAME = "kubernetes.io/metadata.name"
 
 
-def _pod(name: str, labels: dict[str, str]) -> dict:
-    return {"metadata": {"name": name, "labels": labels},
-            "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]}}
+def _pod(name: str, labels: dict[str, str], ports: list[dict] | None = None) -> dict:
+    main = {"name": "main", "image": "nginx:1.27", **({"ports": ports} if ports else {})}
+    return {"metadata": {"name": name, "labels": labels}, "spec": {"containers": [main]}}
 
 
 @pytest.fixture
@@ -43,8 +44,6 @@ def shop(kube):
     net.create_namespaced_network_policy("x-team", {"metadata": {"name": "egress-to-shop"}, "spec": {
         "podSelector": {}, "egress": [{"to": [{"namespaceSelector": {"matchLabels": {NAME: "shop"}}}]}]}})
     return core
-
-
 
 
 @pytest.mark.django_db
@@ -116,6 +115,40 @@ def test_intent_compares_three_valued_cells(operator_api, acme, registered, sand
 
 
 @pytest.mark.django_db
+def test_ip_blocks_match_the_pod_ips_the_cluster_assigned_and_named_ports_need_a_declaration(operator_api, registered, kube):
+    """The reviewer's repros against the sandbox, whose kubelets give started pods an IP: s4 admits s2/fe's /32
+    (it read "none") and a named port that none of s4's pods declares (it read "all")."""
+    core, net = k8s.CoreV1Api(kube), k8s.NetworkingV1Api(kube)
+    for ns in ("s2", "s4"):
+        core.create_namespace({"metadata": {"name": ns}})
+    core.create_namespaced_pod("s2", _pod("fe", {"app": "fe"}, [{"name": "http", "containerPort": 8080}]))
+    core.create_namespaced_pod("s2", _pod("be", {"app": "be"}))
+    for i in range(2):
+        core.create_namespaced_pod("s4", _pod(f"db-{i}", {"app": "db"}, [{"name": "web", "containerPort": 5432}]))
+    listed = wait_for(lambda: (lambda items: items if all(p.status.pod_ip for p in items) else None)(
+        [p for ns in ("s2", "s4", "demo") for p in core.list_namespaced_pod(ns).items]), what="pod IPs")
+    fe_ip = core.read_namespaced_pod("fe", "s2").status.pod_ip
+    net.create_namespaced_network_policy("s4", {"metadata": {"name": "from-fe"}, "spec": {
+        "podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": f"{fe_ip}/32"}}]}]}})
+    net.create_namespaced_network_policy("s4", {"metadata": {"name": "named"}, "spec": {
+        "podSelector": {}, "ingress": [{"ports": [{"port": "no-such-port"}]}]}})
+    with_fe_ip = {ns: sum(p.status.pod_ip == fe_ip for p in listed if p.metadata.namespace == ns) for ns in ("s2", "demo")}
+
+    body = operator_api.get(f"/api/clusters/{registered.pk}/segmentation/", {"target": "s4"}).json()
+    cells = {(c["source"], c["target"]): c for c in body["cells"]}
+    fe = cells[("s2", "s4")]
+    assert (fe["reach"], fe["pairs_allowed"], fe["pairs"]) == ("some" if with_fe_ip["s2"] == 1 else "all", 2 * with_fe_ip["s2"], 4)
+    assert {"direction": "ingress", "policy": "s4/from-fe", "rule": 1,
+            "text": f"ingress allowed by s4/from-fe rule 1 (from IP block {fe_ip}/32; any port) to all 2 pods of s4 "
+                    f"from {'1 of 2 pods' if with_fe_ip['s2'] == 1 else 'all 2 pods'} of s2"} in fe["reasons"]
+    demo = cells[("demo", "s4")]
+    assert demo["pairs_allowed"] == 2 * with_fe_ip["demo"]
+    named = [r for r in demo["reasons"] if r["policy"] == "s4/named" and r["rule"] is not None]
+    assert [r["rule"] for r in named] == [1] and named[0]["text"].endswith(
+        "but none of the 2 pods it selects in s4 declares its named port TCP/no-such-port: it admits nothing")
+
+
+@pytest.mark.django_db
 def test_an_unreachable_cluster_says_so_instead_of_a_matrix(op_client, operator_api, registered, sandbox_cluster):
     sandbox_cluster.faults.update({"unreachable": True})
     page = op_client.get(reverse("tenants:segmentation", args=[registered.pk]), {"from": "demo", "to": "demo"})
@@ -126,12 +159,14 @@ def test_an_unreachable_cluster_says_so_instead_of_a_matrix(op_client, operator_
 
 
 def test_a_big_matrix_is_quick():
-    """50 namespaces, 400 pods, 4 policies each: the evaluation and every cell well under a second."""
+    """50 namespaces, 400 pods with IPs and named ports, 6 policies each (150 distinct IP blocks, IPv4 and IPv6, an
+    egress named port): the evaluation and every cell well under a second."""
     from tenants.netpol import Evaluation, Pod
 
     names = [f"ns-{i:02d}" for i in range(50)]
     labels = {n: {NAME: n, "tenant": f"t{i % 7}"} for i, n in enumerate(names)}
-    pods = [Pod(n, f"{n}-{j}", {"app": ["web", "api", "db", "worker"][j % 4], "pod": str(j)}) for n in names for j in range(8)]
+    pods = [Pod(n, f"{n}-{j}", {"app": ["web", "api", "db", "worker"][j % 4], "pod": str(j)}, ips=(f"10.{i}.0.{j + 2}", f"fd00:{i:x}::{j + 2:x}"),
+                named_ports=frozenset({("https", "TCP")} if j % 4 == 0 else ())) for i, n in enumerate(names) for j in range(8)]
     policies = []
     for i, n in enumerate(names):
         meta = {"namespace": n}
@@ -145,6 +180,11 @@ def test_a_big_matrix_is_quick():
                 "ports": [{"port": 443}]}]}},
             {"metadata": {**meta, "name": "dns"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [
                 {"namespaceSelector": {"matchLabels": {NAME: "kube-system"}}}]}]}},
+            {"metadata": {**meta, "name": "https-out"}, "spec": {"podSelector": {"matchLabels": {"pod": str(i % 8)}},
+                "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": [f"10.{i}.0.0/16"]}}],
+                                                       "ports": [{"port": "https"}]}]}},
+            {"metadata": {**meta, "name": "neighbour"}, "spec": {"podSelector": {}, "ingress": [{"from": [
+                {"ipBlock": {"cidr": f"10.{(i + 1) % 50}.0.0/16"}}, {"ipBlock": {"cidr": f"fd00:{(i + 2) % 50:x}::/64"}}]}]}},
         ]
     started = time.perf_counter()
     evaluation = Evaluation(labels, pods, policies)
