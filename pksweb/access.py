@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
+from pksweb.events import ANNOUNCEMENT, for_everyone
 from pksweb.models import Event
 from pksweb.policy import Access, is_operator, is_platform, register, tenant_ids
 
@@ -16,7 +17,8 @@ class EventAccess(Access):
 
     - Operators, approvers and viewers can see every event.
     - A tenant admin can see an event when it belongs to one of their tenants;
-      fleet-level events (no tenant) are not theirs to see.
+      fleet-level events (no tenant) are not theirs to see, but for announcements an
+      operator posted for everyone.
     - Only an operator can create an event directly (an announcement); every
       other event is published by the service that made the change.
     """
@@ -24,7 +26,7 @@ class EventAccess(Access):
     def can_view(self, user: Any, event: Event) -> bool:
         if is_platform(user):
             return True
-        return event.tenant_id is not None and event.tenant_id in tenant_ids(user)
+        return (event.tenant_id is not None and event.tenant_id in tenant_ids(user)) or for_everyone(event)
 
     def can_create(self, user: Any, _model: Any) -> bool:
         return is_operator(user)
@@ -32,4 +34,4 @@ class EventAccess(Access):
     def restrict_view(self, user: Any, queryset: QuerySet[Event]) -> QuerySet[Event]:
         if is_platform(user):
             return queryset
-        return queryset.filter(tenant_id__in=tenant_ids(user))
+        return queryset.filter(Q(tenant_id__in=tenant_ids(user)) | Q(kind=ANNOUNCEMENT, tenant__isnull=True))

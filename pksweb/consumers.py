@@ -35,7 +35,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from pksweb import policy, selectors
-from pksweb.events import FLEET_GROUP, tenant_group
+from pksweb.events import EVERYONE_GROUP, FLEET_GROUP, tenant_group
 from pksweb.fanout import fanout, loop_local
 from pksweb.models import Event
 
@@ -382,4 +382,4 @@ class ActivityConsumer(EventStreamConsumer):
     def watch_groups(self, user: Any) -> list[str]:
         if policy.is_platform(user):
             return [FLEET_GROUP]
-        return [tenant_group(tenant_id) for tenant_id in sorted(policy.tenant_ids(user))]
+        return [tenant_group(tenant_id) for tenant_id in sorted(policy.tenant_ids(user))] + [EVERYONE_GROUP]

@@ -22,6 +22,9 @@ from pksweb.text import bound, bound_payload
 log = logging.getLogger(__name__)
 
 FLEET_GROUP = "fleet"
+# Announcements posted for everyone (no tenant) reach tenant admins too, through this group.
+EVERYONE_GROUP = "everyone"
+ANNOUNCEMENT = "system.announcement"
 MESSAGE_TYPE = "event.message"
 
 
@@ -33,9 +36,16 @@ def subject_group(subject_type: str, subject_id: str | int) -> str:
     return f"{subject_type}.{subject_id}"
 
 
+def for_everyone(event: Event) -> bool:
+    """An announcement an operator posted for everyone, tenant admins included."""
+    return event.kind == ANNOUNCEMENT and event.tenant_id is None
+
+
 def event_groups(event: Event) -> list[str]:
     """The groups that care: the fleet, the event's tenant, and its subject."""
     groups = [FLEET_GROUP]
+    if for_everyone(event):
+        groups.append(EVERYONE_GROUP)
     if event.tenant_id is not None:
         groups.append(tenant_group(event.tenant_id))
     if event.subject_id and event.subject_type not in (SubjectType.SYSTEM, SubjectType.TENANT):

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from pksweb import policy
-from pksweb.events import FLEET_GROUP
+from pksweb.events import ANNOUNCEMENT, EVERYONE_GROUP, FLEET_GROUP
 from pksweb.models import Event, WorkerHeartbeat
 
 REPLAY_LIMIT = 500
@@ -58,6 +58,8 @@ def _group_filter(group: str) -> Q:
     """The events ``pksweb.events.event_groups`` sends to ``group`` (the fleet's is every event)."""
     if group == FLEET_GROUP:
         return Q()
+    if group == EVERYONE_GROUP:
+        return Q(kind=ANNOUNCEMENT, tenant__isnull=True)
     kind, _, key = group.partition(".")
     if not key:
         raise ValueError(f"not a channel group of events: {group!r}")
@@ -71,7 +73,7 @@ def event_groups_between(*, since: Any, until: Any) -> list[tuple[int, Any, list
     from pksweb.events import event_groups
 
     events = Event.objects.filter(created_at__gte=since, created_at__lte=until).order_by("id")
-    fields = ("id", "created_at", "tenant_id", "subject_type", "subject_id")
+    fields = ("id", "created_at", "kind", "tenant_id", "subject_type", "subject_id")
     return [(event.pk, event.created_at, event_groups(event)) for event in events.only(*fields)]
 
 

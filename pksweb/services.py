@@ -16,7 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from pksweb import policy
 from pksweb.choices import Role, SubjectType
-from pksweb.events import publish
+from pksweb.events import ANNOUNCEMENT, publish
 from pksweb.models import Event, Lease, User, WorkerHeartbeat
 
 ROLE_NAMES = [choice.value for choice in Role]
@@ -105,7 +105,7 @@ def announcement_post(*, author: Any, message: str, tenant: Any = None) -> Event
     if tenant is not None and not policy.can(author, "view", tenant):
         raise ValidationError({"tenant": "No such tenant."})
     return publish(
-        kind="system.announcement",
+        kind=ANNOUNCEMENT,
         message=text,
         actor=author,
         subject_type=SubjectType.TENANT if tenant is not None else SubjectType.SYSTEM,

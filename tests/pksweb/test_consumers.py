@@ -305,3 +305,24 @@ async def test_the_cursor_never_moves_back_for_an_event_committed_late(operator)
     html = await communicator.receive_from(timeout=3)
     assert f'id="event-{late.pk}"' in html and f'data-last="{newer.pk}" data-events="{late.pk}"' in html
     await communicator.disconnect()
+
+
+async def test_an_announcement_for_everyone_reaches_tenant_admins_live_and_on_replay(tenant_admin, tenant, other_tenant, operator):
+    """Found by the hostile review: an announcement posted for everyone reached the platform team only."""
+    from pksweb.selectors import event_list
+    from pksweb.services import announcement_post
+
+    communicator = await socket("/ws/activity/", tenant_admin)
+    assert (await communicator.connect())[0]
+    await database_sync_to_async(announcement_post)(author=operator, message="maintenance tonight for everyone")
+    assert "maintenance tonight for everyone" in await communicator.receive_from(timeout=3)
+    await database_sync_to_async(announcement_post)(author=operator, message="only for globex", tenant=other_tenant)
+    await publish_async(kind="system.notice", message="fleet business")
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+    seen = await database_sync_to_async(lambda: [e.message for e in event_list(user=tenant_admin)])()
+    assert "maintenance tonight for everyone" in seen and "only for globex" not in seen and "fleet business" not in seen
+    replayed = await socket("/ws/activity/?after=0", tenant_admin)
+    assert (await replayed.connect())[0]
+    assert "maintenance tonight for everyone" in await replayed.receive_from(timeout=3)
+    await replayed.disconnect()
