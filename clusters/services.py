@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 SWEEP_LEASE = "clusters.health_sweep"
 VERSION_LIMIT = 100  # Cluster.version, ClusterNode.kubelet_version
 REASONS_LIMIT = 20
+COMMAND_ARGS = 64
+COMMAND_ARG_LENGTH = 1000
 REASON_LIMIT = 500
 
 
@@ -235,6 +237,10 @@ def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None
             if not isinstance(upgrade_command, list) or not all(isinstance(p, str) and p for p in upgrade_command):
                 raise ValidationError({"upgrade_command": "Give the command as a list of arguments, e.g. "
                                                           '["/opt/upgrade-node.sh", "{cluster}", "{node}", "{version}"].'})
+            if len(upgrade_command) > COMMAND_ARGS or any(len(p) > COMMAND_ARG_LENGTH or "\x00" in p for p in upgrade_command):
+                raise ValidationError({"upgrade_command": f"Keep the command to {COMMAND_ARGS} arguments of at most "
+                                                          f"{COMMAND_ARG_LENGTH} characters each, without NUL bytes: put "
+                                                          "what it needs in a script and call that."})
             locked.upgrade_command = upgrade_command
             changes.append("upgrade command")
         locked.full_clean(exclude=["credential_sealed"], validate_constraints=False)
@@ -270,15 +276,18 @@ def cluster_delete(*, cluster: Cluster, deleted_by: Any) -> None:
         busy = _busy(locked, None)
         if busy:
             raise ValidationError({"non_field_errors": f"Cluster {locked.name} cannot be removed now: {busy}"})
+        tracked = locked.tenant_namespaces.count()
+        also = (f"; pksweb no longer tracks its {tracked} tenant namespace(s), which stay on the cluster"
+                if tracked else "")
         try:
             with transaction.atomic():
                 Cluster.all_objects.filter(pk=locked.pk).delete()
         except ProtectedError:
             _archive(locked)
             _publish(locked, "cluster.archived", f"Cluster {locked.name} removed from pksweb; kept in the archive because "
-                     "rollouts name it (its credential is deleted)", deleted_by)
+                     f"rollouts name it (its credential is deleted){also}", deleted_by)
         else:
-            _publish(locked, "cluster.deleted", f"Cluster {locked.name} removed from pksweb", deleted_by)
+            _publish(locked, "cluster.deleted", f"Cluster {locked.name} removed from pksweb{also}", deleted_by)
     kube_clients.forget(f"cluster-{cluster.pk}")
 
 

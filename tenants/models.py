@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from pksweb.validators import dns_label
 from tenants.choices import Isolation, MemberRole, PodSecurity, SyncState
-from tenants.validators import cidr_list, namespace_list, quantity
+from tenants.validators import cidr_list, namespace_list, quantity, quantity_value
 
 
 class Tenant(models.Model):
@@ -47,6 +48,18 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.display_name or self.name
+
+    def clean(self) -> None:
+        """A LimitRange whose default request exceeds its default limit is refused by a real API server (422):
+        say so here, next to the field, before any namespace is reconciled with it."""
+        errors = {}
+        for request, limit, what in (("request_cpu", "limit_cpu", "CPU"), ("request_memory", "limit_memory", "memory")):
+            wanted, most = quantity_value(getattr(self, request)), quantity_value(getattr(self, limit))
+            if wanted is not None and most is not None and wanted > most:
+                errors[request] = (f"The default {what} request ({getattr(self, request)}) is more than the default {what} limit "
+                                   f"({getattr(self, limit)}); Kubernetes refuses such a LimitRange. Lower the request or raise the limit.")
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def group(self) -> str:

@@ -352,7 +352,7 @@ def drift_scan() -> dict[str, int]:
     """Check every namespace against its bundle (beat-scheduled).
 
     A namespace still pending a minute after it was asked for (its reconcile task was lost, or its
-    worker died) is reconciled here: nothing stays pending for good."""
+    worker died), or whose reconcile failed, is reconciled here: nothing stays pending or failed for good."""
     counts: dict[str, int] = {}
     stuck_before = timezone.now() - PENDING_GRACE
     pending = TenantNamespace.objects.filter(sync_state=SyncState.PENDING)
@@ -362,7 +362,13 @@ def drift_scan() -> dict[str, int]:
         if reconciled is not None:
             counts["retried"] = counts.get("retried", 0) + 1
             counts[reconciled.sync_state] = counts.get(reconciled.sync_state, 0) + 1
-    for namespace_id in TenantNamespace.objects.exclude(sync_state=SyncState.PENDING).values_list("pk", flat=True):
+    # A namespace whose reconcile failed (its cluster was down, say) is reconciled again, not only looked at.
+    for namespace_id in TenantNamespace.objects.filter(sync_state=SyncState.FAILED).values_list("pk", flat=True):
+        again = namespace_reconcile(namespace_id=namespace_id)
+        if again is not None:
+            counts["retried"] = counts.get("retried", 0) + 1
+            counts[again.sync_state] = counts.get(again.sync_state, 0) + 1
+    for namespace_id in TenantNamespace.objects.exclude(sync_state__in=(SyncState.PENDING, SyncState.FAILED)).values_list("pk", flat=True):
         checked = namespace_check(namespace_id=namespace_id)
         if checked is not None:
             counts[checked.sync_state] = counts.get(checked.sync_state, 0) + 1

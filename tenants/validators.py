@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -17,14 +18,38 @@ def quantity(value: str) -> None:
         raise ValidationError(f"{value!r} is not a Kubernetes quantity: write e.g. 500m or 2 (CPU), 512Mi or 4Gi (memory), 100 (count).")
 
 
+LIST_LIMIT = 100
+SUFFIXES = {"m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
+            "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
+            "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60}
+
+
+def quantity_value(value: str) -> Decimal | None:
+    """A Kubernetes quantity as a number (500m → 0.5, 1Gi → 1073741824), or None when it is not one."""
+    text = str(value).strip()
+    match = QUANTITY.match(text)
+    if not match:
+        return None
+    suffix = match.group(3) or ""
+    number = Decimal(text[:len(text) - len(suffix)] if suffix else text)
+    if suffix[:1] in ("e", "E"):
+        return Decimal(text)
+    return number * SUFFIXES.get(suffix, Decimal(1))
+
+
 def namespace_list(value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) and DNS_LABEL.match(v) for v in value):
         raise ValidationError("Give namespace names (DNS-1123 labels such as ingress-nginx), one per entry.")
+    if len(value) > LIST_LIMIT:
+        raise ValidationError(f"Give at most {LIST_LIMIT} namespaces (this list has {len(value)}); a namespace selector "
+                              "label shared by them is the way to allow more.")
 
 
 def cidr_list(value: Any) -> None:
     if not isinstance(value, list):
         raise ValidationError("Give a list of CIDRs such as 10.20.0.0/16.")
+    if len(value) > LIST_LIMIT:
+        raise ValidationError(f"Give at most {LIST_LIMIT} CIDRs (this list has {len(value)}); join neighbouring ones.")
     for cidr in value:
         try:
             ipaddress.ip_network(str(cidr), strict=True)

@@ -234,9 +234,12 @@ def plan_decide(*, plan: UpgradePlan, approver: Any, revision: str, decision: st
             raise ValidationError({"non_field_errors": f"This plan is {locked.get_state_display().lower()}, not waiting for approval."})
         if approver is not None and locked.author_id == approver.pk:
             raise ValidationError({"non_field_errors": "You wrote this plan: someone else must approve it."})
+        if revision != locked.revision and revision and locked.revision.startswith(revision):
+            raise ValidationError({"revision": f"Give the whole revision you reviewed ({locked.revision}), not its first "
+                                               f"{len(revision)} characters."})
         if revision != locked.revision:
-            raise ValidationError({"revision": f"The plan changed since you reviewed it (you saw {revision[:8] or 'nothing'}, it is now "
-                                               f"{locked.revision[:8]}): review the current revision."})
+            raise ValidationError({"revision": f"The plan changed since you reviewed it (you saw {bound(revision, 12) or 'nothing'}, "
+                                               f"it is now {locked.revision[:8]}): review the current revision."})
         if decision == Decision.REJECT and not (comment or "").strip():
             raise ValidationError({"comment": "Say why you reject the plan."})
         if locked.approvals.filter(approver=approver, revision=locked.revision, voided=False).exists():
@@ -290,6 +293,8 @@ def plan_start(*, plan: UpgradePlan, by: Any, outside_window_reason: str = "") -
     for approval again)."""
     _require(by, "operate", plan, "Only operators start upgrades; approvers sign plans off.")
     reason = bound((outside_window_reason or "").strip(), REASON_LIMIT)
+    if not any(ch.isalnum() for ch in reason):
+        reason = ""  # blanks, zero-width and control characters say nothing: they are no reason
     looked, report = _looked_at(plan)
     if looked.state != PlanState.APPROVED:
         raise ValidationError({"non_field_errors": f"Only an approved plan can start; this one is {looked.get_state_display().lower()}."})

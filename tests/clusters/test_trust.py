@@ -302,3 +302,8 @@ def test_a_drain_never_deletes_a_pod_no_controller_would_recreate(registered, sa
     assert done.state == "failed" and "default/bare-pod" in done.report and "no controller" in done.report
     assert sandbox_cluster.get("pods", "default", "bare-pod") is not None
     assert sandbox_cluster.get("nodes", "", node)["spec"].get("unschedulable") is True
+
+
+def test_a_command_of_any_size_is_refused_in_words(operator_api, registered):
+    response = operator_api.patch(f"/api/clusters/{registered.pk}/", {"upgrade_command": ["x"] * 100_000}, format="json")
+    assert response.status_code == 400 and "Keep the command to 64 arguments" in str(response.json())

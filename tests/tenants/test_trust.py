@@ -122,3 +122,31 @@ def test_two_assigns_at_once_leave_cluster_and_database_agreeing(sandbox, operat
             assert sim.get("nodes", "", node)["metadata"]["labels"]["pksweb.io/tenant"] == winners[0]
     finally:
         sandbox.remove_cluster(sim.name)
+
+
+def test_a_limit_range_kubernetes_would_refuse_is_refused_in_words(acme, operator):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        services.tenant_update(tenant=acme, updated_by=operator, limit_cpu="100m", request_cpu="200m",
+                               limit_memory="1Mi", request_memory="1Gi")
+    assert set(refused.value.message_dict) == {"request_cpu", "request_memory"}
+    assert "more than the default CPU limit" in refused.value.message_dict["request_cpu"][0]
+    services.tenant_update(tenant=acme, updated_by=operator, limit_cpu="1", request_cpu="500m")  # 0.5 < 1: fine
+
+
+def test_profile_lists_are_bounded(acme, operator):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="at most 100 namespaces"):
+        services.tenant_update(tenant=acme, updated_by=operator, ingress_from_namespaces=[f"ns-{i}" for i in range(10_000)])
+
+
+def test_a_namespace_that_failed_is_reconciled_again_by_the_drift_scan(acme, registered, make_namespace, sandbox_cluster):
+    namespace = make_namespace(acme, registered, "after-outage")
+    sandbox_cluster.faults.update({"unreachable": True})
+    assert services.namespace_reconcile(namespace_id=namespace.pk).sync_state == "failed"
+    sandbox_cluster.faults.update({"unreachable": False})
+    assert services.drift_scan()["retried"] == 1
+    namespace.refresh_from_db()
+    assert namespace.sync_state == "in_sync"

@@ -402,3 +402,34 @@ def test_an_abort_stops_a_drain_in_flight(make_approved, fleet, operator, django
     step.refresh_from_db()
     assert step.phase == "failed" and "uncordoned" in step.log
     assert not sims[0].get("nodes", "", step.node)["spec"].get("unschedulable")
+
+
+@pytest.mark.parametrize("reason", ["\u200b", " \t\n", "\u202e", "..."])
+def test_an_invisible_reason_is_no_reason(make_approved, operator, reason, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    plan = make_approved(window_start=now + timedelta(hours=1), window_end=now + timedelta(hours=2))
+    with pytest.raises(ValidationError, match="say why"):
+        start(plan, operator, django_capture_on_commit_callbacks, outside_window_reason=reason)
+    assert not Rollout.objects.exists()
+
+
+def test_a_shortened_revision_is_asked_for_whole(fleet, operator, approver, django_capture_on_commit_callbacks):
+    clusters, _ = fleet
+    with django_capture_on_commit_callbacks(execute=False):
+        plan = services.plan_submit(plan=services.plan_create(author=operator, name="p", target_version="1.31.2",
+                                                              waves=[[clusters[0].pk]]), by=operator)
+    with pytest.raises(ValidationError, match="Give the whole revision you reviewed"):
+        services.plan_decide(plan=plan, approver=approver, revision=plan.revision[:8], decision="approve")
+
+
+def test_a_preflight_of_an_older_revision_says_so(make_approved, fleet, operator, op_client, django_capture_on_commit_callbacks):
+    clusters, _ = fleet
+    plan = make_approved()
+    with django_capture_on_commit_callbacks(execute=False):
+        cluster_update(cluster=clusters[0], updated_by=operator, upgrade_driver="system-upgrade-controller")
+    page = op_client.get(reverse("upgrades:plan", args=[plan.pk])).content.decode()
+    assert 'id="preflight-stale"' in page and "pksweb runs it again" in page
