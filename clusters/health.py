@@ -46,6 +46,18 @@ def assess(result: ProbeResult) -> tuple[ClusterStatus, list[str]]:
     return (ClusterStatus.DEGRADED if reasons else ClusterStatus.HEALTHY), reasons
 
 
+STALE_AFTER_SWEEPS = 3
+STALE_AT_LEAST = timedelta(seconds=90)
+
+
+def stale(last_probe_at: datetime | None, *, now: datetime, interval: float) -> bool:
+    """Whether a status is too old to stand for the cluster now: no probe for three sweep intervals (90 s at
+    least). Pages say so next to the status, rather than show a healthy cluster that may have gone dark."""
+    if last_probe_at is None:
+        return False
+    return now - last_probe_at > max(STALE_AT_LEAST, timedelta(seconds=STALE_AFTER_SWEEPS * interval))
+
+
 @dataclass
 class SpanLike:
     status: str

@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState
+from clusters.health import stale
 from pksweb.validators import dns_label
 
 
@@ -64,6 +65,11 @@ class Cluster(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def probe_stale(self) -> bool:
+        """No probe for a while: the status shown may no longer hold (see clusters.health.stale)."""
+        return stale(self.last_probe_at, now=timezone.now(), interval=settings.PKSWEB_HEALTH_INTERVAL)
 
     @property
     def execution_inputs(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
@@ -81,9 +82,13 @@ def render_rows(rows: list[FleetRow], *, oob: bool = False, upgrading: dict[int,
             if len(reasons) > MAX_REASONS:
                 items += f'<li class="muted">+{len(reasons) - MAX_REASONS} more</li>'
             reason_html = f'<ul class="reasons">{items}</ul>'
+        stale = ""
         if row.last_probe_at:
             probe = (f'<time datetime="{row.last_probe_at.isoformat()}" title="{row.last_probe_at:%Y-%m-%d %H:%M:%S} UTC">'
                      f"{_ago(row.last_probe_at, now)} ago</time>")
+            if health.stale(row.last_probe_at, now=now, interval=settings.PKSWEB_HEALTH_INTERVAL):
+                stale = (f' <span class="status status-unknown stale" title="No probe for {_ago(row.last_probe_at, now)}: this '
+                         'status may no longer hold">stale</span>')
         else:
             probe = "never"
         available = health.availability(row.spans, now=now, window=DAY)
@@ -95,7 +100,7 @@ def render_rows(rows: list[FleetRow], *, oob: bool = False, upgrading: dict[int,
             f'<tr id="cluster-{row.pk}" data-status="{status}"{swap}>'
             f'<td><a href="{detail.format(row.pk)}">{escape(row.name)}</a></td>'
             f'<td><span class="status status-{status}" data-status="{status}">{escape(LABELS.get(row.status, row.status))}</span>'
-            f"{upgrade_badge}{reason_html}</td>"
+            f"{stale}{upgrade_badge}{reason_html}</td>"
             f"<td>{escape(row.version) or '—'}</td>"
             f"<td>{f'{row.nodes_ready}/{row.nodes_total}' if row.nodes_total else '—'}</td>"
             f"<td>{probe}</td>"

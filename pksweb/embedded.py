@@ -1,8 +1,9 @@
 """The embedded mode's Celery: a worker and beat in threads of the server process.
 
 With the in-memory broker (``memory://``) a separate worker process could not
-see the queue, so the server runs one itself: a solo-pool worker thread (tasks run
-one at a time, like a single worker process) and beat in another thread. Tasks
+see the queue, so the server runs one itself: a worker with a small thread pool (a drain
+waiting minutes on a PodDisruptionBudget must not hold up the health sweep or other
+operations) and beat in another thread. Tasks
 queued by views, and events those tasks publish, stay inside this process, where
 ``EmbeddedChannelLayer`` delivers them to open pages.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from celery.beat import EmbeddedService
 from django.conf import settings
@@ -20,13 +22,18 @@ from pksweb.celery import app
 log = logging.getLogger(__name__)
 
 
+def worker_pool() -> dict[str, Any]:
+    """How the embedded worker runs tasks: side by side in a few threads, so one long task (a drain waiting on a
+    budget, a driver command) never holds up the health sweep or the other operations."""
+    return {"pool": "threads", "concurrency": settings.PKSWEB_EMBEDDED_WORKER_THREADS}
+
+
 def start_embedded_celery() -> None:
     """Start the worker and beat threads (daemon threads: they end with the server)."""
     worker = app.WorkController(
         app=app,
         hostname="embedded@pksweb",
-        pool="solo",
-        concurrency=1,
+        **worker_pool(),
         loglevel="INFO",
         without_heartbeat=True,
         without_mingle=True,

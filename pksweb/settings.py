@@ -328,6 +328,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 # The embedded server runs a worker and beat in threads of its own process.
 PKSWEB_EMBEDDED_CELERY = CELERY_BROKER_URL.startswith("memory://")
+PKSWEB_EMBEDDED_WORKER_THREADS = int(_env("PKSWEB_EMBEDDED_WORKER_THREADS", "4"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

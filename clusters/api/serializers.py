@@ -12,10 +12,14 @@ from clusters.models import Cluster, ClusterNode, HealthSpan, NodeOperation
 class ClusterSerializer(serializers.ModelSerializer):
     """A cluster as read back: never its credential."""
 
+    probe_stale = serializers.BooleanField(read_only=True, help_text="No probe for three sweep intervals (90 s at least): the "
+                                                                      "status may no longer hold.")
+
     class Meta:
         model = Cluster
         fields = ["id", "name", "server", "context", "status", "reasons", "version", "nodes_ready", "nodes_total",
-                  "warnings", "last_probe_at", "last_probe_ms", "status_since", "created_at", "upgrade_driver", "upgrade_command"]
+                  "warnings", "last_probe_at", "last_probe_ms", "status_since", "created_at", "upgrade_driver", "upgrade_command",
+                  "probe_stale"]
         read_only_fields = fields
 
 

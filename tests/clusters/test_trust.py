@@ -14,6 +14,7 @@ from clusters.kube import Credential
 from clusters.models import Cluster, ClusterNode, NodeOperation
 from pksweb.models import Event, Lease
 from tests.clusters.conftest import kubeconfig_text
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -307,3 +308,41 @@ def test_a_drain_never_deletes_a_pod_no_controller_would_recreate(registered, sa
 def test_a_command_of_any_size_is_refused_in_words(operator_api, registered):
     response = operator_api.patch(f"/api/clusters/{registered.pk}/", {"upgrade_command": ["x"] * 100_000}, format="json")
     assert response.status_code == 400 and "Keep the command to 64 arguments" in str(response.json())
+
+
+def test_a_status_no_probe_has_confirmed_for_a_while_says_it_is_stale(op_client, operator_api, registered):
+    """Found by the hostile review: while every worker was busy, an unreachable cluster stayed "healthy"; pages
+    and the API now say when a status is too old to stand for the cluster."""
+    Cluster.objects.filter(pk=registered.pk).update(last_probe_at=timezone.now() - timezone.timedelta(minutes=5))
+    assert 'class="status status-unknown stale"' in op_client.get(reverse("clusters:fleet")).content.decode()
+    assert 'id="probe-stale"' in op_client.get(reverse("clusters:detail", args=[registered.pk])).content.decode()
+    assert operator_api.get(f"/api/clusters/{registered.pk}/").json()["probe_stale"] is True
+    services.cluster_probe(cluster=registered)
+    assert operator_api.get(f"/api/clusters/{registered.pk}/").json()["probe_stale"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_the_embedded_worker_a_long_drain_does_not_hold_up_the_sweep(registered, sandbox_cluster, operator):
+    """Found by the hostile review: with one worker thread, a drain waiting on a budget froze every cluster's dial
+    tone for as long as it waited. The embedded worker's own pool (pksweb.embedded.worker_pool) runs them side by side."""
+    from celery.contrib.testing.worker import start_worker
+
+    from pksweb.celery import app
+    from pksweb.embedded import worker_pool
+
+    sandbox_cluster.faults.update({"frozen_pdbs": ["*"]})
+    sandbox_cluster.refresh_budgets()
+    app.control.purge()
+    with start_worker(app, **worker_pool(), perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30):
+        operation = services.node_operation_start(cluster=registered, node=_worker(registered), kind="drain",
+                                                  requested_by=operator, timeout_seconds=15)
+        wait_for(lambda: NodeOperation.objects.get(pk=operation.pk).state == "running", timeout=10, what="the drain to start")
+        before = Cluster.objects.get(pk=registered.pk).last_probe_at
+        from clusters.tasks import probe_cluster
+
+        probe_cluster.delay(registered.pk)
+        wait_for(lambda: Cluster.objects.get(pk=registered.pk).last_probe_at > before, timeout=10, what="a probe beside the drain")
+        assert NodeOperation.objects.get(pk=operation.pk).state == "running"  # the drain still waits on its budget
+        sandbox_cluster.faults.update({"frozen_pdbs": []})
+        sandbox_cluster.refresh_budgets()
+        wait_for(lambda: NodeOperation.objects.get(pk=operation.pk).state == "succeeded", timeout=30, what="the drain to finish")
