@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from clusters.sandbox import errors, openapi, reviews, tables
+from clusters.sandbox import access, errors, openapi, reviews, tables
 from clusters.sandbox.cluster import SandboxCluster, version_info
 from clusters.sandbox.matching import field_selector, label_selector
 from clusters.sandbox.patches import apply_patch
@@ -152,21 +152,28 @@ def _dispatch(cluster: SandboxCluster, request: Request) -> Response | WatchStre
 
 def _impersonated(cluster: SandboxCluster, request: Request, user: str) -> str:
     """The user a request acts as: ``Impersonate-User`` (and ``Impersonate-Group``) when RBAC lets the caller
-    impersonate (``kubectl --as``), else the caller."""
+    impersonate them (``kubectl --as``, ``--as-group``), else the caller.
+
+    As kube-apiserver: a service account's user name (``system:serviceaccount:<ns>:<name>``) is impersonated
+    by ``impersonate`` on that ``serviceaccounts`` object, and gets its service account groups unless groups
+    are named; every impersonated user but ``system:anonymous`` gets ``system:authenticated``.
+    """
     target = request.headers.get("impersonate-user", "").strip()
     groups = tuple(g.strip() for g in request.headers.get("impersonate-group", "").split(",") if g.strip())
     if not target and not groups:
         return user
     if not target:
-        raise errors.internal_error("requested group impersonation without user impersonation")
-    if not cluster.may(user, "impersonate", "users", "", "", target, groups=request.groups):
-        raise errors.ApiError(403, "Forbidden", f'users "{target}" is forbidden: User "{user}" cannot impersonate resource "users" '
-                              'in API group "" at the cluster scope', {"name": target, "kind": "users"})
+        raise errors.internal_error(f"requested impersonating groups {list(groups)} without impersonating a user")
+    account = access.service_account_of(target)
+    if account is not None:
+        if not cluster.may(user, "impersonate", "serviceaccounts", "", account[0], account[1], groups=request.groups):
+            raise errors.forbidden(user, "impersonate", "serviceaccounts", "", account[0], account[1])
+    elif not cluster.may(user, "impersonate", "users", "", "", target, groups=request.groups):
+        raise errors.forbidden(user, "impersonate", "users", "", "", target)
     for group in groups:
         if not cluster.may(user, "impersonate", "groups", "", "", group, groups=request.groups):
-            raise errors.ApiError(403, "Forbidden", f'groups "{group}" is forbidden: User "{user}" cannot impersonate resource '
-                                  '"groups" in API group "" at the cluster scope', {"name": group, "kind": "groups"})
-    request.groups = groups
+            raise errors.forbidden(user, "impersonate", "groups", "", "", group)
+    request.groups = access.user_groups(target, groups, named=bool(groups))
     return target
 
 

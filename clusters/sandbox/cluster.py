@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clusters.sandbox import access, defaults, errors, validation
+from clusters.sandbox import access, bootstrap, defaults, errors, validation
 from clusters.sandbox.faults import Faults
 from clusters.sandbox.matching import Predicate, selector_object
 from clusters.sandbox.resources import RESOURCES, ResourceType, by_plural
@@ -124,11 +124,22 @@ class SandboxCluster:
         self.later: Callable[[float, Callable[[], None]], None] = self._later_thread
         self._dirty_namespaces: set[str] = set()
         self._nodes_changed = False
+        self._roles_changed = False
         self._settling = False
         self._soon: list[Callable[[], None]] = []
         self.stats: dict[str, int] = {}
         # Controller steps that failed (``_controller``): tests check none did.
         self.controller_errors: deque[str] = deque(maxlen=100)
+        self._bootstrap_rbac()
+
+    def _bootstrap_rbac(self) -> None:
+        """The default ClusterRoles and ClusterRoleBindings (``bootstrap.py``), there before anything else."""
+        with self.lock:
+            for role in bootstrap.cluster_roles():
+                self._create(CLUSTERROLES, role)
+            for binding in bootstrap.cluster_role_bindings():
+                self._create(CLUSTERROLEBINDINGS, binding)
+            self._settle()
 
     # ---- identity and auth --------------------------------------------------
 
@@ -153,17 +164,19 @@ class SandboxCluster:
     def may(self, user: str, verb: str, resource: str = "", group: str = "", namespace: str = "", name: str = "", *,
             groups: tuple[str, ...] | list[str] | None = None, path: str = "") -> bool:
         """Whether RBAC lets ``user`` do ``verb`` on ``resource`` (``pods/eviction`` for a subresource) or, given
-        ``path``, on that non-resource URL. ``groups`` are the user's groups when a review names them; otherwise
-        those ``add_user`` gave."""
-        if verb == "create" and group == "authorization.k8s.io" and resource in SELF_REVIEWS:
-            return True  # system:basic-user: everyone may ask what they may do
-        if user == DENIED_USER:
-            return False
+        ``path``, on that non-resource URL. ``groups``: exactly the user's groups (an impersonated user's, or those
+        a SubjectAccessReview names); None: those of the user's token (``add_user``) plus what every authenticated
+        user (and service account) has (``access.user_groups``)."""
         if user == ADMIN_USER:
             return True
+        if user in (VIEWER_USER, DENIED_USER) and verb == "create" and group == "authorization.k8s.io" and resource in SELF_REVIEWS:
+            return True  # system:basic-user
+        if user == DENIED_USER:
+            return False
         if user == VIEWER_USER:
             return verb in ("get", "list", "watch")
-        groups = groups if groups is not None else next((g for u, g in self.users.values() if u == user), ())
+        if groups is None:
+            groups = access.user_groups(user, self._token_groups(user))
         with self.lock:
             bindings = [*self.objects[CLUSTERROLEBINDINGS].values(),
                         *(b for (ns, _), b in self.objects[ROLEBINDINGS].items() if namespace and ns == namespace)]
@@ -172,6 +185,10 @@ class SandboxCluster:
                                                role_rules=self._role_rules)
             return access.rbac_allows(user=user, groups=groups, verb=verb, resource=resource, group=group, namespace=namespace,
                                       name=name, bindings=bindings, role_rules=self._role_rules)
+
+    def _token_groups(self, user: str) -> tuple[str, ...]:
+        """The groups ``add_user`` gave ``user``'s token (none for a user it does not know)."""
+        return next((g for u, g in self.users.values() if u == user), ())
 
     def rules(self, user: str, namespace: str, groups: tuple[str, ...] | list[str] | None = None) -> tuple[list[Obj], list[Obj]]:
         """(resource rules, non-resource rules) ``user`` has in ``namespace``: a SelfSubjectRulesReview's answer."""
@@ -183,15 +200,21 @@ class SandboxCluster:
         if user == VIEWER_USER:
             return [{"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]}, *basic], [
                 {"verbs": ["get"], "nonResourceURLs": ["*"]}]
-        groups = groups if groups is not None else next((g for u, g in self.users.values() if u == user), ())
+        if groups is None:
+            groups = access.user_groups(user, self._token_groups(user))
         with self.lock:
             bindings = [*self.objects[CLUSTERROLEBINDINGS].values(),
                         *(b for (ns, _), b in self.objects[ROLEBINDINGS].items() if namespace and ns == namespace)]
             found = access.rules_of(user=user, groups=groups, namespace=namespace, bindings=bindings, role_rules=self._role_rules)
-        resource_rules = [{k: rule[k] for k in ("verbs", "apiGroups", "resources", "resourceNames") if rule.get(k)}
-                          for rule in found if rule.get("resources")]
-        path_rules = [{k: rule[k] for k in ("verbs", "nonResourceURLs") if rule.get(k)} for rule in found if rule.get("nonResourceURLs")]
-        return [*resource_rules, *basic], path_rules
+        resource_rules, path_rules = [], []
+        for rule in found:  # each once, as the rules review lists them
+            shown = {k: rule[k] for k in ("verbs", "apiGroups", "resources", "resourceNames") if rule.get(k)}
+            if rule.get("resources") and shown not in resource_rules:
+                resource_rules.append(shown)
+            shown = {k: rule[k] for k in ("verbs", "nonResourceURLs") if rule.get(k)}
+            if rule.get("nonResourceURLs") and shown not in path_rules:
+                path_rules.append(shown)
+        return resource_rules, path_rules
 
     def _role_rules(self, ref: Obj, namespace: str) -> list[Obj]:
         if ref.get("kind") == "ClusterRole":
@@ -312,6 +335,8 @@ class SandboxCluster:
             self._dirty_namespaces.add(obj["metadata"].get("namespace", ""))
         elif resource is NODES:
             self._nodes_changed = True
+        elif resource is CLUSTERROLES:
+            self._roles_changed = True
 
     def watch(self, resource: ResourceType, namespace: str, labels: Predicate, fields: Predicate,
               push: Callable[[str, Obj], None], since: int | None) -> Watcher:
@@ -886,10 +911,12 @@ class SandboxCluster:
             for _ in range(20):
                 while self._soon:
                     self._controller("a timer", self._soon.pop(0))
-                namespaces, nodes_changed = self._dirty_namespaces, self._nodes_changed
-                self._dirty_namespaces, self._nodes_changed = set(), False
-                if not namespaces and not nodes_changed:
+                namespaces, nodes_changed, roles_changed = self._dirty_namespaces, self._nodes_changed, self._roles_changed
+                self._dirty_namespaces, self._nodes_changed, self._roles_changed = set(), False, False
+                if not namespaces and not nodes_changed and not roles_changed:
                     break
+                if roles_changed:
+                    self._controller("the clusterrole aggregation controller", self._aggregate_cluster_roles)
                 if nodes_changed:
                     namespaces |= {ns for (_, ns) in self.objects[NAMESPACES]}
                 for ns in sorted(namespaces):
@@ -927,6 +954,16 @@ class SandboxCluster:
             for quota in quotas:
                 hard = dict((quota.get("spec") or {}).get("hard") or {})
                 self._write_status(QUOTAS, quota, {"hard": hard, "used": {k: used.get(k, "0") for k in hard}})
+
+    def _aggregate_cluster_roles(self) -> None:
+        """Each ClusterRole with an ``aggregationRule`` gets the rules of the ClusterRoles it selects (``bootstrap.py``)."""
+        roles = self.items(CLUSTERROLES)
+        for role in roles:
+            rules = bootstrap.aggregated_rules(role, roles)
+            if rules is not None and rules != role.get("rules"):
+                new = _evolve(role)
+                new["rules"] = rules
+                self._write(CLUSTERROLES, new, "MODIFIED", role)
 
     def _owned(self, owner: Obj) -> list[Obj]:
         uid = owner["metadata"]["uid"]
