@@ -658,6 +658,30 @@ def test_fault_endpoint_validates_and_clears(sandbox, sandbox_cluster, sandbox_h
     assert sandbox_http.get(url).status_code == 401
 
 
+@pytest.mark.parametrize(("status", "reason"), [(404, "NotFound"), (409, "Conflict"), (502, ""), (504, "Timeout"),
+                                              (401, "Unauthorized"), (503, "ServiceUnavailable")])
+def test_fail_next_answers_any_error_status_with_a_status_of_its_reason(kube, sandbox_cluster, status, reason):
+    sandbox_cluster.faults.update({"fail_next": 1, "fail_status": status})
+    kube.configuration.retries = 0
+    with pytest.raises(ApiException) as exc:
+        core(kube).list_node()
+    body = status_of(exc.value)
+    assert exc.value.status == status and body["code"] == status and body["reason"] == reason and body["kind"] == "Status"
+    assert core(kube).list_node().items  # then it answers again
+
+
+def test_fault_put_merges_and_fail_status_is_an_error_code(sandbox, sandbox_cluster, sandbox_http):
+    url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/faults"
+    headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
+    sandbox_http.put(url, json={"latency_ms": 5}, headers=headers)
+    merged = sandbox_http.put(url, json={"fail_status": 418}, headers=headers).json()
+    assert (merged["latency_ms"], merged["fail_status"]) == (5, 418)  # PUT sets the named faults and keeps the others
+    for bad in (200, 302, 600, 404.5, "500"):
+        answer = sandbox_http.put(url, json={"fail_status": bad}, headers=headers)
+        assert answer.status_code == 400 and answer.json()["reason"] == "BadRequest", bad
+    assert sandbox_http.delete(url, headers=headers).json()["fail_status"] == 429
+
+
 def test_request_stats_count_what_a_probe_costs(kube, sandbox, sandbox_cluster, sandbox_http):
     url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/stats"
     headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
