@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from clusters.sandbox import access, errors, openapi, reviews, tables
+import yaml
+
+from clusters.sandbox import access, errors, openapi, protobuf, reviews, tables
 from clusters.sandbox.cluster import SandboxCluster, version_info
 from clusters.sandbox.matching import field_selector, label_selector
 from clusters.sandbox.patches import apply_patch
@@ -29,6 +31,8 @@ HEALTH_CHECKS = (
     "poststarthook/apiservice-registration-controller", "shutdown",
 )
 MAX_WATCH_SECONDS = 1800
+BODY_TYPES = ("application/json", "application/yaml", protobuf.CONTENT_TYPE)
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 logger = logging.getLogger(__name__)
 
 
@@ -75,9 +79,18 @@ class Request:
         return cls(method.upper(), unquote(path).rstrip("/") or "/", query, headers, body)
 
     def json(self) -> Any:
+        """The body as JSON data, whichever of the media types a real server reads it came in (JSON, YAML, or the
+        protobuf kubectl 1.32+ sends built-in kinds in); another ``Content-Type`` is a 415, as there."""
+        content_type = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type == protobuf.CONTENT_TYPE:
+            return protobuf.decode(self.body) if self.body else None
+        if content_type not in ("", "application/json", "application/yaml", "*/*"):
+            raise errors.unsupported_media_type(BODY_TYPES)
         try:
+            if content_type == "application/yaml":
+                return yaml.load(self.body or b"null", Loader=YAML_LOADER)
             return json.loads(self.body or b"null")
-        except ValueError as exc:
+        except (ValueError, yaml.YAMLError) as exc:
             raise errors.bad_request(f"error decoding request body: {exc}") from None
 
     def flag(self, name: str) -> bool:

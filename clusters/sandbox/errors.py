@@ -139,7 +139,6 @@ def for_status(code: int, message: str) -> ApiError:
     return ApiError(code, REASONS.get(code, ""), message)
 
 
-def unsupported_media_type(content_type: str, accepted: tuple[str, ...]) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types "
-                                                 f"include: {', '.join(accepted)}"
-                    + (f" (it was {content_type})" if content_type else ""))
+def unsupported_media_type(accepted: tuple[str, ...]) -> ApiError:
+    return ApiError(415, "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}")
