@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote
 
 import yaml
 
-from clusters.sandbox import access, errors, openapi, protobuf, reviews, tables
+from clusters.sandbox import access, errors, openapi, protobuf, reviews, scale, tables
 from clusters.sandbox.cluster import SandboxCluster, version_info
 from clusters.sandbox.matching import field_selector, label_selector
 from clusters.sandbox.patches import apply_patch
@@ -147,6 +147,9 @@ def _dispatch(cluster: SandboxCluster, request: Request) -> Response | WatchStre
         return json_response(200, api_group_list())
     if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
         return _openapi(path)
+    if path == "/openapi/v2":
+        body, content_type = openapi.v2(f"v{cluster.server_version}", request.headers.get("accept", ""))
+        return Response(200, body, content_type)
     if path == "/api/v1":
         return json_response(200, api_resource_list("", "v1"))
     parts = path.strip("/").split("/")
@@ -280,6 +283,8 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
             raise errors.bad_request("name in URL does not match name in Eviction object")
         cluster.evict(namespace, name)
         return json_response(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+    if sub == "scale":
+        return _scale(cluster, request, resource, namespace, name, verb)
     if verb == "get":
         obj = cluster.get(resource, namespace, name)
         if obj is None:
@@ -308,6 +313,23 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
     options = options if isinstance(options, dict) else {}
     propagation = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
     return json_response(200, cluster.delete(resource, namespace, name, options.get("preconditions"), propagation))
+
+
+def _scale(cluster: SandboxCluster, request: Request, resource: ResourceType, namespace: str, name: str, verb: str) -> Response:
+    """GET, PUT or PATCH of a workload's ``scale``: an ``autoscaling/v1`` Scale in, a Scale out (``scale.py``)."""
+    if verb == "get":
+        obj = cluster.get(resource, namespace, name)
+        if obj is None:
+            raise errors.not_found(resource.plural, resource.group, name)
+        return json_response(200, scale.of(obj))
+    if verb == "update":
+        body = request.json()
+        obj, _ = cluster.patch(resource, namespace, name, lambda current: scale.applied(current, body))
+    else:
+        content_type = request.headers.get("content-type", "")
+        obj, _ = cluster.patch(resource, namespace, name, lambda current: scale.applied(
+            current, apply_patch(scale.of(current), request.body, content_type)))
+    return json_response(200, scale.of(obj))
 
 
 def _encode_continue(rv: str, after: tuple[str, str]) -> str:
