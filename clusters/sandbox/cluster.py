@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -38,6 +39,8 @@ VIEWER_USER = "system:serviceaccount:kube-system:pksweb-viewer"
 DENIED_USER = "system:serviceaccount:kube-system:pksweb-denied"
 SELF_REVIEWS = frozenset({"selfsubjectaccessreviews", "selfsubjectrulesreviews"})
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+NODE_LEASE_SECONDS = 40
 NODE_SELECTOR_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector"
 DEFAULT_TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -45,6 +48,11 @@ MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    """A MicroTime, as a Lease's renewTime carries it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def version_info(version: str) -> dict[str, str]:
@@ -584,7 +592,7 @@ class SandboxCluster:
         if propagation != "Orphan":
             # The garbage collector: dependents go with their owner.
             uid = old["metadata"]["uid"]
-            for dep_resource in (REPLICASETS, PODS):
+            for dep_resource in (REPLICASETS, PODS, LEASES):
                 for dep in self.items(dep_resource):
                     if any(ref.get("uid") == uid for ref in dep["metadata"].get("ownerReferences") or []):
                         self._delete(dep_resource, dep, propagation)
@@ -678,16 +686,19 @@ class SandboxCluster:
             **({"node-role.kubernetes.io/control-plane": ""} if control_plane else {"node-role.kubernetes.io/worker": ""}),
             **(labels or {}),
         }
-        index = len(self.objects[NODES]) + 1
+        # The node's pod CIDR (10.244.<index>.0/24 for the first 255) and address: the first index no node has.
+        taken = {str((n.get("spec") or {}).get("podCIDR", "")) for n in self.objects[NODES].values()}
+        index = next(i for i in range(1, len(taken) + 2) if _pod_cidr(i) not in taken)
         node = {
             "metadata": {"name": name, "labels": node_labels, "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-            "spec": {"podCIDR": f"10.244.{index}.0/24", "podCIDRs": [f"10.244.{index}.0/24"],
+            "spec": {"podCIDR": _pod_cidr(index), "podCIDRs": [_pod_cidr(index)],
                      **({"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]} if control_plane else {})},
             "status": {
                 "capacity": {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "100Gi"},
                 "allocatable": {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "95Gi"},
                 "conditions": self._node_conditions(ready=True),
-                "addresses": [{"type": "InternalIP", "address": f"172.18.0.{index + 1}"}, {"type": "Hostname", "address": name}],
+                "addresses": [{"type": "InternalIP", "address": f"172.18.{(index + 1) // 256}.{(index + 1) % 256}"},
+                              {"type": "Hostname", "address": name}],
                 "nodeInfo": {
                     "architecture": "amd64", "bootID": self._uid(), "containerRuntimeVersion": "containerd://1.7.18",
                     "kernelVersion": "6.1.0-25-amd64", "kubeProxyVersion": version, "kubeletVersion": version,
@@ -699,6 +710,7 @@ class SandboxCluster:
         }
         with self.lock:
             created = self._create(NODES, node)
+            self._renew_lease(created)
             if control_plane:
                 for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
                     self._create(PODS, self._mirror_pod(component, created, version))
@@ -793,6 +805,7 @@ class SandboxCluster:
                         updated["spec"]["containers"][0]["image"] = image.rsplit(":", 1)[0] + ":" + version
                         self._write(PODS, updated, "MODIFIED", pod)
             self.set_node_condition(name, "Ready", "True", "KubeletReady", "kubelet is posting ready status")
+            self._renew_lease(self.objects[NODES][("", name)])
 
         with self.lock:
             self._after(self.node_ready_delay if delay is None else delay, come_back)
@@ -807,7 +820,25 @@ class SandboxCluster:
                 for cond in _conditions(node):
                     cond["lastHeartbeatTime"] = stamp
                 self._write(NODES, node, "MODIFIED", old)
+                if self._node_ready(node):  # a kubelet being replaced renews nothing
+                    self._renew_lease(node)
             self._settle()
+
+    def _renew_lease(self, node: Obj) -> None:
+        """The node's kubelet renews its Lease in kube-node-lease (made when missing; none without that namespace)."""
+        name = node["metadata"]["name"]
+        if ("", NODE_LEASE_NAMESPACE) not in self.objects[NAMESPACES]:
+            return
+        old = self.objects[LEASES].get((NODE_LEASE_NAMESPACE, name))
+        if old is None:
+            self._create(LEASES, {"metadata": {"name": name, "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}]},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": NODE_LEASE_SECONDS, "renewTime": now_micro()}},
+                NODE_LEASE_NAMESPACE)
+            return
+        lease = copy.deepcopy(old)
+        lease.setdefault("spec", {})["renewTime"] = now_micro()
+        self._write(LEASES, lease, "MODIFIED", old)
 
     def _pods_on_node_ready(self, node_name: str, ready: bool) -> None:
         for pod in self.items(PODS):
@@ -848,13 +879,31 @@ class SandboxCluster:
             ready = bool(node_now) and self._node_ready(node_now)
             started = _evolve(current)
             started["status"]["phase"] = "Running"
-            started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
-            started["status"]["podIPs"] = [{"ip": started["status"]["podIP"]}]
+            self._set_pod_ip(started)
             self._write(PODS, started, "MODIFIED", current)
             self._set_pod_ready(started, ready)
 
         self._after(self.pod_start_delay, start)
         return new
+
+    def _set_pod_ip(self, pod: Obj) -> None:
+        """``status.podIP(s)`` of a starting pod: the node's address for a host-network pod, else the lowest
+        address of the node's pod CIDR that no pod on the node has (as a CNI's host-local IPAM hands them out)."""
+        node = self.objects[NODES].get(("", pod["spec"].get("nodeName", "")))
+        ip = ""
+        if node is not None and pod["spec"].get("hostNetwork"):
+            ip = _internal_ip(node)
+        elif node is not None:
+            try:
+                network = ipaddress.ip_network(str((node.get("spec") or {}).get("podCIDR", "")))
+            except ValueError:
+                network = None
+            if network is not None:
+                used = {(p.get("status") or {}).get("podIP") for p in self.objects[PODS].values()
+                        if p["spec"].get("nodeName") == node["metadata"]["name"] and p["metadata"]["uid"] != pod["metadata"]["uid"]}
+                ip = next((str(a) for a in network.hosts() if a != network.network_address + 1 and str(a) not in used), "")
+        if ip:
+            pod["status"]["podIP"], pod["status"]["podIPs"] = ip, [{"ip": ip}]
 
     @staticmethod
     def _container_status(container: Obj, *, ready: bool, restarts: int = 0) -> Obj:
@@ -1308,7 +1357,7 @@ class SandboxCluster:
                 if pod["status"].get("phase") == "Pending" and pod["spec"].get("nodeName"):
                     started = _evolve(pod)
                     started["status"]["phase"] = "Running"
-                    started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
+                    self._set_pod_ip(started)
                     self._write(PODS, started, "MODIFIED", pod)
                     node = self.objects[NODES].get(("", pod["spec"]["nodeName"]))
                     self._set_pod_ready(started, bool(node) and self._node_ready(node))
@@ -1359,6 +1408,10 @@ def _kubelet_version(node: Obj) -> str:
     return str(info.get("kubeletVersion") or "") if isinstance(info, dict) else ""
 
 
+def _pod_cidr(index: int) -> str:
+    return f"10.{244 + index // 256}.{index % 256}.0/24"
+
+
 def _internal_ip(node: Obj) -> str:
     addresses = (node.get("status") or {}).get("addresses") or []
     found = [a.get("address", "") for a in addresses if isinstance(a, dict) and a.get("type") == "InternalIP"]
@@ -1386,6 +1439,7 @@ REPLICASETS = by_plural("replicasets", "apps")
 DAEMONSETS = by_plural("daemonsets", "apps")
 STATEFULSETS = by_plural("statefulsets", "apps")
 PDBS = by_plural("poddisruptionbudgets", "policy")
+LEASES = by_plural("leases", "coordination.k8s.io")
 ROLES = by_plural("roles", "rbac.authorization.k8s.io")
 ROLEBINDINGS = by_plural("rolebindings", "rbac.authorization.k8s.io")
 CLUSTERROLES = by_plural("clusterroles", "rbac.authorization.k8s.io")

@@ -218,6 +218,10 @@ def _event(obj: Obj) -> list[Any]:
             str(obj.get("message", "")).strip(), age(first), obj.get("count") or 1, _meta(obj).get("name", "")]
 
 
+def _lease(obj: Obj) -> list[Any]:
+    return [_meta(obj).get("name", ""), _none(_spec(obj).get("holderIdentity")), _created(obj)]
+
+
 def _generic(obj: Obj) -> list[Any]:
     return [_meta(obj).get("name", ""), _created(obj)]
 
@@ -225,6 +229,7 @@ def _generic(obj: Obj) -> list[Any]:
 NAME: Column = ("Name", "string", 0)
 AGE: Column = ("Age", "string", 0)
 PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
+    "leases": ([NAME, ("Holder", "string", 0), AGE], _lease),
     "nodes": ([NAME, ("Status", "string", 0), ("Roles", "string", 0), AGE, ("Version", "string", 0), ("Internal-IP", "string", 1),
                ("External-IP", "string", 1), ("OS-Image", "string", 1), ("Kernel-Version", "string", 1),
                ("Container-Runtime", "string", 1)], _node),
