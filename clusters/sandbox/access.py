@@ -1,10 +1,16 @@
 """The sandbox's RBAC authorizer and Pod Security admission, as a real API server has them.
 
 RBAC: a request is allowed when a ClusterRoleBinding, or a RoleBinding in the request's
-namespace, names the user or one of its groups and its role has a rule matching the
-API group, the resource (``pods/eviction`` for subresources), the verb and, when the
-rule lists them, the object's name. For the ``namespaces`` resource the namespace of a
-request is the namespace named, so a RoleBinding can grant reading one's own namespace.
+namespace, names the user (``User``), one of its groups (``Group``) or, for the user
+``system:serviceaccount:<ns>:<name>``, that ``ServiceAccount`` (a subject without a
+namespace in a RoleBinding means the binding's namespace), and its role has a rule
+matching the API group, the resource (``pods/eviction`` for subresources), the verb and,
+when the rule lists them, the object's name. For the ``namespaces`` resource the
+namespace of a request is the namespace named, so a RoleBinding can grant reading one's
+own namespace. The groups are exactly those given: ``user_groups`` makes an authenticated
+user's (``system:authenticated``, and a service account's ``system:serviceaccounts`` and
+``system:serviceaccounts:<ns>``), as the authenticator and impersonation do; a
+SubjectAccessReview asks about the groups it names and no others.
 
 Pod Security: the namespace's ``pod-security.kubernetes.io/enforce`` level (baseline or
 restricted) refuses pods that break it, with the API server's wording.
@@ -29,12 +35,53 @@ def _rule_allows(rule: Obj, verb: str, resource: str, group: str, name: str) -> 
             and ("*" in verbs or verb in verbs) and (not names or name in names))
 
 
-def _names_subject(subjects: Iterable[Obj] | None, user: str, groups: set[str]) -> bool:
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+AUTHENTICATED = "system:authenticated"
+UNAUTHENTICATED = "system:unauthenticated"
+ANONYMOUS = "system:anonymous"
+
+
+def service_account_of(user: str) -> tuple[str, str] | None:
+    """(namespace, name) when ``user`` is a service account's user name, as the API server splits it."""
+    if not user.startswith(SERVICE_ACCOUNT_PREFIX):
+        return None
+    namespace, sep, name = user[len(SERVICE_ACCOUNT_PREFIX):].partition(":")
+    return (namespace, name) if sep and namespace and name and ":" not in name else None
+
+
+def user_groups(user: str, groups: Iterable[str] = (), *, named: bool = False) -> tuple[str, ...]:
+    """The groups an authenticated ``user`` acts with.
+
+    ``groups`` are those the authenticator (a token's) or ``Impersonate-Group`` headers gave
+    (``named``: the request named them). A service account gets ``system:serviceaccounts`` and
+    ``system:serviceaccounts:<ns>`` unless the request named its groups; everyone but
+    ``system:anonymous`` gets ``system:authenticated`` unless ``system:(un)authenticated`` is named.
+    """
+    found = list(dict.fromkeys(groups))
+    account = service_account_of(user)
+    if account is not None and not named:
+        found += [g for g in ("system:serviceaccounts", f"system:serviceaccounts:{account[0]}") if g not in found]
+    if user == ANONYMOUS:
+        return (*found, *([UNAUTHENTICATED] if UNAUTHENTICATED not in found else []))
+    if AUTHENTICATED not in found and UNAUTHENTICATED not in found:
+        found.append(AUTHENTICATED)
+    return tuple(found)
+
+
+def _names_subject(subjects: Iterable[Obj] | None, user: str, groups: set[str], binding_namespace: str) -> bool:
+    account = service_account_of(user)
     for subject in subjects or []:
-        if subject.get("kind") == "User" and subject.get("name") == user:
+        if not isinstance(subject, dict):
+            continue
+        kind, name = subject.get("kind"), subject.get("name")
+        if kind == "User" and name == user:
             return True
-        if subject.get("kind") == "Group" and subject.get("name") in groups:
+        if kind == "Group" and name in groups:
             return True
+        if kind == "ServiceAccount" and account is not None:
+            # A RoleBinding's subject without a namespace is a service account of the binding's namespace.
+            if account == (subject.get("namespace") or binding_namespace, name):
+                return True
     return False
 
 
@@ -44,12 +91,12 @@ def rbac_allows(*, user: str, groups: Iterable[str], verb: str, resource: str, g
 
     ``role_rules(roleRef, binding_namespace)`` returns the rules of the role a binding refers to.
     """
-    member_of = {*groups, "system:authenticated"}
+    member_of = set(groups)
     for binding in bindings:
         binding_namespace = (binding.get("metadata") or {}).get("namespace", "")
         if binding_namespace and binding_namespace != namespace:
             continue
-        if not _names_subject(binding.get("subjects"), user, member_of):
+        if not _names_subject(binding.get("subjects"), user, member_of, binding_namespace):
             continue
         if any(_rule_allows(rule, verb, resource, group, name) for rule in role_rules(binding.get("roleRef") or {}, binding_namespace)):
             return True
@@ -63,9 +110,9 @@ def _path_matches(pattern: str, path: str) -> bool:
 def rbac_allows_path(*, user: str, groups: Iterable[str], verb: str, path: str, bindings: Iterable[Obj],
                      role_rules: Callable[[Obj, str], list[Obj]]) -> bool:
     """Whether a ClusterRoleBinding grants ``verb`` on the non-resource URL ``path`` (``/healthz``, ``/metrics``)."""
-    member_of = {*groups, "system:authenticated"}
+    member_of = set(groups)
     for binding in bindings:
-        if (binding.get("metadata") or {}).get("namespace") or not _names_subject(binding.get("subjects"), user, member_of):
+        if (binding.get("metadata") or {}).get("namespace") or not _names_subject(binding.get("subjects"), user, member_of, ""):
             continue
         for rule in role_rules(binding.get("roleRef") or {}, ""):
             verbs = rule.get("verbs") or []
@@ -77,11 +124,12 @@ def rbac_allows_path(*, user: str, groups: Iterable[str], verb: str, path: str, 
 def rules_of(*, user: str, groups: Iterable[str], namespace: str, bindings: Iterable[Obj],
              role_rules: Callable[[Obj, str], list[Obj]]) -> list[Obj]:
     """Every rule the bindings (ClusterRoleBindings and ``namespace``'s RoleBindings) give the user."""
-    member_of = {*groups, "system:authenticated"}
+    member_of = set(groups)
     found = []
     for binding in bindings:
         binding_namespace = (binding.get("metadata") or {}).get("namespace", "")
-        if (not binding_namespace or binding_namespace == namespace) and _names_subject(binding.get("subjects"), user, member_of):
+        if (not binding_namespace or binding_namespace == namespace) and _names_subject(binding.get("subjects"), user, member_of,
+                                                                                          binding_namespace):
             found += [rule for rule in role_rules(binding.get("roleRef") or {}, binding_namespace) if isinstance(rule, dict)]
     return found
 

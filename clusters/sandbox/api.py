@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from clusters.sandbox import errors, openapi, reviews, tables
+import yaml
+
+from clusters.sandbox import access, errors, openapi, protobuf, reviews, scale, tables
 from clusters.sandbox.cluster import SandboxCluster, version_info
 from clusters.sandbox.matching import field_selector, label_selector
 from clusters.sandbox.patches import apply_patch
@@ -29,6 +31,8 @@ HEALTH_CHECKS = (
     "poststarthook/apiservice-registration-controller", "shutdown",
 )
 MAX_WATCH_SECONDS = 1800
+BODY_TYPES = ("application/json", "application/yaml", protobuf.CONTENT_TYPE)
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 logger = logging.getLogger(__name__)
 
 
@@ -75,9 +79,18 @@ class Request:
         return cls(method.upper(), unquote(path).rstrip("/") or "/", query, headers, body)
 
     def json(self) -> Any:
+        """The body as JSON data, whichever of the media types a real server reads it came in (JSON, YAML, or the
+        protobuf kubectl 1.32+ sends built-in kinds in); another ``Content-Type`` is a 415, as there."""
+        content_type = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type == protobuf.CONTENT_TYPE:
+            return protobuf.decode(self.body) if self.body else None
+        if content_type not in ("", "application/json", "application/yaml", "*/*"):
+            raise errors.unsupported_media_type(BODY_TYPES)
         try:
+            if content_type == "application/yaml":
+                return yaml.load(self.body or b"null", Loader=YAML_LOADER)
             return json.loads(self.body or b"null")
-        except ValueError as exc:
+        except (ValueError, yaml.YAMLError) as exc:
             raise errors.bad_request(f"error decoding request body: {exc}") from None
 
     def flag(self, name: str) -> bool:
@@ -134,6 +147,9 @@ def _dispatch(cluster: SandboxCluster, request: Request) -> Response | WatchStre
         return json_response(200, api_group_list())
     if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
         return _openapi(path)
+    if path == "/openapi/v2":
+        body, content_type = openapi.v2(f"v{cluster.server_version}", request.headers.get("accept", ""))
+        return Response(200, body, content_type)
     if path == "/api/v1":
         return json_response(200, api_resource_list("", "v1"))
     parts = path.strip("/").split("/")
@@ -152,21 +168,28 @@ def _dispatch(cluster: SandboxCluster, request: Request) -> Response | WatchStre
 
 def _impersonated(cluster: SandboxCluster, request: Request, user: str) -> str:
     """The user a request acts as: ``Impersonate-User`` (and ``Impersonate-Group``) when RBAC lets the caller
-    impersonate (``kubectl --as``), else the caller."""
+    impersonate them (``kubectl --as``, ``--as-group``), else the caller.
+
+    As kube-apiserver: a service account's user name (``system:serviceaccount:<ns>:<name>``) is impersonated
+    by ``impersonate`` on that ``serviceaccounts`` object, and gets its service account groups unless groups
+    are named; every impersonated user but ``system:anonymous`` gets ``system:authenticated``.
+    """
     target = request.headers.get("impersonate-user", "").strip()
     groups = tuple(g.strip() for g in request.headers.get("impersonate-group", "").split(",") if g.strip())
     if not target and not groups:
         return user
     if not target:
-        raise errors.internal_error("requested group impersonation without user impersonation")
-    if not cluster.may(user, "impersonate", "users", "", "", target, groups=request.groups):
-        raise errors.ApiError(403, "Forbidden", f'users "{target}" is forbidden: User "{user}" cannot impersonate resource "users" '
-                              'in API group "" at the cluster scope', {"name": target, "kind": "users"})
+        raise errors.internal_error(f"requested impersonating groups {list(groups)} without impersonating a user")
+    account = access.service_account_of(target)
+    if account is not None:
+        if not cluster.may(user, "impersonate", "serviceaccounts", "", account[0], account[1], groups=request.groups):
+            raise errors.forbidden(user, "impersonate", "serviceaccounts", "", account[0], account[1])
+    elif not cluster.may(user, "impersonate", "users", "", "", target, groups=request.groups):
+        raise errors.forbidden(user, "impersonate", "users", "", "", target)
     for group in groups:
         if not cluster.may(user, "impersonate", "groups", "", "", group, groups=request.groups):
-            raise errors.ApiError(403, "Forbidden", f'groups "{group}" is forbidden: User "{user}" cannot impersonate resource '
-                                  '"groups" in API group "" at the cluster scope', {"name": group, "kind": "groups"})
-    request.groups = groups
+            raise errors.forbidden(user, "impersonate", "groups", "", "", group)
+    request.groups = access.user_groups(target, groups, named=bool(groups))
     return target
 
 
@@ -260,6 +283,8 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
             raise errors.bad_request("name in URL does not match name in Eviction object")
         cluster.evict(namespace, name)
         return json_response(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+    if sub == "scale":
+        return _scale(cluster, request, resource, namespace, name, verb)
     if verb == "get":
         obj = cluster.get(resource, namespace, name)
         if obj is None:
@@ -288,6 +313,23 @@ def _resource_request(cluster: SandboxCluster, request: Request, user: str, grou
     options = options if isinstance(options, dict) else {}
     propagation = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
     return json_response(200, cluster.delete(resource, namespace, name, options.get("preconditions"), propagation))
+
+
+def _scale(cluster: SandboxCluster, request: Request, resource: ResourceType, namespace: str, name: str, verb: str) -> Response:
+    """GET, PUT or PATCH of a workload's ``scale``: an ``autoscaling/v1`` Scale in, a Scale out (``scale.py``)."""
+    if verb == "get":
+        obj = cluster.get(resource, namespace, name)
+        if obj is None:
+            raise errors.not_found(resource.plural, resource.group, name)
+        return json_response(200, scale.of(obj))
+    if verb == "update":
+        body = request.json()
+        obj, _ = cluster.patch(resource, namespace, name, lambda current: scale.applied(current, body))
+    else:
+        content_type = request.headers.get("content-type", "")
+        obj, _ = cluster.patch(resource, namespace, name, lambda current: scale.applied(
+            current, apply_patch(scale.of(current), request.body, content_type)))
+    return json_response(200, scale.of(obj))
 
 
 def _encode_continue(rv: str, after: tuple[str, str]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clusters.sandbox import access, defaults, errors, validation
+from clusters.sandbox import access, bootstrap, defaults, errors, validation
 from clusters.sandbox.faults import Faults
 from clusters.sandbox.matching import Predicate, selector_object
 from clusters.sandbox.resources import RESOURCES, ResourceType, by_plural
@@ -38,6 +39,8 @@ VIEWER_USER = "system:serviceaccount:kube-system:pksweb-viewer"
 DENIED_USER = "system:serviceaccount:kube-system:pksweb-denied"
 SELF_REVIEWS = frozenset({"selfsubjectaccessreviews", "selfsubjectrulesreviews"})
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+NODE_LEASE_SECONDS = 40
 NODE_SELECTOR_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector"
 DEFAULT_TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -45,6 +48,11 @@ MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    """A MicroTime, as a Lease's renewTime carries it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def version_info(version: str) -> dict[str, str]:
@@ -124,11 +132,22 @@ class SandboxCluster:
         self.later: Callable[[float, Callable[[], None]], None] = self._later_thread
         self._dirty_namespaces: set[str] = set()
         self._nodes_changed = False
+        self._roles_changed = False
         self._settling = False
         self._soon: list[Callable[[], None]] = []
         self.stats: dict[str, int] = {}
         # Controller steps that failed (``_controller``): tests check none did.
         self.controller_errors: deque[str] = deque(maxlen=100)
+        self._bootstrap_rbac()
+
+    def _bootstrap_rbac(self) -> None:
+        """The default ClusterRoles and ClusterRoleBindings (``bootstrap.py``), there before anything else."""
+        with self.lock:
+            for role in bootstrap.cluster_roles():
+                self._create(CLUSTERROLES, role)
+            for binding in bootstrap.cluster_role_bindings():
+                self._create(CLUSTERROLEBINDINGS, binding)
+            self._settle()
 
     # ---- identity and auth --------------------------------------------------
 
@@ -153,17 +172,19 @@ class SandboxCluster:
     def may(self, user: str, verb: str, resource: str = "", group: str = "", namespace: str = "", name: str = "", *,
             groups: tuple[str, ...] | list[str] | None = None, path: str = "") -> bool:
         """Whether RBAC lets ``user`` do ``verb`` on ``resource`` (``pods/eviction`` for a subresource) or, given
-        ``path``, on that non-resource URL. ``groups`` are the user's groups when a review names them; otherwise
-        those ``add_user`` gave."""
-        if verb == "create" and group == "authorization.k8s.io" and resource in SELF_REVIEWS:
-            return True  # system:basic-user: everyone may ask what they may do
-        if user == DENIED_USER:
-            return False
+        ``path``, on that non-resource URL. ``groups``: exactly the user's groups (an impersonated user's, or those
+        a SubjectAccessReview names); None: those of the user's token (``add_user``) plus what every authenticated
+        user (and service account) has (``access.user_groups``)."""
         if user == ADMIN_USER:
             return True
+        if user in (VIEWER_USER, DENIED_USER) and verb == "create" and group == "authorization.k8s.io" and resource in SELF_REVIEWS:
+            return True  # system:basic-user
+        if user == DENIED_USER:
+            return False
         if user == VIEWER_USER:
             return verb in ("get", "list", "watch")
-        groups = groups if groups is not None else next((g for u, g in self.users.values() if u == user), ())
+        if groups is None:
+            groups = access.user_groups(user, self._token_groups(user))
         with self.lock:
             bindings = [*self.objects[CLUSTERROLEBINDINGS].values(),
                         *(b for (ns, _), b in self.objects[ROLEBINDINGS].items() if namespace and ns == namespace)]
@@ -172,6 +193,10 @@ class SandboxCluster:
                                                role_rules=self._role_rules)
             return access.rbac_allows(user=user, groups=groups, verb=verb, resource=resource, group=group, namespace=namespace,
                                       name=name, bindings=bindings, role_rules=self._role_rules)
+
+    def _token_groups(self, user: str) -> tuple[str, ...]:
+        """The groups ``add_user`` gave ``user``'s token (none for a user it does not know)."""
+        return next((g for u, g in self.users.values() if u == user), ())
 
     def rules(self, user: str, namespace: str, groups: tuple[str, ...] | list[str] | None = None) -> tuple[list[Obj], list[Obj]]:
         """(resource rules, non-resource rules) ``user`` has in ``namespace``: a SelfSubjectRulesReview's answer."""
@@ -183,15 +208,21 @@ class SandboxCluster:
         if user == VIEWER_USER:
             return [{"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]}, *basic], [
                 {"verbs": ["get"], "nonResourceURLs": ["*"]}]
-        groups = groups if groups is not None else next((g for u, g in self.users.values() if u == user), ())
+        if groups is None:
+            groups = access.user_groups(user, self._token_groups(user))
         with self.lock:
             bindings = [*self.objects[CLUSTERROLEBINDINGS].values(),
                         *(b for (ns, _), b in self.objects[ROLEBINDINGS].items() if namespace and ns == namespace)]
             found = access.rules_of(user=user, groups=groups, namespace=namespace, bindings=bindings, role_rules=self._role_rules)
-        resource_rules = [{k: rule[k] for k in ("verbs", "apiGroups", "resources", "resourceNames") if rule.get(k)}
-                          for rule in found if rule.get("resources")]
-        path_rules = [{k: rule[k] for k in ("verbs", "nonResourceURLs") if rule.get(k)} for rule in found if rule.get("nonResourceURLs")]
-        return [*resource_rules, *basic], path_rules
+        resource_rules, path_rules = [], []
+        for rule in found:  # each once, as the rules review lists them
+            shown = {k: rule[k] for k in ("verbs", "apiGroups", "resources", "resourceNames") if rule.get(k)}
+            if rule.get("resources") and shown not in resource_rules:
+                resource_rules.append(shown)
+            shown = {k: rule[k] for k in ("verbs", "nonResourceURLs") if rule.get(k)}
+            if rule.get("nonResourceURLs") and shown not in path_rules:
+                path_rules.append(shown)
+        return resource_rules, path_rules
 
     def _role_rules(self, ref: Obj, namespace: str) -> list[Obj]:
         if ref.get("kind") == "ClusterRole":
@@ -312,6 +343,8 @@ class SandboxCluster:
             self._dirty_namespaces.add(obj["metadata"].get("namespace", ""))
         elif resource is NODES:
             self._nodes_changed = True
+        elif resource is CLUSTERROLES:
+            self._roles_changed = True
 
     def watch(self, resource: ResourceType, namespace: str, labels: Predicate, fields: Predicate,
               push: Callable[[str, Obj], None], since: int | None) -> Watcher:
@@ -559,7 +592,7 @@ class SandboxCluster:
         if propagation != "Orphan":
             # The garbage collector: dependents go with their owner.
             uid = old["metadata"]["uid"]
-            for dep_resource in (REPLICASETS, PODS):
+            for dep_resource in (REPLICASETS, PODS, LEASES):
                 for dep in self.items(dep_resource):
                     if any(ref.get("uid") == uid for ref in dep["metadata"].get("ownerReferences") or []):
                         self._delete(dep_resource, dep, propagation)
@@ -653,16 +686,19 @@ class SandboxCluster:
             **({"node-role.kubernetes.io/control-plane": ""} if control_plane else {"node-role.kubernetes.io/worker": ""}),
             **(labels or {}),
         }
-        index = len(self.objects[NODES]) + 1
+        # The node's pod CIDR (10.244.<index>.0/24 for the first 255) and address: the first index no node has.
+        taken = {str((n.get("spec") or {}).get("podCIDR", "")) for n in self.objects[NODES].values()}
+        index = next(i for i in range(1, len(taken) + 2) if _pod_cidr(i) not in taken)
         node = {
             "metadata": {"name": name, "labels": node_labels, "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-            "spec": {"podCIDR": f"10.244.{index}.0/24", "podCIDRs": [f"10.244.{index}.0/24"],
+            "spec": {"podCIDR": _pod_cidr(index), "podCIDRs": [_pod_cidr(index)],
                      **({"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]} if control_plane else {})},
             "status": {
                 "capacity": {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "100Gi"},
                 "allocatable": {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "95Gi"},
                 "conditions": self._node_conditions(ready=True),
-                "addresses": [{"type": "InternalIP", "address": f"172.18.0.{index + 1}"}, {"type": "Hostname", "address": name}],
+                "addresses": [{"type": "InternalIP", "address": f"172.18.{(index + 1) // 256}.{(index + 1) % 256}"},
+                              {"type": "Hostname", "address": name}],
                 "nodeInfo": {
                     "architecture": "amd64", "bootID": self._uid(), "containerRuntimeVersion": "containerd://1.7.18",
                     "kernelVersion": "6.1.0-25-amd64", "kubeProxyVersion": version, "kubeletVersion": version,
@@ -674,6 +710,7 @@ class SandboxCluster:
         }
         with self.lock:
             created = self._create(NODES, node)
+            self._renew_lease(created)
             if control_plane:
                 for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
                     self._create(PODS, self._mirror_pod(component, created, version))
@@ -768,6 +805,7 @@ class SandboxCluster:
                         updated["spec"]["containers"][0]["image"] = image.rsplit(":", 1)[0] + ":" + version
                         self._write(PODS, updated, "MODIFIED", pod)
             self.set_node_condition(name, "Ready", "True", "KubeletReady", "kubelet is posting ready status")
+            self._renew_lease(self.objects[NODES][("", name)])
 
         with self.lock:
             self._after(self.node_ready_delay if delay is None else delay, come_back)
@@ -782,7 +820,25 @@ class SandboxCluster:
                 for cond in _conditions(node):
                     cond["lastHeartbeatTime"] = stamp
                 self._write(NODES, node, "MODIFIED", old)
+                if self._node_ready(node):  # a kubelet being replaced renews nothing
+                    self._renew_lease(node)
             self._settle()
+
+    def _renew_lease(self, node: Obj) -> None:
+        """The node's kubelet renews its Lease in kube-node-lease (made when missing; none without that namespace)."""
+        name = node["metadata"]["name"]
+        if ("", NODE_LEASE_NAMESPACE) not in self.objects[NAMESPACES]:
+            return
+        old = self.objects[LEASES].get((NODE_LEASE_NAMESPACE, name))
+        if old is None:
+            self._create(LEASES, {"metadata": {"name": name, "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}]},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": NODE_LEASE_SECONDS, "renewTime": now_micro()}},
+                NODE_LEASE_NAMESPACE)
+            return
+        lease = copy.deepcopy(old)
+        lease.setdefault("spec", {})["renewTime"] = now_micro()
+        self._write(LEASES, lease, "MODIFIED", old)
 
     def _pods_on_node_ready(self, node_name: str, ready: bool) -> None:
         for pod in self.items(PODS):
@@ -823,13 +879,31 @@ class SandboxCluster:
             ready = bool(node_now) and self._node_ready(node_now)
             started = _evolve(current)
             started["status"]["phase"] = "Running"
-            started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
-            started["status"]["podIPs"] = [{"ip": started["status"]["podIP"]}]
+            self._set_pod_ip(started)
             self._write(PODS, started, "MODIFIED", current)
             self._set_pod_ready(started, ready)
 
         self._after(self.pod_start_delay, start)
         return new
+
+    def _set_pod_ip(self, pod: Obj) -> None:
+        """``status.podIP(s)`` of a starting pod: the node's address for a host-network pod, else the lowest
+        address of the node's pod CIDR that no pod on the node has (as a CNI's host-local IPAM hands them out)."""
+        node = self.objects[NODES].get(("", pod["spec"].get("nodeName", "")))
+        ip = ""
+        if node is not None and pod["spec"].get("hostNetwork"):
+            ip = _internal_ip(node)
+        elif node is not None:
+            try:
+                network = ipaddress.ip_network(str((node.get("spec") or {}).get("podCIDR", "")))
+            except ValueError:
+                network = None
+            if network is not None:
+                used = {(p.get("status") or {}).get("podIP") for p in self.objects[PODS].values()
+                        if p["spec"].get("nodeName") == node["metadata"]["name"] and p["metadata"]["uid"] != pod["metadata"]["uid"]}
+                ip = next((str(a) for a in network.hosts() if a != network.network_address + 1 and str(a) not in used), "")
+        if ip:
+            pod["status"]["podIP"], pod["status"]["podIPs"] = ip, [{"ip": ip}]
 
     @staticmethod
     def _container_status(container: Obj, *, ready: bool, restarts: int = 0) -> Obj:
@@ -886,10 +960,12 @@ class SandboxCluster:
             for _ in range(20):
                 while self._soon:
                     self._controller("a timer", self._soon.pop(0))
-                namespaces, nodes_changed = self._dirty_namespaces, self._nodes_changed
-                self._dirty_namespaces, self._nodes_changed = set(), False
-                if not namespaces and not nodes_changed:
+                namespaces, nodes_changed, roles_changed = self._dirty_namespaces, self._nodes_changed, self._roles_changed
+                self._dirty_namespaces, self._nodes_changed, self._roles_changed = set(), False, False
+                if not namespaces and not nodes_changed and not roles_changed:
                     break
+                if roles_changed:
+                    self._controller("the clusterrole aggregation controller", self._aggregate_cluster_roles)
                 if nodes_changed:
                     namespaces |= {ns for (_, ns) in self.objects[NAMESPACES]}
                 for ns in sorted(namespaces):
@@ -927,6 +1003,16 @@ class SandboxCluster:
             for quota in quotas:
                 hard = dict((quota.get("spec") or {}).get("hard") or {})
                 self._write_status(QUOTAS, quota, {"hard": hard, "used": {k: used.get(k, "0") for k in hard}})
+
+    def _aggregate_cluster_roles(self) -> None:
+        """Each ClusterRole with an ``aggregationRule`` gets the rules of the ClusterRoles it selects (``bootstrap.py``)."""
+        roles = self.items(CLUSTERROLES)
+        for role in roles:
+            rules = bootstrap.aggregated_rules(role, roles)
+            if rules is not None and rules != role.get("rules"):
+                new = _evolve(role)
+                new["rules"] = rules
+                self._write(CLUSTERROLES, new, "MODIFIED", role)
 
     def _owned(self, owner: Obj) -> list[Obj]:
         uid = owner["metadata"]["uid"]
@@ -1271,7 +1357,7 @@ class SandboxCluster:
                 if pod["status"].get("phase") == "Pending" and pod["spec"].get("nodeName"):
                     started = _evolve(pod)
                     started["status"]["phase"] = "Running"
-                    started["status"]["podIP"] = f"10.244.{self.random.randint(0, 255)}.{self.random.randint(2, 254)}"
+                    self._set_pod_ip(started)
                     self._write(PODS, started, "MODIFIED", pod)
                     node = self.objects[NODES].get(("", pod["spec"]["nodeName"]))
                     self._set_pod_ready(started, bool(node) and self._node_ready(node))
@@ -1322,6 +1408,10 @@ def _kubelet_version(node: Obj) -> str:
     return str(info.get("kubeletVersion") or "") if isinstance(info, dict) else ""
 
 
+def _pod_cidr(index: int) -> str:
+    return f"10.{244 + index // 256}.{index % 256}.0/24"
+
+
 def _internal_ip(node: Obj) -> str:
     addresses = (node.get("status") or {}).get("addresses") or []
     found = [a.get("address", "") for a in addresses if isinstance(a, dict) and a.get("type") == "InternalIP"]
@@ -1349,6 +1439,7 @@ REPLICASETS = by_plural("replicasets", "apps")
 DAEMONSETS = by_plural("daemonsets", "apps")
 STATEFULSETS = by_plural("statefulsets", "apps")
 PDBS = by_plural("poddisruptionbudgets", "policy")
+LEASES = by_plural("leases", "coordination.k8s.io")
 ROLES = by_plural("roles", "rbac.authorization.k8s.io")
 ROLEBINDINGS = by_plural("rolebindings", "rbac.authorization.k8s.io")
 CLUSTERROLES = by_plural("clusterroles", "rbac.authorization.k8s.io")

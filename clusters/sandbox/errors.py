@@ -126,3 +126,19 @@ def internal_error(message: str) -> ApiError:
 
 def service_unavailable(message: str) -> ApiError:
     return ApiError(503, "ServiceUnavailable", message)
+
+
+# The reason kube-apiserver's Status carries for each code (apimachinery's errors package); others carry none.
+REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+           406: "NotAcceptable", 409: "Conflict", 410: "Expired", 413: "RequestEntityTooLarge", 415: "UnsupportedMediaType",
+           422: "Invalid", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
+
+
+def for_status(code: int, message: str) -> ApiError:
+    """A failure with ``code`` and the reason that code has in a real Status ("" where it has none)."""
+    return ApiError(code, REASONS.get(code, ""), message)
+
+
+def unsupported_media_type(accepted: tuple[str, ...]) -> ApiError:
+    return ApiError(415, "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}")

@@ -13,8 +13,10 @@ class Faults:
     - ``latency_ms``: added before every answer.
     - ``error_rate``: share of requests (0..1) answered 500 or 503.
     - ``throttle_rate``: share of requests answered 429 with ``Retry-After: retry_after``.
-    - ``fail_next``: the next N requests are answered ``fail_status`` (429 with
-      ``Retry-After: retry_after``, 500 or 503), then the cluster answers again.
+    - ``fail_next``: the next N requests are answered ``fail_status`` (any 4xx or 5xx, 429 by default,
+      with a ``Status`` whose reason is that code's: 429 ``TooManyRequests`` with ``Retry-After:
+      retry_after``, 500 ``InternalError``, 503 ``ServiceUnavailable``, 404 ``NotFound``, ...), then
+      the cluster answers again.
     - ``unreachable``: the connection is dropped without an answer (as a dead host
       behind a load balancer); ``blackhole``: it is held open and never answered.
     - ``stuck_nodes``: nodes that never come back Ready after an upgrade.
@@ -47,7 +49,7 @@ class Faults:
         return asdict(self)
 
     def update(self, values: dict[str, Any]) -> None:
-        """Set the named faults; unknown names or wrong types raise ValueError."""
+        """Set the named faults and keep the others (``clear`` resets all); unknown names or wrong types raise ValueError."""
         known = {f.name: f for f in fields(self)}
         for name, value in values.items():
             if name not in known:
@@ -69,8 +71,8 @@ class Faults:
                     raise ValueError(f"{name} takes a number >= 0")
                 if name.endswith("_rate") and value > 1:
                     raise ValueError(f"{name} is a share between 0 and 1")
-                if name == "fail_status" and value not in (429, 500, 503):
-                    raise ValueError("fail_status is one of 429, 500 or 503")
+                if name == "fail_status" and (not isinstance(value, int) or not 400 <= value <= 599):
+                    raise ValueError("fail_status is an HTTP error status: 400 to 599")
                 value = type(current)(value)
             setattr(self, name, value)
 

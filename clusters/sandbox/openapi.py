@@ -66,3 +66,27 @@ def root() -> bytes:
         digest = hashlib.sha256(document(group, version) or b"").hexdigest()[:32].upper()
         paths[gv_path(group, version)] = {"serverRelativeURL": f"/openapi/v3/{gv_path(group, version)}?hash={digest}"}
     return json.dumps({"paths": paths}, separators=(",", ":")).encode()
+
+
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (the document's strings and messages are all such)."""
+    size, length = b"", len(payload)
+    while True:
+        size += bytes([(length & 0x7F) | (0x80 if length > 0x7F else 0)])
+        length >>= 7
+        if not length:
+            break
+    return bytes([number << 3 | 2]) + size + payload
+
+
+def v2(version: str, accept: str) -> tuple[bytes, str]:
+    """``/openapi/v2`` as (body, content type): protobuf when ``accept`` asks for it, else JSON."""
+    if "application/com.github.proto-openapi.spec.v2" in accept:
+        # Document: swagger 1, info 2 (title 1, version 2), paths 8.
+        info = _field(1, b"Kubernetes") + _field(2, version.encode())
+        return _field(1, b"2.0") + _field(2, info) + _field(8, b""), V2_PROTOBUF
+    document = {"swagger": "2.0", "info": {"title": "Kubernetes", "version": version}, "paths": {}, "definitions": {}}
+    return json.dumps(document, separators=(",", ":")).encode(), "application/json"

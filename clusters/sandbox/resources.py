@@ -48,6 +48,8 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), ("status", "scale")),
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), ("status",)),
     ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",), (), has_status=False),
+    # Node heartbeats: each kubelet renews a Lease named after its node in kube-node-lease.
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, (), (), has_status=False),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True, (), (), has_status=False),
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, (), (), has_status=False),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, (), (), has_status=False),

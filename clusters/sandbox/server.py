@@ -9,7 +9,8 @@ verify it exactly as they verify a real cluster; ``tls=False`` serves plain HTTP
 Besides the Kubernetes API, each cluster has control endpoints for tests and the
 ``sandbox`` upgrade driver (bearer token of the cluster's admin required):
 
-- ``GET|PUT /c/<name>/sandbox/faults`` — read or set faults (JSON, see ``Faults``);
+- ``GET|PUT|DELETE /c/<name>/sandbox/faults`` — read faults, set the named ones keeping the others (JSON, see
+  ``Faults``), or clear them all;
 - ``POST /c/<name>/sandbox/nodes/<node>/upgrade`` — ``{"version": "1.31.2", "delay": 2}``;
 - ``GET|DELETE /c/<name>/sandbox/stats`` — requests received by kind (benchmarks check what a sweep costs).
 """
@@ -345,7 +346,9 @@ class Sandbox:
             return errors.too_many_requests(message or "Too many requests, please try again later.", retry_after=retry_after)
         if status == 503:
             return errors.service_unavailable(message or "the server is currently unable to handle the request")
-        return errors.internal_error(message or "injected fault")
+        if status == 500:
+            return errors.internal_error(message or "injected fault")
+        return errors.for_status(status, message or f"injected fault ({status})")
 
     def _control(self, cluster: SandboxCluster, request: api.Request) -> api.Response:
         """The sandbox's own endpoints (faults, node upgrades); admin token only."""

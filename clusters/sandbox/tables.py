@@ -218,6 +218,26 @@ def _event(obj: Obj) -> list[Any]:
             str(obj.get("message", "")).strip(), age(first), obj.get("count") or 1, _meta(obj).get("name", "")]
 
 
+def _binding(obj: Obj) -> list[Any]:
+    ref = obj.get("roleRef") if isinstance(obj.get("roleRef"), dict) else {}
+    subjects = [s for s in obj.get("subjects") or [] if isinstance(s, dict)]
+
+    def names(kind: str) -> str:
+        return ", ".join(f"{s.get('namespace', '')}/{s.get('name', '')}" if kind == "ServiceAccount" else str(s.get("name", ""))
+                         for s in subjects if s.get("kind") == kind)
+
+    return [_meta(obj).get("name", ""), f"{ref.get('kind', '')}/{ref.get('name', '')}", _created(obj), names("User"),
+            names("Group"), names("ServiceAccount")]
+
+
+def _role(obj: Obj) -> list[Any]:
+    return [_meta(obj).get("name", ""), _meta(obj).get("creationTimestamp") or ""]
+
+
+def _lease(obj: Obj) -> list[Any]:
+    return [_meta(obj).get("name", ""), _none(_spec(obj).get("holderIdentity")), _created(obj)]
+
+
 def _generic(obj: Obj) -> list[Any]:
     return [_meta(obj).get("name", ""), _created(obj)]
 
@@ -225,6 +245,10 @@ def _generic(obj: Obj) -> list[Any]:
 NAME: Column = ("Name", "string", 0)
 AGE: Column = ("Age", "string", 0)
 PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
+    "leases": ([NAME, ("Holder", "string", 0), AGE], _lease),
+    **{plural: ([NAME, ("Role", "string", 0), AGE, ("Users", "string", 1), ("Groups", "string", 1),
+                 ("ServiceAccounts", "string", 1)], _binding) for plural in ("rolebindings", "clusterrolebindings")},
+    **{plural: ([NAME, ("Created At", "date", 0)], _role) for plural in ("roles", "clusterroles")},
     "nodes": ([NAME, ("Status", "string", 0), ("Roles", "string", 0), AGE, ("Version", "string", 0), ("Internal-IP", "string", 1),
                ("External-IP", "string", 1), ("OS-Image", "string", 1), ("Kernel-Version", "string", 1),
                ("Container-Runtime", "string", 1)], _node),

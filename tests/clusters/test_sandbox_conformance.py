@@ -658,6 +658,30 @@ def test_fault_endpoint_validates_and_clears(sandbox, sandbox_cluster, sandbox_h
     assert sandbox_http.get(url).status_code == 401
 
 
+@pytest.mark.parametrize(("status", "reason"), [(404, "NotFound"), (409, "Conflict"), (502, ""), (504, "Timeout"),
+                                              (401, "Unauthorized"), (503, "ServiceUnavailable")])
+def test_fail_next_answers_any_error_status_with_a_status_of_its_reason(kube, sandbox_cluster, status, reason):
+    sandbox_cluster.faults.update({"fail_next": 1, "fail_status": status})
+    kube.configuration.retries = 0
+    with pytest.raises(ApiException) as exc:
+        core(kube).list_node()
+    body = status_of(exc.value)
+    assert exc.value.status == status and body["code"] == status and body["reason"] == reason and body["kind"] == "Status"
+    assert core(kube).list_node().items  # then it answers again
+
+
+def test_fault_put_merges_and_fail_status_is_an_error_code(sandbox, sandbox_cluster, sandbox_http):
+    url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/faults"
+    headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
+    sandbox_http.put(url, json={"latency_ms": 5}, headers=headers)
+    merged = sandbox_http.put(url, json={"fail_status": 418}, headers=headers).json()
+    assert (merged["latency_ms"], merged["fail_status"]) == (5, 418)  # PUT sets the named faults and keeps the others
+    for bad in (200, 302, 600, 404.5, "500"):
+        answer = sandbox_http.put(url, json={"fail_status": bad}, headers=headers)
+        assert answer.status_code == 400 and answer.json()["reason"] == "BadRequest", bad
+    assert sandbox_http.delete(url, headers=headers).json()["fail_status"] == 429
+
+
 def test_request_stats_count_what_a_probe_costs(kube, sandbox, sandbox_cluster, sandbox_http):
     url = f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/stats"
     headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
@@ -808,3 +832,161 @@ def test_discovery_lists_the_reviews_and_openapi_names_each_kind(kube, sandbox, 
     assert patch["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1", "kind": "Deployment"}
     assert "fieldValidation" in [p["name"] for p in patch["parameters"]]
     assert sandbox_http.get(f"{base}/openapi/v3/apis/nope/v1", headers=headers).status_code == 404
+
+
+# ---- service accounts, bootstrap RBAC, bodies, scale, leases, pod IPs ------------------------------
+
+
+def test_subject_access_review_knows_service_accounts_and_asks_about_the_groups_named(kube, sandbox_cluster):
+    rbac, authz = client.RbacAuthorizationV1Api(kube), client.AuthorizationV1Api(kube)
+    rbac.create_namespaced_role_binding("demo", client.V1RoleBinding(
+        metadata=client.V1ObjectMeta(name="bot-views"), role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io",
+                                                                                   kind="ClusterRole", name="view"),
+        subjects=[client.RbacV1Subject(kind="ServiceAccount", name="bot")]))  # no namespace: the binding's
+
+    def may(user, groups=None, verb="list", namespace="demo"):
+        return authz.create_subject_access_review(client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+            user=user, groups=groups, resource_attributes=client.V1ResourceAttributes(
+                verb=verb, group="apps", resource="deployments", namespace=namespace)))).status.allowed
+
+    assert may("system:serviceaccount:demo:bot") is True
+    assert may("system:serviceaccount:other:bot") is False and may("system:serviceaccount:demo:bot", verb="delete") is False
+    assert may("bot") is False  # a user called bot is not the service account
+    rbac.create_cluster_role_binding(client.V1ClusterRoleBinding(
+        metadata=client.V1ObjectMeta(name="authenticated-views"), role_ref=client.V1RoleRef(
+            api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="view"),
+        subjects=[client.RbacV1Subject(kind="Group", name="system:authenticated", api_group="rbac.authorization.k8s.io")]))
+    # A review asks about exactly the groups it names, as kube-apiserver's does.
+    assert may("dave", namespace="default") is False and may("dave", ["system:authenticated"], namespace="default") is True
+
+
+def test_impersonating_a_service_account_needs_impersonate_on_it(sandbox, sandbox_cluster, sandbox_http):
+    base = sandbox.server_url(sandbox_cluster.name)
+    token = sandbox_cluster.add_user("impersonator")
+    headers = {"Authorization": f"Bearer {token}", "Impersonate-User": "system:serviceaccount:demo:bot"}
+    refused = sandbox_http.get(f"{base}/api/v1/namespaces/demo/pods", headers=headers)
+    assert refused.status_code == 403 and refused.json()["message"] == (
+        'serviceaccounts "bot" is forbidden: User "impersonator" cannot impersonate resource "serviceaccounts" in API group "" '
+        'in the namespace "demo"')
+    sandbox_cluster.create("roles", {"metadata": {"name": "be-bot"}, "rules": [
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"], "resourceNames": ["bot"]}]}, "demo")
+    sandbox_cluster.create("rolebindings", {"metadata": {"name": "be-bot"}, "subjects": [{"kind": "User", "name": "impersonator"}],
+                                            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "be-bot"}},
+                           "demo")
+    sandbox_cluster.create("clusterrolebindings", {"metadata": {"name": "sa-read-pods"}, "subjects": [
+        {"kind": "Group", "name": "system:serviceaccounts:demo"}], "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                                               "kind": "ClusterRole", "name": "view"}})
+    assert sandbox_http.get(f"{base}/api/v1/namespaces/demo/pods", headers=headers).status_code == 200
+    denied = sandbox_http.get(f"{base}/api/v1/namespaces/demo/pods", headers={**headers, "Impersonate-Group": "devs"})
+    assert denied.status_code == 403  # it may not impersonate the group devs either
+
+
+def test_bootstrap_roles_are_there_from_the_start(sandbox):
+    cluster = sandbox.add_cluster("bare", populate=False)
+    try:
+        roles = {r["metadata"]["name"]: r for r in cluster.items("clusterroles")}
+        assert {"cluster-admin", "admin", "edit", "view", "system:basic-user", "system:discovery", "system:public-info-viewer"} <= set(roles)
+        assert all(r["metadata"]["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults" for r in roles.values())
+        view, edit, admin = ({tuple(map(tuple, (r["apiGroups"], r["resources"], r["verbs"]))) for r in roles[n]["rules"]}
+                             for n in ("view", "edit", "admin"))
+        assert view < edit < admin  # aggregated: admin ⊇ edit ⊇ view
+        assert not any("secrets" in r[1] for r in view) and any("secrets" in r[1] for r in edit)
+        assert cluster.may("anyone", "create", "selfsubjectaccessreviews", "authorization.k8s.io")  # system:basic-user
+        assert cluster.may("anyone", "get", path="/version") and not cluster.may("anyone", "get", path="/metrics")
+        assert not cluster.may("anyone", "create", "selfsubjectaccessreviews", "authorization.k8s.io", groups=[])
+    finally:
+        sandbox.remove_cluster("bare")
+
+
+def _pb(number: int, payload: bytes) -> bytes:
+    return bytes([number << 3 | 2, len(payload)]) + payload  # payloads here are shorter than 128 bytes
+
+
+def test_request_bodies_in_protobuf_yaml_or_an_unknown_type(sandbox, sandbox_cluster, sandbox_http):
+    url = f"{sandbox.server_url(sandbox_cluster.name)}/api/v1/namespaces/default/configmaps"
+    headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
+
+    def post(body: bytes, content_type: str):
+        return sandbox_http.post(url, content=body, headers={**headers, "Content-Type": content_type})
+
+    def configmap(raw: bytes, kind: bytes = b"ConfigMap") -> bytes:
+        return b"k8s\x00" + _pb(1, _pb(1, b"v1") + _pb(2, kind)) + _pb(2, raw)
+
+    entry = _pb(1, b"k") + _pb(2, b"v")
+    created = post(configmap(_pb(1, _pb(1, b"pb")) + _pb(2, entry) + bytes([4 << 3, 0])), "application/vnd.kubernetes.protobuf")
+    assert created.status_code == 201, created.text
+    stored = sandbox_cluster.get("configmaps", "default", "pb")
+    assert stored["data"] == {"k": "v"} and stored["immutable"] is False  # a pointer's false (*bool in Go) is kept
+    unknown = post(configmap(_pb(1, _pb(1, b"x")) + _pb(9, b"?")), "application/vnd.kubernetes.protobuf")
+    assert unknown.status_code == 415 and unknown.json()["reason"] == "UnsupportedMediaType"
+    assert "field 9 of k8s.io.api.core.v1.ConfigMap" in unknown.json()["message"]
+    assert post(configmap(b"", b"Widget"), "application/vnd.kubernetes.protobuf").status_code == 415
+    broken = post(b'{"metadata": {"name": "x"}}', "application/vnd.kubernetes.protobuf")
+    assert broken.status_code == 400 and broken.json()["reason"] == "BadRequest"
+    assert post(b"metadata: {name: from-yaml}\ndata: {a: b}\n", "application/yaml").status_code == 201
+    assert sandbox_cluster.get("configmaps", "default", "from-yaml")["data"] == {"a": "b"}
+    other = post(b"name=x", "application/x-www-form-urlencoded")
+    assert other.status_code == 415 and other.json()["message"].startswith("the body of the request was in an unknown format")
+
+
+def test_scale_subresource_speaks_scale(kube, sandbox_cluster):
+    apps = client.AppsV1Api(kube)
+    scale = apps.read_namespaced_deployment_scale("web", "demo")
+    assert scale.kind == "Scale" and scale.api_version == "autoscaling/v1" and scale.status.selector == "app=web"
+    assert scale.spec.replicas == sandbox_cluster.get("deployments", "demo", "web")["spec"]["replicas"]
+    patched = apps.patch_namespaced_deployment_scale("web", "demo", {"spec": {"replicas": 5}})
+    assert patched.kind == "Scale" and patched.spec.replicas == 5
+    assert sandbox_cluster.get("deployments", "demo", "web")["spec"]["replicas"] == 5
+    wait_for(lambda: apps.read_namespaced_deployment_scale("web", "demo").status.replicas == 5, what="five web pods")
+    replaced = apps.replace_namespaced_stateful_set_scale("db", "demo", client.V1Scale(
+        metadata=client.V1ObjectMeta(name="db"), spec=client.V1ScaleSpec(replicas=1)))
+    assert replaced.spec.replicas == 1 and sandbox_cluster.get("statefulsets", "demo", "db")["spec"]["replicas"] == 1
+    with pytest.raises(ApiException) as exc:
+        apps.replace_namespaced_deployment_scale("web", "demo", client.V1Scale(
+            metadata=client.V1ObjectMeta(name="web", resource_version="1"), spec=client.V1ScaleSpec(replicas=2)))
+    assert exc.value.status == 409
+
+
+def test_openapi_v2_is_served_without_schemas(sandbox, sandbox_cluster, sandbox_http):
+    url = f"{sandbox.server_url(sandbox_cluster.name)}/openapi/v2"
+    headers = {"Authorization": f"Bearer {sandbox_cluster.token}"}
+    assert sandbox_http.get(url, headers=headers).json() == {
+        "swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.30.4"}, "paths": {}, "definitions": {}}
+    proto = sandbox_http.get(url, headers={**headers, "Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+    assert proto.headers["content-type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    assert proto.content.startswith(b"\n\x032.0\x12") and b"Kubernetes" in proto.content
+
+
+def test_kubelets_renew_node_leases(sandbox_cluster):
+    node = f"{sandbox_cluster.name}-w-2"
+    lease = sandbox_cluster.get("leases", "kube-node-lease", node)
+    assert lease["spec"]["holderIdentity"] == node and lease["spec"]["leaseDurationSeconds"] == 40
+    assert lease["metadata"]["ownerReferences"][0]["uid"] == sandbox_cluster.get("nodes", "", node)["metadata"]["uid"]
+    time.sleep(0.01)
+    sandbox_cluster.heartbeat()
+    renewed = sandbox_cluster.get("leases", "kube-node-lease", node)["spec"]["renewTime"]
+    assert renewed > lease["spec"]["renewTime"] and renewed.endswith("Z") and "." in renewed  # a MicroTime
+    sandbox_cluster.upgrade_node(node, "1.31.2", delay=60)  # its kubelet is being replaced: no renewals
+    sandbox_cluster.heartbeat()
+    assert sandbox_cluster.get("leases", "kube-node-lease", node)["spec"]["renewTime"] == renewed
+    sandbox_cluster.delete("nodes", "", node)
+    assert sandbox_cluster.get("leases", "kube-node-lease", node) is None  # gone with its node
+
+
+def test_pods_get_addresses_from_their_nodes_pod_cidr(kube, sandbox_cluster):
+    nodes = {n["metadata"]["name"]: n for n in sandbox_cluster.items("nodes")}
+    cidrs = [n["spec"]["podCIDR"] for n in nodes.values()]
+    assert len(set(cidrs)) == len(cidrs) and "10.244.1.0/24" == nodes[f"{sandbox_cluster.name}-cp-1"]["spec"]["podCIDR"]
+    running = [p for p in sandbox_cluster.items("pods") if p["status"].get("phase") == "Running"]
+    for pod in running:
+        node = nodes[pod["spec"]["nodeName"]]
+        ip = pod["status"]["podIP"]
+        assert pod["status"]["podIPs"] == [{"ip": ip}]
+        if pod["spec"].get("hostNetwork"):
+            assert ip == pod["status"]["hostIP"] == node["status"]["addresses"][0]["address"]
+        else:
+            assert ipaddress.ip_address(ip) in ipaddress.ip_network(node["spec"]["podCIDR"]) and not ip.endswith((".0", ".1"))
+    addresses = [p["status"]["podIP"] for p in running if not p["spec"].get("hostNetwork")]
+    assert len(set(addresses)) == len(addresses)
+    added = sandbox_cluster.add_node("late")
+    assert added["spec"]["podCIDR"] not in cidrs

@@ -76,6 +76,7 @@ KINDS: dict[str, tuple[str, str, Build]] = {
         metadata=m, spec=client.V1StatefulSetSpec(**template(n, lb)))),
     "poddisruptionbudgets": ("PolicyV1Api", "pod_disruption_budget", lambda m, n, lb: client.V1PodDisruptionBudget(metadata=m)),
     "networkpolicies": ("NetworkingV1Api", "network_policy", lambda m, n, lb: client.V1NetworkPolicy(metadata=m)),
+    "leases": ("CoordinationV1Api", "lease", lambda m, n, lb: client.V1Lease(metadata=m)),
     "roles": ("RbacAuthorizationV1Api", "role", lambda m, n, lb: client.V1Role(metadata=m)),
     "rolebindings": ("RbacAuthorizationV1Api", "role_binding", lambda m, n, lb: client.V1RoleBinding(
         metadata=m, role_ref=role_ref("ClusterRole"))),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -56,13 +57,28 @@ spec:
 """
 
 
+def newest_kubectl() -> tuple[str, tuple[int, int]]:
+    """The newest kubectl at hand and its version: a ``kubectl.1.NN`` beside the one on PATH (gcloud's kubectl is a
+    dispatcher that runs the one matching the server, 1.30 for the sandbox, unless a flag such as ``--user`` stops it
+    asking), or that one."""
+    found = [(tuple(int(n) for n in m.groups()), str(path)) for path in Path(os.path.realpath(KUBECTL or "")).parent.glob("kubectl.1.*")
+             if (m := re.fullmatch(r"kubectl\.(1)\.(\d+)", path.name))]
+    if found:
+        version, path = max(found)
+        return path, (version[0], version[1])
+    text = subprocess.run([KUBECTL or "kubectl", "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30).stdout
+    client_version = yaml.safe_load(text or "{}").get("clientVersion") or {}
+    return KUBECTL or "kubectl", (int(client_version.get("major") or 0), int(re.sub(r"\D", "", client_version.get("minor") or "0") or 0))
+
+
 class Kubectl:
-    def __init__(self, kubeconfig: Path, home: Path) -> None:
+    def __init__(self, kubeconfig: Path, home: Path, binary: str | None = None) -> None:
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "KUBECONFIG": str(kubeconfig)}
         self.home = home
+        self.binary = binary or KUBECTL
 
     def __call__(self, *args: str, ok: bool = True, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([KUBECTL, "--cache-dir", str(self.home / "cache"), *args], env=self.env, capture_output=True,
+        result = subprocess.run([self.binary, "--cache-dir", str(self.home / "cache"), *args], env=self.env, capture_output=True,
                                 text=True, timeout=timeout, input=stdin)
         if ok:
             assert result.returncode == 0, f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr}{result.stdout}"
@@ -72,7 +88,7 @@ class Kubectl:
         return [line.split() for line in self(*args).stdout.splitlines()]
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([KUBECTL, "--cache-dir", str(self.home / "cache"), *args], env=self.env, text=True,
+        return subprocess.Popen([self.binary, "--cache-dir", str(self.home / "cache"), *args], env=self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -242,3 +258,120 @@ def test_delete(kubectl, sandbox_cluster):
              what="the deployment's pods to go with it")
     missing = kubectl("delete", "configmap", "nope", ok=False)
     assert missing.returncode == 1 and 'configmaps "nope" not found' in missing.stderr
+
+
+SAR = """
+apiVersion: authorization.k8s.io/v1
+kind: SubjectAccessReview
+spec:
+  user: system:serviceaccount:kt:bot
+  resourceAttributes: {namespace: kt, verb: get, resource: pods}
+"""
+
+
+def test_service_accounts_in_rbac_and_impersonation(kubectl, sandbox_cluster):
+    kubectl("create", "namespace", "kt")
+    kubectl("create", "serviceaccount", "bot", "-n", "kt")
+    kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", "kt")
+    kubectl("create", "rolebinding", "bot-reads", "--role=pod-reader", "--serviceaccount=kt:bot", "-n", "kt")
+    bot = "--as=system:serviceaccount:kt:bot"
+    assert kubectl("auth", "can-i", "get", "pods", "-n", "kt", bot).stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "get", "pods", "-n", "default", bot, ok=False).stdout.strip() == "no"
+    assert kubectl("auth", "can-i", "delete", "pods", "-n", "kt", bot, ok=False).stdout.strip() == "no"
+    listed = kubectl("auth", "can-i", "--list", "-n", "kt", bot).stdout
+    assert re.search(r"^pods\s+\[\]\s+\[\]\s+\[get list\]", listed, re.M), listed
+    assert "selfsubjectaccessreviews.authorization.k8s.io" in listed and "[/api/*]" in listed  # system:basic-user, :discovery
+    review = yaml.safe_load(kubectl("create", "-f", "-", "-o", "yaml", stdin=SAR).stdout)
+    assert review["status"]["allowed"] is True
+    # A service account gets its groups: a binding to system:serviceaccounts:kt covers every account of kt.
+    kubectl("create", "rolebinding", "all-of-kt", "--role=pod-reader", "--group=system:serviceaccounts:kt", "-n", "kt")
+    assert kubectl("auth", "can-i", "list", "pods", "-n", "kt", "--as=system:serviceaccount:kt:other").stdout.strip() == "yes"
+    # ... unless the request names the groups (--as-group), as kube-apiserver's impersonation has it.
+    named = kubectl("auth", "can-i", "list", "pods", "-n", "kt", "--as=system:serviceaccount:kt:other", "--as-group=devs", ok=False)
+    assert named.stdout.strip() == "no"
+    kubectl("create", "rolebinding", "devs", "--role=pod-reader", "--group=devs", "-n", "kt")
+    assert kubectl("auth", "can-i", "list", "pods", "-n", "kt", "--as=alice", "--as-group=devs").stdout.strip() == "yes"
+    # Every impersonated user is system:authenticated.
+    kubectl("create", "clusterrolebinding", "everyone-views", "--clusterrole=view", "--group=system:authenticated")
+    assert kubectl("auth", "can-i", "list", "deployments", "-n", "demo", "--as=carol").stdout.strip() == "yes"
+
+
+def test_default_cluster_roles_and_their_aggregation(kubectl, sandbox_cluster):
+    roles = {row[0] for row in kubectl.lines("get", "clusterroles", "-l", "kubernetes.io/bootstrapping=rbac-defaults")[1:]}
+    assert {"cluster-admin", "admin", "edit", "view", "system:basic-user", "system:discovery"} <= roles
+    bindings = {row[0]: row[1] for row in kubectl.lines("get", "clusterrolebindings", "-o", "wide")[1:]}
+    assert bindings["system:basic-user"] == "ClusterRole/system:basic-user" and "cluster-admin" in bindings
+    kubectl("create", "rolebinding", "dev-edits", "--clusterrole=edit", "--user=dev", "-n", "demo")
+    kubectl("create", "rolebinding", "ops-admins", "--clusterrole=admin", "--user=ops", "-n", "demo")
+
+    def can(*args: str) -> bool:
+        return kubectl("auth", "can-i", *args, "-n", "demo", ok=False).stdout.strip() == "yes"
+
+    assert can("create", "deployments", "--as=dev") and can("create", "pods/eviction", "--as=dev") and can("get", "secrets", "--as=dev")
+    assert not can("create", "rolebindings", "--as=dev") and not can("delete", "resourcequotas", "--as=dev")
+    assert can("create", "rolebindings", "--as=ops") and can("patch", "deployments/scale", "--as=ops")
+    assert not can("list", "nodes", "--as=ops")  # bound in a namespace: nothing cluster-wide
+    # A ClusterRole labelled to aggregate into view reaches view, edit and admin.
+    assert not can("list", "plans.upgrade.cattle.io", "--as=dev")
+    kubectl("apply", "-f", "-", stdin="""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: plan-viewer
+  labels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}
+rules:
+- {apiGroups: [upgrade.cattle.io], resources: [plans], verbs: [get, list, watch]}
+""")
+    assert can("list", "plans.upgrade.cattle.io", "--as=dev") and can("list", "plans.upgrade.cattle.io", "--as=ops")
+    view = yaml.safe_load(kubectl("get", "clusterrole", "view", "-o", "yaml").stdout)
+    assert {"apiGroups": ["upgrade.cattle.io"], "resources": ["plans"], "verbs": ["get", "list", "watch"]} in view["rules"]
+    kubectl("delete", "clusterrole", "plan-viewer")
+    assert not can("list", "plans.upgrade.cattle.io", "--as=dev")
+
+
+@pytest.fixture
+def kubectl_newest(sandbox, sandbox_cluster, tmp_path) -> Kubectl:
+    binary, version = newest_kubectl()
+    if version < (1, 32):
+        pytest.skip(f"kubectl {version[0]}.{version[1]} sends JSON; protobuf bodies come from kubectl 1.32 and later")
+    (path,) = sandbox.write_kubeconfigs(tmp_path / "kubeconfigs", names=[sandbox_cluster.name])
+    return Kubectl(path, tmp_path, binary)
+
+
+def test_kubectl_132_protobuf_bodies_scale_and_create_of_a_review(kubectl_newest, sandbox_cluster):
+    kubectl = kubectl_newest
+    kubectl("create", "namespace", "kt")
+    kubectl("create", "role", "r", "--verb=get", "--resource=pods", "-n", "kt")
+    sent = kubectl("create", "rolebinding", "x", "--role=r", "--user=u2", "-n", "kt", "-v=8").stderr
+    assert "Content-Type: application/vnd.kubernetes.protobuf" in sent  # what this test is about
+    binding = sandbox_cluster.get("rolebindings", "kt", "x")
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "u2"}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}
+    kubectl("create", "clusterrolebinding", "u2-views", "--clusterrole=view", "--user=u2")
+    kubectl("create", "configmap", "settings", "-n", "kt", "--from-literal=a=b", "--from-literal=empty=")
+    assert sandbox_cluster.get("configmaps", "kt", "settings")["data"] == {"a": "b", "empty": ""}
+    kubectl("create", "deployment", "idle", "--image=nginx:1.27", "--replicas=0", "--port=80", "-n", "kt")
+    spec = sandbox_cluster.get("deployments", "kt", "idle")["spec"]
+    assert spec["replicas"] == 0 and "minReadySeconds" not in spec and "paused" not in spec  # a pointer's 0 kept, omitempty's left out
+    assert spec["template"]["spec"]["containers"][0]["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    assert kubectl("auth", "can-i", "get", "pods", "-n", "kt", "--as=u2").stdout.strip() == "yes"
+    review = yaml.safe_load(kubectl("create", "-f", "-", "-o", "yaml", stdin=SAR.replace("system:serviceaccount:kt:bot", "u2")).stdout)
+    assert review["kind"] == "SubjectAccessReview" and review["status"]["allowed"] is True
+    scaled = kubectl("scale", "deployment", "web", "--replicas=3", "-n", "demo")
+    assert scaled.stdout.strip() == "deployment.apps/web scaled" and not scaled.stderr
+    assert sandbox_cluster.get("deployments", "demo", "web")["spec"]["replicas"] == 3
+    refused = kubectl("scale", "deployment", "web", "--replicas=4", "--current-replicas=1", "-n", "demo", ok=False)
+    assert "Expected replicas to be 1, was 3" in refused.stderr
+
+
+def test_describe_node_shows_its_lease_and_pods_their_ips(kubectl, sandbox_cluster):
+    node = f"{sandbox_cluster.name}-w-1"
+    described = kubectl("describe", "node", node).stdout
+    assert "Failed to get lease" not in described and re.search(rf"HolderIdentity:\s+{node}", described)
+    assert re.search(r"PodCIDR:\s+10\.244\.2\.0/24", described) and re.search(r"InternalIP:\s+172\.18\.0\.3", described)
+    leases = kubectl.lines("get", "leases", "-n", "kube-node-lease")
+    assert leases[0] == ["NAME", "HOLDER", "AGE"] and [node, node] in [row[:2] for row in leases[1:]]
+    pod = next(p for p in sandbox_cluster.items("pods", "demo") if p["spec"]["nodeName"] == node)
+    text = kubectl("describe", "pod", pod["metadata"]["name"], "-n", "demo").stdout
+    ip = re.search(r"^IP:\s+(\S+)", text, re.M).group(1)
+    assert ip.startswith("10.244.2.") and "IPs:" in text and "<none>" not in text.split("IPs:")[1].splitlines()[1]
