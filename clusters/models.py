@@ -50,6 +50,8 @@ class Cluster(models.Model):
     upgrade_command = models.JSONField(default=list, blank=True)
     uid = models.CharField(max_length=64, blank=True, default="", help_text="UID of the kube-system namespace")
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Credential.trust() of the sealed credential ("" for clusters registered before it was kept).
+    trust = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     all_objects = models.Manager()
     objects = ClusterManager()
@@ -74,10 +76,12 @@ class Cluster(models.Model):
     @property
     def execution_inputs(self) -> dict[str, Any]:
         """What decides how this cluster's nodes are upgraded; an upgrade plan's approval binds all of it."""
-        return {"driver": self.upgrade_driver, "command": list(self.upgrade_command or []), "server": self.server}
+        return {"driver": self.upgrade_driver, "command": list(self.upgrade_command or []), "server": self.server,
+                "trust": self.trust}
 
 
-EXECUTION_LABELS = {"driver": "upgrade driver", "command": "upgrade command", "server": "API server"}
+EXECUTION_LABELS = {"driver": "upgrade driver", "command": "upgrade command", "server": "API server",
+                    "trust": "TLS trust (CA, server name or verification)"}
 
 
 class ClusterNode(models.Model):

@@ -141,6 +141,7 @@ def cluster_register(*, name: str, credential: Credential, created_by: Any, cont
     with transaction.atomic():
         _same_cluster(uid, credential_field)
         cluster.credential_sealed = crypto.seal(credential.as_dict())
+        cluster.trust = credential.trust()
         cluster.version = version
         cluster.uid = uid
         cluster.status_since = timezone.now()
@@ -202,8 +203,8 @@ def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None
                    upgrade_command: list[str] | None = None) -> Cluster:
     """Rename a cluster, replace its credential (checked by connecting first), or set its upgrade driver.
 
-    A credential must reach the same cluster (its kube-system UID); a change of driver, command or
-    server voids the approvals of plans that include the cluster (see ``on_execution_change``).
+    A credential must reach the same cluster (its kube-system UID); a change of driver, command,
+    server or TLS trust (CA, server name, verification) voids the approvals of plans that include the cluster (see ``on_execution_change``).
     """
     _require(updated_by, "operate", cluster)
     changes = []
@@ -223,6 +224,7 @@ def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None
             _same_cluster(uid, credential_field, but=locked.pk)
             locked.uid = uid
             locked.credential_sealed = crypto.seal(credential.as_dict())
+            locked.trust = credential.trust()
             locked.server = credential.server
             changes.append("credential")
         if context is not None and context != locked.context:

@@ -31,7 +31,8 @@ def flight_plan(*, waves: list[list[int]], target: str) -> list[dict[str, Any]]:
                 inputs = cluster.execution_inputs
                 steps.append({"wave": wave_index, "cluster_id": cluster.pk, "cluster": cluster.name, "node": node.name,
                               "control_plane": node.is_control_plane, "from_version": node.kubelet_version.lstrip("v"),
-                              "driver": inputs["driver"], "command": inputs["command"], "server": inputs["server"]})
+                              "driver": inputs["driver"], "command": inputs["command"], "server": inputs["server"],
+                              **({"trust": inputs["trust"]} if inputs["trust"] else {})})
     return steps
 
 
@@ -56,14 +57,17 @@ def estimate_seconds(steps: list[dict[str, Any]], soak_seconds: int, waves: int,
 
 def revision(plan: Any, steps: list[dict[str, Any]]) -> str:
     """A fingerprint of everything that affects execution: the plan's settings, and for every node its
-    cluster's driver, command argv and the API server its credential points at."""
+    cluster's driver, command argv, the API server its credential points at and whom the credential
+    trusts to be that server (steps recorded before trust was kept have no "trust", and keep their
+    revision)."""
     material = {
         "target": plan.target_version, "waves": plan.waves, "max_unavailable": plan.max_unavailable,
         "drain_timeout": plan.drain_timeout_seconds, "node_ready_timeout": plan.node_ready_timeout_seconds,
         "health_gate": plan.health_gate, "soak": plan.soak_seconds,
         "window": [plan.window_start.isoformat() if plan.window_start else None,
                    plan.window_end.isoformat() if plan.window_end else None, plan.window_weekly],
-        "steps": [(s["cluster_id"], s["node"], s["control_plane"], s["driver"], s.get("command", []), s.get("server", ""))
+        "steps": [(s["cluster_id"], s["node"], s["control_plane"], s["driver"], s.get("command", []), s.get("server", ""),
+                   *((s["trust"],) if s.get("trust") else ()))
                   for s in steps],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
@@ -72,4 +76,7 @@ def revision(plan: Any, steps: list[dict[str, Any]]) -> str:
 def inputs_changed(step: dict[str, Any], cluster: Any) -> list[str]:
     """What of ``cluster``'s upgrade inputs differs from what the approved flight-plan ``step`` recorded."""
     current = cluster.execution_inputs
-    return [what for what in ("driver", "command", "server") if what in step and step[what] != current[what]]
+    changed = [what for what in ("driver", "command", "server") if what in step and step[what] != current[what]]
+    if step.get("trust", "") != current["trust"] and (step.get("trust") or current["trust"]):
+        changed.append("trust")
+    return changed

@@ -54,6 +54,12 @@ class Credential:
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
 
+    def trust(self) -> str:
+        """A fingerprint of whom this credential trusts to be the server: its CA, the name it checks
+        and whether it checks at all (a plan's approval binds it; see ``Cluster.execution_inputs``)."""
+        material = [self.ca_data.strip(), self.tls_server_name, bool(self.insecure_skip_tls_verify)]
+        return hashlib.sha256(json.dumps(material).encode()).hexdigest()
+
     def secrets(self) -> list[str]:
         """The secret strings in this credential (to check they never leak)."""
         return [s for s in (self.token, self.client_key_data) if s]

@@ -124,6 +124,44 @@ def test_changing_a_clusters_driver_or_server_voids_approvals(make_approved, fle
     assert ("upgrade driver" if change == "driver" else "API server") in Event.objects.get(kind="upgrade.plan_voided").message
 
 
+@pytest.mark.parametrize("trust", [{"insecure_skip_tls_verify": True}, {"ca_data": "sandbox", "tls_server_name": "localhost"}])
+def test_changing_whom_a_credential_trusts_voids_approvals(make_approved, fleet, operator, sandbox, trust,
+                                                           django_capture_on_commit_callbacks):
+    """Same server, same cluster, same token; but pksweb would now believe another certificate is the server."""
+    clusters, sims = fleet
+    plan = make_approved()
+    trust = {**trust, "ca_data": sandbox.ca_pem} if "ca_data" in trust else trust
+    with django_capture_on_commit_callbacks(execute=False):
+        cluster_update(cluster=clusters[0], updated_by=operator,
+                       credential=Credential(server=sandbox.server_url(sims[0].name), token=sims[0].token, **trust))
+    plan = UpgradePlan.objects.get(pk=plan.pk)
+    assert plan.state == "submitted" and not plan.approvals.filter(voided=False).exists()
+    assert "TLS trust" in Event.objects.get(kind="upgrade.plan_voided").message
+
+
+def test_a_rotated_token_with_the_same_trust_keeps_approvals(make_approved, fleet, operator, sandbox,
+                                                              django_capture_on_commit_callbacks):
+    clusters, sims = fleet
+    plan = make_approved()
+    token = sims[0].add_user("pksweb-rotated", groups=["system:masters"])
+    with django_capture_on_commit_callbacks(execute=False):
+        cluster_update(cluster=clusters[0], updated_by=operator,
+                       credential=Credential(server=sandbox.server_url(sims[0].name), token=token, ca_data=sandbox.ca_pem))
+    plan = UpgradePlan.objects.get(pk=plan.pk)
+    assert plan.state == "approved" and not Event.objects.filter(kind="upgrade.plan_voided").exists()
+
+
+def test_a_running_rollout_halts_when_the_trust_changed_under_it(make_approved, fleet, operator, sandbox,
+                                                                  django_capture_on_commit_callbacks):
+    """Changed behind the service's back (as a restore of an older row would): the engine itself refuses."""
+    clusters, _ = fleet
+    plan = make_approved(waves=[[clusters[0].pk]], health_gate=False)
+    rollout = start(plan, operator, django_capture_on_commit_callbacks)
+    Cluster.objects.filter(pk=clusters[0].pk).update(trust="0" * 64)
+    rollout = drive(rollout)
+    assert rollout.state == "halted" and "TLS trust" in rollout.reason
+
+
 def _upgrade_script(tmp_path):
     """A command driver that replaces a sandbox node the way an operator's script would call an API,
     with the KUBECONFIG pksweb gives it, and notes each node it touched."""
