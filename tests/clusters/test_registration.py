@@ -26,7 +26,8 @@ def test_register_from_kubeconfig(operator_api, sandbox, sandbox_cluster, django
     assert body["name"] == "prod-eu-1" and body["status"] == "unknown" and body["version"] == "1.30.4"
     assert body["server"] == sandbox.server_url(sandbox_cluster.name) and body["context"] == sandbox_cluster.name
     assert set(body) == {"id", "name", "server", "context", "status", "reasons", "version", "nodes_ready", "nodes_total",
-                         "warnings", "last_probe_at", "last_probe_ms", "status_since", "created_at", "upgrade_driver", "upgrade_command"}
+                         "warnings", "last_probe_at", "last_probe_ms", "status_since", "created_at", "upgrade_driver", "upgrade_command",
+                         "probe_stale"}
     assert Event.objects.filter(kind="cluster.registered", subject_id=str(body["id"])).exists()
     assert len(callbacks) == 2  # the event push and the first probe, both after commit
 

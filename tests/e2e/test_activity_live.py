@@ -118,7 +118,12 @@ def test_event_published_elsewhere_appears_live(server, browser):
     page.close()
 
 
-def test_operator_announces_from_the_page_and_tenant_admin_does_not_see_fleet_news(server, browser):
+def test_operator_announces_from_the_page_and_tenant_admin_sees_only_what_is_for_them(server, browser):
+    """An announcement for everyone reaches tenant admins (the form's "Everyone"); one for their tenant
+    does; another tenant's news and announcements do not."""
+    created = httpx.post(server["url"] + "/api/tenants/", json={"name": "globex-e2e", "display_name": "Globex E2E"},
+                         headers={"Authorization": f"Token {server['token']}"}, timeout=10)
+    assert created.status_code == 201, created.text
     admin = browser.new_page()
     sign_in(admin, server["url"], "acme-admin", "acme-admin-demo")
     admin.wait_for_url("**/tenants/*/")
@@ -131,14 +136,20 @@ def test_operator_announces_from_the_page_and_tenant_admin_does_not_see_fleet_ne
     operator.wait_for_url("**/clusters/")
     operator.goto(server["url"] + "/activity/")
     operator.wait_for_selector("#live-status[data-state=live]", timeout=10_000)
-    operator.fill("#announce-form input[name=message]", "fleet-only note")
+    operator.fill("#announce-form input[name=message]", "note for everyone")
     operator.click("#announce-form button[type=submit]")
-    operator.wait_for_selector("#event-list li:has-text('fleet-only note')", timeout=10_000)
+    operator.wait_for_selector("#event-list li:has-text('note for everyone')", timeout=10_000)
+    admin.wait_for_selector("#event-list li:has-text('note for everyone')", timeout=10_000)
 
+    operator.fill("#announce-form input[name=message]", "for globex only")
+    operator.select_option("#announce-form select[name=tenant]", label="Globex E2E")
+    operator.click("#announce-form button[type=submit]")
+    operator.wait_for_selector("#event-list li:has-text('for globex only')", timeout=10_000)
     operator.fill("#announce-form input[name=message]", "for acme only")
     operator.select_option("#announce-form select[name=tenant]", label="ACME Bank")
     operator.click("#announce-form button[type=submit]")
     admin.wait_for_selector("#event-list li:has-text('for acme only')", timeout=10_000)
-    assert "fleet-only note" not in admin.inner_text("#event-list")
+    seen = admin.inner_text("#event-list")
+    assert "for globex only" not in seen and "globex-e2e" not in seen and "Globex E2E" not in seen
     admin.close()
     operator.close()

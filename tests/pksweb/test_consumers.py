@@ -30,6 +30,21 @@ async def socket(path: str, user=None, origin=ORIGIN) -> WebsocketCommunicator:
     return WebsocketCommunicator(application, path, headers=headers)
 
 
+async def admitted(communicator: WebsocketCommunicator) -> bool:
+    """Whether the socket was let in: accepted and not closed at once (an unknown path is accepted,
+    then closed with 4404, so that the client sees a code instead of an HTTP 403)."""
+    connected, _ = await communicator.connect()
+    if not connected:
+        return False
+    if not await communicator.receive_nothing(timeout=0.05, interval=0.01):
+        output = await communicator.output_queue.get()
+        if output["type"] == "websocket.close":
+            return False
+        communicator.output_queue.put_nowait(output)
+    await communicator.disconnect()
+    return True
+
+
 async def publish_async(**kwargs):
     return await database_sync_to_async(publish)(**kwargs)
 

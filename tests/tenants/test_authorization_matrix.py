@@ -153,7 +153,7 @@ def test_every_route_for_every_role_against_both_tenants(world, django_capture_o
 @pytest.mark.asyncio
 async def test_every_websocket_route_for_every_role(world):
     from pksweb.routing import websocket_urlpatterns
-    from tests.pksweb.test_consumers import socket
+    from tests.pksweb.test_consumers import admitted, socket
 
     routes = [str(entry.pattern) for entry in websocket_urlpatterns]
     assert sorted(routes) == sorted(WEBSOCKET_RULES), "a websocket route without an entry in WEBSOCKET_RULES (or a stale one)"
@@ -165,10 +165,7 @@ async def test_every_websocket_route_for_every_role(world):
                           .replace("<id:rollout_id>", str(world[side]["rollout"].pk)))
             for role in ROLES:
                 user = None if role == "anonymous" else world["users"][role]
-                communicator = await socket(path, user)
-                connected, _ = await communicator.connect()
-                if connected:
-                    await communicator.disconnect()
+                connected = await admitted(await socket(path, user))
                 expected = role in WEBSOCKET_RULES[route][side]
                 if connected != expected:
                     wrong.append(f"{role} {path}: {'connected' if connected else 'refused'}, expected {'allow' if expected else 'deny'}")
