@@ -32,7 +32,7 @@ def quantity_value(value: str) -> Decimal | None:
         return None
     suffix = match.group(3) or ""
     number = Decimal(text[:len(text) - len(suffix)] if suffix else text)
-    if suffix[:1] in ("e", "E"):
+    if suffix not in SUFFIXES and suffix[:1] in ("e", "E"):  # an exponent (1e3); E and Ei alone are exa and exbi
         return Decimal(text)
     return number * SUFFIXES.get(suffix, Decimal(1))
 

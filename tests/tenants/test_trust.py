@@ -135,6 +135,26 @@ def test_a_limit_range_kubernetes_would_refuse_is_refused_in_words(acme, operato
     services.tenant_update(tenant=acme, updated_by=operator, limit_cpu="1", request_cpu="500m")  # 0.5 < 1: fine
 
 
+QUANTITIES = st.one_of(st.from_regex(r"[0-9]{1,4}(\.[0-9]{0,3})?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]{1,3})?",
+                                     fullmatch=True), st.text(max_size=12))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(limits=st.fixed_dictionaries({}, optional={"cpu": QUANTITIES, "memory": QUANTITIES, "request_cpu": QUANTITIES,
+                                                  "request_memory": QUANTITIES}))
+def test_any_limit_quantity_is_saved_or_refused_in_words(acme, operator_api, limits):
+    """Every suffix Kubernetes knows (E and Ei are exa and exbi, not exponents), and text that is no quantity."""
+    response = operator_api.patch(f"/api/tenants/{acme.pk}/", {"limits": limits}, format="json")
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 400:
+        words = [m for messages in response.json().values() for m in (messages if isinstance(messages, list) else
+                                                                       [str(messages)])]
+        assert words and all(isinstance(m, str) and 10 < len(m) < 600 for m in words), response.json()
+    else:
+        body = operator_api.get(f"/api/tenants/{acme.pk}/").json()["limits"]
+        assert all(body[k] == v.strip() for k, v in limits.items()), (body, limits)
+
+
 def test_profile_lists_are_bounded(acme, operator):
     from django.core.exceptions import ValidationError
 
