@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import yaml
 
 from pksweb import nesting
+from pksweb.text import bound
 
 MAX_KUBECONFIG_BYTES = 1024 * 1024
 
@@ -67,9 +68,16 @@ class Credential:
 
 def check_server(server: str, field: str = "server") -> str:
     server = (server or "").strip().rstrip("/")
-    parsed = urlparse(server)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise KubeConfigError(f"The API server must be an http:// or https:// URL, e.g. https://10.0.0.1:6443 (got {server[:200]!r}).", field)
+    try:
+        parsed = urlparse(server)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+        scheme, host = parsed.scheme, parsed.hostname
+    except ValueError:  # e.g. https://[::1 (an unclosed IPv6 address)
+        scheme, host = "", None
+    if (scheme not in ("http", "https") or not host or not server.isascii() or not server.isprintable()
+            or any(ch.isspace() for ch in server)):
+        raise KubeConfigError(f"The API server must be an http:// or https:// URL of printable ASCII characters, e.g. "
+                              f"https://10.0.0.1:6443 or https://[fd00::1]:6443 (got {bound(server, 200)!r}).", field)
     if parsed.username or parsed.password or "@" in parsed.netloc:
         # Not echoed back: it holds a secret. The server address is shown on pages and kept in the audit trail.
         raise KubeConfigError("The API server's URL carries a user name or password (https://user:password@…): pksweb shows "
@@ -83,10 +91,13 @@ def _pem(data: str, what: str, field: str) -> str:
     text = (data or "").strip()
     if not text:
         return ""
+    if not text.isascii():
+        raise KubeConfigError(f"{what} holds characters that are not ASCII; PEM and base64 are ASCII text: paste the "
+                              "certificate as it is, from -----BEGIN to -----END.", field)
     if text.startswith("-----BEGIN"):
         return text + "\n"
     try:
-        decoded = base64.b64decode(text, validate=True).decode()
+        decoded = base64.b64decode(text, validate=True).decode("ascii")
     except (binascii.Error, UnicodeDecodeError):
         raise KubeConfigError(f"{what} is neither PEM nor base64-encoded PEM.", field) from None
     if "-----BEGIN" not in decoded:
@@ -94,13 +105,22 @@ def _pem(data: str, what: str, field: str) -> str:
     return decoded
 
 
+def _token(token: str, field: str) -> str:
+    """A bearer token as HTTP can carry it: visible ASCII, no spaces (RFC 6750's b64token is narrower still)."""
+    token = (token or "").strip()
+    if any(ch.isspace() for ch in token):
+        raise KubeConfigError("The token contains spaces or line breaks; paste the token alone.", field)
+    if token and not (token.isascii() and token.isprintable()):
+        raise KubeConfigError("The token holds characters that are not printable ASCII, so no HTTP header can carry it: "
+                              "paste it as `kubectl create token SERVICEACCOUNT` prints it.", field)
+    return token
+
+
 def credential_from_token(*, server: str, token: str, ca_data: str = "", insecure_skip_tls_verify: bool = False) -> Credential:
     """A credential from an API server URL, a bearer token and optionally a CA certificate."""
-    token = (token or "").strip()
+    token = _token(token, "token")
     if not token:
         raise KubeConfigError("A bearer token is required (e.g. from `kubectl create token SERVICEACCOUNT`).", "token")
-    if any(ch.isspace() for ch in token):
-        raise KubeConfigError("The token contains spaces or line breaks; paste the token alone.", "token")
     return Credential(server=check_server(server), token=token, ca_data=_pem(ca_data, "The CA certificate", "ca_data"),
                       insecure_skip_tls_verify=bool(insecure_skip_tls_verify))
 
@@ -206,14 +226,18 @@ def parse_kubeconfig(text: str | bytes, context: str | None = None) -> tuple[str
     if not isinstance(insecure, bool):
         raise KubeConfigError(f"Cluster {ctx['cluster']!r}: insecure-skip-tls-verify must be true or false.")
     server = check_server(str(cluster.get("server") or ""), "kubeconfig")
+    server_name = cluster.get("tls-server-name") or ""
+    if not isinstance(server_name, str) or len(server_name) > 253 or not server_name.isascii() or (
+            server_name and not server_name.isprintable()) or " " in server_name:
+        raise KubeConfigError(f"Cluster {ctx['cluster']!r}: tls-server-name must be a host name, e.g. kubernetes.default.svc.")
     return chosen, Credential(
         server=server,
-        token=token.strip(),
+        token=_token(token, "kubeconfig"),
         ca_data=_pem(str(cluster.get("certificate-authority-data") or ""), f"Cluster {ctx['cluster']!r} certificate-authority-data", "kubeconfig"),
         client_cert_data=_pem(cert, f"User {ctx['user']!r} client-certificate-data", "kubeconfig"),
         client_key_data=_pem(key, f"User {ctx['user']!r} client-key-data", "kubeconfig"),
         insecure_skip_tls_verify=insecure,
-        tls_server_name=str(cluster.get("tls-server-name") or ""),
+        tls_server_name=server_name,
     )
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clusters import crypto, services
 from clusters.kube import Credential
@@ -346,3 +349,44 @@ def test_in_the_embedded_worker_a_long_drain_does_not_hold_up_the_sweep(register
         sandbox_cluster.faults.update({"frozen_pdbs": []})
         sandbox_cluster.refresh_budgets()
         wait_for(lambda: NodeOperation.objects.get(pk=operation.pk).state == "succeeded", timeout=30, what="the drain to finish")
+
+
+# ---- credentials of any text: a refusal in words, never a 500 ------------------------------------
+
+# Text of every kind, and the shapes that reach deepest: PEM armour around anything, URLs with IPv6 brackets.
+ANY_TEXT = st.text(max_size=40)
+PEM_ARMOURED = ANY_TEXT.map(lambda body: f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----")
+SERVERS = st.one_of(ANY_TEXT, st.builds(lambda host, rest: f"https://{host}{rest}",
+                                        st.sampled_from(["[::1", "[zz]", "[::1]", "a b", "é.example", "127.0.0.1:99999", "h:-1"]),
+                                        ANY_TEXT))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["server", "token", "ca_data"]), value=st.one_of(ANY_TEXT, PEM_ARMOURED, SERVERS),
+       how=st.sampled_from(["register", "kubeconfig", "replace"]))
+def test_a_credential_of_any_text_is_refused_in_words(operator_api, registered, sandbox, sandbox_cluster, field, value, how):
+    """The server stays the sandbox's unless the server is what varies, so an accepted field still meets a real
+    API server (and is refused there, in words, or reaches it)."""
+    credential = {"server": sandbox.server_url(sandbox_cluster.name), "token": sandbox_cluster.token, "ca_data": sandbox.ca_pem,
+                  field: value}
+    if how == "kubeconfig":
+        body = {"name": "fuzzed", "kubeconfig": yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": credential["server"],
+                                                   "certificate-authority-data": credential["ca_data"]}}],
+            "users": [{"name": "u", "user": {"token": credential["token"]}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}, allow_unicode=True)}
+    else:
+        body = {"name": "fuzzed", **credential}
+    before = (Cluster.all_objects.count(), crypto.unseal(Cluster.objects.get(pk=registered.pk).credential_sealed))
+    if how == "replace":
+        body.pop("name")
+        response = operator_api.patch(f"/api/clusters/{registered.pk}/", body, format="json")
+    else:
+        response = operator_api.post("/api/clusters/", body, format="json")
+    assert response.status_code in (200, 201, 400), response.content[:500]
+    if response.status_code == 400:
+        words = str(response.json())
+        assert 10 < len(words) < 2_000, words
+        assert (Cluster.all_objects.count(), crypto.unseal(Cluster.objects.get(pk=registered.pk).credential_sealed)) == before
+    Cluster.all_objects.filter(name="fuzzed").delete()
