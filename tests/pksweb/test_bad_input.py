@@ -203,3 +203,37 @@ def test_a_kubeconfig_nested_too_deep_is_refused_by_the_api(operator_api, kubeco
     assert response.status_code == 400
     assert response.json() == {"kubeconfig": ["The kubeconfig is nested more than 64 levels deep; pksweb accepts at most 64."]}
 
+
+
+# ---- pages of any size -------------------------------------------------------------------------
+
+def _paginated_lists() -> list[str]:
+    """Every list in the API that takes ?limit= (from the schema pksweb serves), with no path parameter."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return sorted(path for path, operations in schema["paths"].items() if "{" not in path
+                  and any(p["name"] == "limit" for p in operations.get("get", {}).get("parameters", [])))
+
+
+PAGINATED = _paginated_lists()
+NUMBERS = st.one_of(st.integers(min_value=-(2**70), max_value=2**70).map(str), st.text(max_size=8),
+                    st.sampled_from([str(2**63), str(2**63 - 1), str(2**64), "1e30", "9" * 40]))
+
+
+@hyp_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(PAGINATED), limit=NUMBERS, offset=NUMBERS, who=st.sampled_from(["operator", "tenant_admin"]))
+def test_a_page_of_any_size_is_a_page(operator_api, tenant_admin, registered, path, limit, offset, who):
+    from rest_framework.test import APIClient
+
+    client = operator_api
+    if who == "tenant_admin":
+        client = APIClient()
+        client.force_authenticate(tenant_admin)
+    response = client.get(path, {"limit": limit, "offset": offset})
+    assert response.status_code == 200, (path, limit, offset, response.content[:300])
+    assert len(response.json()["results"]) <= 500
+
+
+def test_every_list_is_paginated():
+    assert len(PAGINATED) >= 7, PAGINATED
