@@ -80,6 +80,8 @@ class Cluster(models.Model):
                 "trust": self.trust}
 
 
+# What execution listeners hear when a cluster leaves pksweb (see clusters.services.cluster_delete).
+REMOVED = "removal"
 EXECUTION_LABELS = {"driver": "upgrade driver", "command": "upgrade command", "server": "API server",
                     "trust": "TLS trust (CA, server name or verification)"}
 

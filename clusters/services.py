@@ -26,7 +26,7 @@ from clusters import crypto, health
 from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState
 from clusters.kube import Credential, Expectation, Gateway, KubeError, ProbeResult
 from clusters.kube import client as kube_clients
-from clusters.models import EXECUTION_LABELS, Cluster, ClusterNode, HealthSpan, NodeOperation
+from clusters.models import EXECUTION_LABELS, REMOVED, Cluster, ClusterNode, HealthSpan, NodeOperation
 from pksweb import policy
 from pksweb.choices import SubjectType
 from pksweb.events import publish
@@ -290,6 +290,8 @@ def cluster_delete(*, cluster: Cluster, deleted_by: Any) -> None:
                      f"rollouts name it (its credential is deleted){also}", deleted_by)
         else:
             _publish(locked, "cluster.deleted", f"Cluster {locked.name} removed from pksweb{also}", deleted_by)
+        for listener in _execution_listeners:  # plans that include it no longer run what was approved
+            listener(locked, [REMOVED], deleted_by)
     kube_clients.forget(f"cluster-{cluster.pk}")
 
 

@@ -196,14 +196,22 @@ def _taint(text: str) -> dict[str, str]:
     return {"key": key, "value": value, "effect": effect}
 
 
-def run(*, clusters: list[Cluster], target: str, max_unavailable: int = 1) -> Preflight:
-    """Every check for every cluster; a cluster that cannot be read is a failure, not a crash."""
+def run(*, clusters: list[Cluster], target: str, max_unavailable: int = 1, missing: list[str] | None = None,
+        nodes: int | None = None) -> Preflight:
+    """Every check for every cluster; a cluster that cannot be read is a failure, not a crash. ``missing``:
+    clusters the plan names that pksweb no longer has; ``nodes``: the flight plan's length (none is a failure:
+    a rollout of nothing would report every node upgraded)."""
     from clusters.services import gateway_for
 
     report = Preflight()
     if versions.parse(target) is None:
         report.fail("", "version", f"{target!r} is not a Kubernetes version (write it like 1.31.2).")
         return report
+    for name in missing or []:
+        report.fail(name, "clusters", f"Cluster {name} is no longer in pksweb (it was removed): take it out of the waves.")
+    if nodes == 0 and not missing:
+        report.fail("", "nodes", "The plan has no nodes to upgrade: its clusters have no nodes pksweb has seen yet "
+                                 "(wait for a probe, or check the clusters).")
     for cluster in clusters:
         nodes = list(ClusterNode.objects.filter(cluster=cluster).order_by("name"))
         check_versions(report, cluster, nodes, target)

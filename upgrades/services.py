@@ -24,7 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from clusters.kube import KubeError
-from clusters.models import EXECUTION_LABELS, Cluster
+from clusters.models import EXECUTION_LABELS, REMOVED, Cluster
 from pksweb import policy
 from pksweb.choices import SubjectType
 from pksweb.events import publish
@@ -101,8 +101,12 @@ def _recompute(plan: UpgradePlan) -> None:
 
 def _preflight(plan: UpgradePlan) -> dict[str, Any]:
     """Run the preflight against the plan's clusters (cluster I/O: never under a row lock)."""
-    clusters = list(Cluster.objects.filter(pk__in=[c for wave in plan.waves for c in wave]))
-    report = preflight.run(clusters=clusters, target=plan.target_version, max_unavailable=plan.max_unavailable).as_dict()
+    wanted = [c for wave in plan.waves for c in wave]
+    clusters = list(Cluster.objects.filter(pk__in=wanted))
+    gone = {c.pk: c.name for c in Cluster.all_objects.filter(pk__in=set(wanted) - {c.pk for c in clusters})}
+    missing = [gone.get(pk, f"#{pk}") for pk in dict.fromkeys(wanted) if pk not in {c.pk for c in clusters}]
+    report = preflight.run(clusters=clusters, target=plan.target_version, max_unavailable=plan.max_unavailable,
+                           missing=missing, nodes=len(plan.flight_plan)).as_dict()
     report["estimate_seconds"] = flight.estimate_seconds(plan.flight_plan, plan.soak_seconds, len(plan.waves), plan.max_unavailable)
     report["revision"] = plan.revision
     return report
@@ -371,7 +375,8 @@ def rollout_claim(cluster: Cluster, node: str | None) -> str:
 
 
 def plans_cluster_changed(cluster: Cluster, changed: list[str], by: Any) -> None:
-    """A cluster's upgrade inputs (driver, command argv, server) changed: every plan not yet started
+    """A cluster's upgrade inputs (driver, command argv, server, TLS trust) changed, or it was removed
+    (``changed == [REMOVED]``): every plan not yet started
     that includes it gets its flight plan and revision recomputed, and standing approvals of the old
     revision are voided; a submitted or approved plan waits for approval again, with an event saying
     why. Called inside ``clusters.services.cluster_update``'s transaction (registered in apps.py).
@@ -391,7 +396,9 @@ def plans_cluster_changed(cluster: Cluster, changed: list[str], by: Any) -> None
         plan.updated_at = timezone.now()
         plan.save()
         waits = f"; it awaits approval of revision {plan.revision[:8]}" if was != PlanState.DRAFT else ""
-        _plan_event(plan, "upgrade.plan_voided", f"Upgrade plan {plan.name}: {cluster.name}'s {' and '.join(changed)} changed; "
+        what = (f"{cluster.name} was removed from pksweb (take it out of the waves)" if changed == [REMOVED]
+                else f"{cluster.name}'s {' and '.join(changed)} changed")
+        _plan_event(plan, "upgrade.plan_voided", f"Upgrade plan {plan.name}: {what}; "
                     f"{voided} approval{'s' if voided != 1 else ''} voided{waits}", by, old_revision=old_revision,
                     revision=plan.revision, voided=voided, cluster=cluster.pk, changed=changed)
 

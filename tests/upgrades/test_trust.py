@@ -342,6 +342,41 @@ def test_removing_a_cluster_with_rollout_history_archives_it(make_approved, flee
     assert again.pk != archived.pk and again.uid == archived.uid
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["deleted", "archived"])
+def test_a_plan_whose_cluster_was_removed_never_runs_as_if_it_had_upgraded_it(make_approved, fleet, operator, approver, history,
+                                                                             django_capture_on_commit_callbacks):
+    """Removed before start, the cluster voids the plan's approvals; approved again, the plan still cannot start
+    (a rollout of its other clusters, or of nothing, would say every node runs the target)."""
+    clusters, _ = fleet
+    if history:  # a cluster that took part in a rollout is archived, not deleted
+        rollout = start(make_approved(waves=[[clusters[0].pk]]), operator, django_capture_on_commit_callbacks)
+        with django_capture_on_commit_callbacks(execute=False):
+            services.rollout_abort(rollout=rollout, by=operator)
+    plan = make_approved(name="canary only", waves=[[clusters[0].pk]])
+    with django_capture_on_commit_callbacks(execute=False):
+        cluster_delete(cluster=clusters[0], deleted_by=operator)
+    plan = UpgradePlan.objects.get(pk=plan.pk)
+    assert plan.state == "submitted" and not plan.approvals.filter(voided=False).exists()
+    voided = Event.objects.filter(kind="upgrade.plan_voided").latest("pk")
+    assert f"{clusters[0].name} was removed from pksweb" in voided.message
+    with django_capture_on_commit_callbacks(execute=False):
+        plan = services.plan_decide(plan=plan, approver=approver, revision=plan.revision, decision="approve")
+        named = clusters[0].name if history else f"#{clusters[0].pk}"  # an archived cluster keeps its name
+        with pytest.raises(ValidationError, match=f"Cluster {named} is no longer in pksweb"):
+            services.plan_start(plan=plan, by=operator)
+    assert not Rollout.objects.filter(plan=plan).exists()
+
+
+def test_a_plan_over_clusters_with_no_nodes_seen_fails_preflight(fleet, operator, django_capture_on_commit_callbacks):
+    clusters, _ = fleet
+    ClusterNode.objects.filter(cluster=clusters[0]).delete()
+    with django_capture_on_commit_callbacks(execute=False):
+        plan = services.plan_create(author=operator, name="empty", target_version="1.31.2", waves=[[clusters[0].pk]])
+    assert not plan.flight_plan and any("no nodes to upgrade" in f["message"] for f in plan.preflight["failures"])
+    with pytest.raises(ValidationError, match="no nodes to upgrade"):
+        services.plan_submit(plan=plan, by=operator)
+
+
 def test_an_uncordon_left_on_an_archived_cluster_is_recorded_once(make_approved, fleet, operator, django_capture_on_commit_callbacks):
     clusters, _ = fleet
     rollout = start(make_approved(), operator, django_capture_on_commit_callbacks)
