@@ -119,9 +119,12 @@ def network_policies(tenant: Any, namespace: str) -> list[Obj]:
                     "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}))
     if tenant.ingress_from_namespaces:
+        # Trusted by name, but never a tenant's namespace of that name: a tenant cannot relabel its namespaces
+        # (they are cluster-scoped), so one of them called ingress-nginx is not let in.
         policies.append(policy("pksweb-allow-ingress-from", {"policyTypes": ["Ingress"], "ingress": [{"from": [
             {"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
-                                                         "values": sorted(tenant.ingress_from_namespaces)}]}}]}]}))
+                                                         "values": sorted(tenant.ingress_from_namespaces)},
+                                                        {"key": TENANT_LABEL, "operator": "DoesNotExist"}]}}]}]}))
     if tenant.egress_cidrs:
         policies.append(policy("pksweb-allow-egress-cidrs", {"policyTypes": ["Egress"], "egress": [{"to": [
             {"ipBlock": {"cidr": cidr}} for cidr in sorted(tenant.egress_cidrs)]}]}))

@@ -183,11 +183,19 @@ def _check_name(name: str) -> None:
         raise ValidationError({"name": f"{name!r} is a system namespace name (default, kube-*, openshift-*, pksweb-*); pick another."})
 
 
+def _trusted(name: str) -> bool:
+    """Whether some tenant's segmentation lets traffic in from namespaces called ``name`` (a platform namespace)."""
+    return any(name in (t.ingress_from_namespaces or []) for t in Tenant.objects.only("ingress_from_namespaces"))
+
+
 def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by: Any) -> TenantNamespace:
     """Give ``tenant`` a namespace on ``cluster``; the reconciler then makes it so on the cluster."""
     _require(created_by, "manage", tenant, "You may not create namespaces for this tenant.")
     name = (name or "").strip()
     _check_name(name)
+    if _trusted(name):
+        raise ValidationError({"name": f"{name!r} is the name of a platform namespace (such as an ingress controller's) that "
+                                       "tenant network policies let traffic in from; pick another name."})
     if not tenant.clusters.filter(pk=cluster.pk).exists():
         # Not its name: a tenant admin learns nothing about clusters that are not their tenant's.
         raise ValidationError({"cluster": f"No such cluster for tenant {tenant.name}: pick one of the tenant's clusters "

@@ -170,3 +170,35 @@ def test_a_namespace_that_failed_is_reconciled_again_by_the_drift_scan(acme, reg
     assert services.drift_scan()["retried"] == 1
     namespace.refresh_from_db()
     assert namespace.sync_state == "in_sync"
+
+
+# ---- a namespace name other tenants trust -----------------------------------------------------
+
+def test_no_tenant_takes_a_namespace_name_tenant_policies_let_in(acme, globex, registered, make_namespace):
+    """acme lets traffic in from ingress-nginx: globex may not call a namespace of its own that."""
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="platform namespace"):
+        make_namespace(globex, registered, "ingress-nginx")
+    assert not TenantNamespace.objects.filter(name="ingress-nginx").exists()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(trusted=st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z0-9]", fullmatch=True), min_size=1, max_size=4, unique=True),
+       pick=st.integers(min_value=0, max_value=3))
+def test_a_tenant_namespace_named_like_a_trusted_one_is_never_let_in(acme, trusted, pick):
+    """Whatever names a tenant trusts, a namespace of that name that belongs to a tenant (created before the name
+    was trusted, or behind pksweb's back) is not let in by the policy pksweb writes; the platform's is."""
+    from tenants import bundle
+    from tenants.netpol import Evaluation, Pod
+
+    acme.ingress_from_namespaces = trusted
+    name = trusted[pick % len(trusted)]
+    spaces = {"acme-app": {"kubernetes.io/metadata.name": "acme-app", bundle.TENANT_LABEL: acme.name},
+              "platform": {"kubernetes.io/metadata.name": name},
+              "impostor": {"kubernetes.io/metadata.name": name, bundle.TENANT_LABEL: "globex-insurance"}}
+    # Two namespaces cannot share a name on one cluster: the evaluation reads names from the labels, as the policy does.
+    pods = [Pod("acme-app", "web", {"app": "web"}), Pod("platform", "ingress", {}), Pod("impostor", "ingress", {})]
+    evaluation = Evaluation(spaces, pods, bundle.network_policies(acme, "acme-app"))
+    assert evaluation.cell("platform", "acme-app").reach == "all"
+    assert evaluation.cell("impostor", "acme-app").reach == "none"
