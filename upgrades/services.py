@@ -416,6 +416,9 @@ def plans_cluster_changed(cluster: Cluster, changed: list[str], by: Any) -> None
 #   stops, so a restarted chain (after a dead worker) never runs beside the old one.
 
 CORDONED = (StepPhase.DRAIN, StepPhase.UPGRADE, StepPhase.WAIT_READY, StepPhase.UNCORDON)
+# After an abort these are uncordoned: a step in CORDON may have cordoned its node (the call reached
+# the cluster though its answer did not reach pksweb); uncordoning one it did not is harmless.
+MAY_BE_CORDONED = (StepPhase.CORDON, *CORDONED)
 IDLE = (StepPhase.PENDING, StepPhase.DONE, StepPhase.FAILED)
 
 
@@ -489,7 +492,8 @@ def _uncordon_after_abort(step: RolloutStep) -> str:
         note = f"node {step.node} uncordoned"
     except KubeError as exc:
         note = f"node {step.node} of {step.cluster.name} is STILL CORDONED by pksweb: {exc.message}"
-    if RolloutStep.objects.filter(pk=step.pk, phase=step.phase).update(phase=StepPhase.FAILED, log=step.log + f"aborted: {note}\n"):
+    if RolloutStep.objects.filter(pk=step.pk, phase=step.phase).update(phase=StepPhase.FAILED, finished_at=timezone.now(),
+                                                                       log=step.log + f"aborted: {note}\n"):
         step.phase = StepPhase.FAILED
     return note
 
@@ -504,8 +508,10 @@ def rollout_abort(*, rollout: Rollout, by: Any) -> Rollout:
             raise ValidationError({"non_field_errors": f"The rollout is {locked.state} already."})
         locked.state = RolloutState.ABORTED
         locked.finished_at = timezone.now()
-        cordoned = list(RolloutStep.objects.filter(rollout=locked, phase__in=CORDONED).select_related("cluster")
+        cordoned = list(RolloutStep.objects.filter(rollout=locked, phase__in=MAY_BE_CORDONED).select_related("cluster")
                         .values_list("pk", "chain", "cluster__name", "node"))
+        # A node in its health gate is uncordoned already: its step ends here, as the rollout does.
+        RolloutStep.objects.filter(rollout=locked, phase=StepPhase.GATE).update(phase=StepPhase.FAILED, finished_at=timezone.now())
         nodes = ", ".join(f"{cluster}/{node}" for _, _, cluster, node in cordoned[:10]) + \
             (f" and {len(cordoned) - 10} more" if len(cordoned) > 10 else "")
         note = f"; uncordoning {len(cordoned)} node(s) pksweb cordoned: {nodes}" if cordoned else ""
@@ -709,7 +715,7 @@ def _step_once(step_id: int, chain: int | None) -> StepTick:
             return StepTick()
         rollout = step.rollout
         if rollout.state == RolloutState.ABORTED:
-            if step.phase in CORDONED:
+            if step.phase in MAY_BE_CORDONED:
                 note = _uncordon_after_abort(step)
                 _rollout_event(rollout, "rollout.step_changed", f"{step.cluster.name}/{step.node} after the abort: {note}",
                                step=step.pk, node=step.node, phase=step.phase)
@@ -859,7 +865,7 @@ def rollouts_poke() -> int:
         _enqueue_tick(rollout_id)
     from upgrades.tasks import step_tick
 
-    leftovers = RolloutStep.objects.filter(rollout__state=RolloutState.ABORTED, phase__in=CORDONED).exclude(last_tick_at__gt=stale)
+    leftovers = RolloutStep.objects.filter(rollout__state=RolloutState.ABORTED, phase__in=MAY_BE_CORDONED).exclude(last_tick_at__gt=stale)
     for step_id, chain in leftovers.values_list("pk", "chain"):
         RolloutStep.objects.filter(pk=step_id).update(last_tick_at=timezone.now())
         step_tick.apply_async((step_id, chain))

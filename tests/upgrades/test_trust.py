@@ -390,6 +390,39 @@ def test_an_uncordon_left_on_an_archived_cluster_is_recorded_once(make_approved,
     assert step.phase == "failed" and "STILL CORDONED" in step.log and "removed from pksweb" in step.log
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(phases=st.lists(st.sampled_from(["pending", "cordon", "drain", "upgrade", "wait_ready", "uncordon", "gate", "done",
+                                        "failed"]), min_size=3, max_size=3),
+       halted=st.booleans())
+def test_after_an_abort_no_step_stays_in_a_working_phase(make_approved, fleet, operator, phases, halted,
+                                                         django_capture_on_commit_callbacks):
+    """Whatever phase each node was in (halted in its cordon, mid-drain, in its health gate), once the abort's
+    uncordons ran every step is pending (never started), done or failed, with an end time, and the nodes are
+    schedulable again."""
+    clusters, sims = fleet
+    rollout = start(make_approved(waves=[[clusters[0].pk]]), operator, django_capture_on_commit_callbacks)
+    try:
+        steps = list(RolloutStep.objects.filter(rollout=rollout).order_by("order"))
+        for step, phase in zip(steps, phases, strict=True):
+            RolloutStep.objects.filter(pk=step.pk).update(phase=phase)
+            if phase in ("cordon", "drain", "upgrade", "wait_ready", "uncordon"):
+                sims[0].patch("nodes", "", step.node, lambda node: {**node, "spec": {**node.get("spec", {}), "unschedulable": True}})
+        if halted:
+            Rollout.objects.filter(pk=rollout.pk).update(state="halted", reason="the cluster did not answer")
+        with django_capture_on_commit_callbacks(execute=False):
+            services.rollout_abort(rollout=rollout, by=operator)
+        for step in steps:
+            services.step_advance(step_id=step.pk)  # the uncordons the abort queued
+        for step in RolloutStep.objects.filter(rollout=rollout):
+            assert step.phase in ("pending", "done", "failed"), (step.node, step.phase)
+            assert step.phase == "pending" or step.finished_at is not None or phases[step.order] in ("done", "failed"), step.phase
+            assert not sims[0].get("nodes", "", step.node)["spec"].get("unschedulable"), step.node
+    finally:
+        Rollout.objects.filter(pk=rollout.pk).update(state="aborted")
+        for step in RolloutStep.objects.filter(rollout=rollout):
+            sims[0].patch("nodes", "", step.node, lambda n: {**n, "spec": {**n.get("spec", {}), "unschedulable": False}})
+
+
 @pytest.mark.parametrize("field, value", [("soak_seconds", 10**19), ("drain_timeout_seconds", 10**12),
                                           ("node_ready_timeout_seconds", 0), ("max_unavailable", 10**9), ("quorum", 10**6)])
 def test_plan_numbers_out_of_range_are_refused_in_words(fleet, operator, field, value):
