@@ -18,6 +18,7 @@ from pksweb import policy
 from pksweb.choices import Role, SubjectType
 from pksweb.events import ANNOUNCEMENT, publish
 from pksweb.models import Event, Lease, User, WorkerHeartbeat
+from pksweb.text import article
 
 ROLE_NAMES = [choice.value for choice in Role]
 
@@ -56,7 +57,7 @@ def user_create(
     if role == Role.TENANT_ADMIN and not tenants:
         raise ValidationError({"tenant": "A tenant admin needs at least one tenant: pass --tenant NAME."})
     if role != Role.TENANT_ADMIN and tenants:
-        raise ValidationError({"tenant": f"Only tenant admins belong to tenants; a {role.label.lower()} sees the whole fleet."})
+        raise ValidationError({"tenant": f"Only tenant admins belong to tenants; {article(role.label.lower())} sees the whole fleet."})
     if User.objects.filter(username__iexact=username).exists():
         raise ValidationError({"username": f"A user called {username!r} already exists."})
     user = User(username=username, role=role, email=email)

@@ -18,6 +18,10 @@ PAYLOAD_STRING_LIMIT = 4_000
 PAYLOAD_ITEMS_LIMIT = 500
 
 
+# Below this many characters of text besides the marker, a cut is marked with "…" alone.
+SHORT = 4
+
+
 def marker(cut: int) -> str:
     return f" …[{cut:,} more characters cut]"
 
@@ -32,6 +36,8 @@ def bound(text: Any, limit: int) -> str:
     if len(value) <= limit:
         return value
     cut = len(value) - limit
+    if limit < len(marker(cut)) + SHORT:  # too short to say how much: an ellipsis alone marks the cut
+        return value[:limit - 1] + "…" if limit > 0 else ""
     while True:
         tail = marker(cut)
         keep = max(0, limit - len(tail))
@@ -46,6 +52,8 @@ def bound_tail(text: Any, limit: int) -> str:
     if len(value) <= limit:
         return value
     cut = len(value) - limit
+    if limit < len(f"[{cut:,} earlier characters cut]… ") + SHORT:
+        return "…" + value[len(value) - limit + 1:] if limit > 0 else ""
     while True:
         head = f"[{cut:,} earlier characters cut]… "
         keep = max(0, limit - len(head))
@@ -85,3 +93,18 @@ def _clean(value: str) -> str:
         return value
     # Lone surrogates cannot be encoded for the database either.
     return value.translate(_CONTROL).encode("utf-8", "replace").decode("utf-8")
+
+
+# Letters by their Unicode category that show nothing: Hangul fillers, and the Khmer inherent vowels.
+WORDLESS = frozenset("\u115f\u1160\u3164\uffa0\u17b4\u17b5")
+
+
+def says_something(text: str) -> bool:
+    """Whether ``text`` holds a visible letter or digit (a reason of blanks, marks, format characters,
+    punctuation or fillers says nothing)."""
+    return any(ch.isalnum() and ch not in WORDLESS for ch in text or "")
+
+
+def article(noun: str) -> str:
+    """``noun`` with its indefinite article: "an approver", "a viewer"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"

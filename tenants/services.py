@@ -20,7 +20,7 @@ from clusters.models import Cluster, ClusterNode
 from pksweb import policy
 from pksweb.choices import Role, SubjectType
 from pksweb.events import publish
-from pksweb.text import REPORT_LIMIT, bound, bound_list
+from pksweb.text import REPORT_LIMIT, article, bound, bound_list
 from tenants import bundle
 from tenants.choices import Isolation, MemberRole, SyncState
 from tenants.models import NodeAssignment, Tenant, TenantMembership, TenantNamespace
@@ -146,7 +146,7 @@ def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, a
     if role not in MemberRole.values:
         raise ValidationError({"role": f"{role!r} is not a member role: use admin or viewer."})
     if user.role != Role.TENANT_ADMIN:
-        raise ValidationError({"username": f"{user.get_username()} is a {user.get_role_display().lower()} and sees every tenant "
+        raise ValidationError({"username": f"{user.get_username()} is {article(user.get_role_display().lower())} and sees every tenant "
                                            "already; only tenant users (role tenant-admin) become members."})
     membership = TenantMembership.objects.select_for_update().filter(tenant=tenant, user=user).first()
     if membership is not None and membership.role == role:
@@ -251,8 +251,15 @@ def _apply(ops: Any, desired: dict[str, Any]) -> str | None:
     namespace = desired["metadata"].get("namespace", "")
     actual = ops.get(kind, name, namespace)
     if actual is None:
-        ops.create(desired)
-        return f"created {kind} {name}"
+        try:
+            ops.create(desired)
+            return f"created {kind} {name}"
+        except KubeError as exc:
+            # Created meanwhile (two namespaces of a new cluster reconciled at once both create the shared
+            # ClusterRole): what is there now is compared like any object that was there.
+            actual = ops.get(kind, name, namespace) if exc.status == 409 else None
+            if actual is None:
+                raise
     if not bundle.is_managed(actual):
         raise BundleConflict(f"{kind} {name} exists on the cluster and was not created by pksweb; pksweb does not modify it. "
                              "Remove or rename it, then re-apply.")

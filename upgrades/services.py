@@ -29,7 +29,7 @@ from pksweb import policy
 from pksweb.choices import SubjectType
 from pksweb.events import publish
 from pksweb.services import LeaseLost, Renewal, lease_acquire, lease_held, lease_release
-from pksweb.text import LOG_LIMIT, REPORT_LIMIT, bound, bound_tail
+from pksweb.text import LOG_LIMIT, REPORT_LIMIT, bound, bound_tail, says_something
 from upgrades import drivers, flight, preflight, versions
 from upgrades.choices import ACTIVE_ROLLOUT, Decision, PlanState, RolloutState, StepPhase
 from upgrades.models import Approval, Rollout, RolloutStep, UpgradePlan
@@ -242,8 +242,8 @@ def plan_decide(*, plan: UpgradePlan, approver: Any, revision: str, decision: st
             raise ValidationError({"revision": f"Give the whole revision you reviewed ({locked.revision}), not its first "
                                                f"{len(revision)} characters."})
         if revision != locked.revision:
-            raise ValidationError({"revision": f"The plan changed since you reviewed it (you saw {bound(revision, 12) or 'nothing'}, "
-                                               f"it is now {locked.revision[:8]}): review the current revision."})
+            raise ValidationError({"revision": f"The plan changed since you reviewed it (you saw {bound(revision, 16) or 'nothing'}, "
+                                               f"it is now {locked.revision[:16]}): review the current revision."})
         if decision == Decision.REJECT and not (comment or "").strip():
             raise ValidationError({"comment": "Say why you reject the plan."})
         if locked.approvals.filter(approver=approver, revision=locked.revision, voided=False).exists():
@@ -297,8 +297,8 @@ def plan_start(*, plan: UpgradePlan, by: Any, outside_window_reason: str = "") -
     for approval again)."""
     _require(by, "operate", plan, "Only operators start upgrades; approvers sign plans off.")
     reason = bound((outside_window_reason or "").strip(), REASON_LIMIT)
-    if not any(ch.isalnum() for ch in reason):
-        reason = ""  # blanks, zero-width and control characters say nothing: they are no reason
+    if not says_something(reason):
+        reason = ""  # blanks, zero-width, control characters and fillers say nothing: they are no reason
     looked, report = _looked_at(plan)
     if looked.state != PlanState.APPROVED:
         raise ValidationError({"non_field_errors": f"Only an approved plan can start; this one is {looked.get_state_display().lower()}."})

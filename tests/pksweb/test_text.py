@@ -70,3 +70,24 @@ def test_bound_payload_bounds_every_string(value):
                 yield from strings(item)
 
     assert all(len(s) <= 4000 for s in strings(bound_payload(value)))
+
+
+@given(texts, st.integers(min_value=0, max_value=60))
+def test_a_short_bound_keeps_the_start_and_ends_with_an_ellipsis(text, limit):
+    """A limit too small for the marker still reads as the start of the text (it showed the marker's tail)."""
+    value, tail = bound(text, limit), bound_tail(text, limit)
+    original = bound(text, 10**9)  # cleaned of control characters, uncut
+    assert len(value) <= limit and len(tail) <= limit
+    if len(original) <= limit:
+        assert value == original == tail
+    elif limit:
+        kept = value.rpartition(" …[")[0] or value[:-1]
+        assert original.startswith(kept) and (value.endswith("…") or value.endswith("characters cut]")), value
+        assert tail.startswith(("…", "[")), tail
+
+
+def test_article():
+    from pksweb.text import article
+
+    assert [article(w) for w in ("approver", "operator", "viewer", "tenant admin")] == [
+        "an approver", "an operator", "a viewer", "a tenant admin"]

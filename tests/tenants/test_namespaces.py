@@ -78,7 +78,7 @@ def test_tenant_viewer_cannot_create(acme, registered, make_namespace, operator)
 
 
 def test_platform_users_are_not_members(acme, viewer, operator):
-    with pytest.raises(ValidationError, match="sees every tenant already"):
+    with pytest.raises(ValidationError, match="is a viewer and sees every tenant already"):
         membership_add(tenant=acme, user=viewer, role="admin", added_by=operator)
 
 

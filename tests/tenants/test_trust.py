@@ -202,3 +202,31 @@ def test_a_tenant_namespace_named_like_a_trusted_one_is_never_let_in(acme, trust
     evaluation = Evaluation(spaces, pods, bundle.network_policies(acme, "acme-app"))
     assert evaluation.cell("platform", "acme-app").reach == "all"
     assert evaluation.cell("impostor", "acme-app").reach == "none"
+
+
+def test_an_object_another_reconcile_created_meanwhile_is_no_failure(acme, registered, sandbox_cluster):
+    """Two namespaces of a new cluster reconciled at once both create the shared ClusterRole: the one that
+    loses the race (409 AlreadyExists) compares what is there, as if it had been there before."""
+    from clusters.services import gateway_for
+    from tenants import bundle
+
+    ops = gateway_for(registered).objects
+    role = bundle.tenant_admin_role()
+    name = role["metadata"]["name"]
+    if ops.get("ClusterRole", name, ""):
+        ops.delete("ClusterRole", name, "")
+
+    class Raced:
+        """The real cluster's objects, where another reconcile creates the role between our look and our create."""
+
+        def __getattr__(self, attribute):
+            return getattr(ops, attribute)
+
+        def get(self, kind, obj_name, namespace=""):
+            found = ops.get(kind, obj_name, namespace)
+            if kind == "ClusterRole" and found is None:
+                ops.create(role)  # the other reconcile, first
+            return found
+
+    assert services._apply(Raced(), role) is None  # nothing left to change: what the other one made is right
+    assert ops.get("ClusterRole", name, "")["rules"] == role["rules"]

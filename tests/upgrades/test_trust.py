@@ -510,7 +510,13 @@ def test_an_abort_stops_a_drain_in_flight(make_approved, fleet, operator, django
     assert not sims[0].get("nodes", "", step.node)["spec"].get("unschedulable")
 
 
-@pytest.mark.parametrize("reason", ["\u200b", " \t\n", "\u202e", "..."])
+WORDLESS_TEXT = st.text(alphabet=st.one_of(st.sampled_from("\u115f\u1160\u3164\uffa0\u200b\u202e\u2800\u00a0\ufeff. \t\n"),
+                                          st.characters(categories=["Zs", "Zl", "Zp", "Cf", "Cc", "Mn", "Me", "Po", "Pd"])),
+                        min_size=1, max_size=20)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reason=WORDLESS_TEXT)
 def test_an_invisible_reason_is_no_reason(make_approved, operator, reason, django_capture_on_commit_callbacks):
     from datetime import timedelta
 
@@ -530,6 +536,9 @@ def test_a_shortened_revision_is_asked_for_whole(fleet, operator, approver, djan
                                                               waves=[[clusters[0].pk]]), by=operator)
     with pytest.raises(ValidationError, match="Give the whole revision you reviewed"):
         services.plan_decide(plan=plan, approver=approver, revision=plan.revision[:8], decision="approve")
+    with pytest.raises(ValidationError) as other:  # another revision is quoted as its start, never the marker's tail
+        services.plan_decide(plan=plan, approver=approver, revision="abcdefghijklmnopqrstuvwxyz", decision="approve")
+    assert "you saw abcdefghijklmno…, it is now " in str(other.value)
 
 
 def test_a_preflight_of_an_older_revision_says_so(make_approved, fleet, operator, op_client, django_capture_on_commit_callbacks):
