@@ -24,7 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from clusters.kube import KubeError
-from clusters.models import EXECUTION_LABELS, REMOVED, Cluster
+from clusters.models import EXECUTION_LABELS, REMOVED, Cluster, ClusterNode
 from pksweb import policy
 from pksweb.choices import SubjectType
 from pksweb.events import publish
@@ -491,7 +491,10 @@ def _uncordon_after_abort(step: RolloutStep) -> str:
         _gateway(step.cluster).set_unschedulable(step.node, False)
         note = f"node {step.node} uncordoned"
     except KubeError as exc:
-        note = f"node {step.node} of {step.cluster.name} is STILL CORDONED by pksweb: {exc.message}"
+        if exc.status == 404:  # gone from the cluster (deleted, or replaced under another name): nothing is cordoned
+            note = f"node {step.node} is no longer on {step.cluster.name}; nothing to uncordon"
+        else:
+            note = f"node {step.node} of {step.cluster.name} may be STILL CORDONED by pksweb: {exc.message}"
     if RolloutStep.objects.filter(pk=step.pk, phase=step.phase).update(phase=StepPhase.FAILED, finished_at=timezone.now(),
                                                                        log=step.log + f"aborted: {note}\n"):
         step.phase = StepPhase.FAILED
@@ -514,7 +517,7 @@ def rollout_abort(*, rollout: Rollout, by: Any) -> Rollout:
         RolloutStep.objects.filter(rollout=locked, phase=StepPhase.GATE).update(phase=StepPhase.FAILED, finished_at=timezone.now())
         nodes = ", ".join(f"{cluster}/{node}" for _, _, cluster, node in cordoned[:10]) + \
             (f" and {len(cordoned) - 10} more" if len(cordoned) > 10 else "")
-        note = f"; uncordoning {len(cordoned)} node(s) pksweb cordoned: {nodes}" if cordoned else ""
+        note = f"; uncordoning {len(cordoned)} node(s) pksweb cordoned or was cordoning: {nodes}" if cordoned else ""
         locked.reason = f"Aborted by {by.get_username() if by is not None else 'pksweb'}{note}"
         locked.save(update_fields=["state", "finished_at", "reason"])
         # A step in the middle of a transition (its lease held) uncordons after itself when it ends; the
@@ -605,6 +608,21 @@ def _startable(plan: UpgradePlan, wave_steps: list[RolloutStep]) -> list[Rollout
     return chosen
 
 
+def _finished(plan: UpgradePlan, steps: list[RolloutStep]) -> str:
+    """What a finished rollout may truly say: every node runs the target, or which nodes of its clusters (as the
+    last probe saw them) were not in the approved flight plan and do not (they joined after approval)."""
+    planned = {(s.cluster_id, s.node) for s in steps}
+    left = [n for n in ClusterNode.objects.filter(cluster_id__in={s.cluster_id for s in steps}).select_related("cluster")
+            .order_by("cluster__name", "name")
+            if (n.cluster_id, n.name) not in planned and not versions.same(n.kubelet_version, plan.target_version)]
+    if not left:
+        return f"every node runs {plan.target_version}"
+    names = ", ".join(f"{n.cluster.name}/{n.name} ({n.kubelet_version or 'version unknown'})" for n in left[:10])
+    more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+    return bound(f"the {len(planned)} node(s) of the plan run {plan.target_version}; not in the approved plan and not at "
+                 f"{plan.target_version}: {names}{more} (they joined after approval: write a plan for them)", REASON_LIMIT)
+
+
 def rollout_dispatch(*, rollout_id: int) -> Dispatch:
     """Decide what a running rollout does next: start nodes, restart chains that died, pause, wait or finish."""
     with transaction.atomic():
@@ -621,9 +639,11 @@ def rollout_dispatch(*, rollout_id: int) -> Dispatch:
         steps = list(RolloutStep.objects.filter(rollout=rollout).select_related("cluster", "rollout__plan").order_by("order"))
         remaining = [s for s in steps if s.phase != StepPhase.DONE]
         if not remaining:
-            Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.SUCCEEDED, finished_at=now)
+            said = _finished(plan, steps)
+            left = "" if said.startswith("every node") else said  # shown on the rollout page
+            Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.SUCCEEDED, finished_at=now, reason=left)
             rollout.state = RolloutState.SUCCEEDED
-            _rollout_event(rollout, "rollout.succeeded", f"Rollout of {plan.name} finished: every node runs {plan.target_version}")
+            _rollout_event(rollout, "rollout.succeeded", f"Rollout of {plan.name} finished: {said}")
             return Dispatch()
         in_flight = [s for s in remaining if s.phase not in IDLE]
         stale = now - timedelta(seconds=settings.PKSWEB_ROLLOUT_STALE_SECONDS)

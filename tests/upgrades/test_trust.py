@@ -548,3 +548,46 @@ def test_a_preflight_of_an_older_revision_says_so(make_approved, fleet, operator
         cluster_update(cluster=clusters[0], updated_by=operator, upgrade_driver="system-upgrade-controller")
     page = op_client.get(reverse("upgrades:plan", args=[plan.pk])).content.decode()
     assert 'id="preflight-stale"' in page and "pksweb runs it again" in page
+
+
+def test_a_node_added_after_approval_voids_it_and_success_is_only_said_when_true(make_approved, fleet, operator,
+                                                                                   django_capture_on_commit_callbacks):
+    """A node that joined after approval is not in the approved flight plan: the start is refused (the plan awaits
+    approval of the fleet as it is), and a rollout never says every node runs the target while one does not."""
+    clusters, sims = fleet
+    plan = make_approved(waves=[[clusters[0].pk]], health_gate=False)
+    node = sims[0].get("nodes", "", f"{sims[0].name}-w-2")
+    sims[0].create("nodes", {**node, "metadata": {"name": f"{sims[0].name}-w-99", "labels": node["metadata"].get("labels", {})},
+                             "spec": {}})
+    cluster_probe(cluster=Cluster.objects.get(pk=clusters[0].pk))
+    with pytest.raises(ValidationError, match="fleet changed since the plan was approved"):
+        start(plan, operator, django_capture_on_commit_callbacks)
+    assert UpgradePlan.objects.get(pk=plan.pk).state == "submitted"
+
+
+def test_a_node_that_joins_during_a_rollout_is_named_when_it_finishes(make_approved, fleet, operator,
+                                                                      django_capture_on_commit_callbacks):
+    clusters, sims = fleet
+    rollout = start(make_approved(waves=[[clusters[0].pk]], health_gate=False), operator, django_capture_on_commit_callbacks)
+    node = sims[0].get("nodes", "", f"{sims[0].name}-w-2")
+    sims[0].create("nodes", {**node, "metadata": {"name": f"{sims[0].name}-w-98", "labels": node["metadata"].get("labels", {})},
+                             "spec": {}})
+    cluster_probe(cluster=Cluster.objects.get(pk=clusters[0].pk))
+    rollout = drive(rollout)
+    assert rollout.state == "succeeded"
+    said = Event.objects.get(kind="rollout.succeeded").message
+    assert "every node runs" not in said and f"{clusters[0].name}/{sims[0].name}-w-98 (v1.30.4)" in said, said
+    assert f"{sims[0].name}-w-98" in rollout.reason
+
+
+def test_an_abort_does_not_call_a_deleted_node_cordoned(make_approved, fleet, operator, django_capture_on_commit_callbacks):
+    clusters, sims = fleet
+    rollout = start(make_approved(waves=[[clusters[0].pk]]), operator, django_capture_on_commit_callbacks)
+    step = RolloutStep.objects.filter(rollout=rollout).order_by("order").first()
+    RolloutStep.objects.filter(pk=step.pk).update(phase="cordon")
+    sims[0].delete("nodes", "", step.node)
+    with django_capture_on_commit_callbacks(execute=False):
+        services.rollout_abort(rollout=rollout, by=operator)
+    services.step_advance(step_id=step.pk)
+    step.refresh_from_db()
+    assert step.phase == "failed" and "no longer on" in step.log and "CORDONED" not in step.log, step.log
