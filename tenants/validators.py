@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
+
+from pksweb.text import bound
 
 QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+)?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
+LARGEST = Decimal(2) ** 63 - 1  # Kubernetes counts quantities in 64-bit integers
+
+
 def quantity(value: str) -> None:
     if not QUANTITY.match(str(value).strip()):
-        raise ValidationError(f"{value!r} is not a Kubernetes quantity: write e.g. 500m or 2 (CPU), 512Mi or 4Gi (memory), 100 (count).")
+        raise ValidationError(f"{bound(value, 40)!r} is not a Kubernetes quantity: write e.g. 500m or 2 (CPU), 512Mi or 4Gi "
+                              "(memory), 100 (count).")
+    number = quantity_value(value)
+    if number is None or number > LARGEST:
+        raise ValidationError(f"{bound(value, 40)!r} is out of the range Kubernetes counts in (64-bit integers, at most "
+                              "2^63 - 1): write e.g. 64, 500m or 256Gi.")
 
 
 LIST_LIMIT = 100
@@ -31,10 +41,14 @@ def quantity_value(value: str) -> Decimal | None:
     if not match:
         return None
     suffix = match.group(3) or ""
-    number = Decimal(text[:len(text) - len(suffix)] if suffix else text)
-    if suffix not in SUFFIXES and suffix[:1] in ("e", "E"):  # an exponent (1e3); E and Ei alone are exa and exbi
-        return Decimal(text)
-    return number * SUFFIXES.get(suffix, Decimal(1))
+    try:
+        if suffix not in SUFFIXES and suffix[:1] in ("e", "E"):  # an exponent (1e3); E and Ei alone are exa and exbi
+            if abs(int(suffix[1:])) > 100:  # past any quantity Kubernetes can count (or tell from zero)
+                return None
+            return Decimal(text)
+        return Decimal(text[:len(text) - len(suffix)] if suffix else text) * SUFFIXES.get(suffix, Decimal(1))
+    except (InvalidOperation, ValueError):
+        return None
 
 
 def namespace_list(value: Any) -> None:

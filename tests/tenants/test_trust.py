@@ -136,7 +136,9 @@ def test_a_limit_range_kubernetes_would_refuse_is_refused_in_words(acme, operato
 
 
 QUANTITIES = st.one_of(st.from_regex(r"[0-9]{1,4}(\.[0-9]{0,3})?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]{1,3})?",
-                                     fullmatch=True), st.text(max_size=12))
+                                     fullmatch=True), st.text(max_size=12),
+                       st.sampled_from(["1e9223372036854775808", "1E9223372036854775809", "1e-99999", "8Ei", "9223372036854775808",
+                                        "1e400", "9" * 40 + "Ei"]))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -147,8 +149,12 @@ def test_any_limit_quantity_is_saved_or_refused_in_words(acme, operator_api, lim
     response = operator_api.patch(f"/api/tenants/{acme.pk}/", {"limits": limits}, format="json")
     assert response.status_code in (200, 400), response.content
     if response.status_code == 400:
-        words = [m for messages in response.json().values() for m in (messages if isinstance(messages, list) else
-                                                                       [str(messages)])]
+        def flat(value):
+            if isinstance(value, dict):
+                return [m for inner in value.values() for m in flat(inner)]
+            return [m for inner in value for m in flat(inner)] if isinstance(value, list) else [value]
+
+        words = flat(response.json())
         assert words and all(isinstance(m, str) and 10 < len(m) < 600 for m in words), response.json()
     else:
         body = operator_api.get(f"/api/tenants/{acme.pk}/").json()["limits"]
