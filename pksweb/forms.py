@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 
+from pksweb.fields import IdChoiceField
 from tenants.models import Tenant
 
 
@@ -14,7 +15,7 @@ class AnnouncementForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "e.g. Maintenance on prod-eu tonight 22:00 UTC"}),
         error_messages={"required": "Write the announcement: it cannot be empty."},
     )
-    tenant = forms.ModelChoiceField(
+    tenant = IdChoiceField(
         queryset=Tenant.objects.none(), required=False, empty_label="Everyone",
         help_text="Only this tenant's people (and the platform team) will see it.",
     )

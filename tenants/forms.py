@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 
 from clusters.models import Cluster
+from pksweb.fields import IdChoiceField, IdsChoiceField
 from tenants.choices import MemberRole
 from tenants.models import Tenant
 
@@ -21,7 +22,7 @@ class ListField(forms.CharField):
 
 
 class TenantForm(forms.ModelForm):
-    clusters = forms.ModelMultipleChoiceField(queryset=Cluster.objects.order_by("name"), required=False,
+    clusters = IdsChoiceField(queryset=Cluster.objects.order_by("name"), required=False,
                                               widget=forms.CheckboxSelectMultiple)
     ingress_from_namespaces = ListField(required=False, help_text="Namespaces allowed to open connections in, e.g. ingress-nginx.")
     egress_cidrs = ListField(required=False, help_text="Networks pods may reach outside the cluster, e.g. 10.20.0.0/16.")
@@ -35,7 +36,7 @@ class TenantForm(forms.ModelForm):
 
 
 class NamespaceForm(forms.Form):
-    cluster = forms.ModelChoiceField(queryset=Cluster.objects.none(), empty_label=None)
+    cluster = IdChoiceField(queryset=Cluster.objects.none(), empty_label=None)
     name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. payments-prod"}))
 
     def __init__(self, *args: Any, tenant: Tenant, **kwargs: Any) -> None:
@@ -53,7 +54,7 @@ class DeleteNamespaceForm(forms.Form):
 
 
 class AssignNodeForm(forms.Form):
-    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), empty_label=None)
+    tenant = IdChoiceField(queryset=Tenant.objects.none(), empty_label=None)
 
     def __init__(self, *args: Any, cluster: Cluster, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

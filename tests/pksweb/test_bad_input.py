@@ -237,3 +237,26 @@ def test_a_page_of_any_size_is_a_page(operator_api, tenant_admin, registered, pa
 
 def test_every_list_is_paginated():
     assert len(PAGINATED) >= 7, PAGINATED
+
+
+# ---- ids of any text in the forms' choices ----------------------------------------------------
+
+IDS = st.one_of(st.integers(min_value=-(2**70), max_value=2**70).map(str), st.text(max_size=12),
+                st.sampled_from([str(2**63), str(2**63 - 1), "9" * 30, "１２", "1e3", " 1 "]))
+
+
+@hyp_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(["tenant-new", "tenant-edit", "namespace", "announce"]), value=IDS)
+def test_a_chosen_id_of_any_text_is_refused_in_words(op, tenant, registered, target, value):
+    """Every form that picks objects by id (clusters of a tenant, a namespace's cluster, an announcement's tenant)."""
+    tenant.clusters.add(registered)
+    url, data = {
+        "tenant-new": (reverse("tenants:create"), tenant_form(name="fuzz-ids", clusters=[value])),
+        "tenant-edit": (reverse("tenants:edit", args=[tenant.pk]), tenant_form(name=tenant.name, clusters=[value])),
+        "namespace": (reverse("tenants:namespace-create", args=[tenant.pk]), {"cluster": value, "name": "fuzz-ids"}),
+        "announce": (reverse("announce"), {"message": "hello", "tenant": value}),
+    }[target]
+    response = op.post(url, data)
+    assert response.status_code < 500, (target, value)
+    assert not Tenant.objects.filter(name="fuzz-ids").exists() or value.strip() == str(registered.pk)
+    Tenant.objects.filter(name="fuzz-ids").delete()
