@@ -42,6 +42,11 @@ class ClusterViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Cluster]:
         return selectors.cluster_list(user=self.request.user)
 
+    def filter_queryset(self, queryset: QuerySet[Cluster]) -> QuerySet[Cluster]:
+        """The fleet's filters (?name=, ?status=) choose clusters in the list; one cluster's own answers
+        (its nodes, health, operations) ignore them, as their schema says."""
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
     @extend_schema(request=ClusterWriteSerializer, responses={201: ClusterSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = ClusterWriteSerializer(data=request.data)
@@ -92,10 +97,10 @@ class ClusterViewSet(viewsets.ModelViewSet):
         return Response(ClusterHealthSerializer({"cluster": cluster, "availability_24h": view.availability_day,
                                                  "availability_7d": view.availability_week, "history": spans}).data)
 
-    @extend_schema(responses={200: NodeSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses={200: NodeSerializer(many=True)}, filters=False)
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def nodes(self, request: Request, pk: str | None = None) -> Response:
-        """Nodes as of the last probe."""
+        """Nodes as of the last probe, all of them in one list."""
         return Response(NodeSerializer(selectors.cluster_nodes(cluster=self.get_object()), many=True).data)
 
     @extend_schema(request=None, responses={200: ClusterSerializer})

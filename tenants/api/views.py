@@ -66,7 +66,8 @@ class TenantViewSet(viewsets.ModelViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=MemberSerializer, responses={200: MemberSerializer(many=True), 201: MemberSerializer})
-    @action(detail=True, methods=["get", "post"], permission_classes=[PolicyPermission], policy_actions={})
+    @action(detail=True, methods=["get", "post"], permission_classes=[PolicyPermission], policy_actions={},
+            pagination_class=None, filter_backends=[])
     def members(self, request: Request, pk: str | None = None) -> Response:
         """The tenant's members; operators add one with ``{"username", "role": "admin"|"viewer"}``."""
         tenant = self.get_object()
@@ -96,7 +97,7 @@ class TenantViewSet(viewsets.ModelViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: ScorecardCheckSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def scorecard(self, request: Request, pk: str | None = None) -> Response:
         """Isolation checks computed from the clusters' actual objects (platform team)."""
         tenant = self.get_object()
