@@ -9,7 +9,7 @@ import ssl
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from pksweb.text import bound
+from pksweb.text import article, bound
 
 # How much of what a server says goes into a message: enough to act on, never a page of it.
 SERVER_WORDS = 300
@@ -141,8 +141,16 @@ def describe_unreadable(exc: BaseException) -> str:
             found = errors()
         except Exception:  # noqa: BLE001 - then say less, never fail on the description
             found = []
-        fields = sorted({".".join(str(p) for p in e.get("loc", ())) or "?" for e in found})
         what = getattr(exc, "title", "") or "an object"
+        fields = sorted({".".join(str(p) for p in e.get("loc", ())) for e in found} - {""})
+        whole = [e for e in found if not e.get("loc")]
+        if whole and not fields:  # not an object of that kind at all: say what came instead
+            given = whole[0].get("input")
+            if isinstance(given, str | bytes):
+                shown = bound(given if isinstance(given, str) else given.decode("utf-8", "replace"), 60)
+                return bound(f"the answer held the text {shown!r} where a {what} belongs", 300)
+            return bound(f"the answer held {article(type(given).__name__)} where a {what} belongs "
+                         f"({whole[0].get('msg', 'not an object')})", 300)
         shown = ", ".join(fields[:4]) + (f" and {len(fields) - 4} more" if len(fields) > 4 else "")
         return bound(f"{len(found)} field(s) of {what} missing or invalid ({shown})", 300)
     return bound(f"{type(exc).__name__}: {exc}", 200)

@@ -262,6 +262,19 @@ def test_an_answer_missing_fields_is_degraded_and_said_in_words(registered, sand
     assert "pydantic" not in reason and len(reason) <= 500
 
 
+@pytest.mark.parametrize(("answer", "says"), [
+    ({"path": "/api/v1/nodes", "body": {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": {"a": 1}}},
+     "the answer held the text 'a' where a V1Node belongs"),
+    ({"path": "/*", "body": "<html>not json</html>", "content_type": "text/html"},
+     "the answer held the text '<html>not json</html>' where a VersionInfo belongs"),
+])
+def test_an_answer_of_the_wrong_shape_says_what_came(registered, sandbox_cluster, answer, says):
+    """Not an object of the kind at all: the reason says what came instead, never '1 field(s) missing (?)'."""
+    sandbox_cluster.faults.update({"answers": [answer]})
+    reason = services.cluster_probe(cluster=registered).reasons[0]
+    assert says in reason and "(?)" not in reason, reason
+
+
 def test_a_credential_that_comes_to_reach_another_cluster_is_noticed(op_client, registered, sandbox, operator,
                                                                       django_capture_on_commit_callbacks):
     """A proxy or DNS name in front of a cluster moves to another cluster: the probe notices (another version or
