@@ -70,6 +70,16 @@ def _check_dedicated_cluster(tenant: Tenant, clusters: Iterable[Cluster]) -> Non
 
 
 @transaction.atomic
+def _trusts_no_tenant_namespace(names: list[str]) -> None:
+    """pksweb never lets a tenant's namespace in by its name (see bundle.network_policies): say so instead
+    of writing a rule that does nothing."""
+    taken = sorted(set(TenantNamespace.objects.filter(name__in=names or []).values_list("name", flat=True)))
+    if taken:
+        raise ValidationError({"ingress_from_namespaces": f"{', '.join(taken[:5])} {'is a tenant namespace' if len(taken) == 1 else 'are tenant namespaces'}: "
+                                                          "pksweb never lets a tenant's namespace in by name (another tenant "
+                                                          "could take the name). Name platform namespaces only, such as ingress-nginx."})
+
+
 def tenant_create(*, name: str, created_by: Any, display_name: str = "", clusters: Iterable[Cluster] = (),
                   **profile: Any) -> Tenant:
     """Create a tenant with its profile and the clusters it may use."""
@@ -79,6 +89,7 @@ def tenant_create(*, name: str, created_by: Any, display_name: str = "", cluster
         raise ValidationError({"profile": f"Unknown profile fields: {', '.join(sorted(unknown))}."})
     tenant = Tenant(name=(name or "").strip(), display_name=display_name, **profile)
     tenant.full_clean()
+    _trusts_no_tenant_namespace(tenant.ingress_from_namespaces)
     clusters = list(clusters)
     _check_dedicated_cluster(tenant, clusters)
     try:
@@ -103,6 +114,8 @@ def tenant_update(*, tenant: Tenant, updated_by: Any, clusters: Iterable[Cluster
         for key, value in changes.items():
             setattr(locked, key, value)
         locked.full_clean()
+        if "ingress_from_namespaces" in changed:
+            _trusts_no_tenant_namespace(locked.ingress_from_namespaces)
         if clusters is not None:
             clusters = list(clusters)
             removed = set(locked.clusters.values_list("pk", flat=True)) - {c.pk for c in clusters}

@@ -242,7 +242,7 @@ def plan_decide(*, plan: UpgradePlan, approver: Any, revision: str, decision: st
             raise ValidationError({"revision": f"Give the whole revision you reviewed ({locked.revision}), not its first "
                                                f"{len(revision)} characters."})
         if revision != locked.revision:
-            raise ValidationError({"revision": f"The plan changed since you reviewed it (you saw {bound(revision, 16) or 'nothing'}, "
+            raise ValidationError({"revision": f"The plan changed since you reviewed it (you saw {bound(revision, 17) or 'nothing'}, "
                                                f"it is now {locked.revision[:16]}): review the current revision."})
         if decision == Decision.REJECT and not (comment or "").strip():
             raise ValidationError({"comment": "Say why you reject the plan."})

@@ -236,3 +236,14 @@ def test_an_object_another_reconcile_created_meanwhile_is_no_failure(acme, regis
 
     assert services._apply(Raced(), role) is None  # nothing left to change: what the other one made is right
     assert ops.get("ClusterRole", name, "")["rules"] == role["rules"]
+
+
+def test_a_tenant_namespace_cannot_be_trusted_by_name(acme, globex, registered, make_namespace, operator):
+    from django.core.exceptions import ValidationError
+
+    make_namespace(acme, registered, "acme-x1")
+    with pytest.raises(ValidationError, match="acme-x1 is a tenant namespace"):
+        services.tenant_update(tenant=globex, updated_by=operator, ingress_from_namespaces=["ingress-nginx", "acme-x1"])
+    with pytest.raises(ValidationError, match="acme-x1 is a tenant namespace"):
+        services.tenant_create(name="initech", created_by=operator, ingress_from_namespaces=["acme-x1"])
+    services.tenant_update(tenant=globex, updated_by=operator, ingress_from_namespaces=["ingress-nginx"])

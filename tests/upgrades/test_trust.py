@@ -538,7 +538,7 @@ def test_a_shortened_revision_is_asked_for_whole(fleet, operator, approver, djan
         services.plan_decide(plan=plan, approver=approver, revision=plan.revision[:8], decision="approve")
     with pytest.raises(ValidationError) as other:  # another revision is quoted as its start, never the marker's tail
         services.plan_decide(plan=plan, approver=approver, revision="abcdefghijklmnopqrstuvwxyz", decision="approve")
-    assert "you saw abcdefghijklmno…, it is now " in str(other.value)
+    assert "you saw abcdefghijklmnop…, it is now " in str(other.value)
 
 
 def test_a_preflight_of_an_older_revision_says_so(make_approved, fleet, operator, op_client, django_capture_on_commit_callbacks):
