@@ -244,6 +244,13 @@ def plan_decide(*, plan: UpgradePlan, approver: Any, revision: str, decision: st
         if revision != locked.revision:
             raise ValidationError({"revision": f"The plan changed since you reviewed it (you saw {bound(revision, 17) or 'nothing'}, "
                                                f"it is now {locked.revision[:16]}): review the current revision."})
+        wanted = {c for wave in locked.waves for c in wave}
+        gone = wanted - set(Cluster.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+        if decision == Decision.APPROVE and gone:
+            names = sorted(Cluster.all_objects.filter(pk__in=gone).values_list("name", flat=True)) or [f"#{pk}" for pk in sorted(gone)]
+            raise ValidationError({"non_field_errors": f"{', '.join(names[:5])} {'was' if len(gone) == 1 else 'were'} removed from "
+                                                       "pksweb: this plan cannot run as written. Reject it so that its author "
+                                                       "takes the cluster out of the waves."})
         if decision == Decision.REJECT and not (comment or "").strip():
             raise ValidationError({"comment": "Say why you reject the plan."})
         if locked.approvals.filter(approver=approver, revision=locked.revision, voided=False).exists():
