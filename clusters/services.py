@@ -737,6 +737,7 @@ def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Call
         report_progress(f"refused: {len(unmanaged)} pod(s) without a controller", unmanaged=unmanaged, pending=sorted(pending))
         return DrainResult(False, report, [], skipped, {key: "no controller" for key in unmanaged}, sorted(pending))
     evicted: list[str] = []
+    gone: list[str] = []  # gone before pksweb's eviction: deleted by others, evicted by an earlier attempt, or with the node
     blocked: dict[str, str] = {}
     report_progress(f"cordoned; {len(pending)} pods to evict, {len(skipped)} skipped", evicted=evicted, skipped=skipped,
                     blocked=blocked, pending=sorted(pending))
@@ -748,8 +749,9 @@ def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Call
             if outcome.outcome in ("evicted", "gone"):
                 pending.pop(key)
                 blocked.pop(key, None)
-                evicted.append(key)
-                report_progress(f"evicted {key}", evicted=evicted, blocked=blocked, pending=sorted(pending))
+                (evicted if outcome.outcome == "evicted" else gone).append(key)
+                report_progress(f"evicted {key}" if outcome.outcome == "evicted" else f"{key} was gone already",
+                                evicted=evicted, gone=gone, blocked=blocked, pending=sorted(pending))
             else:
                 reason = f"PodDisruptionBudget {pod.namespace}/{outcome.budget}" if outcome.budget else "the API server"
                 if blocked.get(key) != reason:
@@ -768,11 +770,23 @@ def node_drain(*, gateway: Gateway, node: str, timeout: float, on_progress: Call
         sleep(1.0)
     lines = [f"Evicted {len(evicted)} pod(s): {', '.join(evicted) or 'none'}.",
              f"Skipped {len(skipped)}: {', '.join(skipped) or 'none'}."]
+    if gone:
+        lines.insert(1, f"Gone before pksweb evicted them (deleted, or evicted by an earlier attempt) {len(gone)}: "
+                        f"{', '.join(gone)}.")
+    try:
+        gateway.node(node)
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+        lines.insert(0, f"Node {node} was deleted from the cluster during the drain: its pods went with it, not through "
+                        "evictions their PodDisruptionBudgets allowed.")
+        return DrainResult(False, "\n".join(lines), evicted, skipped, blocked, sorted(pending))
     if pending:
         by_budget: dict[str, list[str]] = {}
         for key in pending:
             by_budget.setdefault(blocked.get(key, "timeout"), []).append(key)
-        lines.insert(0, f"Drain of {node} stopped after {int(timeout)} s with {len(pending)} pod(s) not evicted.")
+        lines.insert(0, f"Drain of {node} stopped after {int(timeout)} s with {len(pending)} pod(s) not evicted; {node} stays "
+                        "cordoned.")
         lines += [f"Blocked by {why}: {', '.join(sorted(keys))}." for why, keys in sorted(by_budget.items())]
         return DrainResult(False, "\n".join(lines), evicted, skipped, blocked, sorted(pending))
     lines.insert(0, f"Node {node} drained: cordoned and empty but for DaemonSet and mirror pods.")

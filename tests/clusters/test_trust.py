@@ -403,3 +403,31 @@ def test_a_credential_of_any_text_is_refused_in_words(operator_api, registered, 
         assert 10 < len(words) < 2_000, words
         assert (Cluster.all_objects.count(), crypto.unseal(Cluster.objects.get(pk=registered.pk).credential_sealed)) == before
     Cluster.all_objects.filter(name="fuzzed").delete()
+
+
+def test_a_node_deleted_mid_drain_is_a_failed_drain_that_says_so(registered, sandbox_cluster):
+    """Pods that went with a deleted node were not evicted: the drain fails, says the node is gone, and lists as
+    evicted only what the Eviction API took."""
+    sandbox_cluster.faults.update({"frozen_pdbs": ["*"]})  # every budget refuses: nothing can be evicted
+    node = _worker(registered)
+    on_node = [p for p in services.gateway_for(registered).pods_on_node(node) if p.owner_kind not in ("DaemonSet", "")]
+    assert on_node
+
+    blocked_when_deleted: set[str] = set()
+    seen: dict = {}
+
+    def sleep(_: float) -> None:  # between two rounds of evictions, someone deletes the node
+        if sandbox_cluster.get("nodes", "", node) is not None:
+            blocked_when_deleted.update(seen.get("blocked", {}))
+            sandbox_cluster.delete("nodes", "", node)
+
+    try:
+        result = services.node_drain(gateway=services.gateway_for(registered), node=node, timeout=30, sleep=sleep,
+                                     on_progress=lambda message, **state: seen.update(state))
+    finally:
+        sandbox_cluster.faults.update({"frozen_pdbs": []})
+    assert blocked_when_deleted, "the budgets blocked nothing: the test did not test"
+    assert not result.ok and f"Node {node} was deleted from the cluster during the drain" in result.report, result.report
+    # What the Eviction API did not take (404: it went with the node) is never listed as evicted.
+    gone = result.report.split("Gone before pksweb evicted them", 1)[1].split("\n", 1)[0]
+    assert blocked_when_deleted - set(result.evicted) and all(key in gone for key in blocked_when_deleted - set(result.evicted))
