@@ -100,6 +100,9 @@ class RolloutStep(models.Model):
     phase = models.CharField(max_length=12, choices=StepPhase.choices, default=StepPhase.PENDING)
     phase_started_at = models.DateTimeField(null=True, blank=True)
     driver_called_at = models.DateTimeField(null=True, blank=True)
+    # Whether the node was cordoned before pksweb cordoned it (seen once, before the cordon): such a node is
+    # upgraded and left cordoned, as someone wanted it; None until seen.
+    was_cordoned = models.BooleanField(null=True, blank=True)
     chain = models.PositiveIntegerField(default=0)  # numbers the step's live task chain; older chains stop
     last_tick_at = models.DateTimeField(null=True, blank=True)
     log = models.TextField(blank=True)

@@ -84,6 +84,9 @@ def check_versions(report: Preflight, cluster: Cluster, nodes: list[ClusterNode]
     elif wanted == current:
         report.warn(cluster.name, "version", f"The control plane already runs {target}; only nodes behind it are upgraded.")
     for node in nodes:
+        if node.unschedulable:
+            report.warn(cluster.name, "cordoned", f"Node {node.name} is cordoned: it is upgraded and left cordoned, as someone "
+                                                  "wanted it (uncordon it first to have it back in service after its upgrade).")
         kubelet = versions.parse(node.kubelet_version)
         if kubelet is None:
             continue

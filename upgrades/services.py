@@ -495,8 +495,11 @@ def rollout_resume(*, rollout: Rollout, by: Any) -> Rollout:
 def _uncordon_after_abort(step: RolloutStep) -> str:
     """Uncordon a node pksweb cordoned, once (the step becomes failed); the note for the page."""
     try:
-        _gateway(step.cluster).set_unschedulable(step.node, False)
-        note = f"node {step.node} uncordoned"
+        if step.was_cordoned:
+            note = f"node {step.node} left cordoned, as it was before the rollout"
+        else:
+            _gateway(step.cluster).set_unschedulable(step.node, False)
+            note = f"node {step.node} uncordoned"
     except KubeError as exc:
         if exc.status == 404:  # gone from the cluster (deleted, or replaced under another name): nothing is cordoned
             note = f"node {step.node} is no longer on {step.cluster.name}; nothing to uncordon"
@@ -803,8 +806,12 @@ def _advance_step(rollout: Rollout, step: RolloutStep, keep: Callable[[], None])
         # Before pksweb changes a node (cordon, the driver call): is this still the cluster that was approved?
         gateway = _gateway(step.cluster, verified=step.phase in (StepPhase.CORDON, StepPhase.UPGRADE))
         if step.phase == StepPhase.CORDON:
+            if step.was_cordoned is None:  # seen once, before pksweb's own cordon (a re-run after a crash keeps it)
+                step.was_cordoned = gateway.node(step.node).unschedulable
+                RolloutStep.objects.filter(pk=step.pk, was_cordoned__isnull=True).update(was_cordoned=step.was_cordoned)
             gateway.set_unschedulable(step.node, True)
-            _set_phase(step, StepPhase.DRAIN, "cordoned")
+            _set_phase(step, StepPhase.DRAIN, "was cordoned already (it stays cordoned after its upgrade)" if step.was_cordoned
+                       else "cordoned")
             return StepTick(0)
         if step.phase == StepPhase.DRAIN:
             from clusters.services import node_drain
@@ -842,6 +849,9 @@ def _advance_step(rollout: Rollout, step: RolloutStep, keep: Callable[[], None])
             # Poll fast while a quick replacement is likely, then back off.
             return StepTick(READY_POLL_FAST if waited < 5 else 1.0)
         if step.phase == StepPhase.UNCORDON:
+            if step.was_cordoned:
+                _set_phase(step, StepPhase.GATE, "left cordoned, as it was before the rollout")
+                return StepTick(0)
             gateway.set_unschedulable(step.node, False)
             _set_phase(step, StepPhase.GATE, "uncordoned")
             return StepTick(0)

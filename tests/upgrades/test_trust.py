@@ -593,3 +593,24 @@ def test_an_abort_does_not_call_a_deleted_node_cordoned(make_approved, fleet, op
     services.step_advance(step_id=step.pk)
     step.refresh_from_db()
     assert step.phase == "failed" and "no longer on" in step.log and "CORDONED" not in step.log, step.log
+
+
+def test_a_node_cordoned_before_the_rollout_is_upgraded_and_left_cordoned(make_approved, fleet, operator,
+                                                                           django_capture_on_commit_callbacks):
+    """Someone took the node out of service (a bad disk): the rollout upgrades it and leaves it so, says so in
+    its preflight and its log; the other nodes come back into service as always."""
+    clusters, sims = fleet
+    sims[0].add_node(f"{sims[0].name}-w-3")  # room for the pods of the node drained beside the one kept cordoned
+    cluster_probe(cluster=Cluster.objects.get(pk=clusters[0].pk))
+    kept = _workers(clusters[0])[0]
+    sims[0].patch("nodes", "", kept, lambda n: {**n, "spec": {**n.get("spec", {}), "unschedulable": True}})
+    cluster_probe(cluster=Cluster.objects.get(pk=clusters[0].pk))
+    plan = make_approved(waves=[[clusters[0].pk]], health_gate=False)
+    assert any(w["check"] == "cordoned" and kept in w["message"] for w in plan.preflight["warnings"]), plan.preflight
+    rollout = drive(start(plan, operator, django_capture_on_commit_callbacks))
+    assert rollout.state == "succeeded", rollout.reason
+    assert sims[0].get("nodes", "", kept)["spec"].get("unschedulable") is True
+    step = RolloutStep.objects.get(rollout=rollout, node=kept)
+    assert step.was_cordoned is True and "left cordoned, as it was before the rollout" in step.log
+    others = RolloutStep.objects.filter(rollout=rollout).exclude(node=kept)
+    assert others and all(not sims[0].get("nodes", "", s.node)["spec"].get("unschedulable") for s in others)
