@@ -13,8 +13,8 @@ from pksweb import policy
 from pksweb.models import Event
 
 STATUS_KINDS = {"cluster.status_changed", "cluster.version_changed", "cluster.registered", "cluster.updated",
-                "cluster.node_ready_changed"}
-NODE_KINDS = {"cluster.node_ready_changed", "cluster.status_changed", "cluster.operation_finished", "cluster.registered",
+                "cluster.node_ready_changed", "cluster.nodes_changed"}
+NODE_KINDS = {"cluster.node_ready_changed", "cluster.nodes_changed", "cluster.status_changed", "cluster.operation_finished", "cluster.registered",
               "tenant.node_assigned", "tenant.node_released"}
 
 

@@ -364,8 +364,8 @@ def cluster_health_record(*, cluster_id: int, result: ProbeResult) -> Cluster:
         HealthSpan.objects.filter(cluster=cluster, ended_at__isnull=True).update(ended_at=now)
         HealthSpan.objects.create(cluster=cluster, status=status, reasons=reasons, started_at=now)
     cluster.save()
-    node_changes = _nodes_record(cluster, result) if result.error is None else []
-    if changed_status or node_changes:
+    node_changes, other_changes = _nodes_record(cluster, result) if result.error is None else ([], [])
+    if changed_status or node_changes or other_changes:
         _live_snapshot_drop(cluster.pk)  # what the page showed of the cluster no longer holds
     if changed_status:
         detail = f": {reasons[0]}" if reasons else ""
@@ -378,14 +378,18 @@ def cluster_health_record(*, cluster_id: int, result: ProbeResult) -> Cluster:
         _publish(cluster, "cluster.node_ready_changed",
                  f"Node {node} of {cluster.name} is {'Ready' if ready else 'NotReady' if ready is False else 'unknown'}",
                  node=node, ready=ready)
+    if other_changes:  # one event a probe: the cluster page's node table follows it live
+        _publish(cluster, "cluster.nodes_changed", f"Nodes of {cluster.name}: {'; '.join(bound_list(other_changes, 8, each=120))}",
+                 changes=bound_list(other_changes, 50, each=300))
     return cluster
 
 
 NODE_NAME_LIMIT = 253
 
 
-def _nodes_record(cluster: Cluster, result: ProbeResult) -> list[tuple[str, bool | None]]:
-    """Bring the node snapshot up to date; returns (node, ready) for readiness changes.
+def _nodes_record(cluster: Cluster, result: ProbeResult) -> tuple[list[tuple[str, bool | None]], list[str]]:
+    """Bring the node snapshot up to date; returns (node, ready) for readiness changes, and the other changes
+    a page shows in words (joined, left, cordoned, uncordoned, a new kubelet version, new taints or labels).
 
     Names longer than Kubernetes allows are cut to fit; two nodes that would then share a name
     (or a list that names one node twice) are recorded once.
@@ -393,6 +397,7 @@ def _nodes_record(cluster: Cluster, result: ProbeResult) -> list[tuple[str, bool
     existing = {n.name: n for n in ClusterNode.objects.filter(cluster=cluster)}
     seen = set()
     changes: list[tuple[str, bool | None]] = []
+    others: list[str] = []
     now = timezone.now()
     for info in result.nodes:
         name = bound(info.name, NODE_NAME_LIMIT)
@@ -405,9 +410,17 @@ def _nodes_record(cluster: Cluster, result: ProbeResult) -> list[tuple[str, bool
         node = existing.get(name)
         if node is None:
             ClusterNode.objects.create(cluster=cluster, name=name, updated_at=now, **values)
+            if existing:  # not the first look at the cluster
+                others.append(f"{name} joined")
             continue
         if node.ready != info.ready:
             changes.append((name, info.ready))
+        if node.unschedulable != values["unschedulable"]:
+            others.append(f"{name} {'cordoned' if values['unschedulable'] else 'uncordoned'}")
+        if node.kubelet_version != values["kubelet_version"]:
+            others.append(f"{name} now runs {values['kubelet_version'] or 'an unknown version'}")
+        if node.taints != values["taints"] or node.labels != values["labels"]:
+            others.append(f"{name}'s {'taints' if node.taints != values['taints'] else 'labels'} changed")
         if any(getattr(node, k) != v for k, v in values.items()):
             for k, v in values.items():
                 setattr(node, k, v)
@@ -416,7 +429,8 @@ def _nodes_record(cluster: Cluster, result: ProbeResult) -> list[tuple[str, bool
     gone = [name for name in existing if name not in seen]
     if gone:
         ClusterNode.objects.filter(cluster=cluster, name__in=gone).delete()
-    return changes
+        others += [f"{name} left" for name in sorted(gone)]
+    return changes, others
 
 
 @dataclass
@@ -810,7 +824,7 @@ def _refresh_nodes(cluster: Cluster) -> None:
         return  # the next sweep will catch up; the operation's own report says what happened
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
-        for node, ready in _nodes_record(locked, ProbeResult(nodes=nodes)):
+        for node, ready in _nodes_record(locked, ProbeResult(nodes=nodes))[0]:  # the rest: operation_finished
             _publish(locked, "cluster.node_ready_changed", f"Node {node} of {locked.name} is {'Ready' if ready else 'NotReady'}",
                      node=node, ready=ready)
 

@@ -133,3 +133,26 @@ def _noise(count: int) -> None:
 
     Event.objects.bulk_create([Event(kind="cluster.status_changed", message=f"another cluster {i}", subject_type="cluster",
                                      subject_id="999999") for i in range(count)])
+
+
+async def test_cluster_page_follows_node_changes_a_probe_sees(operator, registered, sandbox_cluster):
+    """Cordoned with kubectl, upgraded by someone else, a node joined: the next probe puts each on the open page
+    (the node table followed readiness only, and stayed stale until a reload)."""
+    await database_sync_to_async(cluster_probe)(cluster=registered)  # the page was opened on a cluster already seen
+    communicator = await socket(f"/ws/clusters/{registered.pk}/?after={await database_sync_to_async(_latest)()}", operator)
+    assert (await communicator.connect())[0]
+    node = f"{sandbox_cluster.name}-w-1"
+    sandbox_cluster.upgrade_node(f"{sandbox_cluster.name}-w-2", "1.30.9", delay=0)
+    sandbox_cluster.patch("nodes", "", node, lambda n: {**n, "spec": {**n.get("spec", {}), "unschedulable": True}})
+    sandbox_cluster.add_node(f"{sandbox_cluster.name}-w-77")
+    await database_sync_to_async(cluster_probe)(cluster=registered)
+    html = ""
+    while "nodes_changed" not in html:
+        html += await communicator.receive_from(timeout=5)
+    while not await communicator.receive_nothing(timeout=1.5):
+        html += await communicator.receive_from(timeout=5)
+    assert f"{node} cordoned" in html and f"{sandbox_cluster.name}-w-2 now runs v1.30.9" in html, [line for line in html.splitlines() if "message" in line]
+    assert f"{sandbox_cluster.name}-w-77 joined" in html
+    table = html[html.rindex('id="nodes" hx-swap-oob="true"'):]
+    assert "v1.30.9" in table and f"{sandbox_cluster.name}-w-77" in table
+    await communicator.disconnect()
