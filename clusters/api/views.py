@@ -111,7 +111,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
         return Response(ClusterSerializer(services.cluster_probe(cluster=cluster)).data)
 
     @extend_schema(request=OperationRequestSerializer, responses={202: OperationSerializer})
-    @action(detail=True, methods=["post"], url_path=r"nodes/(?P<node>[^/]+)/(?P<kind>cordon|uncordon|drain)")
+    @action(detail=True, methods=["post"], url_path=r"nodes/(?P<node>[^/]+)/(?P<kind>(?:cordon|uncordon|drain))")
     def node_operation(self, request: Request, pk: str | None = None, node: str = "", kind: str = "") -> Response:
         """Cordon, uncordon or drain a node (operators); returns the queued operation."""
         cluster = self.get_object()
