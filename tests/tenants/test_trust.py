@@ -247,3 +247,21 @@ def test_a_tenant_namespace_cannot_be_trusted_by_name(acme, globex, registered, 
     with pytest.raises(ValidationError, match="acme-x1 is a tenant namespace"):
         services.tenant_create(name="initech", created_by=operator, ingress_from_namespaces=["acme-x1"])
     services.tenant_update(tenant=globex, updated_by=operator, ingress_from_namespaces=["ingress-nginx"])
+
+
+def test_the_cluster_page_says_when_a_dedicated_node_lost_its_label_or_taint(globex, registered, sandbox_cluster, operator,
+                                                                              op_client):
+    from django.urls import reverse
+
+    cluster_probe(cluster=registered)
+    node = next(n.name for n in ClusterNode.objects.filter(cluster=registered) if not n.is_control_plane)
+    services.node_assign(cluster=registered, node=node, tenant=globex, assigned_by=operator)
+    cluster_probe(cluster=registered)
+    page = op_client.get(reverse("clusters:detail", args=[registered.pk])).content.decode()
+    assert globex.name in page.split(f'id="node-{node}"')[1].split("</tr>")[0]
+    assert "missing" not in page.split(f'id="node-{node}"')[1].split("</tr>")[0]
+    sandbox_cluster.patch("nodes", "", node, lambda n: {**n, "spec": {**n.get("spec", {}), "taints": []}})
+    cluster_probe(cluster=registered)
+    page = op_client.get(reverse("clusters:detail", args=[registered.pk])).content.decode()
+    row = page.split(f'id="node-{node}"')[1].split("</tr>")[0]
+    assert "taint missing" in row and "label and taint missing" not in row
