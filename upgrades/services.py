@@ -99,14 +99,19 @@ def _recompute(plan: UpgradePlan) -> None:
     plan.revision = flight.revision(plan, steps)
 
 
+def _removed(plan: UpgradePlan) -> list[str]:
+    """The clusters the plan's waves name that pksweb no longer has: an archived one by its name, a deleted one by id."""
+    wanted = list(dict.fromkeys(c for wave in plan.waves for c in wave))
+    gone = set(wanted) - set(Cluster.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    archived = dict(Cluster.all_objects.filter(pk__in=gone).values_list("pk", "name"))
+    return [archived.get(pk, f"#{pk}") for pk in wanted if pk in gone]
+
+
 def _preflight(plan: UpgradePlan) -> dict[str, Any]:
     """Run the preflight against the plan's clusters (cluster I/O: never under a row lock)."""
-    wanted = [c for wave in plan.waves for c in wave]
-    clusters = list(Cluster.objects.filter(pk__in=wanted))
-    gone = {c.pk: c.name for c in Cluster.all_objects.filter(pk__in=set(wanted) - {c.pk for c in clusters})}
-    missing = [gone.get(pk, f"#{pk}") for pk in dict.fromkeys(wanted) if pk not in {c.pk for c in clusters}]
+    clusters = list(Cluster.objects.filter(pk__in=[c for wave in plan.waves for c in wave]))
     report = preflight.run(clusters=clusters, target=plan.target_version, max_unavailable=plan.max_unavailable,
-                           missing=missing, nodes=len(plan.flight_plan)).as_dict()
+                           missing=_removed(plan), nodes=len(plan.flight_plan)).as_dict()
     report["estimate_seconds"] = flight.estimate_seconds(plan.flight_plan, plan.soak_seconds, len(plan.waves), plan.max_unavailable)
     report["revision"] = plan.revision
     return report
@@ -244,11 +249,9 @@ def plan_decide(*, plan: UpgradePlan, approver: Any, revision: str, decision: st
         if revision != locked.revision:
             raise ValidationError({"revision": f"The plan changed since you reviewed it (you saw {bound(revision, 17) or 'nothing'}, "
                                                f"it is now {locked.revision[:16]}): review the current revision."})
-        wanted = {c for wave in locked.waves for c in wave}
-        gone = wanted - set(Cluster.objects.filter(pk__in=wanted).values_list("pk", flat=True))
-        if decision == Decision.APPROVE and gone:
-            names = sorted(Cluster.all_objects.filter(pk__in=gone).values_list("name", flat=True)) or [f"#{pk}" for pk in sorted(gone)]
-            raise ValidationError({"non_field_errors": f"{', '.join(names[:5])} {'was' if len(gone) == 1 else 'were'} removed from "
+        gone = _removed(locked) if decision == Decision.APPROVE else []
+        if gone:
+            raise ValidationError({"non_field_errors": f"{', '.join(gone[:5])} {'was' if len(gone) == 1 else 'were'} removed from "
                                                        "pksweb: this plan cannot run as written. Reject it so that its author "
                                                        "takes the cluster out of the waves."})
         if decision == Decision.REJECT and not (comment or "").strip():
@@ -506,7 +509,7 @@ def _uncordon_after_abort(step: RolloutStep) -> str:
         else:
             note = f"node {step.node} of {step.cluster.name} may be STILL CORDONED by pksweb: {exc.message}"
     if RolloutStep.objects.filter(pk=step.pk, phase=step.phase).update(phase=StepPhase.FAILED, finished_at=timezone.now(),
-                                                                       log=step.log + f"aborted: {note}\n"):
+                                                                       log=bound_tail(step.log + f"aborted: {note}\n", LOG_LIMIT)):
         step.phase = StepPhase.FAILED
     return note
 
@@ -618,15 +621,15 @@ def _startable(plan: UpgradePlan, wave_steps: list[RolloutStep]) -> list[Rollout
     return chosen
 
 
-def _finished(plan: UpgradePlan, steps: list[RolloutStep]) -> str:
-    """What a finished rollout may truly say: every node runs the target, or which nodes of its clusters (as the
-    last probe saw them) were not in the approved flight plan and do not (they joined after approval)."""
+def _left_behind(plan: UpgradePlan, steps: list[RolloutStep]) -> str:
+    """The nodes of a finished rollout's clusters (as the last probe saw them) that were not in the approved
+    flight plan and do not run the target (they joined after approval), in words; "" when there are none."""
     planned = {(s.cluster_id, s.node) for s in steps}
     left = [n for n in ClusterNode.objects.filter(cluster_id__in={s.cluster_id for s in steps}).select_related("cluster")
             .order_by("cluster__name", "name")
             if (n.cluster_id, n.name) not in planned and not versions.same(n.kubelet_version, plan.target_version)]
     if not left:
-        return f"every node runs {plan.target_version}"
+        return ""
     names = ", ".join(f"{n.cluster.name}/{n.name} ({n.kubelet_version or 'version unknown'})" for n in left[:10])
     more = f" and {len(left) - 10} more" if len(left) > 10 else ""
     return bound(f"the {len(planned)} node(s) of the plan run {plan.target_version}; not in the approved plan and not at "
@@ -649,11 +652,11 @@ def rollout_dispatch(*, rollout_id: int) -> Dispatch:
         steps = list(RolloutStep.objects.filter(rollout=rollout).select_related("cluster", "rollout__plan").order_by("order"))
         remaining = [s for s in steps if s.phase != StepPhase.DONE]
         if not remaining:
-            said = _finished(plan, steps)
-            left = "" if said.startswith("every node") else said  # shown on the rollout page
+            left = _left_behind(plan, steps)  # shown on the rollout page
             Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.SUCCEEDED, finished_at=now, reason=left)
             rollout.state = RolloutState.SUCCEEDED
-            _rollout_event(rollout, "rollout.succeeded", f"Rollout of {plan.name} finished: {said}")
+            _rollout_event(rollout, "rollout.succeeded",
+                           f"Rollout of {plan.name} finished: {left or f'every node runs {plan.target_version}'}")
             return Dispatch()
         in_flight = [s for s in remaining if s.phase not in IDLE]
         stale = now - timedelta(seconds=settings.PKSWEB_ROLLOUT_STALE_SECONDS)
