@@ -172,9 +172,9 @@ _execution_listeners: list[ExecutionListener] = []
 
 
 def on_execution_change(listener: ExecutionListener) -> ExecutionListener:
-    """Register ``listener(cluster, changed, by)``, called inside ``cluster_update``'s transaction when
-    what decides how the cluster is upgraded changes (driver, command argv, the server its credential
-    points at). The upgrades app registers here (its AppConfig) to void approvals bound to the old
+    """Register ``listener(cluster, changed, by)``, called inside the transaction of the change when what
+    decides how the cluster is upgraded changes (``cluster_update``: the labels of the driver, command argv,
+    server or TLS trust that changed) or the cluster leaves pksweb (``cluster_delete``: ``[REMOVED]``). The upgrades app registers here (its AppConfig) to void approvals bound to the old
     inputs: clusters must not import upgrades, and the voiding must commit with the change."""
     if listener not in _execution_listeners:
         _execution_listeners.append(listener)
@@ -204,7 +204,8 @@ def cluster_update(*, cluster: Cluster, updated_by: Any, name: str | None = None
     """Rename a cluster, replace its credential (checked by connecting first), or set its upgrade driver.
 
     A credential must reach the same cluster (its kube-system UID); a change of driver, command,
-    server or TLS trust (CA, server name, verification) voids the approvals of plans that include the cluster (see ``on_execution_change``).
+    server or TLS trust (CA, server name, verification) voids the approvals of plans that include the
+    cluster (see ``on_execution_change``).
     """
     _require(updated_by, "operate", cluster)
     changes = []
