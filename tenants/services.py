@@ -69,17 +69,18 @@ def _check_dedicated_cluster(tenant: Tenant, clusters: Iterable[Cluster]) -> Non
             raise ValidationError({"clusters": f"Cluster {cluster.name} is dedicated to tenant {owner.name}."})
 
 
-@transaction.atomic
 def _trusts_no_tenant_namespace(names: list[str]) -> None:
     """pksweb never lets a tenant's namespace in by its name (see bundle.network_policies): say so instead
     of writing a rule that does nothing."""
     taken = sorted(set(TenantNamespace.objects.filter(name__in=names or []).values_list("name", flat=True)))
     if taken:
-        raise ValidationError({"ingress_from_namespaces": f"{', '.join(taken[:5])} {'is a tenant namespace' if len(taken) == 1 else 'are tenant namespaces'}: "
-                                                          "pksweb never lets a tenant's namespace in by name (another tenant "
-                                                          "could take the name). Name platform namespaces only, such as ingress-nginx."})
+        which = "is a tenant namespace" if len(taken) == 1 else "are tenant namespaces"
+        raise ValidationError({"ingress_from_namespaces": f"{', '.join(taken[:5])} {which}: pksweb never lets a tenant's "
+                                                          "namespace in by name (another tenant could take the name). Name "
+                                                          "platform namespaces only, such as ingress-nginx."})
 
 
+@transaction.atomic
 def tenant_create(*, name: str, created_by: Any, display_name: str = "", clusters: Iterable[Cluster] = (),
                   **profile: Any) -> Tenant:
     """Create a tenant with its profile and the clusters it may use."""
@@ -383,15 +384,10 @@ def drift_scan() -> dict[str, int]:
     worker died), or whose reconcile failed, is reconciled here: nothing stays pending or failed for good."""
     counts: dict[str, int] = {}
     stuck_before = timezone.now() - PENDING_GRACE
-    pending = TenantNamespace.objects.filter(sync_state=SyncState.PENDING)
-    stuck = pending.filter(Q(last_checked_at__lt=stuck_before) | Q(last_checked_at__isnull=True, created_at__lt=stuck_before))
-    for namespace_id in stuck.values_list("pk", flat=True):
-        reconciled = namespace_reconcile(namespace_id=namespace_id)
-        if reconciled is not None:
-            counts["retried"] = counts.get("retried", 0) + 1
-            counts[reconciled.sync_state] = counts.get(reconciled.sync_state, 0) + 1
-    # A namespace whose reconcile failed (its cluster was down, say) is reconciled again, not only looked at.
-    for namespace_id in TenantNamespace.objects.filter(sync_state=SyncState.FAILED).values_list("pk", flat=True):
+    stuck = Q(sync_state=SyncState.PENDING) & (Q(last_checked_at__lt=stuck_before) |
+                                               Q(last_checked_at__isnull=True, created_at__lt=stuck_before))
+    # A failed reconcile (its cluster was down, say) is reconciled again too, not only looked at.
+    for namespace_id in TenantNamespace.objects.filter(stuck | Q(sync_state=SyncState.FAILED)).values_list("pk", flat=True):
         again = namespace_reconcile(namespace_id=namespace_id)
         if again is not None:
             counts["retried"] = counts.get("retried", 0) + 1

@@ -265,3 +265,13 @@ def test_the_cluster_page_says_when_a_dedicated_node_lost_its_label_or_taint(glo
     page = op_client.get(reverse("clusters:detail", args=[registered.pk])).content.decode()
     row = page.split(f'id="node-{node}"')[1].split("</tr>")[0]
     assert "taint missing" in row and "label and taint missing" not in row
+
+
+def test_a_tenant_is_created_whole_or_not_at_all(operator):
+    """Its row, its clusters and its event commit together: a failure on the clusters leaves no tenant behind."""
+    from clusters.models import Cluster
+    from tenants.models import Tenant
+
+    with pytest.raises(ValueError):
+        services.tenant_create(name="half-made", created_by=operator, clusters=[Cluster(name="never-saved")])
+    assert not Tenant.objects.filter(name="half-made").exists()
