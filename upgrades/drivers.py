@@ -59,29 +59,33 @@ def _command(cluster: Any, node: str, version: str, keep: Keep) -> str:
             yaml.safe_dump(credential_kubeconfig(cluster_credential(cluster), cluster.name), handle)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KUBECONFIG": kubeconfig, "PKSWEB_CLUSTER": cluster.name,
                "PKSWEB_NODE": node, "PKSWEB_VERSION": version, "HOME": folder}
-        try:
-            process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=folder,
-                                       start_new_session=True)
-        except FileNotFoundError:
-            raise DriverError(f"The command driver cannot run {argv[0]!r}: no such program.") from None
-        except OSError as exc:
-            raise DriverError(f"The command driver cannot run {argv[0]!r}: {exc.strerror or exc}.") from None
-        output = _wait(process, argv, keep)
-    shown = bound_tail(output.decode(errors="replace").strip(), OUTPUT_LIMIT)
+        # Output goes to a file, never into the worker's memory: only its tail is read back.
+        with open(os.path.join(folder, "output"), "w+b") as spool:
+            try:
+                process = subprocess.Popen(argv, env=env, stdout=spool, stderr=subprocess.STDOUT, cwd=folder,
+                                           start_new_session=True)
+            except FileNotFoundError:
+                raise DriverError(f"The command driver cannot run {argv[0]!r}: no such program.") from None
+            except OSError as exc:
+                raise DriverError(f"The command driver cannot run {argv[0]!r}: {exc.strerror or exc}.") from None
+            _wait(process, argv, keep)
+            size = spool.seek(0, os.SEEK_END)
+            spool.seek(max(0, size - OUTPUT_LIMIT * 4))  # a UTF-8 character is at most 4 bytes
+            output = spool.read()
+    cut = f"[{size - len(output):,} earlier bytes cut]… " if size > len(output) else ""
+    shown = bound_tail(cut + output.decode(errors="replace").strip(), OUTPUT_LIMIT)
     if process.returncode != 0:
         raise DriverError(f"The command {' '.join(argv)} exited with {process.returncode}: {shown}")
     return f"command: {' '.join(argv)}\n{shown}"
 
 
-def _wait(process: subprocess.Popen[bytes], argv: list[str], keep: Keep) -> bytes:
-    """The command's output once it ends; killed when it runs too long or the step was taken over."""
+def _wait(process: subprocess.Popen[bytes], argv: list[str], keep: Keep) -> None:
+    """Wait for the command to end; it is killed when it runs too long or the step was taken over."""
     deadline = time.monotonic() + settings.PKSWEB_COMMAND_DRIVER_TIMEOUT
-    chunks: list[bytes] = []
     while True:
         try:
-            out, _ = process.communicate(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
-            chunks.append(out or b"")
-            return b"".join(chunks)
+            process.wait(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            return
         except subprocess.TimeoutExpired:
             pass
         try:
@@ -99,7 +103,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, 9)
     except (ProcessLookupError, PermissionError):
         process.kill()
-    process.communicate()
+    process.wait(timeout=10)  # no pipe to drain: a child that left the group cannot hold the worker
 
 
 def _system_upgrade_controller(cluster: Any, node: str, version: str, keep: Keep) -> str:
