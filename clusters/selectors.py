@@ -71,7 +71,7 @@ def cluster_get(*, user: Any, pk: int) -> Cluster | None:
 
 def cluster_nodes(*, cluster: Cluster) -> list[ClusterNode]:
     """Nodes as of the last probe, each with ``tenant``: the dedicated-nodes tenant it is assigned to, if any."""
-    from tenants.bundle import TENANT_LABEL
+    from tenants.bundle import dedication_missing
     from tenants.selectors import node_tenants
 
     owners = node_tenants(cluster=cluster)
@@ -79,9 +79,7 @@ def cluster_nodes(*, cluster: Cluster) -> list[ClusterNode]:
     for node in nodes:
         node.tenant = owners.get(node.name, "")
         # What the last probe saw of the assignment on the node itself (changed with kubectl, it no longer holds).
-        node.tenant_drift = [what for what, holds in (
-            ("label", (node.labels or {}).get(TENANT_LABEL) == node.tenant),
-            ("taint", f"{TENANT_LABEL}={node.tenant}:NoSchedule" in (node.taints or []))) if not holds] if node.tenant else []
+        node.tenant_drift = dedication_missing(node.tenant, node.labels, node.taints) if node.tenant else []
     return nodes
 
 

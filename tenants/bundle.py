@@ -29,6 +29,13 @@ def is_managed(obj: Obj | None) -> bool:
     return bool(obj) and ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == "pksweb"
 
 
+def dedication_missing(tenant_name: str, labels: dict[str, str] | None, taints: list[str] | None) -> list[str]:
+    """What a node given to ``tenant_name`` lacks of its dedication ("label", "taint"), from its labels and its
+    taints written as ``key=value:Effect``."""
+    return [what for what, holds in (("label", (labels or {}).get(TENANT_LABEL) == tenant_name),
+                                     ("taint", f"{TENANT_LABEL}={tenant_name}:NoSchedule" in (taints or []))) if not holds]
+
+
 def tenant_toleration(tenant_name: str) -> Obj:
     return {"key": TENANT_LABEL, "operator": "Equal", "value": tenant_name, "effect": "NoSchedule"}
 

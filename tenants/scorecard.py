@@ -98,8 +98,8 @@ def tenant_scorecard(tenant: Tenant) -> list[Check]:
                 pods = gateway.pods_all()
                 for assignment in (a for a in assignments if a.cluster_id == cluster.pk):
                     node = gateway.node(assignment.node)
-                    labelled = node.labels.get(bundle.TENANT_LABEL) == tenant.name
-                    tainted = f"{bundle.TENANT_LABEL}={tenant.name}:NoSchedule" in node.taints
+                    missing = bundle.dedication_missing(tenant.name, node.labels, node.taints)
+                    labelled, tainted = "label" not in missing, "taint" not in missing
                     checks.append(Check(cluster.name, assignment.node, "dedicated node labelled and tainted", labelled and tainted,
                                         "" if labelled and tainted else f"label {'ok' if labelled else 'missing'}, taint {'ok' if tainted else 'missing'}"))
                     strangers = [p.key for p in pods if p.node == assignment.node and p.namespace not in own
