@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from clusters.kube import KubeError
+from clusters.kube import UNREADABLE, KubeError
 from clusters.models import Cluster, ClusterNode
 from pksweb.text import bound
 from upgrades import versions
@@ -228,7 +228,7 @@ def run(*, clusters: list[Cluster], target: str, max_unavailable: int = 1, missi
             check_drains(report, cluster, gateway, nodes, max_unavailable)
         except KubeError as exc:
             report.fail(cluster.name, "reachable", exc.message)
-        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        except UNREADABLE as exc:
             # Objects in a shape no Kubernetes API gives: the checks could not look, which is a failure.
             report.fail(cluster.name, "reachable", f"The cluster sent objects pksweb could not read, so the drain and "
                                                    f"capacity checks could not run ({type(exc).__name__}: {bound(str(exc), 200)}).")

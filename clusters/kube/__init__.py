@@ -8,10 +8,11 @@
 """
 
 from clusters.kube.credentials import Credential, KubeConfigError, kubeconfig_contexts, parse_kubeconfig
-from clusters.kube.errors import KubeError
+from clusters.kube.errors import UNREADABLE, KubeError
 from clusters.kube.gateway import Expectation, Gateway, NodeInfo, PodInfo, ProbeResult
 
 __all__ = [
+    "UNREADABLE",
     "Credential", "Expectation", "Gateway", "KubeConfigError", "KubeError", "NodeInfo", "PodInfo", "ProbeResult",
     "kubeconfig_contexts", "parse_kubeconfig",
 ]

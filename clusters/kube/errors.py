@@ -15,6 +15,10 @@ from pksweb.text import article, bound
 SERVER_WORDS = 300
 
 
+# What reading an answer of a shape no Kubernetes API gives raises (into the client's models, or into pksweb's).
+UNREADABLE = (TypeError, AttributeError, KeyError, ValueError, IndexError)
+
+
 class KubeError(Exception):
     """A failed cluster call. ``kind`` groups failures; ``message`` says what to do."""
 
@@ -120,7 +124,7 @@ def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
         return KubeError("dropped", f"{server} dropped the connection without answering while trying to {action}.")
     if isinstance(reason, urllib3.exceptions.HTTPError):
         return KubeError("unreachable", f"Could not reach {server} while trying to {action}: {text[:200]}.")
-    if isinstance(exc, (ValueError, TypeError, AttributeError, KeyError, IndexError)):
+    if isinstance(exc, UNREADABLE):
         # Raised while the client read the answer into its models: the server said something malformed.
         return unreadable(exc, server=server, action=action)
     raise exc

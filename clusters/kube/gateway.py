@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from clusters.kube import client as clients
 from clusters.kube.credentials import Credential
-from clusters.kube.errors import KubeError, translate, unreadable
+from clusters.kube.errors import UNREADABLE, KubeError, translate, unreadable
 from pksweb.text import bound
 
 T = TypeVar("T")
@@ -175,7 +175,6 @@ def _event_seen(event: k8s.CoreV1Event) -> datetime | None:
     return event.last_timestamp or event.event_time or (event.metadata.creation_timestamp if event.metadata else None)
 
 
-UNREADABLE = (TypeError, AttributeError, KeyError, ValueError, IndexError)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -361,7 +360,7 @@ class Gateway:
                     pass  # the dial tone does not depend on it; the next probe asks again
         except KubeError as exc:
             result.error = exc
-        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+        except UNREADABLE as exc:
             # An answer in a shape no Kubernetes API gives: the dial tone is not there, and the reason says why.
             result.error = unreadable(exc, server=self.credential.server, action="read its health")
         result.latency_ms = (datetime.now(UTC) - started).total_seconds() * 1000
