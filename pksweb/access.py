@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from pksweb.events import ANNOUNCEMENT, for_everyone
+from pksweb.events import FOR_EVERYONE, for_everyone
 from pksweb.models import Event
 from pksweb.policy import Access, is_operator, is_platform, register, tenant_ids
 
@@ -34,4 +34,4 @@ class EventAccess(Access):
     def restrict_view(self, user: Any, queryset: QuerySet[Event]) -> QuerySet[Event]:
         if is_platform(user):
             return queryset
-        return queryset.filter(Q(tenant_id__in=tenant_ids(user)) | Q(kind=ANNOUNCEMENT, tenant__isnull=True))
+        return queryset.filter(Q(tenant_id__in=tenant_ids(user)) | FOR_EVERYONE)

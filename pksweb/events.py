@@ -14,6 +14,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from django.db.models import Q
 
 from pksweb.choices import SubjectType
 from pksweb.models import Event
@@ -36,8 +37,11 @@ def subject_group(subject_type: str, subject_id: str | int) -> str:
     return f"{subject_type}.{subject_id}"
 
 
+# An announcement an operator posted for everyone, tenant admins included: as a query, and for one event.
+FOR_EVERYONE = Q(kind=ANNOUNCEMENT, tenant__isnull=True)
+
+
 def for_everyone(event: Event) -> bool:
-    """An announcement an operator posted for everyone, tenant admins included."""
     return event.kind == ANNOUNCEMENT and event.tenant_id is None
 
 

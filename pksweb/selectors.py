@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from pksweb import policy
-from pksweb.events import ANNOUNCEMENT, EVERYONE_GROUP, FLEET_GROUP
+from pksweb.events import EVERYONE_GROUP, FLEET_GROUP, FOR_EVERYONE
 from pksweb.models import Event, WorkerHeartbeat
 
 REPLAY_LIMIT = 500
@@ -42,9 +42,8 @@ def event_replay(*, user: Any, groups: Iterable[str], after: int, limit: int | N
     rows; they are merged here, an event in two groups counted once.
     """
     limit = REPLAY_LIMIT if limit is None else limit
-    filters = {group: _group_filter(group) for group in groups}
-    if FLEET_GROUP in filters:
-        filters = {FLEET_GROUP: Q()}
+    # The fleet's group is every event: with it, the other groups add nothing.
+    filters = {FLEET_GROUP: Q()} if FLEET_GROUP in groups else {group: _group_filter(group) for group in groups}
     visible = event_list(user=user).filter(id__gt=after).order_by("-id")
     found: dict[int, Event] = {}
     for where in filters.values():
@@ -55,11 +54,9 @@ def event_replay(*, user: Any, groups: Iterable[str], after: int, limit: int | N
 
 
 def _group_filter(group: str) -> Q:
-    """The events ``pksweb.events.event_groups`` sends to ``group`` (the fleet's is every event)."""
-    if group == FLEET_GROUP:
-        return Q()
+    """The events ``pksweb.events.event_groups`` sends to ``group`` (but the fleet's, which is every event)."""
     if group == EVERYONE_GROUP:
-        return Q(kind=ANNOUNCEMENT, tenant__isnull=True)
+        return FOR_EVERYONE
     kind, _, key = group.partition(".")
     if not key:
         raise ValueError(f"not a channel group of events: {group!r}")
