@@ -69,9 +69,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from pksweb.text import bound
+from tenants.choices import Reach
+
 Obj = dict[str, Any]
 Direction = Literal["ingress", "egress"]
-Reach = Literal["all", "some", "none"]
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 _TEXT_LIMIT = 80  # one label value or CIDR as shown
@@ -108,9 +110,8 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
 
 
 def _clip(text: Any, limit: int = _TEXT_LIMIT) -> str:
-    """Text from a cluster, cut to ``limit`` characters with a visible marker."""
-    text = str(text)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    """Text from a cluster, cut to ``limit`` characters with a visible marker (and cleaned, as all such text is)."""
+    return bound(text, limit)
 
 
 def _join(items: Iterable[Any], limit: int = 6, sep: str = ", ") -> str:
@@ -484,7 +485,7 @@ class Evaluation:
                 reaching += 1
                 reached |= hit
         total = n_source * n_target
-        reach: Reach = "all" if pairs == total else "none" if pairs == 0 else "some"
+        reach = Reach.ALL if pairs == total else Reach.NONE if pairs == 0 else Reach.SOME
         return Cell(source, target, reach, pairs, total, reaching, reached.bit_count(),
                     self.real_pods[source], self.real_pods[target])
 
