@@ -26,6 +26,8 @@ class IdChoiceField(forms.ModelChoiceField):
 
 
 class IdsChoiceField(forms.ModelMultipleChoiceField):
+    default_error_messages = {"invalid_pk_value": "“%(pk)s” is not one of the choices: pick from the list."}
+
     def _check_values(self, value: Any) -> Any:
         for pk in value:
             if not _an_id(pk):

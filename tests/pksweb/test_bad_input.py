@@ -258,6 +258,8 @@ def test_a_chosen_id_of_any_text_is_refused_in_words(op, tenant, registered, tar
     }[target]
     response = op.post(url, data)
     assert response.status_code < 500, (target, value)
+    if target.startswith("tenant") and value.strip() != str(registered.pk):
+        assert "not one of the" in response.content.decode(), (target, value)  # said in words, next to the field
     assert not Tenant.objects.filter(name="fuzz-ids").exists() or value.strip() == str(registered.pk)
     Tenant.objects.filter(name="fuzz-ids").delete()
 
