@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from clusters.kube import UNREADABLE, KubeError
+from clusters.kube.gateway import MIRROR_ANNOTATION
 from clusters.models import Cluster, ClusterNode
 from pksweb.text import bound
 from upgrades import versions
@@ -134,6 +135,10 @@ def check_removed_apis(report: Preflight, cluster: Cluster, gateway: Any, target
                                                          f"which Kubernetes 1.{minor} removes: migrate them first.")
 
 
+def _controller(pod: dict[str, Any]) -> dict[str, Any] | None:
+    return next((r for r in (pod["metadata"].get("ownerReferences") or []) if r and r.get("controller")), None)
+
+
 def check_drains(report: Preflight, cluster: Cluster, gateway: Any, nodes: list[ClusterNode], max_unavailable: int = 1) -> None:
     pods = gateway.pods_raw()
     running = [p for p in pods if (p.get("status") or {}).get("phase") in ("Running", "Pending")
@@ -163,11 +168,12 @@ def check_drains(report: Preflight, cluster: Cluster, gateway: Any, nodes: list[
     for node in nodes:
         if node.is_control_plane:
             continue
+        # The drain's own rules (clusters.services.node_drain): DaemonSet and mirror pods stay, a pod whose
+        # controller is none is refused; both read the controller owner, as the gateway's PodInfo does.
         movable = [p for p in running if (p.get("spec") or {}).get("nodeName") == node.name
-                   and not any(r.get("kind") == "DaemonSet" for r in (p["metadata"].get("ownerReferences") or []))
-                   and "kubernetes.io/config.mirror" not in (p["metadata"].get("annotations") or {})]
-        bare = sorted(f"{p['metadata'].get('namespace')}/{p['metadata'].get('name')}" for p in movable
-                      if not any(r.get("controller") for r in (p["metadata"].get("ownerReferences") or [])))
+                   and (_controller(p) or {}).get("kind") != "DaemonSet"
+                   and MIRROR_ANNOTATION not in (p["metadata"].get("annotations") or {})]
+        bare = sorted(f"{p['metadata'].get('namespace')}/{p['metadata'].get('name')}" for p in movable if _controller(p) is None)
         if bare:
             report.fail(cluster.name, "unmanaged", f"{len(bare)} pod(s) on {node.name} have no controller ({', '.join(bare[:6])}"
                                                    f"{' …' if len(bare) > 6 else ''}): draining would delete them for good, so "
