@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import figure, percentile, print_figures, rss_mib, write  # noqa: E402
 from _stack import Stack  # noqa: E402
 
+from clusters.connect import gateway_for
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,7 +79,6 @@ def main() -> None:
 
 
 def cluster_pod_counts(cluster: object) -> list[int]:
-    from clusters.services import gateway_for
 
     return list(gateway_for(cluster).pod_counts().values())
 

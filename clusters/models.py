@@ -23,7 +23,7 @@ class Cluster(models.Model):
     """A registered Kubernetes cluster and its latest health.
 
     The credential is stored only sealed (``clusters.crypto``); read it through
-    ``clusters.services.cluster_credential``. It is never rendered or serialized.
+    ``clusters.connect.cluster_credential``. It is never rendered or serialized.
     A cluster's identity is ``uid``, the UID of its ``kube-system`` namespace: one cluster
     is registered once. A removed cluster that took part in rollouts is archived instead
     (``archived_at``; credential, nodes and namespaces gone), so the audit trail still names it;

@@ -24,13 +24,14 @@ from django.utils import timezone
 
 from clusters import crypto, health
 from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState
+from clusters.connect import cluster_credential, gateway_for, gateway_verified, other_cluster
 from clusters.kube import Credential, Expectation, Gateway, KubeError, ProbeResult
 from clusters.kube import client as kube_clients
 from clusters.models import EXECUTION_LABELS, REMOVED, Cluster, ClusterNode, HealthSpan, NodeOperation
 from pksweb import policy
 from pksweb.choices import SubjectType
 from pksweb.events import publish
-from pksweb.services import LeaseLost, Renewal, lease_acquire, lease_release, lease_renew
+from pksweb.leases import LeaseLost, Renewal, lease_acquire, lease_release, lease_renew
 from pksweb.text import REPORT_LIMIT, bound, bound_list, bound_payload
 
 log = logging.getLogger(__name__)
@@ -42,35 +43,6 @@ COMMAND_ARG_LENGTH = 1000
 REASON_LIMIT = 500
 
 
-def cluster_credential(cluster: Cluster) -> Credential:
-    """The decrypted credential (server side only; never render or serialize it).
-
-    An archived cluster has none: work still naming it (an aborted rollout's uncordon) is told so
-    in words, as a cluster error, and records it instead of failing again and again."""
-    stored = crypto.unseal(cluster.credential_sealed)
-    if cluster.archived_at is not None or not stored.get("server"):
-        raise KubeError("removed", f"Cluster {cluster.name} was removed from pksweb and its credential deleted: pksweb "
-                                   "cannot reach it any more.")
-    return Credential.from_dict(stored)
-
-
-def gateway_verified(cluster: Cluster) -> Gateway:
-    """The gateway, after checking that its credential still reaches this cluster (its kube-system UID): before
-    pksweb changes a node, never on a cluster a moved proxy or DNS name now points at."""
-    gateway = gateway_for(cluster)
-    if cluster.uid:
-        found = gateway.identity()
-        if found != cluster.uid:
-            raise KubeError("identity", _other_cluster(cluster, found))
-    return gateway
-
-
-def _other_cluster(cluster: Cluster, found: str) -> str:
-    return (f"The credential of {cluster.name} now reaches a different cluster (kube-system namespace UID {found}, registered "
-            f"UID {cluster.uid}): pksweb neither records nor changes anything there. Fix the credential, or the proxy or DNS "
-            "name in front of the cluster.")
-
-
 def _expectations(cluster_ids: list[int]) -> dict[int, Expectation]:
     """What each cluster looked like at its last probe (two queries for any number of clusters)."""
     nodes: dict[int, set[str]] = {}
@@ -78,10 +50,6 @@ def _expectations(cluster_ids: list[int]) -> dict[int, Expectation]:
         nodes.setdefault(cluster_id, set()).add(name)
     versions = dict(Cluster.objects.filter(pk__in=cluster_ids).values_list("pk", "version"))
     return {pk: Expectation(versions.get(pk, ""), frozenset(nodes.get(pk, ()))) for pk in cluster_ids}
-
-
-def gateway_for(cluster: Cluster, timeout: tuple[float, float] | None = None) -> Gateway:
-    return Gateway(cluster_credential(cluster), key=f"cluster-{cluster.pk}", timeout=timeout or settings.PKSWEB_PROBE_TIMEOUT)
 
 
 def _publish(cluster: Cluster, kind: str, message: str, actor: Any = None, **payload: Any) -> None:
@@ -337,7 +305,7 @@ def cluster_health_record(*, cluster_id: int, result: ProbeResult) -> Cluster:
     cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
     if result.identity and cluster.uid and result.identity != cluster.uid:
         # Another cluster answered: nothing it said is this cluster's.
-        result = ProbeResult(error=KubeError("identity", _other_cluster(cluster, result.identity)), latency_ms=result.latency_ms)
+        result = ProbeResult(error=KubeError("identity", other_cluster(cluster, result.identity)), latency_ms=result.latency_ms)
     status, reasons = health.assess(result)
     if result.identity and not cluster.uid:
         twin = Cluster.objects.filter(uid=result.identity).exclude(pk=cluster.pk).first()

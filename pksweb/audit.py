@@ -44,7 +44,7 @@ def digest(previous: str, event: Event) -> str:
 
 def audit_seal(*, delay: timedelta = SEAL_DELAY) -> int:
     """Seal the events old enough to be final, in id order, onto the chain; returns how many."""
-    from pksweb.services import lease_acquire, lease_release
+    from pksweb.leases import lease_acquire, lease_release
 
     holder = f"seal-{timezone.now().timestamp()}"
     if not lease_acquire(name="pksweb.audit_seal", holder=holder, seconds=120):

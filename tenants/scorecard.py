@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from clusters.connect import gateway_for
 from clusters.kube import KubeError
 from tenants import bundle
 from tenants.choices import Isolation
@@ -65,7 +66,6 @@ def _tenant_admin_writes(ops: Any, tenant: Tenant, namespace: str) -> list[str]:
 
 def tenant_scorecard(tenant: Tenant) -> list[Check]:
     """Every check for every cluster the tenant has namespaces or nodes on."""
-    from clusters.services import gateway_for
 
     checks: list[Check] = []
     namespaces = list(TenantNamespace.objects.filter(tenant=tenant).select_related("cluster"))

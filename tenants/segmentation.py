@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from clusters.connect import gateway_for
 from clusters.kube import KubeError
 from clusters.models import Cluster
 from tenants import bundle
@@ -95,7 +96,6 @@ def reason_data(reason: Reason) -> dict[str, Any]:
 
 def cluster_segmentation(cluster: Cluster, *, include_system: bool = False) -> Matrix:
     """The matrix for one cluster, read live (namespaces, pods, policies), with pksweb's intent alongside."""
-    from clusters.services import gateway_for
 
     try:
         gateway = gateway_for(cluster)

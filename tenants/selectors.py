@@ -63,3 +63,11 @@ def node_tenants(*, cluster: Any) -> dict[str, str]:
 def assignable_tenants(*, cluster: Any) -> QuerySet[Tenant]:
     """Dedicated-nodes tenants allowed on ``cluster``."""
     return Tenant.objects.filter(isolation="dedicated-nodes", clusters=cluster).order_by("name")
+
+
+def member_tenant_ids(user: Any, admin_only: bool) -> frozenset[int]:
+    """Ids of the tenants ``user`` is a member of, or administers when ``admin_only`` (the policy asks)."""
+    memberships = TenantMembership.objects.filter(user=user)
+    if admin_only:
+        memberships = memberships.filter(role="admin")
+    return frozenset(memberships.values_list("tenant_id", flat=True))

@@ -1,6 +1,6 @@
 """Writes of tenancy: tenants, members, namespaces and their reconciliation, dedicated nodes.
 
-Cluster I/O goes through ``clusters.kube`` (via ``clusters.services.gateway_for``);
+Cluster I/O goes through ``clusters.kube`` (via ``clusters.connect.gateway_for``);
 every change is published through ``pksweb.events.publish``.
 """
 
@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from clusters.connect import gateway_for
 from clusters.kube import KubeError
 from clusters.models import Cluster, ClusterNode
 from pksweb import policy
@@ -35,7 +36,6 @@ BUNDLE_FIELDS = frozenset(PROFILE_FIELDS) - {"max_namespaces"}
 
 
 def _gateway(cluster: Cluster) -> Any:
-    from clusters.services import gateway_for
 
     return gateway_for(cluster)
 

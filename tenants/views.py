@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from clusters import selectors as cluster_selectors
+from clusters.connect import gateway_for
 from clusters.kube import KubeError
 from pksweb import policy
 from pksweb import selectors as event_selectors
@@ -182,7 +183,6 @@ def namespace_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def namespace_live(request: HttpRequest, pk: int) -> HttpResponse:
     """Quota use, workloads, pods, network policies and events, read from the cluster now."""
-    from clusters.services import gateway_for
 
     namespace = _namespace_or_404(request, pk)
     context: dict[str, Any] = {"namespace": namespace}

@@ -138,7 +138,7 @@ _cluster_numbers = iter(range(1, 1_000_000))
 @pytest.fixture(scope="session")
 def sandbox():
     """One sandbox server for the session; each test adds clusters of its own."""
-    from clusters.sandbox import Sandbox
+    from sandbox import Sandbox
 
     server = Sandbox(seed=7, heartbeat_seconds=0).start()
     yield server

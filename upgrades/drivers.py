@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from django.conf import settings
 
+from clusters.connect import cluster_credential, gateway_for
 from clusters.kube import KubeError
 from clusters.kube.credentials import credential_kubeconfig
 from pksweb.text import bound_tail
@@ -31,7 +32,6 @@ class DriverError(Exception):
 
 
 def _sandbox(cluster: Any, node: str, version: str, keep: Keep) -> str:
-    from clusters.services import gateway_for
 
     try:
         gateway_for(cluster).sandbox_upgrade_node(node, version)
@@ -44,7 +44,6 @@ def _command(cluster: Any, node: str, version: str, keep: Keep) -> str:
     """Run the cluster's argv template with a temporary KUBECONFIG for the cluster; ``keep()`` is
     called every few seconds while it runs (it renews the step's lease, and raises to stop when
     another worker took the node over: the command is then killed)."""
-    from clusters.services import cluster_credential
 
     if not settings.PKSWEB_ALLOW_COMMAND_DRIVER:
         raise DriverError("The command driver is off in this deployment (PKSWEB_ALLOW_COMMAND_DRIVER=1 turns it on).")
@@ -108,7 +107,6 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 def _system_upgrade_controller(cluster: Any, node: str, version: str, keep: Keep) -> str:
     """A system-upgrade-controller Plan (k3s/RKE2) that targets only this node."""
-    from clusters.services import gateway_for
 
     # One Plan per node and version: asking again (a resumed step) finds it there and is done.
     name = f"pksweb-{node}-v{version.replace('.', '-')}"[:63].rstrip("-")

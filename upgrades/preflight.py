@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from clusters.connect import gateway_for
 from clusters.kube import UNREADABLE, KubeError
 from clusters.kube.gateway import MIRROR_ANNOTATION
 from clusters.models import Cluster, ClusterNode
@@ -210,7 +211,6 @@ def run(*, clusters: list[Cluster], target: str, max_unavailable: int = 1, missi
     """Every check for every cluster; a cluster that cannot be read is a failure, not a crash. ``missing``:
     clusters the plan names that pksweb no longer has; ``nodes``: the flight plan's length (none is a failure:
     a rollout of nothing would report every node upgraded)."""
-    from clusters.services import gateway_for
 
     report = Preflight()
     if versions.parse(target) is None:

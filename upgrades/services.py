@@ -23,12 +23,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from clusters.connect import gateway_for, gateway_verified
 from clusters.kube import KubeError
 from clusters.models import EXECUTION_LABELS, REMOVED, Cluster, ClusterNode
 from pksweb import policy
 from pksweb.choices import SubjectType
 from pksweb.events import publish
-from pksweb.services import LeaseLost, Renewal, lease_acquire, lease_held, lease_release
+from pksweb.leases import LeaseLost, Renewal, lease_acquire, lease_held, lease_release
 from pksweb.text import LOG_LIMIT, REPORT_LIMIT, bound, bound_tail, says_something
 from upgrades import drivers, flight, preflight, versions
 from upgrades.choices import ACTIVE_ROLLOUT, Decision, PlanState, RolloutState, StepPhase
@@ -553,7 +554,6 @@ def _holder() -> str:
 
 
 def _gateway(cluster: Cluster, *, verified: bool = False) -> Any:
-    from clusters.services import gateway_for, gateway_verified
 
     return gateway_verified(cluster) if verified else gateway_for(cluster)
 

@@ -27,9 +27,16 @@ class RequestTooLarge(APIException):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus what pksweb refuses while reading a request: a body nested too deep
-    (400) or too large (413), each answered in JSON saying so, never a 500 or an HTML page."""
-    if isinstance(exc, TooDeep):
+    """DRF's handler, plus what services and request reading refuse:
+
+    - a service's ``ValidationError`` becomes a 400 with each message under the field it names
+      (views call services without catching it);
+    - a body nested too deep (400) or too large (413), each answered in JSON saying so, never a
+      500 or an HTML page.
+    """
+    if isinstance(exc, DjangoValidationError):
+        exc = drf_error(exc)
+    elif isinstance(exc, TooDeep):
         exc = ParseError(str(exc))
     elif isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE

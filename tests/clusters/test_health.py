@@ -118,7 +118,7 @@ def test_sweep_isolates_slow_erroring_and_unreachable_clusters(sandbox, operator
 
 
 def test_only_one_sweep_at_a_time(registered):
-    from pksweb.services import lease_acquire, lease_release
+    from pksweb.leases import lease_acquire, lease_release
 
     assert lease_acquire(name="clusters.health_sweep", holder="someone-else", seconds=60)
     try:

@@ -9,6 +9,7 @@ import yaml
 from django.urls import reverse
 
 from clusters.choices import ClusterStatus
+from clusters.connect import cluster_credential
 from clusters.kube import Credential
 from clusters.models import Cluster
 from clusters.services import cluster_probe, cluster_register
@@ -161,7 +162,6 @@ def test_credential_keys_rotate(operator, sandbox, sandbox_cluster, settings, dj
     from cryptography.fernet import Fernet
     from django.core.management import call_command
 
-    from clusters.services import cluster_credential
 
     with django_capture_on_commit_callbacks(execute=False):
         cluster = cluster_register(name="rotating", created_by=operator, check=False,

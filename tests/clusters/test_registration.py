@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from clusters.connect import cluster_credential
 from clusters.models import Cluster
 from pksweb.models import Event
 from tests.clusters.conftest import kubeconfig_text
@@ -127,7 +128,6 @@ def test_edit_replaces_credential_after_checking_it(operator_api, registered, sa
     bad = operator_api.patch(f"/api/clusters/{registered.pk}/", {**sandbox.credential(sandbox_cluster.name), "token": "wrong"},
                              format="json")
     assert bad.status_code == 400 and "401" in json.dumps(bad.json())
-    from clusters.services import cluster_credential
 
     assert cluster_credential(Cluster.objects.get()).token == sandbox_cluster.token
     good = operator_api.patch(f"/api/clusters/{registered.pk}/", {"name": "renamed", "kubeconfig": kubeconfig_text(

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clusters import crypto, services
+from clusters.connect import gateway_for
 from clusters.kube import Credential
 from clusters.models import Cluster, ClusterNode, NodeOperation
 from pksweb.models import Event, Lease
@@ -237,7 +238,7 @@ def test_a_long_sweep_keeps_its_lease(registered, sandbox, operator, settings, d
 
 
 def test_renewal_stops_work_taken_over():
-    from pksweb.services import LeaseLost, Renewal
+    from pksweb.leases import LeaseLost, Renewal
 
     answers = iter([True, False])
     renewal = Renewal(lambda: next(answers), seconds=0.04, what="the drain of n1")
@@ -410,7 +411,7 @@ def test_a_node_deleted_mid_drain_is_a_failed_drain_that_says_so(registered, san
     evicted only what the Eviction API took."""
     sandbox_cluster.faults.update({"frozen_pdbs": ["*"]})  # every budget refuses: nothing can be evicted
     node = _worker(registered)
-    on_node = [p for p in services.gateway_for(registered).pods_on_node(node) if p.owner_kind not in ("DaemonSet", "")]
+    on_node = [p for p in gateway_for(registered).pods_on_node(node) if p.owner_kind not in ("DaemonSet", "")]
     assert on_node
 
     blocked_when_deleted: set[str] = set()
@@ -422,7 +423,7 @@ def test_a_node_deleted_mid_drain_is_a_failed_drain_that_says_so(registered, san
             sandbox_cluster.delete("nodes", "", node)
 
     try:
-        result = services.node_drain(gateway=services.gateway_for(registered), node=node, timeout=30, sleep=sleep,
+        result = services.node_drain(gateway=gateway_for(registered), node=node, timeout=30, sleep=sleep,
                                      on_progress=lambda message, **state: seen.update(state))
     finally:
         sandbox_cluster.faults.update({"frozen_pdbs": []})

@@ -7,7 +7,7 @@ import httpx
 import pytest
 import yaml
 
-from clusters.sandbox.tls import endpoint
+from sandbox.tls import endpoint
 from tests.e2e.test_activity_live import browser, sign_in, start_embedded  # noqa: F401 - fixtures
 from tests.integration.conftest import free_port
 

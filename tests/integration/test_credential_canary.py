@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import redis
 
-from clusters.sandbox import Sandbox
+from sandbox import Sandbox
 from tests.integration.conftest import PASSWORD, REDIS_URL, Stack
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from clusters.sandbox import Sandbox
+from sandbox import Sandbox
 from tests.integration.conftest import ROOT, Stack, make_stack
 
 pytestmark = pytest.mark.integration
@@ -88,7 +88,7 @@ def test_key_rotation_under_load_loses_no_request(rotating_stack: Stack, tmp_pat
         assert not failed, f"{len(failed)} of {len(answers)} probes failed during the rotation: {failed[:5]}"
         # The old key can go: the new one alone opens every credential.
         opened = manage_with_keys(rotating_stack, NEW, "shell", "-c",
-                                  "from clusters.models import Cluster; from clusters.services import cluster_credential; "
+                                  "from clusters.models import Cluster; from clusters.connect import cluster_credential; "
                                   "print(sum(1 for c in Cluster.objects.all() if cluster_credential(c).token))")
         assert opened.strip().splitlines()[-1] == str(CLUSTERS)
     finally:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from clusters.sandbox import Sandbox
+from sandbox import Sandbox
 from tests.integration.conftest import BIN, ROOT, Stack, make_stack, start_redis
 
 pytestmark = pytest.mark.integration

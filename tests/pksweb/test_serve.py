@@ -71,7 +71,7 @@ def test_serve_moves_the_sandbox_fleet_off_a_taken_port(tmp_path):
 
 
 def test_serve_goes_on_without_the_fleet_when_it_cannot_listen_at_all(monkeypatch):
-    from clusters.sandbox import Sandbox
+    from sandbox import Sandbox
 
     def refuse(self):
         raise OSError(98, "Address already in use")
@@ -83,7 +83,7 @@ def test_serve_goes_on_without_the_fleet_when_it_cannot_listen_at_all(monkeypatc
 
 
 def test_sandbox_start_reports_a_taken_port_at_once_and_can_try_another():
-    from clusters.sandbox import Sandbox
+    from sandbox import Sandbox
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from clusters.connect import gateway_for
 from clusters.kube import Credential
 from clusters.models import Cluster, ClusterNode
 from clusters.services import cluster_probe, cluster_register
@@ -213,7 +214,6 @@ def test_a_tenant_namespace_named_like_a_trusted_one_is_never_let_in(acme, trust
 def test_an_object_another_reconcile_created_meanwhile_is_no_failure(acme, registered, sandbox_cluster):
     """Two namespaces of a new cluster reconciled at once both create the shared ClusterRole: the one that
     loses the race (409 AlreadyExists) compares what is there, as if it had been there before."""
-    from clusters.services import gateway_for
     from tenants import bundle
 
     ops = gateway_for(registered).objects

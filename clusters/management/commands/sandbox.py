@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from clusters.sandbox import Sandbox
+from sandbox import Sandbox
 
 VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
 

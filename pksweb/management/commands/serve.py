@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 if TYPE_CHECKING:
-    from clusters.sandbox import Sandbox
+    from sandbox import Sandbox
 
 
 class Command(BaseCommand):
@@ -40,9 +40,9 @@ class Command(BaseCommand):
         A taken ``port`` (PKSWEB_SANDBOX_PORT) moves the fleet to a free port, saying so; if even that fails the
         dashboard serves without it. The server never stops for its demo fleet.
         """
-        from clusters.sandbox import Sandbox
         from clusters.services import sandbox_fleet_register
         from clusters.tasks import health_sweep
+        from sandbox import Sandbox
 
         sandbox = Sandbox("127.0.0.1", port, seed=1)
         versions = ["1.30.4", "1.30.4", "1.31.2"]

@@ -5,8 +5,8 @@ kubeconfig. ``Sandbox`` is the server; ``SandboxCluster`` one cluster's state an
 simulation; ``Faults`` what can be made to go wrong.
 """
 
-from clusters.sandbox.cluster import SandboxCluster
-from clusters.sandbox.faults import Faults
-from clusters.sandbox.server import Sandbox
+from sandbox.cluster import SandboxCluster
+from sandbox.faults import Faults
+from sandbox.server import Sandbox
 
 __all__ = ["Faults", "Sandbox", "SandboxCluster"]

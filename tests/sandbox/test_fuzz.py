@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from clusters.sandbox.resources import RESOURCES, ResourceType
+from sandbox.resources import RESOURCES, ResourceType
 
 NAMESPACE = "fuzz"
 M = client.V1ObjectMeta

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from clusters.sandbox.errors import bad_request
+from sandbox.errors import bad_request
 
 Obj = dict[str, Any]
 Predicate = Callable[[Obj], bool]

@@ -18,11 +18,11 @@ from urllib.parse import parse_qs, unquote
 
 import yaml
 
-from clusters.sandbox import access, errors, openapi, protobuf, reviews, scale, tables
-from clusters.sandbox.cluster import SandboxCluster, version_info
-from clusters.sandbox.matching import field_selector, label_selector
-from clusters.sandbox.patches import apply_patch
-from clusters.sandbox.resources import GROUPS, ResourceType, api_group, api_group_list, api_resource_list, lookup
+from sandbox import access, errors, openapi, protobuf, reviews, scale, tables
+from sandbox.cluster import SandboxCluster, version_info
+from sandbox.matching import field_selector, label_selector
+from sandbox.patches import apply_patch
+from sandbox.resources import GROUPS, ResourceType, api_group, api_group_list, api_resource_list, lookup
 
 PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
 HEALTH_CHECKS = (

@@ -19,7 +19,7 @@ from cryptography import x509
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from clusters.sandbox import tables
+from sandbox import tables
 from tests.conftest import wait_for
 
 

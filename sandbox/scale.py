@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clusters.sandbox import errors
+from sandbox import errors
 
 Obj = dict[str, Any]
 

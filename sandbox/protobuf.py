@@ -7,7 +7,7 @@ body is the magic ``k8s\\0`` then a ``runtime.Unknown`` (``typeMeta`` 1 with ``a
 and ``kind`` 2; ``raw`` 2: the object's own encoding). The object is read with the message
 schemas in ``protobuf_schema.json.gz``: for every message the kinds the sandbox serves can
 hold, field number -> (JSON name, type, message type, repeated, pointer in Go), taken from
-the descriptors kubectl carries (``python -m clusters.sandbox.protobuf_schema <kubectl>``
+the descriptors kubectl carries (``python -m sandbox.protobuf_schema <kubectl>``
 writes it again).
 
 Protobuf carries every field that is not a pointer in Go, zero or not, where JSON leaves
@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from clusters.sandbox import errors
+from sandbox import errors
 
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"

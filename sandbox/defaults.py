@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clusters.sandbox.resources import ResourceType
+from sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
 

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from kubernetes import client, config
 
-from clusters.sandbox import Sandbox
+from sandbox import Sandbox
 from tests.integration.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

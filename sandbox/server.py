@@ -31,9 +31,9 @@ from typing import Any
 import h11
 import yaml
 
-from clusters.sandbox import api, errors
-from clusters.sandbox.cluster import SandboxCluster
-from clusters.sandbox.tls import WILDCARD_HOSTS, Authority
+from sandbox import api, errors
+from sandbox.cluster import SandboxCluster
+from sandbox.tls import WILDCARD_HOSTS, Authority
 
 MAX_BODY = 8 * 1024 * 1024
 BLACKHOLE_SECONDS = 300

@@ -15,7 +15,7 @@ import json
 from functools import cache
 from typing import Any
 
-from clusters.sandbox.resources import RESOURCES, ResourceType
+from sandbox.resources import RESOURCES, ResourceType
 
 Obj = dict[str, Any]
 QUERY_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clusters.sandbox import access, bootstrap, defaults, errors, validation
-from clusters.sandbox.faults import Faults
-from clusters.sandbox.matching import Predicate, selector_object
-from clusters.sandbox.resources import RESOURCES, ResourceType, by_plural
+from sandbox import access, bootstrap, defaults, errors, validation
+from sandbox.faults import Faults
+from sandbox.matching import Predicate, selector_object
+from sandbox.resources import RESOURCES, ResourceType, by_plural
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped

@@ -6,7 +6,7 @@ sandbox serves can hold (and ``DeleteOptions``, ``Eviction``, ``Scale``), and wr
 field its JSON name, type, message type, whether it repeats and whether it is a pointer in Go
 (gogoproto's ``nullable``, option 65001, is false for the others)::
 
-    python -m clusters.sandbox.protobuf_schema /usr/bin/kubectl   # or a kubectl.1.NN beside it
+    python -m sandbox.protobuf_schema /usr/bin/kubectl   # or a kubectl.1.NN beside it
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from clusters.sandbox.protobuf import MESSAGE, SCHEMA_FILE, fields
-from clusters.sandbox.resources import RESOURCES
+from sandbox.protobuf import MESSAGE, SCHEMA_FILE, fields
+from sandbox.resources import RESOURCES
 
 EXTRA_KINDS = (("policy/v1", "Eviction", "k8s.io.api.policy.v1.Eviction"),
                ("autoscaling/v1", "Scale", "k8s.io.api.autoscaling.v1.Scale"),

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from clusters.sandbox import errors
-from clusters.sandbox.cluster import SandboxCluster
-from clusters.sandbox.resources import ResourceType
+from sandbox import errors
+from sandbox.cluster import SandboxCluster
+from sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
 GROUP = "authorization.k8s.io"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from clusters.sandbox.resources import ResourceType
+from sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
 Column = tuple[str, str, int]  # (name, type, priority)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from clusters.sandbox import errors
-from clusters.sandbox.matching import selector_object
-from clusters.sandbox.resources import ResourceType
+from sandbox import errors
+from sandbox.matching import selector_object
+from sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
 

@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from clusters.sandbox import Sandbox
+from sandbox import Sandbox
 from tests.conftest import wait_for
 
 
@@ -198,7 +198,7 @@ def test_kube_system_uid_depends_on_seed_and_name_only():
 
 
 def test_a_watch_that_fails_midway_ends_with_an_error_event(kube, sandbox, sandbox_cluster, sandbox_http, monkeypatch):
-    from clusters.sandbox import tables
+    from sandbox import tables
 
     def broken(*args, **kwargs):
         raise RuntimeError("no table today")

@@ -8,7 +8,7 @@ from typing import Any
 import jsonpatch
 import yaml
 
-from clusters.sandbox.errors import ApiError, bad_request
+from sandbox.errors import ApiError, bad_request
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
