@@ -10,14 +10,6 @@ from pksweb.choices import Role
 from tests.factories import PASSWORD, MembershipFactory, TenantFactory, UserFactory
 
 
-def require_service(what: str, how_to_start: str) -> None:
-    """Under CI a missing service fails the test; elsewhere it skips, saying what to start."""
-    message = f"{what} is not reachable: {how_to_start}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def _sqlite_readers_take_no_table_locks(sender, connection, **kwargs):
     """The SQLite test database is one shared-cache memory database for every thread. There a reader holds
     a table lock that makes a worker thread's write fail at once ("database table is locked") instead of
@@ -172,31 +164,6 @@ def kube(sandbox, sandbox_cluster):
     api_client = config.new_client_from_config_dict(sandbox.kubeconfig(sandbox_cluster.name))
     yield api_client
     api_client.close()
-
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy (simulated kubelets act on timers).
-
-    The test database is SQLite's shared-cache memory database, whose table locks do not
-    wait: a read while a worker thread writes the same table fails at once. Polling reads again.
-    """
-    import time
-
-    from django.db import OperationalError
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except OperationalError as exc:
-            if "is locked" not in str(exc):
-                raise
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture

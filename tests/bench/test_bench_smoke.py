@@ -29,8 +29,8 @@ def services_or_skip() -> None:
     import psycopg
     import redis
 
-    from tests.conftest import require_service
     from tests.integration.conftest import PG_URL, REDIS_URL
+    from tests.support.waits import require_service
 
     try:
         psycopg.connect(PG_URL, connect_timeout=3).close()

@@ -6,7 +6,6 @@ import ssl
 import threading
 
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -34,7 +33,3 @@ def tls_server(tmp_path_factory):
     thread.start()
     yield f"https://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-def kubeconfig_text(sandbox, name, **kwargs) -> str:
-    return yaml.safe_dump(sandbox.kubeconfig(name, **kwargs))

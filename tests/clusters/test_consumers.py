@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 
 from clusters.services import cluster_probe, node_operation_execute, node_operation_start
 from pksweb.consumers import CLOSE_FORBIDDEN
-from tests.pksweb.test_consumers import socket
+from tests.support.sockets import socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

@@ -13,7 +13,7 @@ from clusters.kube.gateway import NodeInfo
 from clusters.models import Cluster, HealthSpan
 from clusters.services import cluster_health_record, cluster_probe, cluster_register, fleet_sweep
 from pksweb.models import Event
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.django_db
 

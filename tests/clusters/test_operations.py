@@ -9,7 +9,7 @@ from clusters.choices import OperationState
 from clusters.models import ClusterNode, NodeOperation
 from clusters.services import node_operation_execute, node_operation_start
 from pksweb.models import Event
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from clusters.kube import Credential
 from clusters.models import Cluster
 from clusters.services import cluster_probe, cluster_register
 from pksweb.models import Event
-from tests.clusters.conftest import kubeconfig_text
+from tests.support.kubeconfigs import kubeconfig_text
 
 pytestmark = pytest.mark.django_db
 

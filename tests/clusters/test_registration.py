@@ -12,8 +12,8 @@ from django.core.management.base import CommandError
 from clusters.connect import cluster_credential
 from clusters.models import Cluster
 from pksweb.models import Event
-from tests.clusters.conftest import kubeconfig_text
-from tests.integration.conftest import free_port
+from tests.support.kubeconfigs import kubeconfig_text
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from clusters.connect import gateway_for
 from clusters.kube import Credential
 from clusters.models import Cluster, ClusterNode, NodeOperation
 from pksweb.models import Event, Lease
-from tests.clusters.conftest import kubeconfig_text
-from tests.conftest import wait_for
+from tests.support.kubeconfigs import kubeconfig_text
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.django_db
 

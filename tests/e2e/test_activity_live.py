@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import require_service
-from tests.integration.conftest import free_port
+from tests.support.net import free_port
+from tests.support.waits import require_service
 
 pytestmark = pytest.mark.e2e
 

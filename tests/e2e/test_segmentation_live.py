@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.test_activity_live import browser, sign_in, start_embedded  # noqa: F401 - fixtures
-from tests.integration.conftest import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
 

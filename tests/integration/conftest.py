@@ -23,19 +23,14 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from tests.conftest import require_service
+from tests.support.net import free_port
+from tests.support.waits import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PG_URL = os.environ.get("PKSWEB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("PKSWEB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PASSWORD = "integration-passphrase-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -5,45 +5,12 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
-from django.test import Client
 
-from pksweb.asgi import application
 from pksweb.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from pksweb.events import FLEET_GROUP, publish
+from tests.support.sockets import socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
-
-ORIGIN = (b"origin", b"http://localhost")
-
-
-def session_cookie(user) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-async def socket(path: str, user=None, origin=ORIGIN) -> WebsocketCommunicator:
-    headers = [origin, (b"host", b"localhost")] if origin is not None else [(b"host", b"localhost")]
-    if user is not None:
-        headers.append((b"cookie", await database_sync_to_async(session_cookie)(user)))
-    return WebsocketCommunicator(application, path, headers=headers)
-
-
-async def admitted(communicator: WebsocketCommunicator) -> bool:
-    """Whether the socket was let in: accepted and not closed at once (an unknown path is accepted,
-    then closed with 4404, so that the client sees a code instead of an HTTP 403)."""
-    connected, _ = await communicator.connect()
-    if not connected:
-        return False
-    if not await communicator.receive_nothing(timeout=0.05, interval=0.01):
-        output = await communicator.output_queue.get()
-        if output["type"] == "websocket.close":
-            return False
-        communicator.output_queue.put_nowait(output)
-    await communicator.disconnect()
-    return True
-
 
 async def publish_async(**kwargs):
     return await database_sync_to_async(publish)(**kwargs)

@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 from pksweb.celery import app as celery_app
 from pksweb.channel_layers import EmbeddedChannelLayer
 from pksweb.tasks import announce
-from tests.pksweb.test_consumers import socket
+from tests.support.sockets import socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

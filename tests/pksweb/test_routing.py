@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pksweb.asgi import application
 from pksweb.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED
-from tests.pksweb.test_consumers import ORIGIN, session_cookie
+from tests.support.sockets import ORIGIN, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

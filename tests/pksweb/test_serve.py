@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client, config
 
 from pksweb.management.commands.serve import Command
-from tests.integration.conftest import free_port
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

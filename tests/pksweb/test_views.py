@@ -202,7 +202,7 @@ def test_every_state_changing_request_needs_the_csrf_token(db, operator):
     from django.test import Client
     from django.urls import get_resolver, reverse
 
-    from tests.tenants.test_isolation import walk
+    from tests.support.routes import walk
 
     client = Client(enforce_csrf_checks=True)
     client.force_login(operator)

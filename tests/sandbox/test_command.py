@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from kubernetes import client, config
 
 from sandbox import Sandbox
-from tests.integration.conftest import free_port
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from sandbox import tables
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 
 def status_of(exc: ApiException) -> dict:

@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sandbox import Sandbox
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 
 def meta(name: str, **kwargs) -> client.V1ObjectMeta:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (the kubectl tests need it on PATH)")

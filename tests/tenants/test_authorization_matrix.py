@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import get_resolver, reverse
 
-from tests.tenants.test_isolation import walk
+from tests.support.routes import walk
 
 ROLES = ("anonymous", "viewer", "tenant-admin-a", "tenant-admin-b", "approver", "operator")
 PLATFORM = {"viewer", "approver", "operator"}
@@ -153,7 +153,7 @@ def test_every_route_for_every_role_against_both_tenants(world, django_capture_o
 @pytest.mark.asyncio
 async def test_every_websocket_route_for_every_role(world):
     from pksweb.routing import websocket_urlpatterns
-    from tests.pksweb.test_consumers import admitted, socket
+    from tests.support.sockets import admitted, socket
 
     routes = [str(entry.pattern) for entry in websocket_urlpatterns]
     assert sorted(routes) == sorted(WEBSOCKET_RULES), "a websocket route without an entry in WEBSOCKET_RULES (or a stale one)"

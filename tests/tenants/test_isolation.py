@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import get_resolver, reverse
 
 from clusters.services import node_operation_start
 from pksweb.events import publish
@@ -17,24 +17,10 @@ from pksweb.models import Event
 from pksweb.routing import websocket_urlpatterns
 from tenants.models import Tenant, TenantNamespace
 from tenants.services import namespace_reconcile, node_assign
-from tests.pksweb.test_consumers import admitted, socket
+from tests.support.routes import walk
+from tests.support.sockets import admitted, socket
 
 SKIP = {"logout"}  # walking it would end the session being tested
-
-
-def walk(resolver: URLResolver, namespace: str = "") -> list[tuple[str, list[str]]]:
-    """(qualified name, parameter names) of every named route."""
-    routes = []
-    for entry in resolver.url_patterns:
-        if isinstance(entry, URLResolver):
-            inner = f"{namespace}:{entry.namespace}" if namespace and entry.namespace else (entry.namespace or namespace)
-            routes += walk(entry, inner)
-        elif isinstance(entry, URLPattern) and entry.name:
-            params = list(entry.pattern.regex.groupindex)
-            if "format" in params:
-                continue
-            routes.append((f"{namespace}:{entry.name}" if namespace else entry.name, params))
-    return sorted(set((name, tuple(params)) for name, params in routes))  # type: ignore[misc]
 
 
 @pytest.fixture

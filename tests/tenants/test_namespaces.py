@@ -16,7 +16,7 @@ from tenants.services import (
     tenant_create,
     tenant_update,
 )
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.django_db
 

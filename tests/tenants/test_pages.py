@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from tenants.models import Tenant, TenantNamespace
 from tenants.services import namespace_reconcile
-from tests.pksweb.test_consumers import socket
+from tests.support.sockets import socket
 
 
 @pytest.mark.django_db

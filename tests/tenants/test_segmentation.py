@@ -14,7 +14,7 @@ from django.urls import reverse
 from kubernetes import client as k8s
 
 from tenants.services import namespace_reconcile
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 NAME = "kubernetes.io/metadata.name"
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 
@@ -9,7 +8,6 @@ from clusters.kube import Credential
 from clusters.models import Cluster
 from clusters.services import cluster_probe, cluster_register
 from upgrades import services
-from upgrades.models import Rollout
 
 _names = itertools.count(1)
 
@@ -55,15 +53,3 @@ def make_approved(fleet, operator, approver, django_capture_on_commit_callbacks)
 @pytest.fixture
 def approved_plan(make_approved):
     return make_approved()
-
-
-def drive(rollout: Rollout, limit: float = 60.0) -> Rollout:
-    """Run the engine's ticks in this process until it stops (what the Celery task does, minus the queue)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        delay = services.rollout_advance(rollout_id=rollout.pk)
-        if delay is None:
-            break
-        time.sleep(min(delay, 0.05))
-    rollout.refresh_from_db()
-    return rollout

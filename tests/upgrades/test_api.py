@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from pksweb import services as core_services
-from tests.upgrades.conftest import drive
+from tests.support.rollouts import drive
 from upgrades.models import Rollout
 
 pytestmark = pytest.mark.django_db

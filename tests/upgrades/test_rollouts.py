@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from pksweb.models import Event
-from tests.upgrades.conftest import drive
+from tests.support.rollouts import drive
 from upgrades import services
 from upgrades.models import RolloutStep
 

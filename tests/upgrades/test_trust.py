@@ -20,7 +20,7 @@ from clusters.kube import Credential
 from clusters.models import Cluster, ClusterNode
 from clusters.services import cluster_delete, cluster_probe, cluster_register, cluster_update
 from pksweb.models import Event
-from tests.upgrades.conftest import drive
+from tests.support.rollouts import drive
 from upgrades import services
 from upgrades.models import Rollout, RolloutStep, UpgradePlan
 

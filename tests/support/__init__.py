@@ -1,0 +1,1 @@
+"""What tests and benchmarks share: waits, ports, processes, sockets, drivers. Fixtures stay in conftest files."""
