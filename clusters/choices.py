@@ -25,3 +25,12 @@ class OperationState(models.TextChoices):
 
 
 ACTIVE_STATES = (OperationState.QUEUED, OperationState.RUNNING)
+
+
+class UpgradeDriver(models.TextChoices):
+    """How a drained node is turned into the new version (the rollout engine's drivers, upgrades/drivers.py)."""
+
+    NONE = "", "not configured"
+    SANDBOX = "sandbox", "sandbox (simulated node replacement)"
+    COMMAND = "command", "command (operator-configured)"
+    SYSTEM_UPGRADE_CONTROLLER = "system-upgrade-controller", "system-upgrade-controller (k3s/RKE2)"

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState
+from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState, UpgradeDriver
 from clusters.health import stale
 from pksweb.validators import dns_label
 
@@ -46,7 +46,7 @@ class Cluster(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     # How a drained node is turned into the new version (see upgrades.drivers).
-    upgrade_driver = models.CharField(max_length=30, blank=True, default="")
+    upgrade_driver = models.CharField(max_length=30, blank=True, default="", choices=UpgradeDriver.choices)
     upgrade_command = models.JSONField(default=list, blank=True)
     uid = models.CharField(max_length=64, blank=True, default="", help_text="UID of the kube-system namespace")
     archived_at = models.DateTimeField(null=True, blank=True)

@@ -23,7 +23,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from clusters import crypto, health
-from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState
+from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState, UpgradeDriver
 from clusters.connect import cluster_credential, gateway_for, gateway_verified, other_cluster
 from clusters.kube import Credential, Expectation, Gateway, KubeError, ProbeResult
 from clusters.kube import client as kube_clients
@@ -132,7 +132,7 @@ def _enqueue_probe(cluster_id: int) -> None:
     probe_cluster.delay(cluster_id)
 
 
-DRIVERS = ("", "sandbox", "command", "system-upgrade-controller")
+DRIVERS = tuple(UpgradeDriver.values)
 
 
 ExecutionListener = Callable[[Cluster, list[str], Any], None]
@@ -815,5 +815,5 @@ def sandbox_fleet_register(*, kubeconfigs: dict[str, dict[str, Any]]) -> list[Cl
         else:
             clusters.append(existing)
     # Simulated clusters are upgraded by the sandbox driver unless someone chose otherwise.
-    Cluster.objects.filter(pk__in=[c.pk for c in clusters], upgrade_driver="").update(upgrade_driver="sandbox")
+    Cluster.objects.filter(pk__in=[c.pk for c in clusters], upgrade_driver=UpgradeDriver.NONE).update(upgrade_driver=UpgradeDriver.SANDBOX)
     return clusters

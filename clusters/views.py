@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from clusters import selectors, services
+from clusters.choices import UpgradeDriver
 from clusters.filters import ClusterFilter
 from clusters.forms import ClusterEditForm, ClusterRegisterForm, NodeOperationForm
 from clusters.kube import KubeError
@@ -94,8 +95,7 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
         "ws_path": f"/ws/clusters/{cluster.pk}/",
         "op_form": NodeOperationForm(),
         "assignable": assignable_tenants(cluster=cluster),
-        "drivers": [("", "not configured"), ("sandbox", "sandbox"), ("command", "command"),
-                    ("system-upgrade-controller", "system-upgrade-controller")],
+        "drivers": UpgradeDriver.choices,
     }
 
 

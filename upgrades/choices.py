@@ -34,10 +34,3 @@ class StepPhase(models.TextChoices):
     GATE = "gate", "Health gate"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
-
-
-class Driver(models.TextChoices):
-    NONE = "", "Not configured"
-    SANDBOX = "sandbox", "Sandbox (simulated node replacement)"
-    COMMAND = "command", "Command (operator-configured)"
-    SYSTEM_UPGRADE_CONTROLLER = "system-upgrade-controller", "system-upgrade-controller (k3s/RKE2)"

@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 from django.conf import settings
 
+from clusters.choices import UpgradeDriver as Driver
 from clusters.connect import cluster_credential, gateway_for
 from clusters.kube import KubeError
 from clusters.kube.credentials import credential_kubeconfig
 from pksweb.text import bound_tail
-from upgrades.choices import Driver
 
 Keep = Callable[[], None]
 OUTPUT_LIMIT = 4000

@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 
+from clusters.choices import UpgradeDriver
 from clusters.models import Cluster
 
 
@@ -61,6 +62,5 @@ class StartForm(forms.Form):
 
 
 class DriverForm(forms.Form):
-    upgrade_driver = forms.ChoiceField(choices=[("", "not configured"), ("sandbox", "sandbox"), ("command", "command"),
-                                                ("system-upgrade-controller", "system-upgrade-controller")], required=False)
+    upgrade_driver = forms.ChoiceField(choices=UpgradeDriver.choices, required=False)
     upgrade_command = forms.CharField(required=False, help_text="Command driver: arguments separated by spaces; {cluster}, {node}, {version}.")

@@ -11,13 +11,13 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from clusters.choices import UpgradeDriver as Driver
 from clusters.connect import gateway_for
 from clusters.kube import UNREADABLE, KubeError
 from clusters.kube.gateway import MIRROR_ANNOTATION
 from clusters.models import Cluster, ClusterNode
 from pksweb.text import bound
 from upgrades import versions
-from upgrades.choices import Driver
 
 FINDING_LIMIT = 1000
 

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from clusters.choices import UpgradeDriver
 from clusters.credentials import credential_from_input
 from clusters.models import Cluster, ClusterNode, HealthSpan, NodeOperation
 
@@ -56,7 +57,7 @@ class ClusterWriteSerializer(serializers.Serializer):
 
 class ClusterUpdateSerializer(ClusterWriteSerializer):
     name = serializers.CharField(max_length=63, required=False)
-    upgrade_driver = serializers.ChoiceField(choices=["", "sandbox", "command", "system-upgrade-controller"], required=False,
+    upgrade_driver = serializers.ChoiceField(choices=UpgradeDriver.choices, required=False,
                                              help_text="How a drained node is upgraded.")
     upgrade_command = serializers.ListField(child=serializers.CharField(), required=False,
                                             help_text="For the command driver: argv with {cluster}, {node}, {version}.")
