@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote
 
 import yaml
 
-from sandbox import access, errors, openapi, protobuf, reviews, scale, tables
+from sandbox import admission, errors, openapi, protobuf, reviews, scale, tables
 from sandbox.cluster import SandboxCluster, version_info
 from sandbox.matching import field_selector, label_selector
 from sandbox.patches import apply_patch
@@ -180,7 +180,7 @@ def _impersonated(cluster: SandboxCluster, request: Request, user: str) -> str:
         return user
     if not target:
         raise errors.internal_error(f"requested impersonating groups {list(groups)} without impersonating a user")
-    account = access.service_account_of(target)
+    account = admission.service_account_of(target)
     if account is not None:
         if not cluster.may(user, "impersonate", "serviceaccounts", "", account[0], account[1], groups=request.groups):
             raise errors.forbidden(user, "impersonate", "serviceaccounts", "", account[0], account[1])
@@ -189,7 +189,7 @@ def _impersonated(cluster: SandboxCluster, request: Request, user: str) -> str:
     for group in groups:
         if not cluster.may(user, "impersonate", "groups", "", "", group, groups=request.groups):
             raise errors.forbidden(user, "impersonate", "groups", "", "", group)
-    request.groups = access.user_groups(target, groups, named=bool(groups))
+    request.groups = admission.user_groups(target, groups, named=bool(groups))
     return target
 
 
@@ -350,14 +350,14 @@ def _list(cluster: SandboxCluster, request: Request, resource: ResourceType, nam
     limit_text = request.query.get("limit", "")
     limit = int(limit_text) if limit_text.isdigit() else 0
     token = request.query.get("continue", "")
-    with cluster.lock:
-        list_rv = str(cluster.rv)
+    with cluster.store.lock:
+        list_rv = str(cluster.store.rv)
         after: tuple[str, str] | None = None
         if token:
             list_rv, after = _decode_continue(token)
         selected = []
-        keys = sorted(k for k in cluster.objects[resource] if not namespace or k[0] == namespace)
-        store = cluster.objects[resource]
+        keys = sorted(k for k in cluster.store.objects[resource] if not namespace or k[0] == namespace)
+        store = cluster.store.objects[resource]
         for key in keys:
             if after is not None and key <= after:
                 continue
@@ -402,7 +402,7 @@ def _delete_collection(cluster: SandboxCluster, request: Request, resource: Reso
                     raise
     items = [{k: v for k, v in obj.items() if k not in ("kind", "apiVersion")} for obj in deleted]
     return json_response(200, {"kind": resource.list_kind, "apiVersion": resource.api_version,
-                               "metadata": {"resourceVersion": str(cluster.rv)}, "items": items})
+                               "metadata": {"resourceVersion": str(cluster.store.rv)}, "items": items})
 
 
 def _watch(cluster: SandboxCluster, request: Request, resource: ResourceType, namespace: str) -> WatchStream:
@@ -451,7 +451,7 @@ def _watch(cluster: SandboxCluster, request: Request, resource: ResourceType, na
                     event_type, obj = await asyncio.wait_for(queue.get(), timeout=min(remaining, cluster.bookmark_seconds if bookmarks else remaining))
                 except TimeoutError:
                     if bookmarks and time.monotonic() < deadline:
-                        rv = str(max(last_rv, cluster.rv))
+                        rv = str(max(last_rv, cluster.store.rv))
                         bookmark = ({"kind": "Table", "apiVersion": table_version, "metadata": {"resourceVersion": rv},
                                      "columnDefinitions": [], "rows": []} if table_version else
                                     {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": {"resourceVersion": rv}})

@@ -83,6 +83,27 @@ def by_plural(plural: str, group: str | None = None) -> ResourceType:
     raise KeyError(plural)
 
 
+# The types the simulation itself reads and writes (controllers, scheduler, kubelets).
+NAMESPACES = by_plural("namespaces")
+NODES = by_plural("nodes")
+PODS = by_plural("pods")
+EVENTS = by_plural("events")
+SERVICES = by_plural("services")
+QUOTAS = by_plural("resourcequotas")
+PLANS = by_plural("plans", "upgrade.cattle.io")
+SERVICEACCOUNTS = by_plural("serviceaccounts")
+DEPLOYMENTS = by_plural("deployments", "apps")
+REPLICASETS = by_plural("replicasets", "apps")
+DAEMONSETS = by_plural("daemonsets", "apps")
+STATEFULSETS = by_plural("statefulsets", "apps")
+PDBS = by_plural("poddisruptionbudgets", "policy")
+LEASES = by_plural("leases", "coordination.k8s.io")
+ROLES = by_plural("roles", "rbac.authorization.k8s.io")
+ROLEBINDINGS = by_plural("rolebindings", "rbac.authorization.k8s.io")
+CLUSTERROLES = by_plural("clusterroles", "rbac.authorization.k8s.io")
+CLUSTERROLEBINDINGS = by_plural("clusterrolebindings", "rbac.authorization.k8s.io")
+
+
 def api_resource_list(group: str, version: str) -> dict:
     """The APIResourceList discovery document for one group/version."""
     entries = []

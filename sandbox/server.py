@@ -11,7 +11,8 @@ Besides the Kubernetes API, each cluster has control endpoints for tests and the
 
 - ``GET|PUT|DELETE /c/<name>/sandbox/faults`` — read faults, set the named ones keeping the others (JSON, see
   ``Faults``), or clear them all;
-- ``POST /c/<name>/sandbox/nodes/<node>/upgrade`` — ``{"version": "1.31.2", "delay": 2}``;
+- ``POST /c/<name>/sandbox/nodes/<node>/upgrade`` — ``{"version": "1.31.2", "delay": 2}`` (the same as setting the
+  node's ``sandbox.pksweb.io/upgrade-to`` annotation through the Kubernetes API, see ``sandbox/__init__.py``);
 - ``GET|DELETE /c/<name>/sandbox/stats`` — requests received by kind (benchmarks check what a sweep costs).
 """
 
@@ -34,6 +35,7 @@ import yaml
 from sandbox import api, errors
 from sandbox.cluster import SandboxCluster
 from sandbox.tls import WILDCARD_HOSTS, Authority
+from sandbox.validation import upgrade_version
 
 MAX_BODY = 8 * 1024 * 1024
 BLACKHOLE_SECONDS = 300
@@ -72,7 +74,7 @@ class Sandbox:
         if name in self.clusters:
             raise ValueError(f"a sandbox cluster called {name!r} exists already")
         cluster = SandboxCluster(name=name, version=version.lstrip("v"), seed=self.seed, **options)
-        cluster.later = self._later
+        cluster.store.later = self._later
         if populate:
             cluster.populate(nodes=nodes, control_planes=control_planes, pods_per_node=pods_per_node)
             cluster.make_ready_now()
@@ -333,9 +335,9 @@ class Sandbox:
         if faults.fail_next > 0:
             faults.fail_next -= 1
             return api.error_response(self._fault_error(faults.fail_status, faults.retry_after, faults.fail_message))
-        roll = cluster.random.random()
+        roll = cluster.store.random.random()
         if roll < faults.error_rate:
-            return api.error_response(self._fault_error(500 if cluster.random.random() < 0.5 else 503, 0, faults.fail_message))
+            return api.error_response(self._fault_error(500 if cluster.store.random.random() < 0.5 else 503, 0, faults.fail_message))
         if roll < faults.error_rate + faults.throttle_rate:
             return api.error_response(self._fault_error(429, faults.retry_after, faults.fail_message))
         return api.handle(cluster, request)
@@ -381,8 +383,8 @@ class Sandbox:
                 return api.json_response(200, cluster.faults.as_dict())
             if len(parts) == 4 and parts[:2] == ["sandbox", "nodes"] and parts[3] == "upgrade" and request.method == "POST":
                 body = request.json() or {}
-                version = str(body.get("version", "")).lstrip("v")
-                if not version or not all(p.isdigit() for p in version.split(".")) or len(version.split(".")) != 3:
+                version = upgrade_version(body.get("version", ""))
+                if version is None:
                     raise errors.bad_request(f"version must look like 1.31.2, not {body.get('version')!r}")
                 delay = body.get("delay")
                 cluster.upgrade_node(parts[2], version, float(delay) if isinstance(delay, (int, float)) else None)

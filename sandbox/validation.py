@@ -39,6 +39,8 @@ QUANTITY_MSG = "quantities must match the regular expression '^([+-]?[0-9.]+)([e
 LABEL_NAMED = {"namespaces", "services"}
 TEMPLATED = ("deployments", "replicasets", "daemonsets", "statefulsets")
 MAX_ANNOTATIONS_BYTES = 256 * 1024
+# A node annotated with a version is replaced by its kubelet at that version (``kubelet.py``).
+UPGRADE_ANNOTATION = "sandbox.pksweb.io/upgrade-to"
 
 
 def _undecodable(resource: ResourceType, where: str, expected: str, value: Any) -> errors.ApiError:
@@ -204,6 +206,13 @@ def _rbac(plural: str, obj: Obj) -> list[tuple[str, str]]:
     return causes
 
 
+def upgrade_version(text: object) -> str | None:
+    """The version a node upgrade asks for (``1.31.2`` or ``v1.31.2`` both give ``1.31.2``); None when it is not one."""
+    version = str(text).lstrip("v")
+    parts = version.split(".")
+    return version if version and len(parts) == 3 and all(p.isdigit() for p in parts) else None
+
+
 def validate(resource: ResourceType, obj: Obj) -> None:
     """422 Invalid, naming every field at fault, for an object the real server would not store."""
     meta = obj.get("metadata") or {}
@@ -259,6 +268,10 @@ def validate(resource: ResourceType, obj: Obj) -> None:
         namespace = meta.get("namespace", "")
         if involved.get("namespace") and involved["namespace"] != namespace:
             causes.append(("involvedObject.namespace", f'Invalid value: "{involved["namespace"]}": does not match event.namespace'))
+    if plural == "nodes":
+        wanted = (meta.get("annotations") or {}).get(UPGRADE_ANNOTATION)
+        if wanted is not None and upgrade_version(wanted) is None:
+            causes.append((f"metadata.annotations[{UPGRADE_ANNOTATION}]", f'Invalid value: "{wanted}": must be a version like 1.31.2'))
     if plural == "resourcequotas":
         causes += _quantities(spec.get("hard"), "spec.hard")
     if plural == "limitranges":
@@ -267,3 +280,18 @@ def validate(resource: ResourceType, obj: Obj) -> None:
                 causes += _quantities((limit or {}).get(section) if isinstance(limit, dict) else None, f"spec.limits[{i}].{section}")
     if causes:
         raise errors.invalid(resource.kind, resource.group, name or meta.get("generateName", ""), causes)
+
+
+def check_pod_update(old: Obj, new: Obj) -> None:
+    """Pods are mostly immutable: only images, tolerations (added) and a few fields may change."""
+    old_spec, new_spec = dict(old.get("spec") or {}), dict(new.get("spec") or {})
+    for spec in (old_spec, new_spec):
+        spec.pop("activeDeadlineSeconds", None)
+        spec.pop("tolerations", None)
+        spec["containers"] = [{k: v for k, v in c.items() if k != "image"} for c in spec.get("containers") or []]
+    if old_spec != new_spec:
+        raise errors.invalid("Pod", "", old["metadata"]["name"], [(
+            "spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+            "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations)"
+            ",`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        )])

@@ -414,7 +414,7 @@ def test_watch_too_old_version_gets_410(sandbox):
     cluster = sandbox.add_cluster("short-memory", nodes=1, pods_per_node=0, watch_log_size=50)
     v1 = core(config.new_client_from_config_dict(sandbox.kubeconfig("short-memory")))
     old_rv = v1.list_namespaced_config_map("default").metadata.resource_version
-    for i in range(cluster.log.maxlen + 5):
+    for i in range(cluster.store.log.maxlen + 5):
         cluster.create("configmaps", {"metadata": {"name": f"fill-{i}"}}, "default")
     with pytest.raises(ApiException) as exc:
         list(watch.Watch().stream(v1.list_namespaced_config_map, "default", resource_version=old_rv, timeout_seconds=1))

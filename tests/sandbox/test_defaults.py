@@ -55,7 +55,7 @@ def test_a_node_sent_with_metadata_only_is_filled_in_and_the_cluster_carries_on(
     assert all(p.spec.node_name != "bare-node" for p in v1.list_namespaced_pod("default").items)  # a node with no kubelet is not Ready
     v1.patch_node("bare-node", {"spec": {"unschedulable": True}})
     v1.delete_node("bare-node")
-    assert list(sandbox_cluster.controller_errors) == []
+    assert list(sandbox_cluster.store.controller_errors) == []
 
 
 def test_pod_defaults(kube, sandbox_cluster, raw):
@@ -104,7 +104,7 @@ def test_workload_defaults_come_back_on_an_update_that_leaves_them_out(kube, san
     again = raw("/apis/apps/v1/namespaces/default/deployments/web")
     assert again["spec"] == stored["spec"] and again["metadata"]["generation"] == stored["metadata"]["generation"]
     assert {rs.metadata.name for rs in apps.list_namespaced_replica_set("default").items} == replicasets
-    assert list(sandbox_cluster.controller_errors) == []
+    assert list(sandbox_cluster.store.controller_errors) == []
 
 
 @pytest.mark.parametrize(("rules", "types"), [

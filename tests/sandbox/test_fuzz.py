@@ -208,7 +208,7 @@ def test_kind_round_trip(fuzzed, resource, name, labels, note, more):
         if not is_status(made):
             gone = verbs.delete(name)
             assert not is_status(gone) or gone["code"] == 404, gone
-        assert list(cluster.controller_errors) == []
+        assert list(cluster.store.controller_errors) == []
         assert client.CoreV1Api(api_client).list_namespace().items  # the server still answers
 
 
@@ -233,4 +233,4 @@ def test_any_json_body_gets_an_answer(fuzzed, body, plural):
         assert answer["kind"] == "Status" and answer["code"] == response.status
     else:
         answered(lambda: Verbs(api_client, resource).delete(answer["metadata"]["name"]))
-    assert list(cluster.controller_errors) == []
+    assert list(cluster.store.controller_errors) == []

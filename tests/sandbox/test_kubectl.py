@@ -236,7 +236,7 @@ def test_get_watch_sees_a_change_arrive(kubectl, kube, sandbox_cluster):
     proc = kubectl.popen("get", "pods", "--watch", "--request-timeout=0")
     try:
         lines = _reader(proc)
-        wait_for(lambda: any(w.resource.plural == "pods" for w in sandbox_cluster.watchers), timeout=20, what="kubectl to watch")
+        wait_for(lambda: any(w.resource.plural == "pods" for w in sandbox_cluster.store.watchers), timeout=20, what="kubectl to watch")
         client.CoreV1Api(kube).create_namespaced_pod("default", client.V1Pod(metadata=client.V1ObjectMeta(name="arrives"),
                                                                               spec=client.V1PodSpec(containers=[
                                                                                   client.V1Container(name="c", image="nginx:1.27")])))
