@@ -133,7 +133,8 @@ def _selects(selector: Any, labels: dict[str, str]) -> bool:
     for expression in expressions:
         if not isinstance(expression, dict):
             return False
-        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        key: Any = expression.get("key")
+        operator, values = expression.get("operator"), expression.get("values") or []
         if ((operator == "In" and labels.get(key) not in values) or (operator == "NotIn" and labels.get(key) in values)
                 or (operator == "Exists" and key not in labels) or (operator == "DoesNotExist" and key in labels)
                 or operator not in ("In", "NotIn", "Exists", "DoesNotExist")):
@@ -152,7 +153,7 @@ def aggregated_rules(role: Obj, roles: Iterable[Obj]) -> list[Obj] | None:
     found: list[Obj] = []
     for other in sorted(roles, key=lambda r: str((r.get("metadata") or {}).get("name", ""))):
         meta = other.get("metadata") or {}
-        labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+        labels = given if isinstance(given := meta.get("labels"), dict) else {}
         if meta.get("name") == name or not any(_selects(s, labels) for s in selectors):
             continue
         found += [r for r in other.get("rules") or [] if isinstance(r, dict) and r not in found]

@@ -91,7 +91,7 @@ class Faults:
 
     def clear(self) -> None:
         for f in fields(self):
-            setattr(self, f.name, f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
+            setattr(self, f.name, f.default_factory() if callable(f.default_factory) else f.default)
 
 
 def _answer(value: Any) -> dict[str, Any]:

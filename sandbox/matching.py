@@ -16,7 +16,9 @@ _SET_RE = re.compile(r"^\s*(!?)\s*([A-Za-z0-9./_-]+)\s*(?:(in|notin)\s*\(([^)]*)
 
 def _split_requirements(text: str) -> list[str]:
     """Split on commas that are not inside a set's parentheses."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -31,21 +33,27 @@ def _split_requirements(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def _label_holds(labels: dict[str, str], key: str, operator: str, values: frozenset[str]) -> bool:
+    if operator == "exists":
+        return key in labels
+    if operator == "!exists":
+        return key not in labels
+    return (labels.get(key) in values) == (operator == "in")
+
+
 def label_selector(text: str | None) -> Predicate:
     """A predicate over an object's labels from a ``labelSelector`` query value."""
     if not text:
         return lambda obj: True
-    checks: list[Callable[[dict[str, str]], bool]] = []
+    # (key, "in" | "notin" | "exists" | "!exists", values); ``a=b`` is ``a in (b)``, ``a!=b`` is ``a notin (b)``.
+    requirements: list[tuple[str, str, frozenset[str]]] = []
     for req in _split_requirements(text):
         for op in ("!=", "==", "="):
             if op in req and "(" not in req:
                 key, _, value = (s.strip() for s in req.partition(op))
                 if not key:
                     raise bad_request(f"unable to parse requirement: {req!r}")
-                if op == "!=":
-                    checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
-                else:
-                    checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
+                requirements.append((key, "notin" if op == "!=" else "in", frozenset({value})))
                 break
         else:
             match = _SET_RE.match(req)
@@ -53,16 +61,15 @@ def label_selector(text: str | None) -> Predicate:
                 raise bad_request(f"unable to parse requirement: {req!r}")
             negate, key, op, values = match.groups()
             if op:
-                allowed = {v.strip() for v in values.split(",") if v.strip()}
-                if op == "in":
-                    checks.append(lambda labels, k=key, a=allowed: labels.get(k) in a)
-                else:
-                    checks.append(lambda labels, k=key, a=allowed: labels.get(k) not in a)
-            elif negate:
-                checks.append(lambda labels, k=key: k not in labels)
+                requirements.append((key, op, frozenset(v.strip() for v in values.split(",") if v.strip())))
             else:
-                checks.append(lambda labels, k=key: k in labels)
-    return lambda obj: all(check(obj.get("metadata", {}).get("labels") or {}) for check in checks)
+                requirements.append((key, "!exists" if negate else "exists", frozenset()))
+
+    def matches(obj: Obj) -> bool:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        return all(_label_holds(labels, *requirement) for requirement in requirements)
+
+    return matches
 
 
 def selector_object(selector: dict[str, Any] | None) -> Callable[[dict[str, str]], bool]:
@@ -72,14 +79,15 @@ def selector_object(selector: dict[str, Any] | None) -> Callable[[dict[str, str]
     """
     if not isinstance(selector, dict):
         return lambda labels: False
-    match_labels = selector.get("matchLabels") if isinstance(selector.get("matchLabels"), dict) else {}
+    match_labels = given if isinstance(given := selector.get("matchLabels"), dict) else {}
     expressions = [e for e in selector.get("matchExpressions") or [] if isinstance(e, dict)]
 
     def matches(labels: dict[str, str]) -> bool:
         if any(labels.get(k) != v for k, v in match_labels.items()):
             return False
         for expr in expressions:
-            key, op, values = expr.get("key"), expr.get("operator"), {str(v) for v in expr.get("values") or []}
+            key: Any = expr.get("key")
+            op, values = expr.get("operator"), {str(v) for v in expr.get("values") or []}
             if op == "In" and labels.get(key) not in values:
                 return False
             if op == "NotIn" and labels.get(key) in values:
@@ -133,7 +141,7 @@ def field_selector(text: str | None, kind: str) -> Predicate:
     """A predicate from a ``fieldSelector`` (=, ==, != on the supported fields)."""
     if not text:
         return lambda obj: True
-    checks: list[Predicate] = []
+    requirements: list[tuple[tuple[str, ...], bool, str]] = []  # (field path, equal, value)
     for req in _split_requirements(text):
         for op in ("!=", "==", "="):
             if op in req:
@@ -144,8 +152,5 @@ def field_selector(text: str | None, kind: str) -> Predicate:
         path = FIELD_PATHS.get(key)
         if path is None:
             raise bad_request(f'field label not supported: {key}')
-        if op == "!=":
-            checks.append(lambda obj, p=path, v=value: _field_value(obj, p) != v)
-        else:
-            checks.append(lambda obj, p=path, v=value: _field_value(obj, p) == v)
-    return lambda obj: all(check(obj) for check in checks)
+        requirements.append((path, op != "!=", value))
+    return lambda obj: all((_field_value(obj, path) == value) == equal for path, equal, value in requirements)

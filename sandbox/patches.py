@@ -80,8 +80,9 @@ def strategic_merge_patch(target: Any, patch: Any, key: str = "") -> Any:
     return copy.deepcopy(patch)
 
 
-def apply_patch(current: dict[str, Any], body: bytes, content_type: str) -> dict[str, Any]:
-    """``current`` with the patch in ``body`` applied; 400/422 for a malformed patch."""
+def apply_patch(current: dict[str, Any], body: bytes, content_type: str) -> Any:
+    """``current`` with the patch in ``body`` applied (JSON of any shape: the store refuses what is not an object);
+    400/422 for a malformed patch."""
     kind = content_type.split(";")[0].strip().lower()
     try:
         if kind == APPLY_PATCH:

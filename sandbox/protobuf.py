@@ -65,7 +65,9 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
 
 def fields(data: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, value) in order: an int for varints and fixed sizes, bytes for length-delimited."""
-    found, at = [], 0
+    found: list[tuple[int, int, Any]] = []
+    at = 0
+    value: int | bytes
     while at < len(data):
         key, at = _varint(data, at)
         number, wire = key >> 3, key & 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ CLUSTERROLES = by_plural("clusterroles", "rbac.authorization.k8s.io")
 CLUSTERROLEBINDINGS = by_plural("clusterrolebindings", "rbac.authorization.k8s.io")
 
 
-def api_resource_list(group: str, version: str) -> dict:
+def api_resource_list(group: str, version: str) -> dict[str, Any]:
     """The APIResourceList discovery document for one group/version."""
     entries = []
     for r in RESOURCES:
@@ -141,10 +142,10 @@ def api_resource_list(group: str, version: str) -> dict:
     }
 
 
-def api_group(group: str) -> dict:
+def api_group(group: str) -> dict[str, Any]:
     versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in GROUPS[group]]
     return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions, "preferredVersion": versions[0]}
 
 
-def api_group_list() -> dict:
+def api_group_list() -> dict[str, Any]:
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [api_group(g) for g in GROUPS]}

@@ -57,6 +57,7 @@ def create(cluster: SandboxCluster, user: str, resource: ResourceType, body: Any
     spec = body.get("spec") or {}
     if not cluster.may(user, "create", resource.plural, GROUP, namespace, groups=user_groups):
         raise errors.forbidden(user, "create", resource.plural, GROUP, namespace)
+    groups: list[str] | None
     if resource.plural in ("subjectaccessreviews", "localsubjectaccessreviews"):
         subject, groups = str(spec.get("user") or ""), [str(g) for g in spec.get("groups") or []]
         if not subject and not groups:

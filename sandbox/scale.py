@@ -45,7 +45,7 @@ def applied(current: Obj, scale: Any) -> Obj:
     """``current`` (a copy to write) with the replicas of ``scale`` (the Scale a client sent, or a patched one)."""
     if not isinstance(scale, dict) or not isinstance(scale.get("spec") or {}, dict):
         raise errors.bad_request("the body of the request must be a Scale object")
-    meta = scale.get("metadata") if isinstance(scale.get("metadata"), dict) else {}
+    meta = given if isinstance(given := scale.get("metadata"), dict) else {}
     name = current["metadata"]["name"]
     if meta.get("name", name) != name:
         raise errors.bad_request("the name of the object does not match the name on the URL")

@@ -269,7 +269,7 @@ class Sandbox:
         except (h11.RemoteProtocolError, h11.LocalProtocolError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             return
         finally:
-            self._connections.discard(task)  # type: ignore[arg-type]
+            self._connections.discard(task)
             if not writer.is_closing():
                 writer.close()
 

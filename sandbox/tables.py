@@ -83,11 +83,11 @@ def _meta(obj: Obj) -> Obj:
 
 
 def _spec(obj: Obj) -> Obj:
-    return obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    return spec if isinstance(spec := obj.get("spec"), dict) else {}
 
 
 def _status(obj: Obj) -> Obj:
-    return obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    return status if isinstance(status := obj.get("status"), dict) else {}
 
 
 def _created(obj: Obj) -> str:
@@ -219,7 +219,7 @@ def _event(obj: Obj) -> list[Any]:
 
 
 def _binding(obj: Obj) -> list[Any]:
-    ref = obj.get("roleRef") if isinstance(obj.get("roleRef"), dict) else {}
+    ref = given if isinstance(given := obj.get("roleRef"), dict) else {}
     subjects = [s for s in obj.get("subjects") or [] if isinstance(s, dict)]
 
     def names(kind: str) -> str:

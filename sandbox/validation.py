@@ -257,14 +257,14 @@ def validate(resource: ResourceType, obj: Obj) -> None:
     if resource.group == "rbac.authorization.k8s.io":
         causes += _rbac(plural, obj)
     if plural in ("rolebindings", "clusterrolebindings"):
-        ref = obj.get("roleRef") if isinstance(obj.get("roleRef"), dict) else {}
+        ref = given if isinstance(given := obj.get("roleRef"), dict) else {}
         if not ref.get("name"):
             causes.append(("roleRef.name", "Required value"))
         if ref.get("kind") not in ("Role", "ClusterRole") or (plural == "clusterrolebindings" and ref.get("kind") != "ClusterRole"):
             causes.append(("roleRef.kind", f'Unsupported value: "{ref.get("kind", "")}": supported values: "ClusterRole"'
                                            + ("" if plural == "clusterrolebindings" else ', "Role"')))
     if plural == "events":
-        involved = obj.get("involvedObject") if isinstance(obj.get("involvedObject"), dict) else {}
+        involved = given if isinstance(given := obj.get("involvedObject"), dict) else {}
         namespace = meta.get("namespace", "")
         if involved.get("namespace") and involved["namespace"] != namespace:
             causes.append(("involvedObject.namespace", f'Invalid value: "{involved["namespace"]}": does not match event.namespace'))
