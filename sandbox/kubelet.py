@@ -282,19 +282,12 @@ class Kubelets:
         store = self.store
         key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
         uid = pod["metadata"].get("uid")
-        node_name = pod["spec"]["nodeName"]
 
         def start() -> None:
             current = store.objects[PODS].get(key)
             if current is None or (uid and current["metadata"].get("uid") != uid) or current["status"].get("phase") != "Pending":
                 return
-            node_now = store.objects[NODES].get(("", node_name))
-            ready = bool(node_now) and node_ready(node_now or {})
-            started = evolve(current)
-            started["status"]["phase"] = "Running"
-            self._set_pod_ip(started)
-            store.write(PODS, started, "MODIFIED", current)
-            self._set_pod_ready(started, ready)
+            self._run(current)
 
         store.after(self.pod_start_delay, start)
 
@@ -304,13 +297,17 @@ class Kubelets:
         with store.lock:
             for pod in store.items(PODS):
                 if pod["status"].get("phase") == "Pending" and pod["spec"].get("nodeName"):
-                    started = evolve(pod)
-                    started["status"]["phase"] = "Running"
-                    self._set_pod_ip(started)
-                    store.write(PODS, started, "MODIFIED", pod)
-                    node = store.objects[NODES].get(("", pod["spec"]["nodeName"]))
-                    self._set_pod_ready(started, bool(node) and node_ready(node or {}))
+                    self._run(pod)
             store.settle()
+
+    def _run(self, pod: Obj) -> None:
+        """A pending pod's containers start: Running with an address, Ready when its node is."""
+        node = self.store.objects[NODES].get(("", pod["spec"]["nodeName"]))
+        started = evolve(pod)
+        started["status"]["phase"] = "Running"
+        self._set_pod_ip(started)
+        self.store.write(PODS, started, "MODIFIED", pod)
+        self._set_pod_ready(started, node is not None and node_ready(node))
 
     def _set_pod_ip(self, pod: Obj) -> None:
         """``status.podIP(s)`` of a starting pod: the node's address for a host-network pod, else the lowest

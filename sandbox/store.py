@@ -291,13 +291,21 @@ class Store:
 
     # ---- the API's writes (the caller holds the lock and settles) --------------------
 
-    def create(self, resource: ResourceType, obj: Obj, namespace: str = "") -> Obj:
+    @staticmethod
+    def _metadata(resource: ResourceType, obj: Obj, namespace: str) -> Obj:
+        """``obj``'s metadata (made when missing), in the request's namespace for a namespaced object."""
         validation.check_shape(resource, obj)
-        meta = obj["metadata"] = obj.get("metadata") or {}
+        meta: Obj = obj.get("metadata") or {}
+        obj["metadata"] = meta
         if resource.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
                 raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
             meta["namespace"] = namespace or meta.get("namespace") or "default"
+        return meta
+
+    def create(self, resource: ResourceType, obj: Obj, namespace: str = "") -> Obj:
+        meta = self._metadata(resource, obj, namespace)
+        if resource.namespaced:
             ns = self.objects[NAMESPACES].get(("", meta["namespace"]))
             if ns is None:
                 raise errors.not_found("namespaces", "", meta["namespace"])
@@ -353,12 +361,7 @@ class Store:
 
     def replace(self, resource: ResourceType, obj: Obj, namespace: str, subresource: str) -> Obj:
         """PUT: full update (``subresource="status"`` changes only the status)."""
-        validation.check_shape(resource, obj)
-        meta = obj["metadata"] = obj.get("metadata") or {}
-        if resource.namespaced:
-            if meta.get("namespace") and namespace and meta["namespace"] != namespace:
-                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
-            meta["namespace"] = namespace or meta.get("namespace") or "default"
+        meta = self._metadata(resource, obj, namespace)
         key = self.key(resource, obj)
         old = self.objects[resource].get(key)
         if old is None:

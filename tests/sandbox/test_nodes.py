@@ -13,6 +13,13 @@ from kubernetes.client.exceptions import ApiException
 from tests.support.kube_api import core, status_of
 from tests.support.waits import wait_for
 
+UPGRADE_TO = "sandbox.pksweb.io/upgrade-to"
+
+
+def ready_of(node) -> str:
+    return next(c.status for c in node.status.conditions if c.type == "Ready")
+
+
 # ---- node upgrades -------------------------------------------------------------------------
 
 
@@ -22,12 +29,8 @@ def test_node_upgrade_goes_not_ready_then_ready_at_new_version(kube, sandbox, sa
     response = sandbox_http.post(f"{sandbox.server_url(sandbox_cluster.name)}/sandbox/nodes/{node}/upgrade",
                           json={"version": "1.31.2", "delay": 0.3}, headers={"Authorization": f"Bearer {sandbox_cluster.token}"})
     assert response.status_code == 202
-
-    def ready(n):
-        return next(c.status for c in n.status.conditions if c.type == "Ready")
-
-    assert ready(v1.read_node(node)) == "False"
-    upgraded = wait_for(lambda: (n := v1.read_node(node)) and ready(n) == "True" and n, what="node back Ready")
+    assert ready_of(v1.read_node(node)) == "False"
+    upgraded = wait_for(lambda: (n := v1.read_node(node)) and ready_of(n) == "True" and n, what="node back Ready")
     assert upgraded.status.node_info.kubelet_version == "v1.31.2"
     assert client.VersionApi(kube).get_code().git_version == "v1.30.4"  # the control plane is unchanged
     reasons = [e.reason for e in v1.list_namespaced_event("default", field_selector=f"involvedObject.name={node}").items]
@@ -44,8 +47,7 @@ def test_stuck_node_never_returns(kube, sandbox_cluster):
     sandbox_cluster.faults.update({"stuck_nodes": [node]})
     sandbox_cluster.upgrade_node(node, "1.31.2", delay=0.05)
     time.sleep(0.4)
-    status = next(c.status for c in core(kube).read_node(node).status.conditions if c.type == "Ready")
-    assert status == "False"
+    assert ready_of(core(kube).read_node(node)) == "False"
 
 
 def test_upgrade_endpoint_refuses_bad_version(sandbox, sandbox_cluster, sandbox_http):
@@ -55,13 +57,6 @@ def test_upgrade_endpoint_refuses_bad_version(sandbox, sandbox_cluster, sandbox_
 
 
 # ---- node upgrades through the Kubernetes API: the upgrade-to annotation ------------------------------
-
-UPGRADE_TO = "sandbox.pksweb.io/upgrade-to"
-
-
-def ready_of(node) -> str:
-    return next(c.status for c in node.status.conditions if c.type == "Ready")
-
 
 def test_upgrade_to_annotation_replaces_the_kubelet_as_the_endpoint_does(kube, sandbox_cluster):
     v1 = core(kube)
