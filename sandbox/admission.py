@@ -249,9 +249,9 @@ class Admission:
             return self.users[token][0]
         return None
 
-    def add_user(self, cluster_name: str, name: str, groups: list[str] | tuple[str, ...] = ()) -> str:
+    def add_user(self, name: str, groups: list[str] | tuple[str, ...] = ()) -> str:
         """A bearer token for ``name`` in ``groups``; what it may do is what RBAC objects in the cluster grant."""
-        token = f"{cluster_name}-user-{uuid.uuid4().hex}"
+        token = f"{self.store.name}-user-{uuid.uuid4().hex}"
         self.users[token] = (name, tuple(groups))
         return token
 

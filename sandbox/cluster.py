@@ -111,7 +111,7 @@ class SandboxCluster:
 
     def add_user(self, name: str, groups: list[str] | tuple[str, ...] = ()) -> str:
         """A bearer token for ``name`` in ``groups``; what it may do is what RBAC objects in the cluster grant."""
-        return self.admission.add_user(self.name, name, groups)
+        return self.admission.add_user(name, groups)
 
     def may(self, user: str, verb: str, resource: str = "", group: str = "", namespace: str = "", name: str = "", *,
             groups: tuple[str, ...] | list[str] | None = None, path: str = "") -> bool:

@@ -136,6 +136,8 @@ class Store:
         self.later: Later = _later_thread
         # Controller steps that failed (``step``): tests check none did.
         self.controller_errors: deque[str] = deque(maxlen=100)
+        # What the cluster wires in (``cluster.py``): admission plugins see a new object before it is stored,
+        # reactions see it after, and ``reconcile`` is what ``settle`` runs for the changes marked since.
         self.admission: list[Callable[[ResourceType, Obj], None]] = []
         self.on_created: list[Callable[[ResourceType, Obj], None]] = []
         self.reconcile: Callable[[set[str], bool, bool], None] = _no_reconcile
