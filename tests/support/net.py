@@ -14,7 +14,7 @@ import httpx
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, proc: subprocess.Popen[Any], *, seconds: float = 30, explain: Callable[[], str] = str) -> None:

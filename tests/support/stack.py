@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import django
 import httpx
@@ -111,7 +111,7 @@ class Stack:
             "PKSWEB_CELERY_QUEUE": self.queue, "PKSWEB_CHANNEL_PREFIX": self.queue, "PKSWEB_LOG_LEVEL": log_level,
             "PKSWEB_STATIC_ROOT": str(self.folder / "static"), **env})
         self.procs: list[subprocess.Popen[Any]] = []
-        self._logs: list[Any] = []
+        self._logs: list[IO[bytes]] = []
         self._sandbox: subprocess.Popen[str] | None = None
         self._web: subprocess.Popen[bytes] | None = None
         self._django = False
