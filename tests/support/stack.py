@@ -96,11 +96,10 @@ class Stack:
     """
 
     def __init__(self, name: str, folder: Path | None = None, *, log_level: str = "WARNING", **env: str) -> None:
-        tag = uuid.uuid4().hex[:10]
-        self.tag = tag
-        self.database = f"pksweb_{name}_{tag}"
+        self.tag = uuid.uuid4().hex[:10]
+        self.database = f"pksweb_{name}_{self.tag}"
         self.folder = folder or Path(tempfile.mkdtemp(prefix=f"{name}-stack-"))
-        self.queue = f"pksweb-{name}-{tag}"
+        self.queue = f"pksweb-{name}-{self.tag}"
         self.log_level = log_level
         self.port = free_port()
         self.env = base_env(**{
