@@ -16,11 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support, this checkout's apps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import figure, percentile, print_figures, rss_mib, write  # noqa: E402
-from _stack import Stack  # noqa: E402
 
 from clusters.connect import gateway_for
+from tests.support.stack import Stack  # noqa: E402
 
 
 def main() -> None:

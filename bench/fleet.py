@@ -25,9 +25,11 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support, this checkout's apps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import figure, percentile, print_figures, rss_mib, sandbox_endpoint, spread, write  # noqa: E402
-from _stack import REDIS_URL, Stack  # noqa: E402
+
+from tests.support.stack import REDIS_URL, Stack  # noqa: E402
 
 INTERVAL = 30.0
 
@@ -90,7 +92,7 @@ def main() -> None:
                 if oldest is not None and before is not None and oldest > before:
                     break
                 if time.perf_counter() - began > 600:
-                    raise SystemExit("the sweep did not finish in 10 minutes; see " + str(stack.out / "worker.log"))
+                    raise SystemExit("the sweep did not finish in 10 minutes; see " + str(stack.folder / "worker.log"))
             sweeps.append(time.perf_counter() - began)
             connection.close()
             if run == 0:

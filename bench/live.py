@@ -26,9 +26,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support, this checkout's apps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import figure, percentile, print_figures, rss_mib, write  # noqa: E402
-from _stack import REDIS_URL, Stack  # noqa: E402
+
+from tests.support.stack import REDIS_URL, Stack  # noqa: E402
 
 EVENTS = re.compile(r'data-events="([\d ]*)"')
 
@@ -188,7 +190,7 @@ def main() -> None:
     with Stack("live") as stack:
         stack.migrate(static=True)
         stack.manage("createuser", "bench", "--role", "viewer", "--password-stdin", stdin="bench-passphrase-1\n")
-        stack.worker(include="bench_tasks")
+        stack.worker(include="bench.bench_tasks")
         web = stack.web()
         stack.wait_web()
         stack.django()

@@ -21,9 +21,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support, this checkout's apps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import figure, percentile, print_figures, rss_mib, sandbox_endpoint, write  # noqa: E402
-from _stack import Stack  # noqa: E402
+
+from tests.support.stack import Stack  # noqa: E402
 
 
 def fault(path: Path, faults: dict) -> None:

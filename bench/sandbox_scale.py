@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,16 +20,11 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support, this checkout's apps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, figure, percentile, rss_mib, sandbox_endpoint, spread, write  # noqa: E402
+from _common import figure, percentile, rss_mib, sandbox_endpoint, spread, write  # noqa: E402
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.stack import sandbox_ready, start_sandbox  # noqa: E402
 
 
 async def sweep(targets: list[tuple[str, str]], concurrency: int, verify: ssl.SSLContext | bool) -> tuple[float, list[float], int]:
@@ -71,20 +65,11 @@ def main() -> None:
     args = parser.parse_args()
 
     out = Path(tempfile.mkdtemp(prefix="sandbox-bench-"))
-    port = free_port()
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "sandbox", "--port", str(port), "--clusters", str(args.clusters), "--nodes", str(args.nodes),
-         "--pods-per-node", str(args.pods_per_node), "--out", str(out), "--heartbeat", "0",
-         *(["--plain-http"] if args.plain_http else [])],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )
+    proc = start_sandbox(out, clusters=args.clusters, nodes=args.nodes,
+                         extra=("--pods-per-node", str(args.pods_per_node), *(["--plain-http"] if args.plain_http else [])))
     try:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if line.strip() == "ready":
-                break
-        else:
-            raise SystemExit("the sandbox exited before it was ready")
+        sandbox_ready(proc)
         startup = time.perf_counter() - started
         rss = rss_mib(proc.pid)
         endpoints = [sandbox_endpoint(path) for path in sorted(out.glob("*.kubeconfig"))]

@@ -21,29 +21,18 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support, this checkout's apps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import figure, print_figures, write  # noqa: E402
-from _stack import Stack, free_port  # noqa: E402
+
+from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.stack import Stack  # noqa: E402
 
 TARGET = "1.31.2"  # what Stack.approved_plans upgrades to
-
-
-def start_redis(port: int, folder: Path) -> subprocess.Popen:
-    import socket
-
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"redis-server did not start on port {port}")
 
 
 def cluster_facts(path: Path) -> tuple[list[str], dict[str, int], list[str]]:
@@ -74,10 +63,10 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=900, help="seconds the rollouts may take in all")
     args = parser.parse_args()
 
-    redis_port = free_port()
-    with Stack("soak", REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", PKSWEB_ROLLOUT_POKE_SECONDS="1",
+    redis = RedisServer(Path(tempfile.mkdtemp(prefix="soak-redis-")))
+    with Stack("soak", REDIS_URL=redis.url, PKSWEB_ROLLOUT_POKE_SECONDS="1",
                PKSWEB_ROLLOUT_STALE_SECONDS="2", PKSWEB_ROLLOUT_LEASE_SECONDS="3", PKSWEB_HEALTH_INTERVAL="3600") as stack:
-        redis = start_redis(redis_port, stack.out)
+        redis.start()
         try:
             folder = stack.sandbox(clusters=args.clusters, nodes=args.nodes, extra=(
                 "--pods-per-node", str(args.pods_per_node), "--node-ready-delay", "0.5", "--pod-start-delay", "0.05"))
@@ -106,14 +95,13 @@ def main() -> None:
                     late = list(RolloutStep.objects.filter(rollout_id__in=ids).exclude(phase="done")
                                 .values_list("node", "phase", "chain", "last_tick_at"))
                     raise SystemExit(f"the rollouts did not finish in {args.deadline:.0f} s ({kills} kills, {restarts} Redis "
-                                     f"restarts); unfinished: {late}; logs in {stack.out}")
+                                     f"restarts); unfinished: {late}; logs in {stack.folder}")
                 done = RolloutStep.objects.filter(rollout_id__in=ids, phase="done").count()
                 if restart_at and done >= restart_at[0]:
                     restart_at.pop(0)
                     redis.kill()
-                    redis.wait(10)
                     time.sleep(3)
-                    redis = start_redis(redis_port, stack.out)
+                    redis.start()
                     restarts += 1
                 progress = Event.objects.filter(kind="rollout.step_changed").count()
                 if time.perf_counter() >= next_kill and progress > progress_at_kill:  # the new worker got going: kill it
@@ -138,7 +126,6 @@ def main() -> None:
                 replaced_once += sum(1 for count in replaced.values() if count == 1)
         finally:
             redis.kill()
-            redis.wait(10)
 
     succeeded = states.count("succeeded")
     figures = [

@@ -8,6 +8,7 @@ from channels.layers import get_channel_layer
 
 from pksweb.choices import Role
 from tests.factories import PASSWORD, MembershipFactory, TenantFactory, UserFactory
+from tests.support.clients import api_for
 
 
 def _sqlite_readers_take_no_table_locks(sender, connection, **kwargs):
@@ -183,24 +184,12 @@ def celery_worker_thread():
 
 @pytest.fixture
 def operator_api(operator):
-    from rest_framework.test import APIClient
-
-    from pksweb import services as core_services
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=operator)}")
-    return client
+    return api_for(operator)
 
 
 @pytest.fixture
 def viewer_api(viewer):
-    from rest_framework.test import APIClient
-
-    from pksweb import services as core_services
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {core_services.api_token_get_or_create(user=viewer)}")
-    return client
+    return api_for(viewer)
 
 
 @pytest.fixture

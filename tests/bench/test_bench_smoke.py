@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.stack import ROOT, require_services
 
 
 def run_bench(script: str, *args: str, out: Path) -> subprocess.CompletedProcess[str]:
@@ -25,22 +25,8 @@ def test_sandbox_scale_smoke(tmp_path):
     assert figures["clusters"] == 3 and figures["failures"] == 0 and figures["machine"]["cores"]
 
 
-def services_or_skip() -> None:
-    import psycopg
-    import redis
-
-    from tests.integration.conftest import PG_URL, REDIS_URL
-    from tests.support.waits import require_service
-
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except (psycopg.Error, redis.RedisError) as exc:
-        require_service("PostgreSQL and Redis", f"start them on 127.0.0.1 ({exc})")
-
-
 def test_fleet_smoke(tmp_path):
-    services_or_skip()
+    require_services()
     result = run_bench("fleet.py", "--clusters", "4", "--nodes", "2", "--faulty", "0.5", "--runs", "1", "--page-requests", "2",
                        out=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,7 +38,7 @@ def test_fleet_smoke(tmp_path):
 
 
 def test_rollout_smoke(tmp_path):
-    services_or_skip()
+    require_services()
     result = run_bench("rollout.py", "--clusters", "2", "--nodes", "3", "--concurrency", "2", "--fleet", "0", out=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads((tmp_path / "rollout.json").read_text())["figures"]
@@ -74,7 +60,7 @@ def test_make_bench_table(tmp_path):
 
 
 def test_live_smoke(tmp_path):
-    services_or_skip()
+    require_services()
     result = run_bench("live.py", "--sockets", "8", "--rate", "5", "--seconds", "2", "--fanout-rates", "5", "--fanout-seconds", "2",
                        "--storm", "30", out=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -85,7 +71,7 @@ def test_live_smoke(tmp_path):
 
 
 def test_cluster_page_smoke(tmp_path):
-    services_or_skip()
+    require_services()
     result = run_bench("cluster_page.py", "--nodes", "4", "--pods-per-node", "3", "--requests", "3", out=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "cluster_page.json").read_text())
@@ -93,7 +79,7 @@ def test_cluster_page_smoke(tmp_path):
 
 
 def test_soak_smoke(tmp_path):
-    services_or_skip()
+    require_services()
     result = run_bench("soak.py", "--clusters", "2", "--nodes", "3", "--kill-every", "3", "--redis-restarts", "1", "--deadline", "100",
                        out=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

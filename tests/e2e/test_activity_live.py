@@ -6,86 +6,21 @@ REST API, as a script would), and see it appear without a reload.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.net import free_port
-from tests.support.waits import require_service
+from tests.support.browser import sign_in
+from tests.support.embedded import start_embedded
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def start_embedded(data: Path, **extra_env: str) -> Iterator[dict]:
-    """`make run`'s steps (migrate, seed, serve) in a temporary data directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PKSWEB_", "DATABASE_URL", "REDIS_URL"))}
-    env.update({"PKSWEB_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1", **extra_env})
-
-    def manage(*args: str) -> str:
-        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    manage("migrate", "--noinput")
-    manage("seed_demo")
-    port = free_port()
-    log = open(data / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (data / "server.log").read_text()
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "embedded server did not start"
-            time.sleep(0.2)
-        yield {"url": url, "token": manage("apitoken", "operator").strip(), "log": data / "server.log", "data": data}
-    finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     yield from start_embedded(tmp_path_factory.mktemp("embedded"), PKSWEB_SANDBOX_CLUSTERS="0")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which("chromium") and not Path(CHROMIUM).exists():
-        require_service("Debian's chromium", "install it with `apt-get install -y chromium` (make test does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
-
-
-def sign_in(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
 
 
 def test_wrong_password_is_explained(server, browser):

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from sandbox.tls import endpoint
-from tests.e2e.test_activity_live import browser, sign_in, start_embedded  # noqa: F401 - fixtures
+from tests.support.browser import sign_in
+from tests.support.embedded import start_embedded
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +22,7 @@ def fleet_server(tmp_path_factory):
                               PKSWEB_PROBE_CONNECT_TIMEOUT="1", PKSWEB_PROBE_READ_TIMEOUT="1")
 
 
-def test_cluster_cut_off_turns_unreachable_live(fleet_server, browser):  # noqa: F811 - pytest fixture
+def test_cluster_cut_off_turns_unreachable_live(fleet_server, browser):
     page = browser.new_page()
     sign_in(page, fleet_server["url"], "operator", "operator-demo")
     page.goto(fleet_server["url"] + "/clusters/")
@@ -43,7 +44,7 @@ def test_cluster_cut_off_turns_unreachable_live(fleet_server, browser):  # noqa:
     page.close()
 
 
-def test_tenant_admin_watches_a_new_namespace_get_in_sync(fleet_server, browser):  # noqa: F811 - pytest fixture
+def test_tenant_admin_watches_a_new_namespace_get_in_sync(fleet_server, browser):
     page = browser.new_page()
     sign_in(page, fleet_server["url"], "acme-admin", "acme-admin-demo")
     page.wait_for_url("**/tenants/*/")

@@ -4,16 +4,15 @@ fleet was busy catches up on its own cluster in place; a page away longer than t
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.e2e.test_activity_live import ROOT, browser, sign_in, start_embedded  # noqa: F401 - fixtures
+from tests.support.browser import sign_in
+from tests.support.embedded import embedded_env, start_embedded
 from tests.support.net import free_port
+from tests.support.stack import manage
 
 pytestmark = pytest.mark.e2e
 
@@ -46,12 +45,7 @@ class Line:
 
 def manage_shell(server: dict, code: str) -> str:
     """Run ``code`` in a process of its own on the server's database (a worker, as far as the page can tell)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PKSWEB_", "DATABASE_URL", "REDIS_URL"))}
-    env["PKSWEB_DATA_DIR"] = str(server["data"])
-    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return manage(embedded_env(server["data"]), "shell", "-c", code)
 
 
 def stored_while_away(server: dict, count: int, subject: str = "") -> None:
@@ -69,7 +63,7 @@ def announce(server: dict, message: str) -> int:
     return response.json()["id"]
 
 
-def open_activity(server: dict, browser):  # noqa: F811 - pytest fixture
+def open_activity(server: dict, browser):
     page = browser.new_page()
     line = Line(page)
     sign_in(page, server["url"], "operator", "operator-demo")
@@ -80,7 +74,7 @@ def open_activity(server: dict, browser):  # noqa: F811 - pytest fixture
     return page, line
 
 
-def test_a_cluster_page_catches_up_on_its_cluster_past_a_busy_fleet(server, browser):  # noqa: F811 - pytest fixture
+def test_a_cluster_page_catches_up_on_its_cluster_past_a_busy_fleet(server, browser):
     page = browser.new_page()
     line = Line(page)
     sign_in(page, server["url"], "operator", "operator-demo")
@@ -103,7 +97,7 @@ def test_a_cluster_page_catches_up_on_its_cluster_past_a_busy_fleet(server, brow
     page.close()
 
 
-def test_a_long_absence_reloads_the_page_once(server, browser):  # noqa: F811 - pytest fixture
+def test_a_long_absence_reloads_the_page_once(server, browser):
     page, line = open_activity(server, browser)
     line.away = True
     stored_while_away(server, 600)  # more than REPLAY_LIMIT (500)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_activity_live import browser, sign_in, start_embedded  # noqa: F401 - fixtures
+from tests.support.browser import sign_in
+from tests.support.embedded import start_embedded
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
@@ -17,7 +18,7 @@ def one_cluster(tmp_path_factory):
                               PKSWEB_SANDBOX_PORT=str(free_port()))
 
 
-def test_selecting_a_cell_explains_it_in_place(one_cluster, browser):  # noqa: F811 - pytest fixture
+def test_selecting_a_cell_explains_it_in_place(one_cluster, browser):
     page = browser.new_page()
     sign_in(page, one_cluster["url"], "operator", "operator-demo")
     page.wait_for_url("**/clusters/")

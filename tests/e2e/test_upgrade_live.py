@@ -3,10 +3,13 @@ advances node by node without a reload."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
-from tests.e2e.test_activity_live import browser, sign_in, start_embedded  # noqa: F401 - fixtures
+from tests.support.browser import sign_in
+from tests.support.embedded import start_embedded
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
@@ -18,15 +21,13 @@ def upgrade_server(tmp_path_factory):
                               PKSWEB_SANDBOX_PORT=str(free_port()), PKSWEB_HEALTH_INTERVAL="2")
 
 
-def test_approve_start_and_watch_the_rollout(upgrade_server, browser):  # noqa: F811 - pytest fixture
+def test_approve_start_and_watch_the_rollout(upgrade_server, browser):
     url = upgrade_server["url"]
     ops = httpx.Client(base_url=url, headers={"Authorization": f"Token {upgrade_server['token']}"}, timeout=30)
     cluster = ops.get("/api/clusters/").json()["results"][0]
     for _ in range(50):
         if ops.get(f"/api/clusters/{cluster['id']}/").json()["status"] == "healthy":
             break
-        import time
-
         time.sleep(0.2)
     plan = ops.post("/api/upgrade-plans/", json={"name": "browser upgrade", "target_version": "1.31.2",
                                                  "waves": [[cluster["id"]]], "drain_timeout_seconds": 30}).json()

@@ -13,13 +13,12 @@ import base64
 import time
 import uuid
 
-import httpx
 import psycopg
 import pytest
 import redis
 
 from sandbox import Sandbox
-from tests.integration.conftest import PASSWORD, REDIS_URL, Stack
+from tests.support.stack import PASSWORD, REDIS_URL, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +34,7 @@ def test_a_cluster_token_appears_nowhere_but_as_ciphertext(stack: Stack):
     sandbox = Sandbox(seed=23, heartbeat_seconds=0).start()
     try:
         sim = sandbox.add_cluster("canary-1", nodes=3, pods_per_node=1, token=canary, pod_start_delay=0.05)
-        token = stack.manage("apitoken", "itop").strip()
-        api = httpx.Client(base_url=stack.url, headers={"Authorization": f"Token {token}"}, timeout=30)
+        api = stack.api("itop")
         created = api.post("/api/clusters/", json={"name": "canary-1", "server": sandbox.server_url("canary-1"), "token": canary,
                                                    "ca_data": sandbox.ca_pem})
         assert created.status_code == 201, created.text
@@ -53,11 +51,7 @@ def test_a_cluster_token_appears_nowhere_but_as_ciphertext(stack: Stack):
                                                                       "ca_data": sandbox.ca_pem})
         assert refused.status_code == 400 and not leaks(refused.text, wrong), refused.text
 
-        session = httpx.Client(base_url=stack.url, timeout=30)
-        session.get("/accounts/login/")
-        session.post("/accounts/login/", data={"username": "itop", "password": PASSWORD,
-                                               "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-                     headers={"Referer": stack.url + "/accounts/login/"})
+        session = stack.login("itop", PASSWORD)
         bodies = {}
         for path in ["/clusters/", f"/clusters/{cluster_id}/", f"/clusters/{cluster_id}/live/", f"/clusters/{cluster_id}/edit/",
                      "/activity/", "/upgrades/", "/tenants/"]:
@@ -69,7 +63,7 @@ def test_a_cluster_token_appears_nowhere_but_as_ciphertext(stack: Stack):
         assert "canary-1" in bodies["/clusters/"]  # the pages were real pages
 
         time.sleep(1)  # let the worker write its last lines
-        for log in stack.logs.glob("*.log"):
+        for log in stack.folder.glob("*.log"):
             assert not leaks(log.read_bytes(), canary), f"the token is in {log.name}"
 
         with psycopg.connect(stack.env["DATABASE_URL"]) as conn:

@@ -9,8 +9,6 @@ during the rotation and all succeed; afterwards the new key alone opens every on
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 
 import httpx
@@ -19,7 +17,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from sandbox import Sandbox
-from tests.integration.conftest import ROOT, Stack, make_stack
+from tests.support.stack import Stack, make_stack
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +32,7 @@ def rotating_stack(tmp_path_factory):
 
 
 def manage_with_keys(stack: Stack, keys: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**stack.env, "PKSWEB_CREDENTIAL_KEYS": keys},
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return stack.manage(*args, timeout=300, PKSWEB_CREDENTIAL_KEYS=keys)
 
 
 def test_key_rotation_under_load_loses_no_request(rotating_stack: Stack, tmp_path):
@@ -54,8 +49,7 @@ def test_key_rotation_under_load_loses_no_request(rotating_stack: Stack, tmp_pat
         path.write_text(yaml.safe_dump(merged))
         manage_with_keys(rotating_stack, OLD, "importclusters", str(path), "--all")  # sealed with the old key only
         rotating_stack.manage("createuser", "rot-op", "--role", "operator", "--no-password")
-        token = rotating_stack.manage("apitoken", "rot-op").strip()
-        api = httpx.Client(base_url=rotating_stack.url, headers={"Authorization": f"Token {token}"}, timeout=30)
+        api = rotating_stack.api("rot-op")
         ids = [c["id"] for c in api.get("/api/clusters/", params={"page_size": 200}).json()["results"]]
         assert len(ids) == CLUSTERS
 
@@ -63,7 +57,7 @@ def test_key_rotation_under_load_loses_no_request(rotating_stack: Stack, tmp_pat
         stop = threading.Event()
 
         def load() -> None:
-            with httpx.Client(base_url=rotating_stack.url, headers={"Authorization": f"Token {token}"}, timeout=30) as client:
+            with httpx.Client(base_url=rotating_stack.url, headers=api.headers, timeout=30) as client:
                 while not stop.is_set():
                     for cluster_id in ids:
                         response = client.post(f"/api/clusters/{cluster_id}/probe/")

@@ -14,24 +14,15 @@ import uuid
 import httpx
 import pytest
 from celery import Celery
-from websockets.sync.client import connect
 
-from tests.integration.conftest import PASSWORD, Stack
+from tests.support.stack import PASSWORD, Stack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def session(stack: Stack) -> httpx.Client:
-    client = httpx.Client(base_url=stack.url, timeout=10)
-    client.get("/accounts/login/")
-    response = client.post(
-        "/accounts/login/",
-        data={"username": "itop", "password": PASSWORD, "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-        headers={"Referer": stack.url + "/accounts/login/"},
-    )
-    assert response.status_code == 302, response.text
-    return client
+    return stack.login("itop", PASSWORD)  # it checks the sign-in answered 302
 
 
 def send_announce(stack: Stack, author_id: int, message: str) -> None:
@@ -41,12 +32,7 @@ def send_announce(stack: Stack, author_id: int, message: str) -> None:
 
 
 def open_socket(stack: Stack, session: httpx.Client, after: int | None = None):
-    path = "/ws/activity/" + (f"?after={after}" if after is not None else "")
-    return connect(
-        stack.url.replace("http", "ws") + path,
-        additional_headers={"Cookie": f"sessionid={session.cookies['sessionid']}", "Origin": stack.url},
-        open_timeout=10,
-    )
+    return stack.websocket("/ws/activity/" + (f"?after={after}" if after is not None else ""), session)
 
 
 def test_ready_in_production_shape(stack: Stack):
@@ -84,7 +70,7 @@ def test_websocket_without_session_is_refused(stack: Stack):
     from websockets.exceptions import InvalidStatus
 
     with pytest.raises(InvalidStatus) as exc:
-        connect(stack.url.replace("http", "ws") + "/ws/activity/", additional_headers={"Origin": stack.url}, open_timeout=10)
+        stack.websocket("/ws/activity/")
     assert exc.value.response.status_code == 403
 
 
@@ -93,8 +79,7 @@ def test_an_unknown_websocket_path_is_closed_with_4404_through_a_real_server(sta
     """Through uvicorn, not only in process: a close before the handshake would reach the client as HTTP 403."""
     from websockets.exceptions import ConnectionClosed
 
-    with connect(stack.url.replace("http", "ws") + path, open_timeout=10,
-                 additional_headers={"Cookie": f"sessionid={session.cookies['sessionid']}", "Origin": stack.url}) as socket:
+    with stack.websocket(path, session) as socket:
         with pytest.raises(ConnectionClosed) as closed:
             socket.recv(timeout=5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404

@@ -16,7 +16,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.integration.conftest import PASSWORD, PG_URL, Stack, free_port, make_stack, start_redis
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.stack import PASSWORD, PG_URL, Stack, make_stack
 
 pytestmark = pytest.mark.integration
 
@@ -52,21 +54,14 @@ def pg_stack(tmp_path_factory):
 
 
 def _signed_in(stack: Stack) -> httpx.Client:
-    client = httpx.Client(base_url=stack.url, timeout=30)
-    client.get("/accounts/login/")
-    signed_in = client.post("/accounts/login/", data={"username": "itop", "password": PASSWORD,
-                                                      "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-                            headers={"Referer": stack.url + "/accounts/login/"})
-    assert signed_in.status_code == 302
-    return client
+    return stack.login("itop", PASSWORD)  # it checks the sign-in answered 302
 
 
 def test_postgres_restart_fails_cleanly_and_recovers_without_a_process_restart(pg_stack: Stack):
     """The stack's database goes away as in a PostgreSQL restart (every connection cut, new ones refused), then returns."""
     database = pg_stack.env["DATABASE_URL"].rsplit("/", 1)[1]
     client = _signed_in(pg_stack)
-    api = httpx.Client(base_url=pg_stack.url, timeout=30,
-                       headers={"Authorization": f"Token {pg_stack.manage('apitoken', 'itop').strip()}"})
+    api = pg_stack.api("itop")
     assert client.get("/clusters/").status_code == 200 and api.get("/api/clusters/").status_code == 200
     with psycopg.connect(PG_URL, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
@@ -94,30 +89,25 @@ def test_postgres_restart_fails_cleanly_and_recovers_without_a_process_restart(p
 
 
 @pytest.fixture(scope="module")
-def restart_stack(tmp_path_factory, own_redis):
-    yield from make_stack(tmp_path_factory.mktemp("redis-returns"), with_worker=False,
-                          REDIS_URL=f"redis://127.0.0.1:{own_redis['port']}/0",
+def restart_stack(tmp_path_factory, own_redis: RedisServer):
+    yield from make_stack(tmp_path_factory.mktemp("redis-returns"), with_worker=False, REDIS_URL=own_redis.url,
                           PKSWEB_LIVE_CATCH_UP_SECONDS="1", PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS="1")
 
 
-def test_an_open_page_catches_up_on_what_happened_while_redis_was_down(restart_stack: Stack, own_redis):
+def test_an_open_page_catches_up_on_what_happened_while_redis_was_down(restart_stack: Stack, own_redis: RedisServer):
     """A page stays open while Redis dies and comes back empty. An announcement made meanwhile is stored (its push
     fails); the page receives it from the database without reconnecting, and later pushes arrive as before."""
-    from websockets.sync.client import connect
-
     client = _signed_in(restart_stack)
     latest = client.get("/api/events/", params={"limit": 1}).json()["results"]
     after = latest[0]["id"] if latest else 0
-    with connect(restart_stack.url.replace("http", "ws") + f"/ws/activity/?after={after}", open_timeout=10,
-                 additional_headers={"Cookie": f"sessionid={client.cookies['sessionid']}", "Origin": restart_stack.url}) as ws:
+    with restart_stack.websocket(f"/ws/activity/?after={after}", client) as ws:
         time.sleep(0.5)
-        own_redis["proc"].kill()
-        own_redis["proc"].wait(10)
+        own_redis.kill()
         posted = client.post("/activity/announce/", data={"message": "said while Redis was down"},
                              headers={"X-CSRFToken": client.cookies["csrftoken"], "HX-Request": "true"})
         assert posted.status_code in (200, 302), posted.text
         time.sleep(2)
-        own_redis["proc"] = start_redis(own_redis["port"], own_redis["dir"])
+        own_redis.start()
         received = ws.recv(timeout=20)
         assert "said while Redis was down" in received, restart_stack.log_tail()
         time.sleep(3)  # the channel layer reconnects and joins its groups again

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from sandbox import Sandbox
-from tests.integration.conftest import BIN, ROOT, Stack, make_stack, start_redis
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack, make_stack
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +32,9 @@ def crash_stack(tmp_path_factory):
                           PKSWEB_ROLLOUT_STALE_SECONDS="2", PKSWEB_ROLLOUT_LEASE_SECONDS="3", PKSWEB_HEALTH_INTERVAL="3600")
 
 
-def api(stack: Stack, user: str) -> httpx.Client:
-    token = stack.manage("apitoken", user).strip()
-    return httpx.Client(base_url=stack.url, headers={"Authorization": f"Token {token}"}, timeout=30)
-
-
-def start_worker(stack: Stack, tmp) -> subprocess.Popen:
-    log = open(tmp / "crash-worker.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [str(BIN / "celery"), "-A", "pksweb", "worker", "-B", "--pool", "solo", "-Q", stack.queue, "--loglevel", "INFO",
-         "--without-mingle", "--without-gossip", "-n", f"crash-{time.monotonic_ns()}@%h", "-s", str(tmp / "beat-schedule")],
-        cwd=ROOT, env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def start_worker(stack: Stack) -> subprocess.Popen:
+    """A worker with embedded beat, in a session of its own (os.killpg takes both); every one logs to crash-worker.log."""
+    return stack.worker(name="crash-worker", beat=True)
 
 
 PHASES = ("cordon", "drain", "upgrade", "wait_ready", "uncordon", "gate")
@@ -58,7 +51,7 @@ def start_rollout(stack: Stack, sandbox: Sandbox, tmp, prefix: str, latency_ms: 
         stack.manage("importclusters", str(path))
     stack.manage("createuser", f"{prefix}-op", "--role", "operator", "--no-password")
     stack.manage("createuser", f"{prefix}-boss", "--role", "approver", "--no-password")
-    ops, boss = api(stack, f"{prefix}-op"), api(stack, f"{prefix}-boss")
+    ops, boss = stack.api(f"{prefix}-op"), stack.api(f"{prefix}-boss")
     clusters = [c for c in ops.get("/api/clusters/", params={"page_size": 100}).json()["results"] if c["name"].startswith(prefix)]
     for cluster in clusters:
         assert ops.patch(f"/api/clusters/{cluster['id']}/", json={"upgrade_driver": "sandbox"}).status_code == 200
@@ -94,14 +87,14 @@ def test_rollout_resumes_after_sigkill_in_every_phase_with_each_node_upgraded_on
         kills, phases_killed, unkilled = 0, set(), set(PHASES)
         rng = random.Random(5)
         deadline = time.monotonic() + 300
-        worker = start_worker(crash_stack, tmp_path)
+        worker = start_worker(crash_stack)
 
         def kill_and_restart() -> None:
             nonlocal worker, kills
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(10)
             kills += 1
-            worker = start_worker(crash_stack, tmp_path)
+            worker = start_worker(crash_stack)
 
         def signature(body):
             return [(step["order"], step["phase"]) for step in body["steps"]]
@@ -132,7 +125,7 @@ def test_rollout_resumes_after_sigkill_in_every_phase_with_each_node_upgraded_on
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(10)
         rollout = ops.get(f"/api/rollouts/{rollout_id}/").json()
-        log_tail = (tmp_path / "crash-worker.log").read_text()[-3000:]
+        log_tail = (crash_stack.folder / "crash-worker.log").read_text()[-3000:]
         assert rollout["state"] == "succeeded", f"{rollout['state']}: {rollout['reason']}\n{log_tail}"
         assert not unkilled, f"the rollout finished before a kill in {sorted(unkilled)}"
         assert kills >= 10, f"only {kills} kills happened before the rollout finished"
@@ -143,17 +136,17 @@ def test_rollout_resumes_after_sigkill_in_every_phase_with_each_node_upgraded_on
 
 
 @pytest.fixture(scope="module")
-def redis_stack(tmp_path_factory, own_redis):
-    yield from make_stack(tmp_path_factory.mktemp("redis-restart"), with_worker=False, REDIS_URL=f"redis://127.0.0.1:{own_redis['port']}/0",
+def redis_stack(tmp_path_factory, own_redis: RedisServer):
+    yield from make_stack(tmp_path_factory.mktemp("redis-restart"), with_worker=False, REDIS_URL=own_redis.url,
                           PKSWEB_ROLLOUT_POKE_SECONDS="1", PKSWEB_ROLLOUT_STALE_SECONDS="2", PKSWEB_ROLLOUT_LEASE_SECONDS="3",
                           PKSWEB_HEALTH_INTERVAL="3600")
 
 
-def test_rollout_resumes_after_redis_restarts_mid_rollout(redis_stack: Stack, own_redis, tmp_path):
+def test_rollout_resumes_after_redis_restarts_mid_rollout(redis_stack: Stack, own_redis: RedisServer, tmp_path):
     """Redis (broker and channel layer) is killed while nodes are in flight and comes back empty five seconds later:
     queued tasks are gone, the worker reconnects, beat's poke restarts the quiet chains from the database."""
     sandbox = Sandbox(seed=13, heartbeat_seconds=0).start()
-    worker = start_worker(redis_stack, tmp_path)
+    worker = start_worker(redis_stack)
     try:
         ops, rollout_id, sims = start_rollout(redis_stack, sandbox, tmp_path, "redis", latency_ms=60)
         deadline = time.monotonic() + 60
@@ -164,16 +157,15 @@ def test_rollout_resumes_after_redis_restarts_mid_rollout(redis_stack: Stack, ow
             time.sleep(0.02)
         else:
             pytest.fail("no node reached the drain phase")
-        own_redis["proc"].kill()
-        own_redis["proc"].wait(10)
+        own_redis.kill()
         time.sleep(5)
-        own_redis["proc"] = start_redis(own_redis["port"], own_redis["dir"])
+        own_redis.start()
         deadline = time.monotonic() + 180
         rollout = ops.get(f"/api/rollouts/{rollout_id}/").json()
         while rollout["state"] == "running" and time.monotonic() < deadline:
             time.sleep(0.5)
             rollout = ops.get(f"/api/rollouts/{rollout_id}/").json()
-        log_tail = (tmp_path / "crash-worker.log").read_text()[-3000:]
+        log_tail = (redis_stack.folder / "crash-worker.log").read_text()[-3000:]
         assert rollout["state"] == "succeeded", f"{rollout['state']}: {rollout['reason']}\n{log_tail}"
         assert_each_node_upgraded_once(sims)
         assert worker.poll() is None, "the worker died with Redis instead of reconnecting"
@@ -187,7 +179,7 @@ def test_a_worker_killed_mid_drain_holds_the_node_one_lease_period_not_the_drain
     """The step's lease is renewed while the drain runs, not taken for the whole drain timeout: a worker killed in a
     five-minute drain is taken over within one lease period (3 s here), and the page says so."""
     sandbox = Sandbox(seed=17, heartbeat_seconds=0).start()
-    worker = start_worker(crash_stack, tmp_path)
+    worker = start_worker(crash_stack)
     try:
         ops, rollout_id, sims = start_rollout(crash_stack, sandbox, tmp_path, "held", drain_timeout=300)
         for sim in sims:
@@ -213,7 +205,7 @@ def test_a_worker_killed_mid_drain_holds_the_node_one_lease_period_not_the_drain
         for sim in sims:
             sim.faults.update({"frozen_pdbs": []})
             sim.refresh_budgets()
-        worker = start_worker(crash_stack, tmp_path)
+        worker = start_worker(crash_stack)
         while time.monotonic() - killed_at < 120:
             step = next(s for s in ops.get(f"/api/rollouts/{rollout_id}/").json()["steps"] if s["order"] == order)
             if step["phase"] != "drain":
