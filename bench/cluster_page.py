@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import figure, percentile, print_figures, rss_mib, write  # noqa: E402
 
-from clusters.connect import gateway_for
 from tests.support.stack import Stack  # noqa: E402
 
 
@@ -80,6 +79,7 @@ def main() -> None:
 
 
 def cluster_pod_counts(cluster: object) -> list[int]:
+    from clusters.connect import gateway_for  # after Stack.django() has set Django up in this process
 
     return list(gateway_for(cluster).pod_counts().values())
 
