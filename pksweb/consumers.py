@@ -26,6 +26,8 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -54,6 +56,25 @@ NO_CHANNEL_LAYER = "pksweb.no-channel-per-socket"
 SENT_MEMORY = 2000
 # How often a live socket re-checks that its user may still watch (role revoked, logged out).
 RECHECK_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Missed:
+    """What a reconnecting page missed, oldest first. ``replay_select`` chose the events to render from
+    these; ``render_replayed`` may ask what else happened to a subject meanwhile."""
+
+    events: list[Event]
+
+    @cached_property
+    def _kinds(self) -> dict[tuple[str, str], set[str]]:
+        kinds: dict[tuple[str, str], set[str]] = {}
+        for event in self.events:
+            kinds.setdefault((event.subject_type, event.subject_id), set()).add(event.kind)
+        return kinds
+
+    def happened(self, subject_type: str, subject_id: str, kind: str) -> bool:
+        """Whether an event of ``kind`` about that subject is among the missed ones."""
+        return kind in self._kinds.get((subject_type, subject_id), set())
 
 
 class _Shared:
@@ -172,6 +193,11 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         """Which missed events to render on (re)connect; pages showing current state coalesce."""
         return events
 
+    def render_replayed(self, event: Event, missed: Missed) -> str | list[str]:
+        """The HTML for ``event``, one ``replay_select`` chose from what the page ``missed`` (by default as
+        if it arrived live)."""
+        return self.render(event)
+
     def page_key(self) -> str:
         """What, besides the event and the audience, this page's fragments depend on."""
         return ""
@@ -233,8 +259,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         for event in replay.events:
             if event.pk not in shown:
                 self._remember(event.pk)
+        missed = Missed(replay.events)
         for event in sorted(chosen, key=lambda e: e.pk):
-            await self._deliver([event], cache=False)
+            await self._deliver([event], render=lambda chosen_event: self.render_replayed(chosen_event, missed))
         if not chosen:
             await self.send(text_data=self._cursor_html(replay.events))
 
@@ -320,7 +347,10 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             result = await database_sync_to_async(render)(event)
         return result if isinstance(result, list) else [result]
 
-    async def _deliver(self, events: list[Event], cache: bool = True) -> None:
+    async def _deliver(self, events: list[Event], render: Callable[[Event], str | list[str]] | None = None) -> None:
+        """Send ``events`` (the last one rendered in full, the older ones as superseded); live events render
+        through the process's shared cache, replayed ones (``render`` given) on their own."""
+        cache = render is None
         events = list({e.pk: e for e in events if e.pk not in self.sent}.values())
         if not events:
             return
@@ -328,7 +358,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         messages: list[str] = []
         for event in older:
             messages += await self._rendered("superseded", event, self.render_superseded, cache)
-        messages += await self._rendered("latest", latest, self.render, cache)
+        messages += await self._rendered("latest", latest, render or self.render, cache)
         messages = _batched([m for m in dict.fromkeys(messages) if m]) or [""]
         for event in events:
             self._remember(event.pk)

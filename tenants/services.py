@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -21,7 +21,11 @@ from clusters.models import Cluster, ClusterNode
 from pksweb import policy
 from pksweb.choices import Role, SubjectType
 from pksweb.events import publish
+from pksweb.models import User
+from pksweb.policy import require
+from pksweb.services import user_create
 from pksweb.text import REPORT_LIMIT, article, bound, bound_list
+from pksweb.types import Actor
 from tenants import bundle
 from tenants.choices import Isolation, MemberRole, SyncState
 from tenants.models import NodeAssignment, Tenant, TenantMembership, TenantNamespace
@@ -33,17 +37,6 @@ PROFILE_FIELDS = (
     "allow_same_tenant", "allow_dns", "ingress_from_namespaces", "egress_cidrs",
 )
 BUNDLE_FIELDS = frozenset(PROFILE_FIELDS) - {"max_namespaces"}
-
-
-def _gateway(cluster: Cluster) -> Any:
-
-    return gateway_for(cluster)
-
-
-def _require(user: Any, action: str, obj: Any, message: str) -> None:
-    """Ask the policy; ``user=None`` is pksweb itself (commands, seeds, tasks)."""
-    if user is not None and not policy.can(user, action, obj):
-        raise PermissionDenied(message)
 
 
 def _tenant_event(tenant: Tenant, kind: str, message: str, actor: Any = None, **payload: Any) -> None:
@@ -84,7 +77,7 @@ def _trusts_no_tenant_namespace(names: list[str]) -> None:
 def tenant_create(*, name: str, created_by: Any, display_name: str = "", clusters: Iterable[Cluster] = (),
                   **profile: Any) -> Tenant:
     """Create a tenant with its profile and the clusters it may use."""
-    _require(created_by, "create", Tenant, "Only operators can create tenants.")
+    require(created_by, "create", Tenant, "Only operators can create tenants.")
     unknown = set(profile) - set(PROFILE_FIELDS)
     if unknown:
         raise ValidationError({"profile": f"Unknown profile fields: {', '.join(sorted(unknown))}."})
@@ -105,7 +98,7 @@ def tenant_create(*, name: str, created_by: Any, display_name: str = "", cluster
 
 def tenant_update(*, tenant: Tenant, updated_by: Any, clusters: Iterable[Cluster] | None = None, **changes: Any) -> Tenant:
     """Edit a tenant's profile; a change to what namespaces get re-reconciles all of them."""
-    _require(updated_by, "operate", tenant, "Only operators can change tenants.")
+    require(updated_by, "operate", tenant, "Only operators can change tenants.")
     unknown = set(changes) - set(PROFILE_FIELDS) - {"display_name"}
     if unknown:
         raise ValidationError({"profile": f"Unknown profile fields: {', '.join(sorted(unknown))}."})
@@ -144,7 +137,7 @@ def tenant_update(*, tenant: Tenant, updated_by: Any, clusters: Iterable[Cluster
 @transaction.atomic
 def tenant_delete(*, tenant: Tenant, deleted_by: Any) -> None:
     """Remove a tenant that has no namespaces left; the removal stays in the audit trail."""
-    _require(deleted_by, "operate", tenant, "Only operators can delete tenants.")
+    require(deleted_by, "operate", tenant, "Only operators can delete tenants.")
     locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
     if locked.namespaces.exists():
         raise ValidationError({"non_field_errors": f"Tenant {locked.name} still has namespaces; delete them first."})
@@ -156,7 +149,7 @@ def tenant_delete(*, tenant: Tenant, deleted_by: Any) -> None:
 @transaction.atomic
 def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, added_by: Any = None) -> TenantMembership:
     """Make ``user`` an admin or viewer of ``tenant`` (a changed role is updated)."""
-    _require(added_by, "operate", tenant, "Only operators can change a tenant's members.")
+    require(added_by, "operate", tenant, "Only operators can change a tenant's members.")
     if role not in MemberRole.values:
         raise ValidationError({"role": f"{role!r} is not a member role: use admin or viewer."})
     if user.role != Role.TENANT_ADMIN:
@@ -178,12 +171,34 @@ def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, a
 
 @transaction.atomic
 def membership_remove(*, tenant: Tenant, user: Any, removed_by: Any) -> None:
-    _require(removed_by, "operate", tenant, "Only operators can change a tenant's members.")
+    require(removed_by, "operate", tenant, "Only operators can change a tenant's members.")
     deleted, _ = TenantMembership.objects.filter(tenant=tenant, user=user).delete()
     if not deleted:
         raise ValidationError({"username": f"{user.get_username()} is not a member of {tenant.name}."})
     _tenant_event(tenant, "tenant.member_removed", f"{user.get_username()} is no longer a member of tenant {tenant.name}",
                   removed_by, username=user.get_username())
+
+
+@transaction.atomic
+def user_create_in_tenants(*, username: str, role: Role, password: str | None, tenants: Iterable[Tenant] = (),
+                           email: str = "", check_password: bool = True, created_by: Actor = None) -> User:
+    """Create a user with a role (``pksweb.services.user_create``); tenant admins become admins of ``tenants``.
+
+    A tenant admin needs at least one tenant; other roles take none.
+    """
+    tenants = list(tenants)
+    if role == Role.TENANT_ADMIN and not tenants:
+        raise ValidationError({"tenant": "A tenant admin needs at least one tenant: pass --tenant NAME."})
+    if role != Role.TENANT_ADMIN and tenants:
+        raise ValidationError({"tenant": f"Only tenant admins belong to tenants; {article(role.label.lower())} sees the whole fleet."})
+
+    def join(user: User) -> list[str]:
+        for tenant in tenants:
+            membership_add(tenant=tenant, user=user, role=MemberRole.ADMIN)
+        return [tenant.name for tenant in tenants]
+
+    return user_create(username=username, role=role, password=password, email=email, check_password=check_password,
+                       created_by=created_by, join=join)
 
 
 # ---- namespaces ------------------------------------------------------------------------
@@ -204,7 +219,7 @@ def _trusted(name: str) -> bool:
 
 def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by: Any) -> TenantNamespace:
     """Give ``tenant`` a namespace on ``cluster``; the reconciler then makes it so on the cluster."""
-    _require(created_by, "manage", tenant, "You may not create namespaces for this tenant.")
+    require(created_by, "manage", tenant, "You may not create namespaces for this tenant.")
     name = (name or "").strip()
     _check_name(name)
     if _trusted(name):
@@ -218,7 +233,7 @@ def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by:
         raise ValidationError({"cluster": f"Cluster {cluster.name} is dedicated to another tenant; pksweb places no other "
                                           "tenant's namespace there."})
     try:
-        existing = _gateway(cluster).objects.get("Namespace", name)
+        existing = gateway_for(cluster).objects.get("Namespace", name)
     except KubeError as exc:
         raise ValidationError({"cluster": f"Cannot check cluster {cluster.name}: {exc.message}"}) from None
     if existing is not None and not (bundle.is_managed(existing) and
@@ -252,7 +267,7 @@ def _enqueue_reconcile(namespace_id: int) -> None:
 
 def namespace_reconcile_request(*, namespace: TenantNamespace, requested_by: Any) -> None:
     """Queue a re-apply of the namespace's bundle ("Re-apply" on the page, the API)."""
-    _require(requested_by, "manage", namespace.tenant, "You may not reconcile this namespace.")
+    require(requested_by, "manage", namespace.tenant, "You may not reconcile this namespace.")
     transaction.on_commit(lambda: _enqueue_reconcile(namespace.pk))
 
 
@@ -313,7 +328,7 @@ def namespace_reconcile(*, namespace_id: int) -> TenantNamespace | None:
     changes: list[str] = []
     error = ""
     try:
-        ops = _gateway(namespace.cluster).objects
+        ops = gateway_for(namespace.cluster).objects
         for obj in desired:
             change = _apply(ops, obj)
             if change:
@@ -334,7 +349,7 @@ def namespace_check(*, namespace_id: int) -> TenantNamespace | None:
     desired = bundle.desired_bundle(namespace.tenant, namespace.name)
     drift: list[str] = []
     try:
-        ops = _gateway(namespace.cluster).objects
+        ops = gateway_for(namespace.cluster).objects
         for obj in desired:
             actual = ops.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace", ""))
             if actual is not None and not bundle.is_managed(actual):
@@ -401,11 +416,11 @@ def drift_scan() -> dict[str, int]:
 
 def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: Any) -> None:
     """Delete a tenant namespace from the cluster and from pksweb; the caller must type its name."""
-    _require(deleted_by, "manage", namespace.tenant, "You may not delete this namespace.")
+    require(deleted_by, "manage", namespace.tenant, "You may not delete this namespace.")
     if (confirm or "").strip() != namespace.name:
         raise ValidationError({"confirm": f"Type the namespace's name ({namespace.name}) to delete it."})
     try:
-        ops = _gateway(namespace.cluster).objects
+        ops = gateway_for(namespace.cluster).objects
         actual = ops.get("Namespace", namespace.name)
         if actual is not None and bundle.is_managed(actual):
             ops.delete("Namespace", namespace.name)
@@ -423,7 +438,7 @@ def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: An
 
 def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any) -> NodeAssignment:
     """Give a node to a dedicated-nodes tenant: label and taint it, then record it."""
-    _require(assigned_by, "operate", cluster, "Only operators can assign nodes.")
+    require(assigned_by, "operate", cluster, "Only operators can assign nodes.")
     if tenant.isolation != Isolation.DEDICATED_NODES:
         raise ValidationError({"tenant": f"Tenant {tenant.name} is not a dedicated-nodes tenant."})
     if not tenant.clusters.filter(pk=cluster.pk).exists():
@@ -445,7 +460,7 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
     except IntegrityError:
         raise ValidationError({"node": f"{node} was assigned a moment ago; reload."}) from None
     try:
-        _gateway(cluster).set_node_tenant(node, tenant.name)
+        gateway_for(cluster).set_node_tenant(node, tenant.name)
     except KubeError as exc:
         NodeAssignment.objects.filter(pk=assignment.pk).delete()
         raise ValidationError({"node": exc.message}) from None
@@ -458,14 +473,14 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
 
 def node_release(*, cluster: Cluster, node: str, released_by: Any) -> None:
     """Take a node back; refused while the tenant's pods still run there (drain it first)."""
-    _require(released_by, "operate", cluster, "Only operators can release nodes.")
+    require(released_by, "operate", cluster, "Only operators can release nodes.")
     assignment = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
     if assignment is None:
         raise ValidationError({"node": f"{node} is not assigned to any tenant."})
     tenant = assignment.tenant
     namespaces = set(TenantNamespace.objects.filter(tenant=tenant, cluster=cluster).values_list("name", flat=True))
     try:
-        gateway = _gateway(cluster)
+        gateway = gateway_for(cluster)
         running = [p.key for p in gateway.pods_on_node(node) if p.namespace in namespaces and not p.terminating
                    and p.owner_kind != "DaemonSet" and not p.mirror]
         if running:

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from pksweb.choices import Role
 from pksweb.models import Event, User
-from tenants.models import Tenant
+from pksweb.tenancy import tenant_model
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -22,7 +22,7 @@ class EventSerializer(serializers.ModelSerializer):
 class AnnouncementSerializer(serializers.Serializer):
     message = serializers.CharField(max_length=500, trim_whitespace=True)
     tenant = serializers.SlugRelatedField(
-        slug_field="name", queryset=Tenant.objects.all(), required=False, allow_null=True,
+        slug_field="name", queryset=tenant_model()._default_manager.all(), required=False, allow_null=True,
         help_text="Name of the tenant whose people should see it; omit for everyone.",
     )
 

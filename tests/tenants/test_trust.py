@@ -197,7 +197,8 @@ def test_a_tenant_namespace_named_like_a_trusted_one_is_never_let_in(acme, trust
     """Whatever names a tenant trusts, a namespace of that name that belongs to a tenant (created before the name
     was trusted, or behind pksweb's back) is not let in by the policy pksweb writes; the platform's is."""
     from tenants import bundle
-    from tenants.netpol import Evaluation, Pod
+    from tenants.netpol.evaluation import Evaluation
+    from tenants.netpol.objects import Pod
 
     acme.ingress_from_namespaces = trusted
     name = trusted[pick % len(trusted)]
