@@ -40,6 +40,7 @@ from pksweb import policy, selectors
 from pksweb.events import EVERYONE_GROUP, FLEET_GROUP, tenant_group
 from pksweb.fanout import fanout, loop_local
 from pksweb.models import Event
+from pksweb.types import AnyUser
 
 log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
@@ -84,7 +85,7 @@ class _Shared:
     TTL = 60.0
 
     def __init__(self) -> None:
-        self.entries: OrderedDict[Any, tuple[float, asyncio.Future]] = OrderedDict()
+        self.entries: OrderedDict[Any, tuple[float, asyncio.Future[Any]]] = OrderedDict()
 
     async def get(self, key: Any, compute: Callable[[], Any]) -> Any:
         now = time.monotonic()
@@ -114,7 +115,7 @@ class _Guard:
 
     def __init__(self) -> None:
         self.sockets: set[EventStreamConsumer] = set()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     def watch(self, socket: EventStreamConsumer) -> None:
         self.sockets.add(socket)
@@ -157,7 +158,7 @@ def _load_event(event_id: int) -> Event | None:
     return Event.objects.select_related("tenant").filter(pk=event_id).first()
 
 
-class EventStreamConsumer(AsyncWebsocketConsumer):
+class EventStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
     """Base: subclasses say which groups a user may watch and how events render.
 
     The hooks are plain (sync) methods run in a worker thread, so they may use the ORM.
@@ -169,7 +170,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
 
     # ---- hooks ------------------------------------------------------------------------
 
-    def watch_groups(self, user: Any) -> list[str] | None:
+    def watch_groups(self, user: AnyUser) -> list[str] | None:
         """Groups to join for ``user``, or None to refuse the connection.
 
         The base refuses everyone: a stream must say what it shows and to whom.
@@ -204,7 +205,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
 
     # ---- mechanics --------------------------------------------------------------------
 
-    def _authorize(self, user: Any) -> tuple[list[str] | None, str]:
+    def _authorize(self, user: AnyUser) -> tuple[list[str] | None, str]:
         """(groups or None, audience key): everything policy decisions depend on, read now."""
         groups = self.watch_groups(user) if user is not None and user.is_authenticated and user.is_active else None
         return groups, selectors.audience_key(user)
@@ -240,7 +241,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         if after is not None:
             await self._replay(user, after)
 
-    async def _replay(self, user: Any, after: int) -> None:
+    async def _replay(self, user: AnyUser, after: int) -> None:
         """What the page missed after ``after``, in its groups: sent oldest first, or, when it is more than a
         replay carries, a notice that makes the page reload (and the socket closes)."""
         replay = await database_sync_to_async(selectors.event_replay)(user=user, groups=self.joined, after=after)
@@ -328,7 +329,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.closed = True
         await self.close(code=CLOSE_FORBIDDEN)
 
-    def reauthorize(self, user: Any) -> tuple[bool, str]:
+    def reauthorize(self, user: AnyUser) -> tuple[bool, str]:
         """(still allowed, new audience) for ``user`` as loaded now; runs in a worker thread."""
         groups, audience = self._authorize(user)
         return groups is not None and sorted(groups) == sorted(self.joined), audience
@@ -393,7 +394,7 @@ def _batched(messages: list[str]) -> list[str]:
     return batched
 
 
-class UnknownRouteConsumer(AsyncWebsocketConsumer):
+class UnknownRouteConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
     """Any websocket path no page uses: closed with 4404, as an unknown URL is a 404, whoever asks.
 
     Accepted first, then closed: a close before the handshake completes reaches the client as an
@@ -409,7 +410,7 @@ class UnknownRouteConsumer(AsyncWebsocketConsumer):
 class ActivityConsumer(EventStreamConsumer):
     """Everything the user may see: the fleet for the platform team, their tenants otherwise."""
 
-    def watch_groups(self, user: Any) -> list[str]:
+    def watch_groups(self, user: AnyUser) -> list[str]:
         if policy.is_platform(user):
             return [FLEET_GROUP]
         return [tenant_group(tenant_id) for tenant_id in sorted(policy.tenant_ids(user))] + [EVERYONE_GROUP]

@@ -18,14 +18,14 @@ def _an_id(value: Any) -> bool:
     return text.isascii() and text.isdigit() and 0 < int(text) <= LARGEST_ID
 
 
-class IdChoiceField(forms.ModelChoiceField):
+class IdChoiceField(forms.ModelChoiceField[Any]):
     def to_python(self, value: Any) -> Any:
         if value not in self.empty_values and not _an_id(value):
             raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
         return super().to_python(value)
 
 
-class IdsChoiceField(forms.ModelMultipleChoiceField):
+class IdsChoiceField(forms.ModelMultipleChoiceField[Any]):
     default_error_messages = {"invalid_pk_value": "“%(pk)s” is not one of the choices: pick from the list."}
 
     def _check_values(self, value: Any) -> Any:
@@ -33,4 +33,4 @@ class IdsChoiceField(forms.ModelMultipleChoiceField):
             if not _an_id(pk):
                 raise ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value",
                                       params={"pk": bound(pk, 30)})
-        return super()._check_values(value)
+        return super()._check_values(value)  # type: ignore[misc]  # missing from the stubs

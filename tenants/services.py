@@ -25,8 +25,8 @@ from pksweb.models import User
 from pksweb.policy import require
 from pksweb.services import user_create
 from pksweb.text import REPORT_LIMIT, article, bound, bound_list
-from pksweb.types import Actor
-from tenants import bundle
+from pksweb.types import Actor, AnyUser
+from tenants import bundle, tasks
 from tenants.choices import Isolation, MemberRole, SyncState
 from tenants.models import NodeAssignment, Tenant, TenantMembership, TenantNamespace
 from tenants.validators import DNS_LABEL
@@ -39,7 +39,7 @@ PROFILE_FIELDS = (
 BUNDLE_FIELDS = frozenset(PROFILE_FIELDS) - {"max_namespaces"}
 
 
-def _tenant_event(tenant: Tenant, kind: str, message: str, actor: Any = None, **payload: Any) -> None:
+def _tenant_event(tenant: Tenant, kind: str, message: str, actor: AnyUser | None = None, **payload: Any) -> None:
     publish(kind=kind, message=message, actor=actor, subject_type=SubjectType.TENANT, subject_id=tenant.pk,
             subject_label=tenant.name, tenant=tenant, payload=payload)
 
@@ -74,7 +74,7 @@ def _trusts_no_tenant_namespace(names: list[str]) -> None:
 
 
 @transaction.atomic
-def tenant_create(*, name: str, created_by: Any, display_name: str = "", clusters: Iterable[Cluster] = (),
+def tenant_create(*, name: str, created_by: AnyUser | None, display_name: str = "", clusters: Iterable[Cluster] = (),
                   **profile: Any) -> Tenant:
     """Create a tenant with its profile and the clusters it may use."""
     require(created_by, "create", Tenant, "Only operators can create tenants.")
@@ -96,7 +96,7 @@ def tenant_create(*, name: str, created_by: Any, display_name: str = "", cluster
     return tenant
 
 
-def tenant_update(*, tenant: Tenant, updated_by: Any, clusters: Iterable[Cluster] | None = None, **changes: Any) -> Tenant:
+def tenant_update(*, tenant: Tenant, updated_by: AnyUser | None, clusters: Iterable[Cluster] | None = None, **changes: Any) -> Tenant:
     """Edit a tenant's profile; a change to what namespaces get re-reconciles all of them."""
     require(updated_by, "operate", tenant, "Only operators can change tenants.")
     unknown = set(changes) - set(PROFILE_FIELDS) - {"display_name"}
@@ -130,12 +130,12 @@ def tenant_update(*, tenant: Tenant, updated_by: Any, clusters: Iterable[Cluster
         if BUNDLE_FIELDS & set(changed):
             ids = list(locked.namespaces.values_list("pk", flat=True))
             TenantNamespace.objects.filter(pk__in=ids).update(sync_state=SyncState.PENDING)
-            transaction.on_commit(lambda: [_enqueue_reconcile(i) for i in ids])
+            transaction.on_commit(lambda: _enqueue_reconciles(ids))
     return locked
 
 
 @transaction.atomic
-def tenant_delete(*, tenant: Tenant, deleted_by: Any) -> None:
+def tenant_delete(*, tenant: Tenant, deleted_by: AnyUser | None) -> None:
     """Remove a tenant that has no namespaces left; the removal stays in the audit trail."""
     require(deleted_by, "operate", tenant, "Only operators can delete tenants.")
     locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
@@ -147,7 +147,7 @@ def tenant_delete(*, tenant: Tenant, deleted_by: Any) -> None:
 
 
 @transaction.atomic
-def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, added_by: Any = None) -> TenantMembership:
+def membership_add(*, tenant: Tenant, user: User, role: str = MemberRole.ADMIN, added_by: AnyUser | None = None) -> TenantMembership:
     """Make ``user`` an admin or viewer of ``tenant`` (a changed role is updated)."""
     require(added_by, "operate", tenant, "Only operators can change a tenant's members.")
     if role not in MemberRole.values:
@@ -170,7 +170,7 @@ def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, a
 
 
 @transaction.atomic
-def membership_remove(*, tenant: Tenant, user: Any, removed_by: Any) -> None:
+def membership_remove(*, tenant: Tenant, user: User, removed_by: AnyUser | None) -> None:
     require(removed_by, "operate", tenant, "Only operators can change a tenant's members.")
     deleted, _ = TenantMembership.objects.filter(tenant=tenant, user=user).delete()
     if not deleted:
@@ -217,7 +217,7 @@ def _trusted(name: str) -> bool:
     return any(name in (t.ingress_from_namespaces or []) for t in Tenant.objects.only("ingress_from_namespaces"))
 
 
-def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by: Any) -> TenantNamespace:
+def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by: AnyUser | None) -> TenantNamespace:
     """Give ``tenant`` a namespace on ``cluster``; the reconciler then makes it so on the cluster."""
     require(created_by, "manage", tenant, "You may not create namespaces for this tenant.")
     name = (name or "").strip()
@@ -246,7 +246,8 @@ def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by:
         if count >= limit:
             raise ValidationError({"name": f"Tenant {tenant.name} has {count} of its {limit} namespaces; "
                                            "delete one or ask an operator to raise the limit."})
-        namespace = TenantNamespace(tenant=tenant, cluster=cluster, name=name, created_by=created_by)
+        namespace = TenantNamespace(tenant=tenant, cluster=cluster, name=name,
+                                    created_by=created_by if isinstance(created_by, User) else None)
         namespace.full_clean(validate_unique=False)
         try:
             with transaction.atomic():
@@ -260,12 +261,15 @@ def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by:
 
 
 def _enqueue_reconcile(namespace_id: int) -> None:
-    from tenants.tasks import namespace_reconcile_task
-
-    namespace_reconcile_task.delay(namespace_id)
+    tasks.namespace_reconcile_task.delay(namespace_id)
 
 
-def namespace_reconcile_request(*, namespace: TenantNamespace, requested_by: Any) -> None:
+def _enqueue_reconciles(namespace_ids: list[int]) -> None:
+    for namespace_id in namespace_ids:
+        _enqueue_reconcile(namespace_id)
+
+
+def namespace_reconcile_request(*, namespace: TenantNamespace, requested_by: AnyUser | None) -> None:
     """Queue a re-apply of the namespace's bundle ("Re-apply" on the page, the API)."""
     require(requested_by, "manage", namespace.tenant, "You may not reconcile this namespace.")
     transaction.on_commit(lambda: _enqueue_reconcile(namespace.pk))
@@ -363,7 +367,7 @@ def namespace_check(*, namespace_id: int) -> TenantNamespace | None:
     return _record_sync(namespace, SyncState.DRIFTED if drift else SyncState.IN_SYNC, drift, "", [], reconciled=False)
 
 
-def _record_sync(namespace: TenantNamespace, state: str, drift: list[str], error: str, changes: list[str],
+def _record_sync(namespace: TenantNamespace, state: SyncState, drift: list[str], error: str, changes: list[str],
                  *, reconciled: bool) -> TenantNamespace:
     with transaction.atomic():
         locked = TenantNamespace.objects.select_for_update().select_related("tenant", "cluster").filter(pk=namespace.pk).first()
@@ -414,7 +418,7 @@ def drift_scan() -> dict[str, int]:
     return counts
 
 
-def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: Any) -> None:
+def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: AnyUser | None) -> None:
     """Delete a tenant namespace from the cluster and from pksweb; the caller must type its name."""
     require(deleted_by, "manage", namespace.tenant, "You may not delete this namespace.")
     if (confirm or "").strip() != namespace.name:
@@ -436,7 +440,7 @@ def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: An
 # ---- dedicated nodes --------------------------------------------------------------------
 
 
-def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any) -> NodeAssignment:
+def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: AnyUser | None) -> NodeAssignment:
     """Give a node to a dedicated-nodes tenant: label and taint it, then record it."""
     require(assigned_by, "operate", cluster, "Only operators can assign nodes.")
     if tenant.isolation != Isolation.DEDICATED_NODES:
@@ -471,7 +475,7 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
     return assignment
 
 
-def node_release(*, cluster: Cluster, node: str, released_by: Any) -> None:
+def node_release(*, cluster: Cluster, node: str, released_by: AnyUser | None) -> None:
     """Take a node back; refused while the tenant's pods still run there (drain it first)."""
     require(released_by, "operate", cluster, "Only operators can release nodes.")
     assignment = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()

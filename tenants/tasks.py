@@ -15,6 +15,6 @@ def namespace_reconcile_task(namespace_id: int) -> None:
 
 
 @shared_task(name="tenants.tasks.drift_scan", ignore_result=True, time_limit=1800, soft_time_limit=1790)
-def drift_scan() -> dict:
+def drift_scan() -> dict[str, int]:
     """Compare every namespace with its bundle (beat-scheduled)."""
     return services.drift_scan()

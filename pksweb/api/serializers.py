@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from pksweb.choices import Role
@@ -7,8 +9,8 @@ from pksweb.models import Event, User
 from pksweb.tenancy import tenant_model
 
 
-class EventSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="name", read_only=True)
+class EventSerializer(serializers.ModelSerializer[Event]):
+    tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Event
@@ -19,7 +21,7 @@ class EventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AnnouncementSerializer(serializers.Serializer):
+class AnnouncementSerializer(serializers.Serializer[Any]):
     message = serializers.CharField(max_length=500, trim_whitespace=True)
     tenant = serializers.SlugRelatedField(
         slug_field="name", queryset=tenant_model()._default_manager.all(), required=False, allow_null=True,
@@ -27,7 +29,7 @@ class AnnouncementSerializer(serializers.Serializer):
     )
 
 
-class MeSerializer(serializers.ModelSerializer):
+class MeSerializer(serializers.ModelSerializer[User]):
     role = serializers.ChoiceField(choices=Role.choices)
     tenants = serializers.SerializerMethodField()
 

@@ -18,7 +18,7 @@ from tenants.api.serializers import MemberSerializer, NamespaceSerializer, Score
 from tenants.models import Tenant, TenantNamespace
 
 
-class TenantViewSet(viewsets.ModelViewSet):
+class TenantViewSet(viewsets.ModelViewSet[Tenant]):
     """Tenants and their profiles. Operators change them; members read their own."""
 
     serializer_class = TenantSerializer
@@ -93,7 +93,7 @@ class TenantViewSet(viewsets.ModelViewSet):
 
 
 class NamespaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin,
-                       viewsets.GenericViewSet):
+                       viewsets.GenericViewSet[TenantNamespace]):
     """Tenant namespaces and whether each cluster matches what pksweb wants (``sync_state``)."""
 
     serializer_class = NamespaceSerializer

@@ -195,7 +195,8 @@ class Policy:
         selector = spec.get("podSelector")
         policy = cls(meta.get("namespace") or "", meta.get("name") or "", {} if selector is None else selector,
                      frozenset(types))
-        for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+        sides: tuple[tuple[Direction, str], ...] = (("ingress", "from"), ("egress", "to"))
+        for direction, peers_key in sides:
             rules = []
             if direction.capitalize() in policy.types:
                 for index, rule in enumerate(spec.get(direction) or [], start=1):
