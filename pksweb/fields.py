@@ -18,14 +18,15 @@ def _an_id(value: Any) -> bool:
     return text.isascii() and text.isdigit() and 0 < int(text) <= LARGEST_ID
 
 
-class IdChoiceField(forms.ModelChoiceField[Any]):
+# Django's form classes take no type argument at run time (the stubs' generics exist for mypy only).
+class IdChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
     def to_python(self, value: Any) -> Any:
         if value not in self.empty_values and not _an_id(value):
             raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
         return super().to_python(value)
 
 
-class IdsChoiceField(forms.ModelMultipleChoiceField[Any]):
+class IdsChoiceField(forms.ModelMultipleChoiceField):  # type: ignore[type-arg]
     default_error_messages = {"invalid_pk_value": "“%(pk)s” is not one of the choices: pick from the list."}
 
     def _check_values(self, value: Any) -> Any:

@@ -22,7 +22,7 @@ class ListField(forms.Field):
         return ", ".join(value) if isinstance(value, list) else (value or "")
 
 
-class TenantForm(forms.ModelForm[Tenant]):
+class TenantForm(forms.ModelForm):  # type: ignore[type-arg]  # no type argument at run time
     clusters = IdsChoiceField(queryset=Cluster.objects.order_by("name"), required=False,
                                               widget=forms.CheckboxSelectMultiple)
     ingress_from_namespaces = ListField(required=False, help_text="Namespaces allowed to open connections in, e.g. ingress-nginx.")

@@ -1,4 +1,5 @@
-"""Writes of tenancy: tenants, members, namespaces and their reconciliation, dedicated nodes.
+"""Writes of tenancy: tenants, members, namespaces, dedicated nodes (making namespaces so on their clusters is
+``tenants.reconciler``'s, queued through ``tenants.tasks``).
 
 Cluster I/O goes through ``clusters.kube`` (via ``clusters.connect.gateway_for``);
 every change is published through ``pksweb.events.publish``.
@@ -7,13 +8,10 @@ every change is published through ``pksweb.events.publish``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
-from django.utils import timezone
 
 from clusters.connect import gateway_for
 from clusters.kube import KubeError
@@ -24,7 +22,7 @@ from pksweb.events import publish
 from pksweb.models import User
 from pksweb.policy import require
 from pksweb.services import user_create
-from pksweb.text import REPORT_LIMIT, article, bound, bound_list
+from pksweb.text import article
 from pksweb.types import Actor, AnyUser
 from tenants import bundle, tasks
 from tenants.choices import Isolation, MemberRole, SyncState
@@ -273,149 +271,6 @@ def namespace_reconcile_request(*, namespace: TenantNamespace, requested_by: Any
     """Queue a re-apply of the namespace's bundle ("Re-apply" on the page, the API)."""
     require(requested_by, "manage", namespace.tenant, "You may not reconcile this namespace.")
     transaction.on_commit(lambda: _enqueue_reconcile(namespace.pk))
-
-
-class BundleConflict(Exception):
-    """An object in the bundle exists on the cluster but pksweb did not create it."""
-
-
-def _apply(ops: Any, desired: dict[str, Any]) -> str | None:
-    kind, name = desired["kind"], desired["metadata"]["name"]
-    namespace = desired["metadata"].get("namespace", "")
-    actual = ops.get(kind, name, namespace)
-    if actual is None:
-        try:
-            ops.create(desired)
-            return f"created {kind} {name}"
-        except KubeError as exc:
-            # Created meanwhile (two namespaces of a new cluster reconciled at once both create the shared
-            # ClusterRole): what is there now is compared like any object that was there.
-            actual = ops.get(kind, name, namespace) if exc.status == 409 else None
-            if actual is None:
-                raise
-    if not bundle.is_managed(actual):
-        raise BundleConflict(f"{kind} {name} exists on the cluster and was not created by pksweb; pksweb does not modify it. "
-                             "Remove or rename it, then re-apply.")
-    if not bundle.differences(desired, actual):
-        return None
-    if kind == "RoleBinding" and actual.get("roleRef") != desired["roleRef"]:
-        ops.delete(kind, name, namespace)  # roleRef is immutable: replace the binding
-        ops.create(desired)
-        return f"re-created {kind} {name}"
-    merged = dict(actual)
-    meta = dict(actual["metadata"])
-    meta["labels"] = {**(meta.get("labels") or {}), **desired["metadata"].get("labels", {})}
-    if desired["metadata"].get("annotations"):
-        meta["annotations"] = {**(meta.get("annotations") or {}), **desired["metadata"]["annotations"]}
-    merged["metadata"] = meta
-    for key in bundle.MANAGED_KEYS:
-        if key in desired and kind != "Namespace":
-            merged[key] = desired[key]
-    ops.replace(merged)
-    return f"updated {kind} {name}"
-
-
-def _managed_extras(ops: Any, tenant: Tenant, namespace: str, desired: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """pksweb-managed NetworkPolicies in the namespace that the profile no longer asks for."""
-    wanted = {d["metadata"]["name"] for d in desired if d["kind"] == "NetworkPolicy"}
-    present = ops.list("NetworkPolicy", namespace, f"{bundle.MANAGED_BY}=pksweb")
-    return [p for p in present if p["metadata"]["name"] not in wanted]
-
-
-def namespace_reconcile(*, namespace_id: int) -> TenantNamespace | None:
-    """Make the cluster match the namespace's desired bundle; idempotent (a second run changes nothing)."""
-    namespace = TenantNamespace.objects.select_related("tenant", "cluster").filter(pk=namespace_id).first()
-    if namespace is None:
-        return None
-    tenant = namespace.tenant
-    desired = bundle.desired_bundle(tenant, namespace.name)
-    changes: list[str] = []
-    error = ""
-    try:
-        ops = gateway_for(namespace.cluster).objects
-        for obj in desired:
-            change = _apply(ops, obj)
-            if change:
-                changes.append(change)
-        for extra in _managed_extras(ops, tenant, namespace.name, desired):
-            ops.delete("NetworkPolicy", extra["metadata"]["name"], namespace.name)
-            changes.append(f"deleted NetworkPolicy {extra['metadata']['name']}")
-    except (KubeError, BundleConflict) as exc:
-        error = getattr(exc, "message", None) or str(exc)
-    return _record_sync(namespace, SyncState.FAILED if error else SyncState.IN_SYNC, [], error, changes, reconciled=not error)
-
-
-def namespace_check(*, namespace_id: int) -> TenantNamespace | None:
-    """The drift scan for one namespace: compare the cluster with the desired bundle, change nothing."""
-    namespace = TenantNamespace.objects.select_related("tenant", "cluster").filter(pk=namespace_id).first()
-    if namespace is None:
-        return None
-    desired = bundle.desired_bundle(namespace.tenant, namespace.name)
-    drift: list[str] = []
-    try:
-        ops = gateway_for(namespace.cluster).objects
-        for obj in desired:
-            actual = ops.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace", ""))
-            if actual is not None and not bundle.is_managed(actual):
-                drift.append(f"{obj['kind']} {obj['metadata']['name']} exists but was not created by pksweb")
-            else:
-                drift += bundle.differences(obj, actual)
-        drift += [f"NetworkPolicy {p['metadata']['name']} is not in the profile any more"
-                  for p in _managed_extras(ops, namespace.tenant, namespace.name, desired)]
-    except KubeError as exc:
-        return _record_sync(namespace, SyncState.FAILED, [], exc.message, [], reconciled=False)
-    return _record_sync(namespace, SyncState.DRIFTED if drift else SyncState.IN_SYNC, drift, "", [], reconciled=False)
-
-
-def _record_sync(namespace: TenantNamespace, state: SyncState, drift: list[str], error: str, changes: list[str],
-                 *, reconciled: bool) -> TenantNamespace:
-    with transaction.atomic():
-        locked = TenantNamespace.objects.select_for_update().select_related("tenant", "cluster").filter(pk=namespace.pk).first()
-        if locked is None:
-            return namespace
-        before = (locked.sync_state, locked.drift, locked.error)
-        # What the cluster said may be of any length: bounded here, so recording the state never fails on it.
-        drift, error = bound_list(drift, DRIFT_LIMIT, each=1000), bound(error, REPORT_LIMIT)
-        now = timezone.now()
-        locked.sync_state, locked.drift, locked.error = state, drift, error
-        locked.last_checked_at = now
-        if reconciled:
-            locked.last_reconciled_at = now
-        locked.save()
-        if changes or before != (state, drift, error):
-            words = {SyncState.IN_SYNC: "in sync", SyncState.DRIFTED: "drifted", SyncState.FAILED: "failed"}[state]
-            detail = f": {error}" if error else f": {drift[0]}" + (f" (+{len(drift) - 1} more)" if len(drift) > 1 else "") if drift else ""
-            applied = f" ({len(changes)} change{'s' if len(changes) != 1 else ''} applied)" if changes else ""
-            _tenant_event(locked.tenant, f"tenant.namespace_{state}", f"Namespace {locked.name} on {locked.cluster.name} is "
-                          f"{words}{applied}{detail}", namespace=locked.pk, cluster=locked.cluster.name, state=state,
-                          changes=changes, drift=drift)
-    return locked
-
-
-PENDING_GRACE = timedelta(minutes=1)
-DRIFT_LIMIT = 200
-
-
-def drift_scan() -> dict[str, int]:
-    """Check every namespace against its bundle (beat-scheduled).
-
-    A namespace still pending a minute after it was asked for (its reconcile task was lost, or its
-    worker died), or whose reconcile failed, is reconciled here: nothing stays pending or failed for good."""
-    counts: dict[str, int] = {}
-    stuck_before = timezone.now() - PENDING_GRACE
-    stuck = Q(sync_state=SyncState.PENDING) & (Q(last_checked_at__lt=stuck_before) |
-                                               Q(last_checked_at__isnull=True, created_at__lt=stuck_before))
-    # A failed reconcile (its cluster was down, say) is reconciled again too, not only looked at.
-    for namespace_id in TenantNamespace.objects.filter(stuck | Q(sync_state=SyncState.FAILED)).values_list("pk", flat=True):
-        again = namespace_reconcile(namespace_id=namespace_id)
-        if again is not None:
-            counts["retried"] = counts.get("retried", 0) + 1
-            counts[again.sync_state] = counts.get(again.sync_state, 0) + 1
-    for namespace_id in TenantNamespace.objects.exclude(sync_state__in=(SyncState.PENDING, SyncState.FAILED)).values_list("pk", flat=True):
-        checked = namespace_check(namespace_id=namespace_id)
-        if checked is not None:
-            counts[checked.sync_state] = counts.get(checked.sync_state, 0) + 1
-    return counts
 
 
 def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: AnyUser | None) -> None:

@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 from kubernetes import client as k8s
 
-from tenants.services import namespace_reconcile
+from tenants.reconciler import namespace_reconcile
 from tests.support.waits import wait_for
 
 NAME = "kubernetes.io/metadata.name"
