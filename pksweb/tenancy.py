@@ -2,25 +2,40 @@
 
 An event may belong to a tenant (``Event.tenant``), so the core knows the tenant *model* through that
 relation: announcements name one. Who is a member of which tenant the policy asks
-(``pksweb.policy.memberships_from``); which tenant a tenant's person lands on when they sign in the
-tenants app answers (``landing_from``). The tenants app registers both in its ``AppConfig.ready()``.
+(``pksweb.policy.memberships_from``). Which tenant a tenant's person lands on when they sign in, and the
+names of a person's tenants, the tenants app answers (``tenancy_from``). The tenants app registers both in
+its ``AppConfig.ready()``.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from django.db.models import Model
 
 from pksweb.models import Event
 from pksweb.types import AnyUser
 
+if TYPE_CHECKING:
+    from pksweb.models import User
+
 
 class Landing(Protocol):
     def __call__(self, *, user: AnyUser) -> Model | None: ...
 
 
-_landing: list[Landing] = []
+class Names(Protocol):
+    def __call__(self, *, user: User) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class _Answers:
+    landing: Landing
+    names: Names
+
+
+_answers: list[_Answers] = []
 
 
 def tenant_model() -> type[Model]:
@@ -31,11 +46,17 @@ def tenant_model() -> type[Model]:
     return model
 
 
-def landing_from(source: Landing) -> None:
-    """Where a person who is not of the platform team lands: ``source(user=user)`` answers their tenant, or None."""
-    _landing[:] = [source]
+def tenancy_from(*, landing: Landing, names: Names) -> None:
+    """Who answers: ``landing(user=)`` the tenant a person who is not of the platform team lands on (or None),
+    ``names(user=)`` the sorted names of the tenants a user is a member of."""
+    _answers[:] = [_Answers(landing, names)]
 
 
 def landing_tenant(user: AnyUser) -> Model | None:
     """The tenant ``user`` lands on when they sign in, if any."""
-    return _landing[0](user=user) if _landing else None
+    return _answers[0].landing(user=user) if _answers else None
+
+
+def tenant_names(user: User) -> list[str]:
+    """The names of the tenants ``user`` is a member of, sorted."""
+    return _answers[0].names(user=user) if _answers else []

@@ -9,7 +9,7 @@ from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 
 from pksweb import health, policy, selectors, services, tenancy
-from pksweb.forms import AnnouncementForm
+from pksweb.forms import AnnouncementForm, errors_into
 from pksweb.models import Event
 from pksweb.types import SignedInRequest
 
@@ -103,8 +103,7 @@ def announcement_create(request: SignedInRequest) -> HttpResponse:
             )
             posted = True
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            errors_into(form, exc)
     if request.htmx:
         if posted:
             form = _announcement_form(request)

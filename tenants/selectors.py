@@ -77,6 +77,11 @@ def member_tenant_ids(user: User, admin_only: bool) -> frozenset[int]:
     return frozenset(memberships.values_list("tenant_id", flat=True))
 
 
+def member_tenant_names(*, user: User) -> list[str]:
+    """The sorted names of the tenants ``user`` is a member of (their own account, ``/api/me/``)."""
+    return sorted(TenantMembership.objects.filter(user=user).values_list("tenant__name", flat=True))
+
+
 def membership_rows(user_ids: Collection[int]) -> list[tuple[int, int, bool]]:
     """(user id, tenant id, administers) of every membership of the users with ``user_ids`` (the policy asks, for
     many users at once)."""

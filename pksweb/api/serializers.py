@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from pksweb.choices import Role
 from pksweb.models import Event, User
-from pksweb.tenancy import tenant_model
+from pksweb.tenancy import tenant_model, tenant_names
 
 
 class EventSerializer(serializers.ModelSerializer[Event]):
@@ -38,4 +38,4 @@ class MeSerializer(serializers.ModelSerializer[User]):
         fields = ["id", "username", "role", "tenants"]
 
     def get_tenants(self, user: User) -> list[str]:
-        return sorted(m.tenant.name for m in user.tenant_memberships.select_related("tenant"))
+        return tenant_names(user)
