@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status, viewsets
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -52,5 +51,8 @@ class MeView(generics.RetrieveAPIView[User]):
     serializer_class = MeSerializer
     permission_classes = [PolicyPermission]
 
-    def get_object(self) -> Any:
-        return self.request.user
+    def get_object(self) -> User:
+        user = self.request.user
+        if not isinstance(user, User):  # PolicyPermission lets only signed-in users this far
+            raise NotAuthenticated()
+        return user

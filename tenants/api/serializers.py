@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters.models import Cluster
+from pksweb.models import User
 from tenants.choices import Isolation, MemberRole, PodSecurity, Reach
 from tenants.models import Tenant, TenantMembership, TenantNamespace
 from tenants.selectors import tenant_list
@@ -78,8 +78,8 @@ class MemberSerializer(serializers.Serializer[Any]):
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=MemberRole.choices, default=MemberRole.ADMIN)
 
-    def validate_username(self, value: str) -> Any:
-        user = get_user_model().objects.filter(username=value).first()
+    def validate_username(self, value: str) -> User:
+        user = User.objects.filter(username=value).first()
         if user is None:
             raise serializers.ValidationError(f"No user is called {value!r}.")
         return user
