@@ -31,7 +31,7 @@ NAME = "kubernetes.io/metadata.name"
 def world(namespaces: int, pods_per_namespace: int) -> tuple[dict[str, dict[str, str]], list[Any], list[dict[str, Any]]]:
     """Seven tenants' namespaces, each with a default-deny, same-tenant allows and DNS egress; web pods of every
     other namespace open to api pods anywhere on 443; every third namespace scraped by monitoring namespaces."""
-    from tenants.netpol import Pod
+    from tenants.netpol.objects import Pod
 
     names = [f"team-{i:03d}" for i in range(namespaces)]
     labels = {n: {NAME: n, "tenant": f"t{i % 7}", **({"monitoring": "yes"} if i % 10 == 0 else {})} for i, n in enumerate(names)}
@@ -77,7 +77,7 @@ def main() -> None:
     from django.template.loader import render_to_string
     from django.test import RequestFactory
 
-    from tenants.netpol import Evaluation
+    from tenants.netpol.evaluation import Evaluation
     from tenants.segmentation import Matrix
 
     labels, pods, policies = world(args.namespaces, args.pods)

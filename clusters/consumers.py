@@ -8,7 +8,7 @@ from django.template.loader import render_to_string
 
 from clusters import live, selectors
 from pksweb import policy
-from pksweb.consumers import EventStreamConsumer
+from pksweb.consumers import EventStreamConsumer, Missed
 from pksweb.events import FLEET_GROUP, subject_group
 from pksweb.models import Event
 
@@ -25,9 +25,15 @@ class FleetConsumer(EventStreamConsumer):
         return [FLEET_GROUP] if policy.is_platform(user) else None
 
     def render(self, event: Event) -> str | list[str]:
+        return self._row(event, new=event.kind == "cluster.registered")
+
+    def render_replayed(self, event: Event, missed: Missed) -> str | list[str]:
+        """A cluster registered while the page was away is a new row, whatever its latest event."""
+        return self._row(event, new=missed.happened("cluster", event.subject_id, "cluster.registered"))
+
+    def _row(self, event: Event, new: bool) -> str | list[str]:
         if event.subject_type != "cluster" or not event.subject_id.isdigit():
             return ""
-        new = event.kind == "cluster.registered" or getattr(event, "replay_new", False)
         return live.fleet_fragments(int(event.subject_id), self.scope["user"], new=new)
 
     def render_superseded(self, event: Event) -> str | list[str]:
@@ -35,14 +41,9 @@ class FleetConsumer(EventStreamConsumer):
 
     def replay_select(self, events: list[Event]) -> list[Event]:
         latest: dict[str, Event] = {}
-        registered = set()
         for event in events:
             if event.subject_type == "cluster":
                 latest[event.subject_id] = event
-                if event.kind == "cluster.registered":
-                    registered.add(event.subject_id)
-        for subject_id, event in latest.items():
-            event.replay_new = subject_id in registered
         return list(latest.values())
 
 

@@ -22,6 +22,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from pksweb.leases import lease_acquire, lease_release
 from pksweb.models import Event
 
 SEAL_DELAY = timedelta(seconds=60)
@@ -44,8 +45,6 @@ def digest(previous: str, event: Event) -> str:
 
 def audit_seal(*, delay: timedelta = SEAL_DELAY) -> int:
     """Seal the events old enough to be final, in id order, onto the chain; returns how many."""
-    from pksweb.leases import lease_acquire, lease_release
-
     holder = f"seal-{timezone.now().timestamp()}"
     if not lease_acquire(name="pksweb.audit_seal", holder=holder, seconds=120):
         return 0

@@ -10,22 +10,23 @@ layer hands such sends to the loop its consumers live on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
 
 
-class EmbeddedChannelLayer(InMemoryChannelLayer):
+class EmbeddedChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]  # channels has no types
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._home: asyncio.AbstractEventLoop | None = None
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         self._home = asyncio.get_running_loop()
-        return await super().new_channel(prefix)
+        channel: str = await super().new_channel(prefix)
+        return channel
 
-    async def _on_home(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    async def _on_home(self, call: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
         home = self._home
         here = asyncio.get_running_loop()
         if home is None or home is here or home.is_closed() or not home.is_running():

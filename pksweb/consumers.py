@@ -26,6 +26,8 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -38,6 +40,7 @@ from pksweb import policy, selectors
 from pksweb.events import EVERYONE_GROUP, FLEET_GROUP, tenant_group
 from pksweb.fanout import fanout, loop_local
 from pksweb.models import Event
+from pksweb.types import AnyUser
 
 log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
@@ -56,6 +59,25 @@ SENT_MEMORY = 2000
 RECHECK_SECONDS = 2.0
 
 
+@dataclass(frozen=True)
+class Missed:
+    """What a reconnecting page missed, oldest first. ``replay_select`` chose the events to render from
+    these; ``render_replayed`` may ask what else happened to a subject meanwhile."""
+
+    events: list[Event]
+
+    @cached_property
+    def _kinds(self) -> dict[tuple[str, str], set[str]]:
+        kinds: dict[tuple[str, str], set[str]] = {}
+        for event in self.events:
+            kinds.setdefault((event.subject_type, event.subject_id), set()).add(event.kind)
+        return kinds
+
+    def happened(self, subject_type: str, subject_id: str, kind: str) -> bool:
+        """Whether an event of ``kind`` about that subject is among the missed ones."""
+        return kind in self._kinds.get((subject_type, subject_id), set())
+
+
 class _Shared:
     """Per event loop: event rows and rendered fragments, each computed once and awaited by all."""
 
@@ -63,7 +85,7 @@ class _Shared:
     TTL = 60.0
 
     def __init__(self) -> None:
-        self.entries: OrderedDict[Any, tuple[float, asyncio.Future]] = OrderedDict()
+        self.entries: OrderedDict[Any, tuple[float, asyncio.Future[Any]]] = OrderedDict()
 
     async def get(self, key: Any, compute: Callable[[], Any]) -> Any:
         now = time.monotonic()
@@ -93,7 +115,7 @@ class _Guard:
 
     def __init__(self) -> None:
         self.sockets: set[EventStreamConsumer] = set()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     def watch(self, socket: EventStreamConsumer) -> None:
         self.sockets.add(socket)
@@ -136,7 +158,7 @@ def _load_event(event_id: int) -> Event | None:
     return Event.objects.select_related("tenant").filter(pk=event_id).first()
 
 
-class EventStreamConsumer(AsyncWebsocketConsumer):
+class EventStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
     """Base: subclasses say which groups a user may watch and how events render.
 
     The hooks are plain (sync) methods run in a worker thread, so they may use the ORM.
@@ -148,7 +170,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
 
     # ---- hooks ------------------------------------------------------------------------
 
-    def watch_groups(self, user: Any) -> list[str] | None:
+    def watch_groups(self, user: AnyUser) -> list[str] | None:
         """Groups to join for ``user``, or None to refuse the connection.
 
         The base refuses everyone: a stream must say what it shows and to whom.
@@ -172,13 +194,18 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         """Which missed events to render on (re)connect; pages showing current state coalesce."""
         return events
 
+    def render_replayed(self, event: Event, missed: Missed) -> str | list[str]:
+        """The HTML for ``event``, one ``replay_select`` chose from what the page ``missed`` (by default as
+        if it arrived live)."""
+        return self.render(event)
+
     def page_key(self) -> str:
         """What, besides the event and the audience, this page's fragments depend on."""
         return ""
 
     # ---- mechanics --------------------------------------------------------------------
 
-    def _authorize(self, user: Any) -> tuple[list[str] | None, str]:
+    def _authorize(self, user: AnyUser) -> tuple[list[str] | None, str]:
         """(groups or None, audience key): everything policy decisions depend on, read now."""
         groups = self.watch_groups(user) if user is not None and user.is_authenticated and user.is_active else None
         return groups, selectors.audience_key(user)
@@ -214,7 +241,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         if after is not None:
             await self._replay(user, after)
 
-    async def _replay(self, user: Any, after: int) -> None:
+    async def _replay(self, user: AnyUser, after: int) -> None:
         """What the page missed after ``after``, in its groups: sent oldest first, or, when it is more than a
         replay carries, a notice that makes the page reload (and the socket closes)."""
         replay = await database_sync_to_async(selectors.event_replay)(user=user, groups=self.joined, after=after)
@@ -233,8 +260,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         for event in replay.events:
             if event.pk not in shown:
                 self._remember(event.pk)
+        missed = Missed(replay.events)
         for event in sorted(chosen, key=lambda e: e.pk):
-            await self._deliver([event], cache=False)
+            await self._deliver([event], render=lambda chosen_event: self.render_replayed(chosen_event, missed))
         if not chosen:
             await self.send(text_data=self._cursor_html(replay.events))
 
@@ -301,7 +329,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.closed = True
         await self.close(code=CLOSE_FORBIDDEN)
 
-    def reauthorize(self, user: Any) -> tuple[bool, str]:
+    def reauthorize(self, user: AnyUser) -> tuple[bool, str]:
         """(still allowed, new audience) for ``user`` as loaded now; runs in a worker thread."""
         groups, audience = self._authorize(user)
         return groups is not None and sorted(groups) == sorted(self.joined), audience
@@ -320,7 +348,10 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             result = await database_sync_to_async(render)(event)
         return result if isinstance(result, list) else [result]
 
-    async def _deliver(self, events: list[Event], cache: bool = True) -> None:
+    async def _deliver(self, events: list[Event], render: Callable[[Event], str | list[str]] | None = None) -> None:
+        """Send ``events`` (the last one rendered in full, the older ones as superseded); live events render
+        through the process's shared cache, replayed ones (``render`` given) on their own."""
+        cache = render is None
         events = list({e.pk: e for e in events if e.pk not in self.sent}.values())
         if not events:
             return
@@ -328,7 +359,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         messages: list[str] = []
         for event in older:
             messages += await self._rendered("superseded", event, self.render_superseded, cache)
-        messages += await self._rendered("latest", latest, self.render, cache)
+        messages += await self._rendered("latest", latest, render or self.render, cache)
         messages = _batched([m for m in dict.fromkeys(messages) if m]) or [""]
         for event in events:
             self._remember(event.pk)
@@ -363,7 +394,7 @@ def _batched(messages: list[str]) -> list[str]:
     return batched
 
 
-class UnknownRouteConsumer(AsyncWebsocketConsumer):
+class UnknownRouteConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
     """Any websocket path no page uses: closed with 4404, as an unknown URL is a 404, whoever asks.
 
     Accepted first, then closed: a close before the handshake completes reaches the client as an
@@ -379,7 +410,7 @@ class UnknownRouteConsumer(AsyncWebsocketConsumer):
 class ActivityConsumer(EventStreamConsumer):
     """Everything the user may see: the fleet for the platform team, their tenants otherwise."""
 
-    def watch_groups(self, user: Any) -> list[str]:
+    def watch_groups(self, user: AnyUser) -> list[str]:
         if policy.is_platform(user):
             return [FLEET_GROUP]
         return [tenant_group(tenant_id) for tenant_id in sorted(policy.tenant_ids(user))] + [EVERYONE_GROUP]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 from celery.beat import EmbeddedService
 from django.conf import settings
@@ -41,6 +41,7 @@ def start_embedded_celery() -> None:
         queues=[settings.CELERY_TASK_DEFAULT_QUEUE],
     )
     threading.Thread(target=worker.start, name="celery-worker", daemon=True).start()
-    beat = EmbeddedService(app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule"))
+    # thread=True makes it a thread (the stubs answer "a thread or a process").
+    beat = cast(threading.Thread, EmbeddedService(app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule")))
     beat.start()
     log.info("embedded Celery worker and beat started (in-memory broker)")

@@ -17,8 +17,9 @@ from django.db import transaction
 from django.db.models import Q
 
 from pksweb.choices import SubjectType
-from pksweb.models import Event
+from pksweb.models import Event, User
 from pksweb.text import bound, bound_payload
+from pksweb.types import AnyUser
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def publish(
     *,
     kind: str,
     message: str,
-    actor: Any = None,
+    actor: AnyUser | None = None,
     subject_type: str = SubjectType.SYSTEM,
     subject_id: str | int = "",
     subject_label: str = "",
@@ -76,12 +77,12 @@ def publish(
     person: they are bounded here (cut with a marker), so the state change this event
     explains never fails because of them.
     """
-    signed_in = actor is not None and actor.is_authenticated
+    person = actor if isinstance(actor, User) and actor.is_authenticated else None
     event = Event(
         kind=kind,
         message=bound(message, _limit("message")),
-        actor=actor if signed_in else None,
-        actor_name=bound(actor.get_username(), _limit("actor_name")) if signed_in else "",
+        actor=person,
+        actor_name=bound(person.get_username(), _limit("actor_name")) if person is not None else "",
         subject_type=subject_type,
         subject_id=str(subject_id),
         subject_label=bound(subject_label, _limit("subject_label")),
@@ -96,7 +97,8 @@ def publish(
 
 
 def _limit(field: str) -> int:
-    return int(Event._meta.get_field(field).max_length or 0)
+    column = Event._meta.get_field(field)
+    return int(getattr(column, "max_length", 0) or 0)
 
 
 def _push(event_id: int, groups: list[str]) -> None:

@@ -49,8 +49,8 @@ class Fanout:
         self.layer = get_channel_layer()
         self.channel: str | None = None
         self.members: dict[str, set[Member]] = {}
-        self.pump: asyncio.Task | None = None
-        self.watchdog: asyncio.Task | None = None
+        self.pump: asyncio.Task[None] | None = None
+        self.watchdog: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self.seen: OrderedDict[int, None] = OrderedDict()
         self.looked_until = timezone.now()

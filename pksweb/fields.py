@@ -18,14 +18,15 @@ def _an_id(value: Any) -> bool:
     return text.isascii() and text.isdigit() and 0 < int(text) <= LARGEST_ID
 
 
-class IdChoiceField(forms.ModelChoiceField):
+# Django's form classes take no type argument at run time (the stubs' generics exist for mypy only).
+class IdChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
     def to_python(self, value: Any) -> Any:
         if value not in self.empty_values and not _an_id(value):
             raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
         return super().to_python(value)
 
 
-class IdsChoiceField(forms.ModelMultipleChoiceField):
+class IdsChoiceField(forms.ModelMultipleChoiceField):  # type: ignore[type-arg]
     default_error_messages = {"invalid_pk_value": "“%(pk)s” is not one of the choices: pick from the list."}
 
     def _check_values(self, value: Any) -> Any:
@@ -33,4 +34,4 @@ class IdsChoiceField(forms.ModelMultipleChoiceField):
             if not _an_id(pk):
                 raise ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value",
                                       params={"pk": bound(pk, 30)})
-        return super()._check_values(value)
+        return super()._check_values(value)  # type: ignore[misc]  # missing from the stubs

@@ -7,6 +7,7 @@ Checks are bounded by short timeouts so a dead dependency answers fast.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -35,7 +36,7 @@ def _redis_ping(url: str) -> None:
 
 
 def check_channel_layer() -> str | None:
-    config = settings.CHANNEL_LAYERS["default"]
+    config: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
     hosts = config.get("CONFIG", {}).get("hosts", [])
     for host in hosts:
         url = host if isinstance(host, str) else host.get("address", "")
@@ -52,7 +53,7 @@ def check_broker() -> str | None:
         return None
     try:
         with Connection(url, connect_timeout=TIMEOUT_SECONDS) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=TIMEOUT_SECONDS)
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=int(TIMEOUT_SECONDS))
     except Exception as exc:  # kombu wraps transport errors in several types
         return f"Celery broker unreachable: {exc}"
     return None

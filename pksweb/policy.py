@@ -17,8 +17,8 @@ The core knows nothing of tenants: the tenants app tells it who is a member of w
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import Callable, Collection, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeGuard, TypeVar
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
@@ -26,26 +26,32 @@ from django.db.models import Model, QuerySet
 from pksweb.choices import Role
 from pksweb.types import AnyUser
 
+if TYPE_CHECKING:
+    from pksweb.models import User
+
 ACTIONS = frozenset({"view", "create", "update", "delete", "operate", "manage", "approve"})
 
 M = TypeVar("M", bound=Model)
 
 
 class Access(Generic[M]):
-    """Rules for one model ``M``. Subclasses define ``can_<action>(user, obj)`` and ``restrict_view``."""
+    """Rules for one model ``M``. Subclasses define ``can_<action>(user, obj)`` and ``restrict_view``.
+
+    The policy asks only about signed-in, active users: an access class never sees anyone else.
+    """
 
     model: ClassVar[type[Model]]
 
-    def can(self, user: AnyUser, action: str, obj: Any) -> bool:
-        check = getattr(self, f"can_{action}", None)
+    def can(self, user: User, action: str, obj: M | type[M]) -> bool:
+        check: Callable[[User, M | type[M]], bool] | None = getattr(self, f"can_{action}", None)
         return bool(check(user, obj)) if check else False
 
-    def restrict(self, user: AnyUser, queryset: QuerySet[M], action: str) -> QuerySet[M]:
+    def restrict(self, user: User, queryset: QuerySet[M], action: str) -> QuerySet[M]:
         if action != "view":
             raise ValueError(f"only 'view' scoping is defined for {self.model.__name__}, not {action!r}")
         return self.restrict_view(user, queryset)
 
-    def restrict_view(self, user: AnyUser, queryset: QuerySet[M]) -> QuerySet[M]:
+    def restrict_view(self, user: User, queryset: QuerySet[M]) -> QuerySet[M]:
         return queryset.none()
 
 
@@ -63,7 +69,7 @@ def register(model: type[Model]) -> Callable[[type[A]], type[A]]:
     return decorate
 
 
-def access_for(obj: Any) -> Access[Any]:
+def access_for(obj: Model | type[Model]) -> Access[Any]:
     model = obj if isinstance(obj, type) else type(obj)
     for klass in model.__mro__:
         if klass in _registry:
@@ -71,11 +77,12 @@ def access_for(obj: Any) -> Access[Any]:
     raise LookupError(f"no access rules registered for {model.__name__}")
 
 
-def _signed_in(user: Any) -> bool:
-    return bool(user is not None and user.is_authenticated and user.is_active)
+def _signed_in(user: AnyUser | None) -> TypeGuard[User]:
+    # An inactive user is "not signed in" here too: the policy grants them nothing.
+    return user is not None and user.is_authenticated and user.is_active
 
 
-def can(user: AnyUser | None, action: str, obj: Any) -> bool:
+def can(user: AnyUser | None, action: str, obj: Model | type[Model]) -> bool:
     """May ``user`` do ``action`` on ``obj`` (an instance, or a model class for ``create``)?"""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; known: {', '.join(sorted(ACTIONS))}")
@@ -84,7 +91,7 @@ def can(user: AnyUser | None, action: str, obj: Any) -> bool:
     return access_for(obj).can(user, action, obj)
 
 
-def require(user: AnyUser | None, action: str, obj: Any, message: str) -> None:
+def require(user: AnyUser | None, action: str, obj: Model | type[Model], message: str) -> None:
     """Raise ``PermissionDenied(message)`` unless ``user`` may ``action`` ``obj``.
 
     Services call it first; ``user=None`` is pksweb itself (commands, seeds, tasks), which may do anything.
@@ -97,60 +104,72 @@ def restrict(user: AnyUser | None, queryset: QuerySet[M], action: str = "view") 
     """``queryset`` narrowed to the rows ``user`` may ``action``."""
     if not _signed_in(user):
         return queryset.none()
-    return access_for(queryset.model).restrict(user, queryset, action)
+    access: Access[M] = access_for(queryset.model)
+    return access.restrict(user, queryset, action)
 
 
-Memberships = Callable[[Any, bool], frozenset[int]]
-_memberships: list[Memberships] = []
+# ``source(user, admin_only)``: ids of the tenants ``user`` belongs to (administers, when ``admin_only``).
+Memberships = Callable[["User", bool], frozenset[int]]
+# ``rows(user_ids)``: (user id, tenant id, administers) for every membership of those users, in one query.
+MembershipRows = Callable[[Collection[int]], Iterable[tuple[int, int, bool]]]
+_memberships: list[tuple[Memberships, MembershipRows]] = []
+
+_MEMBER_OF = "_pksweb_tenant_ids"
+_ADMIN_OF = "_pksweb_admin_tenant_ids"
 
 
-def memberships_from(source: Memberships) -> Memberships:
-    """Where tenant memberships come from: ``source(user, admin_only)`` answers the ids of the tenants
-    ``user`` belongs to (administers, when ``admin_only``). Registered by the tenants app."""
-    _memberships[:] = [source]
-    return source
+def memberships_from(source: Memberships, rows: MembershipRows) -> None:
+    """Where tenant memberships come from, one user at a time (``source``) or many at once (``rows``).
+    Registered by the tenants app."""
+    _memberships[:] = [(source, rows)]
 
 
-def _member_of(user: Any, admin_only: bool) -> frozenset[int]:
-    return _memberships[0](user, admin_only) if _memberships else frozenset()
+def _cached(user: User, key: str, admin_only: bool) -> frozenset[int]:
+    cached: frozenset[int] | None = user.__dict__.get(key)
+    if cached is None:
+        cached = user.__dict__[key] = _memberships[0][0](user, admin_only) if _memberships else frozenset()
+    return cached
 
 
-def tenant_ids(user: Any) -> frozenset[int]:
+def tenant_ids(user: AnyUser | None) -> frozenset[int]:
     """Ids of the tenants ``user`` is a member of (cached on the user object)."""
     if not _signed_in(user):
         return frozenset()
-    cached = user.__dict__.get("_pksweb_tenant_ids")
-    if cached is None:
-        cached = user.__dict__["_pksweb_tenant_ids"] = _member_of(user, False)
-    return frozenset(cached)
+    return _cached(user, _MEMBER_OF, False)
 
 
-def tenant_ids_prime(user: Any, *, member_of: Any, admin_of: Any) -> None:
-    """Set what ``tenant_ids`` and ``admin_tenant_ids`` answer for ``user``, read elsewhere in bulk."""
-    user.__dict__["_pksweb_tenant_ids"] = frozenset(member_of)
-    user.__dict__["_pksweb_admin_tenant_ids"] = frozenset(admin_of)
-
-
-def tenant_ids_forget(user: Any) -> None:
-    """Drop the cached tenant ids of ``user`` (its memberships changed)."""
-    user.__dict__.pop("_pksweb_tenant_ids", None)
-    user.__dict__.pop("_pksweb_admin_tenant_ids", None)
-
-
-def is_platform(user: Any) -> bool:
-    """Operators, approvers and viewers see the whole fleet."""
-    return _signed_in(user) and bool(user.is_platform)
-
-
-def is_operator(user: Any) -> bool:
-    return _signed_in(user) and user.role == Role.OPERATOR
-
-
-def admin_tenant_ids(user: Any) -> frozenset[int]:
+def admin_tenant_ids(user: AnyUser | None) -> frozenset[int]:
     """Ids of the tenants ``user`` administers (member with role admin)."""
     if not _signed_in(user):
         return frozenset()
-    cached = user.__dict__.get("_pksweb_admin_tenant_ids")
-    if cached is None:
-        cached = user.__dict__["_pksweb_admin_tenant_ids"] = _member_of(user, True)
-    return frozenset(cached)
+    return _cached(user, _ADMIN_OF, True)
+
+
+def tenant_ids_prime(users: Collection[User]) -> None:
+    """Read the memberships of ``users`` in one query and set what ``tenant_ids`` and ``admin_tenant_ids``
+    answer for each (instead of two queries per user)."""
+    member_of: dict[int, set[int]] = {user.pk: set() for user in users}
+    admin_of: dict[int, set[int]] = {user.pk: set() for user in users}
+    if _memberships and users:
+        for user_id, tenant_id, administers in _memberships[0][1](list(member_of)):
+            member_of[user_id].add(tenant_id)
+            if administers:
+                admin_of[user_id].add(tenant_id)
+    for user in users:
+        user.__dict__[_MEMBER_OF] = frozenset(member_of[user.pk])
+        user.__dict__[_ADMIN_OF] = frozenset(admin_of[user.pk])
+
+
+def tenant_ids_forget(user: AnyUser) -> None:
+    """Drop the cached tenant ids of ``user`` (its memberships changed)."""
+    user.__dict__.pop(_MEMBER_OF, None)
+    user.__dict__.pop(_ADMIN_OF, None)
+
+
+def is_platform(user: AnyUser | None) -> bool:
+    """Operators, approvers and viewers see the whole fleet."""
+    return _signed_in(user) and user.is_platform
+
+
+def is_operator(user: AnyUser | None) -> bool:
+    return _signed_in(user) and user.role == Role.OPERATOR

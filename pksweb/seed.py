@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from pksweb import services
+from clusters.models import Cluster
 from pksweb.choices import Role
 from pksweb.events import publish
 from pksweb.models import User
 from tenants.models import Tenant
-from tenants.services import tenant_create
+from tenants.services import tenant_create, user_create_in_tenants
 
 DEMO_TENANTS = [("acme-bank", "ACME Bank", "shared"), ("globex-insurance", "Globex Insurance", "dedicated-nodes")]
 # (username, password, role, tenants): listed in the README.
@@ -37,7 +37,7 @@ def demo_seed() -> list[str]:
     for username, password, role, tenant_names in DEMO_USERS:
         if User.objects.filter(username=username).exists():
             continue
-        services.user_create(
+        user_create_in_tenants(
             username=username,
             role=role,
             password=password,
@@ -50,7 +50,7 @@ def demo_seed() -> list[str]:
     return created
 
 
-def demo_attach_clusters(clusters: list) -> None:
+def demo_attach_clusters(clusters: list[Cluster]) -> None:
     """Let the demo tenants use the demo clusters (only if an operator has not set them already)."""
     for tenant in Tenant.objects.filter(name__in=[name for name, _, _ in DEMO_TENANTS]):
         if not tenant.clusters.exists():

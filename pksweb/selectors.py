@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
+from django.contrib.sessions.models import Session
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from pksweb import policy
-from pksweb.events import EVERYONE_GROUP, FLEET_GROUP, FOR_EVERYONE
-from pksweb.models import Event, WorkerHeartbeat
+from pksweb.events import EVERYONE_GROUP, FLEET_GROUP, FOR_EVERYONE, event_groups
+from pksweb.models import Event, User, WorkerHeartbeat
+from pksweb.types import AnyUser
 
 REPLAY_LIMIT = 500
 
 
-def event_list(*, user: Any, tenant_id: int | None = None) -> QuerySet[Event]:
+def event_list(*, user: AnyUser, tenant_id: int | None = None) -> QuerySet[Event]:
     """Events ``user`` may see, newest first, optionally of one tenant."""
     events = policy.restrict(user, Event.objects.select_related("tenant"), "view")
     if tenant_id is not None:
@@ -31,7 +34,7 @@ class Replay:
     complete: bool
 
 
-def event_replay(*, user: Any, groups: Iterable[str], after: int, limit: int | None = None) -> Replay:
+def event_replay(*, user: AnyUser, groups: Iterable[str], after: int, limit: int | None = None) -> Replay:
     """The newest ``limit`` (``REPLAY_LIMIT``) events after id ``after`` that ``user`` may see in ``groups``,
     oldest first, and whether they are all of them (for a reconnecting page).
 
@@ -65,16 +68,14 @@ def _group_filter(group: str) -> Q:
     return Q(subject_type=kind, subject_id=key)
 
 
-def event_groups_between(*, since: Any, until: Any) -> list[tuple[int, Any, list[str]]]:
+def event_groups_between(*, since: datetime, until: datetime) -> list[tuple[int, datetime, list[str]]]:
     """(id, created_at, channel groups) of every event created in [since, until], oldest first (for catching open pages up)."""
-    from pksweb.events import event_groups
-
     events = Event.objects.filter(created_at__gte=since, created_at__lte=until).order_by("id")
     fields = ("id", "created_at", "kind", "tenant_id", "subject_type", "subject_id")
     return [(event.pk, event.created_at, event_groups(event)) for event in events.only(*fields)]
 
 
-def event_get_visible(*, user: Any, event_id: int) -> Event | None:
+def event_get_visible(*, user: AnyUser, event_id: int) -> Event | None:
     """One event if ``user`` may see it, else None."""
     return event_list(user=user).filter(pk=event_id).first()
 
@@ -83,39 +84,27 @@ def worker_last_seen() -> WorkerHeartbeat | None:
     return WorkerHeartbeat.objects.order_by("-seen_at").first()
 
 
-def latest_event_id(*, user: Any) -> int:
+def latest_event_id(*, user: AnyUser) -> int:
     """The newest event id ``user`` may see (a live page's starting cursor)."""
     return event_list(user=user).order_by("-id").values_list("id", flat=True).first() or 0
 
 
-def user_audiences(*, keys: set[tuple[int, str]]) -> dict[tuple[int, str], tuple[Any, str]]:
+def user_audiences(*, keys: set[tuple[int, str]]) -> dict[tuple[int, str], tuple[User, str]]:
     """For (user id, session key) pairs: the user as now and their audience key, if both are still valid."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.sessions.models import Session
-    from django.utils import timezone
-
-    from tenants.models import TenantMembership
-
-    users = {u.pk: u for u in get_user_model().objects.filter(pk__in={k[0] for k in keys}, is_active=True)}
+    users = {u.pk: u for u in User.objects.filter(pk__in={k[0] for k in keys}, is_active=True)}
     sessions = set(Session.objects.filter(session_key__in={k[1] for k in keys if k[1]}, expire_date__gt=timezone.now())
                    .values_list("session_key", flat=True))
-    tenants: dict[int, set[int]] = {}
-    admins: dict[int, set[int]] = {}
-    for user_id, tenant_id, role in TenantMembership.objects.filter(user_id__in=users).values_list("user_id", "tenant_id", "role"):
-        tenants.setdefault(user_id, set()).add(tenant_id)
-        if role == "admin":
-            admins.setdefault(user_id, set()).add(tenant_id)
+    # One query for every user, not two each: hand the policy what it would have read.
+    policy.tenant_ids_prime(list(users.values()))
     result = {}
     for user_id, session_key in keys:
         user = users.get(user_id)
         if user is None or (session_key and session_key not in sessions):
             continue
-        # One query for every user, not two each: hand the policy what it would have read.
-        policy.tenant_ids_prime(user, member_of=tenants.get(user_id, ()), admin_of=admins.get(user_id, ()))
         result[(user_id, session_key)] = (user, audience_key(user))
     return result
 
 
-def audience_key(user: Any) -> str:
+def audience_key(user: AnyUser) -> str:
     """Everything policy decisions about a page's fragments depend on: role and tenants."""
     return f"{getattr(user, 'role', '')}|{sorted(policy.tenant_ids(user))}|{sorted(policy.admin_tenant_ids(user))}"

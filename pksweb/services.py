@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
@@ -15,7 +15,7 @@ from pksweb import policy
 from pksweb.choices import Role, SubjectType
 from pksweb.events import ANNOUNCEMENT, publish
 from pksweb.models import Event, User, WorkerHeartbeat
-from pksweb.text import article
+from pksweb.types import Actor, AnyUser
 
 ROLE_NAMES = [choice.value for choice in Role]
 
@@ -36,25 +36,19 @@ def user_create(
     username: str,
     role: Role,
     password: str | None,
-    tenants: Iterable[Any] = (),
     email: str = "",
     check_password: bool = True,
-    created_by: Any = None,
+    created_by: Actor = None,
+    join: Callable[[User], list[str]] | None = None,
 ) -> User:
-    """Create a user with a role; tenant admins become admins of ``tenants``.
+    """Create a user with a role.
 
-    A tenant admin needs at least one tenant; other roles take none. The password
-    is checked against the configured validators unless ``check_password`` is off
-    (demo seeds). ``password=None`` makes an account that cannot sign in with a
-    password (API token only).
+    The password is checked against the configured validators unless ``check_password`` is off
+    (demo seeds). ``password=None`` makes an account that cannot sign in with a password (API
+    token only). ``join(user)``, when given, makes the new user a member of what it belongs to
+    and answers the names, which the event records (the tenants app's
+    ``tenants.services.user_create_in_tenants`` passes it).
     """
-    from tenants.services import membership_add
-
-    tenants = list(tenants)
-    if role == Role.TENANT_ADMIN and not tenants:
-        raise ValidationError({"tenant": "A tenant admin needs at least one tenant: pass --tenant NAME."})
-    if role != Role.TENANT_ADMIN and tenants:
-        raise ValidationError({"tenant": f"Only tenant admins belong to tenants; {article(role.label.lower())} sees the whole fleet."})
     if User.objects.filter(username__iexact=username).exists():
         raise ValidationError({"username": f"A user called {username!r} already exists."})
     user = User(username=username, role=role, email=email)
@@ -66,8 +60,7 @@ def user_create(
         user.set_password(password)
     user.full_clean()
     user.save()
-    for tenant in tenants:
-        membership_add(tenant=tenant, user=user, role="admin")
+    joined = join(user) if join is not None else []
     publish(
         kind="user.created",
         message=f"User {username} created with role {role.label.lower()}",
@@ -75,7 +68,7 @@ def user_create(
         subject_type=SubjectType.USER,
         subject_id=user.pk,
         subject_label=username,
-        payload={"role": role.value, "tenants": [t.name for t in tenants]},
+        payload={"role": role.value, "tenants": joined},
     )
     return user
 
@@ -83,12 +76,13 @@ def user_create(
 def api_token_get_or_create(*, user: User) -> str:
     """The user's API token key, made on first use (``Authorization: Token <key>``)."""
     token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+    return str(token.key)
 
 
 @transaction.atomic
-def announcement_post(*, author: Any, message: str, tenant: Any = None) -> Event:
-    """An operator tells everyone watching (or one tenant's people) something.
+def announcement_post(*, author: AnyUser, message: str, tenant: Any = None) -> Event:
+    """An operator tells everyone watching (or one tenant's people) something: ``tenant``, when given, is
+    one of the model ``Event.tenant`` points to.
 
     The message is stripped and must not be empty; a tenant, when given, must be
     one the author may see.

@@ -209,7 +209,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "pksweb.sqlite3",
+            "NAME": str(DATA_DIR / "pksweb.sqlite3"),
             "OPTIONS": {
                 # The embedded server writes from request threads and the Celery
                 # worker thread at once: WAL and IMMEDIATE transactions make them

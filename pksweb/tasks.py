@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from pksweb import services
+from pksweb import audit, services
+from pksweb.models import User
+from pksweb.tenancy import tenant_model
 
 
 @shared_task(name="pksweb.tasks.worker_heartbeat", ignore_result=True, time_limit=30, soft_time_limit=25)
@@ -17,17 +19,12 @@ def worker_heartbeat() -> None:
 @shared_task(name="pksweb.tasks.announce", ignore_result=True, time_limit=30, soft_time_limit=25)
 def announce(*, author_id: int, message: str, tenant_id: int | None = None) -> int:
     """Post an announcement on behalf of a user, from a worker (scripts, integration tests)."""
-    from pksweb.models import User
-    from tenants.models import Tenant
-
     author = User.objects.get(pk=author_id)
-    tenant = Tenant.objects.get(pk=tenant_id) if tenant_id is not None else None
+    tenant = tenant_model()._default_manager.get(pk=tenant_id) if tenant_id is not None else None
     return services.announcement_post(author=author, message=message, tenant=tenant).pk
 
 
 @shared_task(name="pksweb.tasks.audit_seal", ignore_result=True, time_limit=120, soft_time_limit=110)
 def audit_seal() -> int:
     """Beat: seal settled events onto the audit hash chain."""
-    from pksweb import audit
-
     return audit.audit_seal()

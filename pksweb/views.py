@@ -8,10 +8,10 @@ from django.shortcuts import redirect, render
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 
-from pksweb import health, policy, selectors, services
-from pksweb.forms import AnnouncementForm
+from pksweb import health, policy, selectors, services, tenancy
+from pksweb.forms import AnnouncementForm, errors_into
 from pksweb.models import Event
-from tenants.selectors import tenant_list
+from pksweb.types import SignedInRequest
 
 PAGE_SIZE = 50
 
@@ -52,25 +52,23 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: SignedInRequest) -> HttpResponse:
     """The platform team lands on the fleet; a tenant's people on their tenant."""
-    from tenants.selectors import landing_tenant
-
     if policy.is_platform(request.user):
         return redirect("clusters:fleet")
-    tenant = landing_tenant(user=request.user)
+    tenant = tenancy.landing_tenant(request.user)
     return redirect("tenants:detail", pk=tenant.pk) if tenant else redirect("tenants:list")
 
 
-def _announcement_form(request: HttpRequest, data: object = None) -> AnnouncementForm | None:
+def _announcement_form(request: SignedInRequest, data: object = None) -> AnnouncementForm | None:
     if not policy.can(request.user, "create", Event):
         return None
-    return AnnouncementForm(data, tenants=tenant_list(user=request.user))
+    return AnnouncementForm(data, user=request.user)
 
 
 @require_GET
 @login_required
-def activity(request: HttpRequest) -> HttpResponse:
+def activity(request: SignedInRequest) -> HttpResponse:
     """The latest events the user may see; new ones arrive over the websocket."""
     events = selectors.event_list(user=request.user)
     before = request.GET.get("before", "")
@@ -92,7 +90,7 @@ def activity(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def announcement_create(request: HttpRequest) -> HttpResponse:
+def announcement_create(request: SignedInRequest) -> HttpResponse:
     """Post an announcement; it reaches every open page through the event path."""
     form = _announcement_form(request, request.POST)
     if form is None:
@@ -105,8 +103,7 @@ def announcement_create(request: HttpRequest) -> HttpResponse:
             )
             posted = True
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            errors_into(form, exc)
     if request.htmx:
         if posted:
             form = _announcement_form(request)

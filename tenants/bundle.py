@@ -26,7 +26,9 @@ Obj = dict[str, Any]
 
 
 def is_managed(obj: Obj | None) -> bool:
-    return bool(obj) and ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == "pksweb"
+    if not obj:
+        return False
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == "pksweb"
 
 
 def dedication_missing(tenant_name: str, labels: dict[str, str] | None, taints: list[str] | None) -> list[str]:

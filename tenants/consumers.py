@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pksweb import policy
 from pksweb.consumers import EventStreamConsumer
 from pksweb.events import tenant_group
 from pksweb.models import Event
+from pksweb.types import AnyUser
 from tenants.live import tenant_fragments
 from tenants.models import Tenant
 
@@ -19,7 +18,7 @@ class TenantConsumer(EventStreamConsumer):
     refused the same way (no probing for other tenants' ids).
     """
 
-    def watch_groups(self, user: Any) -> list[str] | None:
+    def watch_groups(self, user: AnyUser) -> list[str] | None:
         tenant = Tenant.objects.filter(pk=self.scope["url_route"]["kwargs"]["tenant_id"]).first()
         if tenant is None or not policy.can(user, "view", tenant):
             return None

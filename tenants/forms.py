@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -8,20 +8,21 @@ from clusters.models import Cluster
 from pksweb.fields import IdChoiceField, IdsChoiceField
 from tenants.choices import MemberRole
 from tenants.models import Tenant
+from tenants.selectors import assignable_tenants
 
 
-class ListField(forms.CharField):
+class ListField(forms.Field):
     """Comma- or line-separated values as a list."""
 
     def to_python(self, value: Any) -> list[str]:
-        text = super().to_python(value) or ""
+        text = "" if value in self.empty_values else str(value).strip()
         return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
 
     def prepare_value(self, value: Any) -> str:
         return ", ".join(value) if isinstance(value, list) else (value or "")
 
 
-class TenantForm(forms.ModelForm):
+class TenantForm(forms.ModelForm):  # type: ignore[type-arg]  # no type argument at run time
     clusters = IdsChoiceField(queryset=Cluster.objects.order_by("name"), required=False,
                                               widget=forms.CheckboxSelectMultiple)
     ingress_from_namespaces = ListField(required=False, help_text="Namespaces allowed to open connections in, e.g. ingress-nginx.")
@@ -41,7 +42,7 @@ class NamespaceForm(forms.Form):
 
     def __init__(self, *args: Any, tenant: Tenant, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["cluster"].queryset = tenant.clusters.order_by("name")
+        cast(IdChoiceField, self.fields["cluster"]).queryset = tenant.clusters.order_by("name")
 
 
 class MemberForm(forms.Form):
@@ -58,4 +59,4 @@ class AssignNodeForm(forms.Form):
 
     def __init__(self, *args: Any, cluster: Cluster, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["tenant"].queryset = Tenant.objects.filter(isolation="dedicated-nodes", clusters=cluster).order_by("name")
+        cast(IdChoiceField, self.fields["tenant"]).queryset = assignable_tenants(cluster=cluster)

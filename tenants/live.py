@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.template.loader import render_to_string
 
 from pksweb.models import Event
+from pksweb.types import AnyUser
 from tenants import selectors
 
 
-def tenant_fragments(event: Event, tenant_id: int, user: Any) -> list[str]:
+def tenant_fragments(event: Event, tenant_id: int, user: AnyUser) -> list[str]:
     """Messages for one event: the namespace row it changed (inserted, replaced or removed), then the event row.
 
     Table rows go in messages of their own, each starting with its table part, so the

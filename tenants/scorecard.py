@@ -11,6 +11,7 @@ from typing import Any
 from clusters.connect import gateway_for
 from clusters.kube import KubeError
 from tenants import bundle
+from tenants.bundle import Obj
 from tenants.choices import Isolation
 from tenants.models import NodeAssignment, Tenant, TenantNamespace
 
@@ -24,7 +25,7 @@ class Check:
     detail: str = ""
 
 
-def _default_deny(policies: list[dict]) -> bool:
+def _default_deny(policies: list[Obj]) -> bool:
     for policy in policies:
         spec = policy.get("spec") or {}
         types = set(spec.get("policyTypes") or [])
@@ -39,7 +40,7 @@ WRITES = {"create", "update", "patch", "delete", "deletecollection", "*"}
 ENFORCED_LEVELS = ("baseline", "restricted")
 
 
-def _guard_rail_writes(rules: list[dict]) -> list[str]:
+def _guard_rail_writes(rules: list[Obj]) -> list[str]:
     """What ``rules`` let a subject change among the objects that keep a tenant in its place."""
     found = []
     for rule in rules:

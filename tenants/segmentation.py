@@ -30,7 +30,8 @@ from clusters.kube import KubeError
 from clusters.models import Cluster
 from tenants import bundle
 from tenants.models import TenantNamespace
-from tenants.netpol import Cell, Evaluation, Reason, pods_from_raw
+from tenants.netpol.evaluation import Cell, Evaluation, Reason
+from tenants.netpol.objects import pods_from_raw
 
 SYMBOLS = {"all": "✓", "some": "◐", "none": "✕"}
 

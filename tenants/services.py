@@ -1,4 +1,5 @@
-"""Writes of tenancy: tenants, members, namespaces and their reconciliation, dedicated nodes.
+"""Writes of tenancy: tenants, members, namespaces, dedicated nodes (making namespaces so on their clusters is
+``tenants.reconciler``'s, queued through ``tenants.tasks``).
 
 Cluster I/O goes through ``clusters.kube`` (via ``clusters.connect.gateway_for``);
 every change is published through ``pksweb.events.publish``.
@@ -7,13 +8,10 @@ every change is published through ``pksweb.events.publish``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
-from django.utils import timezone
 
 from clusters.connect import gateway_for
 from clusters.kube import KubeError
@@ -21,8 +19,12 @@ from clusters.models import Cluster, ClusterNode
 from pksweb import policy
 from pksweb.choices import Role, SubjectType
 from pksweb.events import publish
-from pksweb.text import REPORT_LIMIT, article, bound, bound_list
-from tenants import bundle
+from pksweb.models import User
+from pksweb.policy import require
+from pksweb.services import user_create
+from pksweb.text import article
+from pksweb.types import Actor, AnyUser
+from tenants import bundle, tasks
 from tenants.choices import Isolation, MemberRole, SyncState
 from tenants.models import NodeAssignment, Tenant, TenantMembership, TenantNamespace
 from tenants.validators import DNS_LABEL
@@ -35,18 +37,7 @@ PROFILE_FIELDS = (
 BUNDLE_FIELDS = frozenset(PROFILE_FIELDS) - {"max_namespaces"}
 
 
-def _gateway(cluster: Cluster) -> Any:
-
-    return gateway_for(cluster)
-
-
-def _require(user: Any, action: str, obj: Any, message: str) -> None:
-    """Ask the policy; ``user=None`` is pksweb itself (commands, seeds, tasks)."""
-    if user is not None and not policy.can(user, action, obj):
-        raise PermissionDenied(message)
-
-
-def _tenant_event(tenant: Tenant, kind: str, message: str, actor: Any = None, **payload: Any) -> None:
+def _tenant_event(tenant: Tenant, kind: str, message: str, actor: AnyUser | None = None, **payload: Any) -> None:
     publish(kind=kind, message=message, actor=actor, subject_type=SubjectType.TENANT, subject_id=tenant.pk,
             subject_label=tenant.name, tenant=tenant, payload=payload)
 
@@ -81,10 +72,10 @@ def _trusts_no_tenant_namespace(names: list[str]) -> None:
 
 
 @transaction.atomic
-def tenant_create(*, name: str, created_by: Any, display_name: str = "", clusters: Iterable[Cluster] = (),
+def tenant_create(*, name: str, created_by: AnyUser | None, display_name: str = "", clusters: Iterable[Cluster] = (),
                   **profile: Any) -> Tenant:
     """Create a tenant with its profile and the clusters it may use."""
-    _require(created_by, "create", Tenant, "Only operators can create tenants.")
+    require(created_by, "create", Tenant, "Only operators can create tenants.")
     unknown = set(profile) - set(PROFILE_FIELDS)
     if unknown:
         raise ValidationError({"profile": f"Unknown profile fields: {', '.join(sorted(unknown))}."})
@@ -103,9 +94,9 @@ def tenant_create(*, name: str, created_by: Any, display_name: str = "", cluster
     return tenant
 
 
-def tenant_update(*, tenant: Tenant, updated_by: Any, clusters: Iterable[Cluster] | None = None, **changes: Any) -> Tenant:
+def tenant_update(*, tenant: Tenant, updated_by: AnyUser | None, clusters: Iterable[Cluster] | None = None, **changes: Any) -> Tenant:
     """Edit a tenant's profile; a change to what namespaces get re-reconciles all of them."""
-    _require(updated_by, "operate", tenant, "Only operators can change tenants.")
+    require(updated_by, "operate", tenant, "Only operators can change tenants.")
     unknown = set(changes) - set(PROFILE_FIELDS) - {"display_name"}
     if unknown:
         raise ValidationError({"profile": f"Unknown profile fields: {', '.join(sorted(unknown))}."})
@@ -137,14 +128,14 @@ def tenant_update(*, tenant: Tenant, updated_by: Any, clusters: Iterable[Cluster
         if BUNDLE_FIELDS & set(changed):
             ids = list(locked.namespaces.values_list("pk", flat=True))
             TenantNamespace.objects.filter(pk__in=ids).update(sync_state=SyncState.PENDING)
-            transaction.on_commit(lambda: [_enqueue_reconcile(i) for i in ids])
+            transaction.on_commit(lambda: _enqueue_reconciles(ids))
     return locked
 
 
 @transaction.atomic
-def tenant_delete(*, tenant: Tenant, deleted_by: Any) -> None:
+def tenant_delete(*, tenant: Tenant, deleted_by: AnyUser | None) -> None:
     """Remove a tenant that has no namespaces left; the removal stays in the audit trail."""
-    _require(deleted_by, "operate", tenant, "Only operators can delete tenants.")
+    require(deleted_by, "operate", tenant, "Only operators can delete tenants.")
     locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
     if locked.namespaces.exists():
         raise ValidationError({"non_field_errors": f"Tenant {locked.name} still has namespaces; delete them first."})
@@ -154,9 +145,9 @@ def tenant_delete(*, tenant: Tenant, deleted_by: Any) -> None:
 
 
 @transaction.atomic
-def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, added_by: Any = None) -> TenantMembership:
+def membership_add(*, tenant: Tenant, user: User, role: str = MemberRole.ADMIN, added_by: AnyUser | None = None) -> TenantMembership:
     """Make ``user`` an admin or viewer of ``tenant`` (a changed role is updated)."""
-    _require(added_by, "operate", tenant, "Only operators can change a tenant's members.")
+    require(added_by, "operate", tenant, "Only operators can change a tenant's members.")
     if role not in MemberRole.values:
         raise ValidationError({"role": f"{role!r} is not a member role: use admin or viewer."})
     if user.role != Role.TENANT_ADMIN:
@@ -177,13 +168,35 @@ def membership_add(*, tenant: Tenant, user: Any, role: str = MemberRole.ADMIN, a
 
 
 @transaction.atomic
-def membership_remove(*, tenant: Tenant, user: Any, removed_by: Any) -> None:
-    _require(removed_by, "operate", tenant, "Only operators can change a tenant's members.")
+def membership_remove(*, tenant: Tenant, user: User, removed_by: AnyUser | None) -> None:
+    require(removed_by, "operate", tenant, "Only operators can change a tenant's members.")
     deleted, _ = TenantMembership.objects.filter(tenant=tenant, user=user).delete()
     if not deleted:
         raise ValidationError({"username": f"{user.get_username()} is not a member of {tenant.name}."})
     _tenant_event(tenant, "tenant.member_removed", f"{user.get_username()} is no longer a member of tenant {tenant.name}",
                   removed_by, username=user.get_username())
+
+
+@transaction.atomic
+def user_create_in_tenants(*, username: str, role: Role, password: str | None, tenants: Iterable[Tenant] = (),
+                           email: str = "", check_password: bool = True, created_by: Actor = None) -> User:
+    """Create a user with a role (``pksweb.services.user_create``); tenant admins become admins of ``tenants``.
+
+    A tenant admin needs at least one tenant; other roles take none.
+    """
+    tenants = list(tenants)
+    if role == Role.TENANT_ADMIN and not tenants:
+        raise ValidationError({"tenant": "A tenant admin needs at least one tenant: pass --tenant NAME."})
+    if role != Role.TENANT_ADMIN and tenants:
+        raise ValidationError({"tenant": f"Only tenant admins belong to tenants; {article(role.label.lower())} sees the whole fleet."})
+
+    def join(user: User) -> list[str]:
+        for tenant in tenants:
+            membership_add(tenant=tenant, user=user, role=MemberRole.ADMIN)
+        return [tenant.name for tenant in tenants]
+
+    return user_create(username=username, role=role, password=password, email=email, check_password=check_password,
+                       created_by=created_by, join=join)
 
 
 # ---- namespaces ------------------------------------------------------------------------
@@ -202,9 +215,9 @@ def _trusted(name: str) -> bool:
     return any(name in (t.ingress_from_namespaces or []) for t in Tenant.objects.only("ingress_from_namespaces"))
 
 
-def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by: Any) -> TenantNamespace:
+def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by: AnyUser | None) -> TenantNamespace:
     """Give ``tenant`` a namespace on ``cluster``; the reconciler then makes it so on the cluster."""
-    _require(created_by, "manage", tenant, "You may not create namespaces for this tenant.")
+    require(created_by, "manage", tenant, "You may not create namespaces for this tenant.")
     name = (name or "").strip()
     _check_name(name)
     if _trusted(name):
@@ -218,7 +231,7 @@ def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by:
         raise ValidationError({"cluster": f"Cluster {cluster.name} is dedicated to another tenant; pksweb places no other "
                                           "tenant's namespace there."})
     try:
-        existing = _gateway(cluster).objects.get("Namespace", name)
+        existing = gateway_for(cluster).objects.get("Namespace", name)
     except KubeError as exc:
         raise ValidationError({"cluster": f"Cannot check cluster {cluster.name}: {exc.message}"}) from None
     if existing is not None and not (bundle.is_managed(existing) and
@@ -231,7 +244,8 @@ def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by:
         if count >= limit:
             raise ValidationError({"name": f"Tenant {tenant.name} has {count} of its {limit} namespaces; "
                                            "delete one or ask an operator to raise the limit."})
-        namespace = TenantNamespace(tenant=tenant, cluster=cluster, name=name, created_by=created_by)
+        namespace = TenantNamespace(tenant=tenant, cluster=cluster, name=name,
+                                    created_by=created_by if isinstance(created_by, User) else None)
         namespace.full_clean(validate_unique=False)
         try:
             with transaction.atomic():
@@ -245,167 +259,27 @@ def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by:
 
 
 def _enqueue_reconcile(namespace_id: int) -> None:
-    from tenants.tasks import namespace_reconcile_task
-
-    namespace_reconcile_task.delay(namespace_id)
+    tasks.namespace_reconcile_task.delay(namespace_id)
 
 
-def namespace_reconcile_request(*, namespace: TenantNamespace, requested_by: Any) -> None:
+def _enqueue_reconciles(namespace_ids: list[int]) -> None:
+    for namespace_id in namespace_ids:
+        _enqueue_reconcile(namespace_id)
+
+
+def namespace_reconcile_request(*, namespace: TenantNamespace, requested_by: AnyUser | None) -> None:
     """Queue a re-apply of the namespace's bundle ("Re-apply" on the page, the API)."""
-    _require(requested_by, "manage", namespace.tenant, "You may not reconcile this namespace.")
+    require(requested_by, "manage", namespace.tenant, "You may not reconcile this namespace.")
     transaction.on_commit(lambda: _enqueue_reconcile(namespace.pk))
 
 
-class BundleConflict(Exception):
-    """An object in the bundle exists on the cluster but pksweb did not create it."""
-
-
-def _apply(ops: Any, desired: dict[str, Any]) -> str | None:
-    kind, name = desired["kind"], desired["metadata"]["name"]
-    namespace = desired["metadata"].get("namespace", "")
-    actual = ops.get(kind, name, namespace)
-    if actual is None:
-        try:
-            ops.create(desired)
-            return f"created {kind} {name}"
-        except KubeError as exc:
-            # Created meanwhile (two namespaces of a new cluster reconciled at once both create the shared
-            # ClusterRole): what is there now is compared like any object that was there.
-            actual = ops.get(kind, name, namespace) if exc.status == 409 else None
-            if actual is None:
-                raise
-    if not bundle.is_managed(actual):
-        raise BundleConflict(f"{kind} {name} exists on the cluster and was not created by pksweb; pksweb does not modify it. "
-                             "Remove or rename it, then re-apply.")
-    if not bundle.differences(desired, actual):
-        return None
-    if kind == "RoleBinding" and actual.get("roleRef") != desired["roleRef"]:
-        ops.delete(kind, name, namespace)  # roleRef is immutable: replace the binding
-        ops.create(desired)
-        return f"re-created {kind} {name}"
-    merged = dict(actual)
-    meta = dict(actual["metadata"])
-    meta["labels"] = {**(meta.get("labels") or {}), **desired["metadata"].get("labels", {})}
-    if desired["metadata"].get("annotations"):
-        meta["annotations"] = {**(meta.get("annotations") or {}), **desired["metadata"]["annotations"]}
-    merged["metadata"] = meta
-    for key in bundle.MANAGED_KEYS:
-        if key in desired and kind != "Namespace":
-            merged[key] = desired[key]
-    ops.replace(merged)
-    return f"updated {kind} {name}"
-
-
-def _managed_extras(ops: Any, tenant: Tenant, namespace: str, desired: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """pksweb-managed NetworkPolicies in the namespace that the profile no longer asks for."""
-    wanted = {d["metadata"]["name"] for d in desired if d["kind"] == "NetworkPolicy"}
-    present = ops.list("NetworkPolicy", namespace, f"{bundle.MANAGED_BY}=pksweb")
-    return [p for p in present if p["metadata"]["name"] not in wanted]
-
-
-def namespace_reconcile(*, namespace_id: int) -> TenantNamespace | None:
-    """Make the cluster match the namespace's desired bundle; idempotent (a second run changes nothing)."""
-    namespace = TenantNamespace.objects.select_related("tenant", "cluster").filter(pk=namespace_id).first()
-    if namespace is None:
-        return None
-    tenant = namespace.tenant
-    desired = bundle.desired_bundle(tenant, namespace.name)
-    changes: list[str] = []
-    error = ""
-    try:
-        ops = _gateway(namespace.cluster).objects
-        for obj in desired:
-            change = _apply(ops, obj)
-            if change:
-                changes.append(change)
-        for extra in _managed_extras(ops, tenant, namespace.name, desired):
-            ops.delete("NetworkPolicy", extra["metadata"]["name"], namespace.name)
-            changes.append(f"deleted NetworkPolicy {extra['metadata']['name']}")
-    except (KubeError, BundleConflict) as exc:
-        error = getattr(exc, "message", None) or str(exc)
-    return _record_sync(namespace, SyncState.FAILED if error else SyncState.IN_SYNC, [], error, changes, reconciled=not error)
-
-
-def namespace_check(*, namespace_id: int) -> TenantNamespace | None:
-    """The drift scan for one namespace: compare the cluster with the desired bundle, change nothing."""
-    namespace = TenantNamespace.objects.select_related("tenant", "cluster").filter(pk=namespace_id).first()
-    if namespace is None:
-        return None
-    desired = bundle.desired_bundle(namespace.tenant, namespace.name)
-    drift: list[str] = []
-    try:
-        ops = _gateway(namespace.cluster).objects
-        for obj in desired:
-            actual = ops.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace", ""))
-            if actual is not None and not bundle.is_managed(actual):
-                drift.append(f"{obj['kind']} {obj['metadata']['name']} exists but was not created by pksweb")
-            else:
-                drift += bundle.differences(obj, actual)
-        drift += [f"NetworkPolicy {p['metadata']['name']} is not in the profile any more"
-                  for p in _managed_extras(ops, namespace.tenant, namespace.name, desired)]
-    except KubeError as exc:
-        return _record_sync(namespace, SyncState.FAILED, [], exc.message, [], reconciled=False)
-    return _record_sync(namespace, SyncState.DRIFTED if drift else SyncState.IN_SYNC, drift, "", [], reconciled=False)
-
-
-def _record_sync(namespace: TenantNamespace, state: str, drift: list[str], error: str, changes: list[str],
-                 *, reconciled: bool) -> TenantNamespace:
-    with transaction.atomic():
-        locked = TenantNamespace.objects.select_for_update().select_related("tenant", "cluster").filter(pk=namespace.pk).first()
-        if locked is None:
-            return namespace
-        before = (locked.sync_state, locked.drift, locked.error)
-        # What the cluster said may be of any length: bounded here, so recording the state never fails on it.
-        drift, error = bound_list(drift, DRIFT_LIMIT, each=1000), bound(error, REPORT_LIMIT)
-        now = timezone.now()
-        locked.sync_state, locked.drift, locked.error = state, drift, error
-        locked.last_checked_at = now
-        if reconciled:
-            locked.last_reconciled_at = now
-        locked.save()
-        if changes or before != (state, drift, error):
-            words = {SyncState.IN_SYNC: "in sync", SyncState.DRIFTED: "drifted", SyncState.FAILED: "failed"}[state]
-            detail = f": {error}" if error else f": {drift[0]}" + (f" (+{len(drift) - 1} more)" if len(drift) > 1 else "") if drift else ""
-            applied = f" ({len(changes)} change{'s' if len(changes) != 1 else ''} applied)" if changes else ""
-            _tenant_event(locked.tenant, f"tenant.namespace_{state}", f"Namespace {locked.name} on {locked.cluster.name} is "
-                          f"{words}{applied}{detail}", namespace=locked.pk, cluster=locked.cluster.name, state=state,
-                          changes=changes, drift=drift)
-    return locked
-
-
-PENDING_GRACE = timedelta(minutes=1)
-DRIFT_LIMIT = 200
-
-
-def drift_scan() -> dict[str, int]:
-    """Check every namespace against its bundle (beat-scheduled).
-
-    A namespace still pending a minute after it was asked for (its reconcile task was lost, or its
-    worker died), or whose reconcile failed, is reconciled here: nothing stays pending or failed for good."""
-    counts: dict[str, int] = {}
-    stuck_before = timezone.now() - PENDING_GRACE
-    stuck = Q(sync_state=SyncState.PENDING) & (Q(last_checked_at__lt=stuck_before) |
-                                               Q(last_checked_at__isnull=True, created_at__lt=stuck_before))
-    # A failed reconcile (its cluster was down, say) is reconciled again too, not only looked at.
-    for namespace_id in TenantNamespace.objects.filter(stuck | Q(sync_state=SyncState.FAILED)).values_list("pk", flat=True):
-        again = namespace_reconcile(namespace_id=namespace_id)
-        if again is not None:
-            counts["retried"] = counts.get("retried", 0) + 1
-            counts[again.sync_state] = counts.get(again.sync_state, 0) + 1
-    for namespace_id in TenantNamespace.objects.exclude(sync_state__in=(SyncState.PENDING, SyncState.FAILED)).values_list("pk", flat=True):
-        checked = namespace_check(namespace_id=namespace_id)
-        if checked is not None:
-            counts[checked.sync_state] = counts.get(checked.sync_state, 0) + 1
-    return counts
-
-
-def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: Any) -> None:
+def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: AnyUser | None) -> None:
     """Delete a tenant namespace from the cluster and from pksweb; the caller must type its name."""
-    _require(deleted_by, "manage", namespace.tenant, "You may not delete this namespace.")
+    require(deleted_by, "manage", namespace.tenant, "You may not delete this namespace.")
     if (confirm or "").strip() != namespace.name:
         raise ValidationError({"confirm": f"Type the namespace's name ({namespace.name}) to delete it."})
     try:
-        ops = _gateway(namespace.cluster).objects
+        ops = gateway_for(namespace.cluster).objects
         actual = ops.get("Namespace", namespace.name)
         if actual is not None and bundle.is_managed(actual):
             ops.delete("Namespace", namespace.name)
@@ -421,9 +295,9 @@ def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: An
 # ---- dedicated nodes --------------------------------------------------------------------
 
 
-def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any) -> NodeAssignment:
+def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: AnyUser | None) -> NodeAssignment:
     """Give a node to a dedicated-nodes tenant: label and taint it, then record it."""
-    _require(assigned_by, "operate", cluster, "Only operators can assign nodes.")
+    require(assigned_by, "operate", cluster, "Only operators can assign nodes.")
     if tenant.isolation != Isolation.DEDICATED_NODES:
         raise ValidationError({"tenant": f"Tenant {tenant.name} is not a dedicated-nodes tenant."})
     if not tenant.clusters.filter(pk=cluster.pk).exists():
@@ -445,7 +319,7 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
     except IntegrityError:
         raise ValidationError({"node": f"{node} was assigned a moment ago; reload."}) from None
     try:
-        _gateway(cluster).set_node_tenant(node, tenant.name)
+        gateway_for(cluster).set_node_tenant(node, tenant.name)
     except KubeError as exc:
         NodeAssignment.objects.filter(pk=assignment.pk).delete()
         raise ValidationError({"node": exc.message}) from None
@@ -456,16 +330,16 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
     return assignment
 
 
-def node_release(*, cluster: Cluster, node: str, released_by: Any) -> None:
+def node_release(*, cluster: Cluster, node: str, released_by: AnyUser | None) -> None:
     """Take a node back; refused while the tenant's pods still run there (drain it first)."""
-    _require(released_by, "operate", cluster, "Only operators can release nodes.")
+    require(released_by, "operate", cluster, "Only operators can release nodes.")
     assignment = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
     if assignment is None:
         raise ValidationError({"node": f"{node} is not assigned to any tenant."})
     tenant = assignment.tenant
     namespaces = set(TenantNamespace.objects.filter(tenant=tenant, cluster=cluster).values_list("name", flat=True))
     try:
-        gateway = _gateway(cluster)
+        gateway = gateway_for(cluster)
         running = [p.key for p in gateway.pods_on_node(node) if p.namespace in namespaces and not p.terminating
                    and p.owner_kind != "DaemonSet" and not p.mirror]
         if running:

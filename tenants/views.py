@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -16,30 +16,18 @@ from clusters.kube import KubeError
 from pksweb import policy
 from pksweb import selectors as event_selectors
 from pksweb.forms import errors_into
+from pksweb.shortcuts import or_404
+from pksweb.types import SignedInRequest
 from tenants import scorecard, segmentation, selectors, services
 from tenants.forms import AssignNodeForm, DeleteNamespaceForm, MemberForm, NamespaceForm, TenantForm
-from tenants.models import Tenant, TenantNamespace
+from tenants.models import Tenant
 
 EVENTS_SHOWN = 50
 
 
-def _tenant_or_404(request: HttpRequest, pk: int) -> Tenant:
-    tenant = selectors.tenant_get(user=request.user, pk=pk)
-    if tenant is None:
-        raise Http404("No such tenant.")
-    return tenant
-
-
-def _namespace_or_404(request: HttpRequest, pk: int) -> TenantNamespace:
-    namespace = selectors.namespace_get(user=request.user, pk=pk)
-    if namespace is None:
-        raise Http404("No such namespace.")
-    return namespace
-
-
 @require_GET
 @login_required
-def tenant_index(request: HttpRequest) -> HttpResponse:
+def tenant_index(request: SignedInRequest) -> HttpResponse:
     """Tenants the user may see; a member of exactly one lands on it."""
     landing = selectors.landing_tenant(user=request.user)
     if landing is not None and not request.GET.get("all"):
@@ -50,7 +38,7 @@ def tenant_index(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def tenant_create(request: HttpRequest) -> HttpResponse:
+def tenant_create(request: SignedInRequest) -> HttpResponse:
     if not policy.can(request.user, "create", Tenant):
         raise PermissionDenied("Only operators can create tenants.")
     form = TenantForm(request.POST or None)
@@ -68,9 +56,9 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def tenant_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def tenant_edit(request: SignedInRequest, pk: int) -> HttpResponse:
     """Edit a tenant's profile; its namespaces are re-reconciled."""
-    tenant = _tenant_or_404(request, pk)
+    tenant = or_404(selectors.tenant_get(user=request.user, pk=pk), "No such tenant.")
     if not policy.can(request.user, "operate", tenant):
         raise PermissionDenied("Only operators can change tenants.")
     form = TenantForm(request.POST or None, instance=Tenant.objects.get(pk=tenant.pk))
@@ -88,7 +76,7 @@ def tenant_edit(request: HttpRequest, pk: int) -> HttpResponse:
                   status=400 if form.errors else 200)
 
 
-def tenant_context(request: HttpRequest, tenant: Tenant, **extra: Any) -> dict[str, Any]:
+def tenant_context(request: SignedInRequest, tenant: Tenant, **extra: Any) -> dict[str, Any]:
     events = list(event_selectors.event_list(user=request.user, tenant_id=tenant.pk)[:EVENTS_SHOWN])
     can_manage = policy.can(request.user, "manage", tenant)
     return {
@@ -109,17 +97,17 @@ def tenant_context(request: HttpRequest, tenant: Tenant, **extra: Any) -> dict[s
 
 @require_GET
 @login_required
-def tenant_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def tenant_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     """A tenant: its namespaces on every cluster (live), members, nodes, activity."""
-    tenant = _tenant_or_404(request, pk)
+    tenant = or_404(selectors.tenant_get(user=request.user, pk=pk), "No such tenant.")
     return render(request, "tenants/detail.html", tenant_context(request, tenant))
 
 
 @require_GET
 @login_required
-def tenant_scorecard(request: HttpRequest, pk: int) -> HttpResponse:
+def tenant_scorecard(request: SignedInRequest, pk: int) -> HttpResponse:
     """The isolation scorecard, read from the clusters (operators and approvers/viewers)."""
-    tenant = _tenant_or_404(request, pk)
+    tenant = or_404(selectors.tenant_get(user=request.user, pk=pk), "No such tenant.")
     if not policy.is_platform(request.user):
         raise PermissionDenied("The isolation scorecard is for the platform team.")
     return render(request, "tenants/_scorecard.html", {"tenant": tenant, "checks": scorecard.tenant_scorecard(tenant)})
@@ -127,8 +115,8 @@ def tenant_scorecard(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def namespace_create(request: HttpRequest, pk: int) -> HttpResponse:
-    tenant = _tenant_or_404(request, pk)
+def namespace_create(request: SignedInRequest, pk: int) -> HttpResponse:
+    tenant = or_404(selectors.tenant_get(user=request.user, pk=pk), "No such tenant.")
     if not policy.can(request.user, "manage", tenant):
         raise PermissionDenied("You may not create namespaces for this tenant.")
     form = NamespaceForm(request.POST, tenant=tenant)
@@ -150,8 +138,8 @@ def namespace_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def member_add(request: HttpRequest, pk: int) -> HttpResponse:
-    tenant = _tenant_or_404(request, pk)
+def member_add(request: SignedInRequest, pk: int) -> HttpResponse:
+    tenant = or_404(selectors.tenant_get(user=request.user, pk=pk), "No such tenant.")
     if not policy.can(request.user, "operate", tenant):
         raise PermissionDenied("Only operators can change a tenant's members.")
     form = MemberForm(request.POST)
@@ -171,8 +159,8 @@ def member_add(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def namespace_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    namespace = _namespace_or_404(request, pk)
+def namespace_detail(request: SignedInRequest, pk: int) -> HttpResponse:
+    namespace = or_404(selectors.namespace_get(user=request.user, pk=pk), "No such namespace.")
     return render(request, "tenants/namespace.html", {
         "namespace": namespace, "tenant": namespace.tenant, "delete_form": DeleteNamespaceForm(),
         "can_manage": policy.can(request.user, "manage", namespace),
@@ -181,10 +169,10 @@ def namespace_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def namespace_live(request: HttpRequest, pk: int) -> HttpResponse:
+def namespace_live(request: SignedInRequest, pk: int) -> HttpResponse:
     """Quota use, workloads, pods, network policies and events, read from the cluster now."""
 
-    namespace = _namespace_or_404(request, pk)
+    namespace = or_404(selectors.namespace_get(user=request.user, pk=pk), "No such namespace.")
     context: dict[str, Any] = {"namespace": namespace}
     try:
         context.update(gateway_for(namespace.cluster).namespace_overview(namespace.name))
@@ -195,8 +183,8 @@ def namespace_live(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def namespace_reconcile(request: HttpRequest, pk: int) -> HttpResponse:
-    namespace = _namespace_or_404(request, pk)
+def namespace_reconcile(request: SignedInRequest, pk: int) -> HttpResponse:
+    namespace = or_404(selectors.namespace_get(user=request.user, pk=pk), "No such namespace.")
     services.namespace_reconcile_request(namespace=namespace, requested_by=request.user)
     messages.success(request, f"Re-applying {namespace.name}; its state updates when done.")
     return redirect("tenants:namespace", pk=pk) if not request.htmx else HttpResponse(status=204)
@@ -204,8 +192,8 @@ def namespace_reconcile(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def namespace_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    namespace = _namespace_or_404(request, pk)
+def namespace_delete(request: SignedInRequest, pk: int) -> HttpResponse:
+    namespace = or_404(selectors.namespace_get(user=request.user, pk=pk), "No such namespace.")
     form = DeleteNamespaceForm(request.POST)
     form.is_valid()
     try:
@@ -220,11 +208,9 @@ def namespace_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def cluster_segmentation(request: HttpRequest, cluster_id: int) -> HttpResponse:
+def cluster_segmentation(request: SignedInRequest, cluster_id: int) -> HttpResponse:
     """Which namespaces' pods can reach which on a cluster, from its actual NetworkPolicies; ``?from=&to=`` explains one cell."""
-    cluster = cluster_selectors.cluster_get(user=request.user, pk=cluster_id)
-    if cluster is None:
-        raise Http404("No such cluster.")
+    cluster = or_404(cluster_selectors.cluster_get(user=request.user, pk=cluster_id), "No such cluster.")
     matrix = segmentation.cluster_segmentation(cluster)
     source, target = request.GET.get("from", ""), request.GET.get("to", "")
     chosen = matrix.cell(source, target, explain=True) if source in matrix.namespaces and target in matrix.namespaces else None
@@ -236,10 +222,8 @@ def cluster_segmentation(request: HttpRequest, cluster_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def node_assign(request: HttpRequest, cluster_id: int, node: str) -> HttpResponse:
-    cluster = cluster_selectors.cluster_get(user=request.user, pk=cluster_id)
-    if cluster is None:
-        raise Http404("No such cluster.")
+def node_assign(request: SignedInRequest, cluster_id: int, node: str) -> HttpResponse:
+    cluster = or_404(cluster_selectors.cluster_get(user=request.user, pk=cluster_id), "No such cluster.")
     if not policy.can(request.user, "operate", cluster):
         raise PermissionDenied("Only operators can assign nodes.")  # before the form: its errors are for operators
     form = AssignNodeForm(request.POST, cluster=cluster)
@@ -255,10 +239,8 @@ def node_assign(request: HttpRequest, cluster_id: int, node: str) -> HttpRespons
 
 @require_POST
 @login_required
-def node_release(request: HttpRequest, cluster_id: int, node: str) -> HttpResponse:
-    cluster = cluster_selectors.cluster_get(user=request.user, pk=cluster_id)
-    if cluster is None:
-        raise Http404("No such cluster.")
+def node_release(request: SignedInRequest, cluster_id: int, node: str) -> HttpResponse:
+    cluster = or_404(cluster_selectors.cluster_get(user=request.user, pk=cluster_id), "No such cluster.")
     if not policy.can(request.user, "operate", cluster):
         raise PermissionDenied("Only operators can release nodes.")
     try:

@@ -5,7 +5,7 @@ import django_filters
 from pksweb.models import Event
 
 
-class EventFilter(django_filters.FilterSet):
+class EventFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter has no types
     """Filters of the event list (API and, later, pages)."""
 
     after = django_filters.NumberFilter(field_name="id", lookup_expr="gt", label="Only events with a larger id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import IO, Any
 
 from rest_framework import parsers
@@ -21,8 +22,8 @@ class JSONParser(parsers.JSONParser):
     Django's ``request.body`` (``DATA_UPLOAD_MAX_MEMORY_SIZE``).
     """
 
-    def parse(self, stream: IO[bytes], media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
-        encoding = parsers.get_encoding(parser_context or {})
+    def parse(self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]  # missing from the stubs
         try:
             text = stream.read().decode(encoding)
         except UnicodeDecodeError as exc:

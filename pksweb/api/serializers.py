@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from pksweb.choices import Role
 from pksweb.models import Event, User
-from tenants.models import Tenant
+from pksweb.tenancy import tenant_model, tenant_names
 
 
-class EventSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="name", read_only=True)
+class EventSerializer(serializers.ModelSerializer[Event]):
+    tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Event
@@ -19,15 +21,15 @@ class EventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AnnouncementSerializer(serializers.Serializer):
+class AnnouncementSerializer(serializers.Serializer[Any]):
     message = serializers.CharField(max_length=500, trim_whitespace=True)
     tenant = serializers.SlugRelatedField(
-        slug_field="name", queryset=Tenant.objects.all(), required=False, allow_null=True,
+        slug_field="name", queryset=tenant_model()._default_manager.all(), required=False, allow_null=True,
         help_text="Name of the tenant whose people should see it; omit for everyone.",
     )
 
 
-class MeSerializer(serializers.ModelSerializer):
+class MeSerializer(serializers.ModelSerializer[User]):
     role = serializers.ChoiceField(choices=Role.choices)
     tenants = serializers.SerializerMethodField()
 
@@ -36,4 +38,4 @@ class MeSerializer(serializers.ModelSerializer):
         fields = ["id", "username", "role", "tenants"]
 
     def get_tenants(self, user: User) -> list[str]:
-        return sorted(m.tenant.name for m in user.tenant_memberships.select_related("tenant"))
+        return tenant_names(user)

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters.models import Cluster
+from pksweb.models import User
 from tenants.choices import Isolation, MemberRole, PodSecurity, Reach
 from tenants.models import Tenant, TenantMembership, TenantNamespace
 from tenants.selectors import tenant_list
@@ -15,18 +16,16 @@ from tenants.validators import cidr_list, namespace_list, quantity
 
 def _django(validator: Any) -> Any:
     """A Django validator as a DRF one (same message)."""
-    from django.core.exceptions import ValidationError
-
     def run(value: Any) -> None:
         try:
             validator(value)
-        except ValidationError as exc:
+        except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
 
     return run
 
 
-class QuotaSerializer(serializers.Serializer):
+class QuotaSerializer(serializers.Serializer[Any]):
     cpu = serializers.CharField(source="quota_cpu", required=False, validators=[_django(quantity)])
     memory = serializers.CharField(source="quota_memory", required=False, validators=[_django(quantity)])
     pods = serializers.CharField(source="quota_pods", required=False, validators=[_django(quantity)])
@@ -34,14 +33,14 @@ class QuotaSerializer(serializers.Serializer):
     load_balancers = serializers.IntegerField(source="quota_load_balancers", required=False, min_value=0)
 
 
-class LimitsSerializer(serializers.Serializer):
+class LimitsSerializer(serializers.Serializer[Any]):
     cpu = serializers.CharField(source="limit_cpu", required=False, validators=[_django(quantity)])
     memory = serializers.CharField(source="limit_memory", required=False, validators=[_django(quantity)])
     request_cpu = serializers.CharField(required=False, validators=[_django(quantity)])
     request_memory = serializers.CharField(required=False, validators=[_django(quantity)])
 
 
-class SegmentationSerializer(serializers.Serializer):
+class SegmentationSerializer(serializers.Serializer[Any]):
     allow_same_namespace = serializers.BooleanField(required=False)
     allow_same_tenant = serializers.BooleanField(required=False)
     allow_dns = serializers.BooleanField(required=False)
@@ -49,7 +48,7 @@ class SegmentationSerializer(serializers.Serializer):
     egress_cidrs = serializers.ListField(child=serializers.CharField(), required=False, validators=[_django(cidr_list)])
 
 
-class TenantSerializer(serializers.ModelSerializer):
+class TenantSerializer(serializers.ModelSerializer[Tenant]):
     """A tenant and its profiles. ``clusters`` are cluster ids it may use."""
 
     isolation = serializers.ChoiceField(choices=Isolation.choices, required=False)
@@ -66,7 +65,7 @@ class TenantSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "display_name", "isolation", "clusters", "max_namespaces", "pod_security", "quota", "limits",
                   "segmentation", "member_count", "namespace_count", "created_at"]
         read_only_fields = ["id", "created_at"]
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
     def flat(self) -> tuple[dict[str, Any], list[Cluster] | None]:
         """Validated data as the services take it: profile fields, and the clusters."""
@@ -75,12 +74,12 @@ class TenantSerializer(serializers.ModelSerializer):
         return data, clusters
 
 
-class MemberSerializer(serializers.Serializer):
+class MemberSerializer(serializers.Serializer[Any]):
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=MemberRole.choices, default=MemberRole.ADMIN)
 
-    def validate_username(self, value: str) -> Any:
-        user = get_user_model().objects.filter(username=value).first()
+    def validate_username(self, value: str) -> User:
+        user = User.objects.filter(username=value).first()
         if user is None:
             raise serializers.ValidationError(f"No user is called {value!r}.")
         return user
@@ -91,7 +90,7 @@ class MemberSerializer(serializers.Serializer):
 
 
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "Tenant id or name"})
-class TenantRefField(serializers.Field):
+class TenantRefField(serializers.Field[Tenant, Any, str, Any]):
     """A tenant by id or by name, among the tenants the user may see."""
 
     default_error_messages = {"missing": "No such tenant."}
@@ -107,7 +106,7 @@ class TenantRefField(serializers.Field):
         return value.name
 
 
-class TenantClusterField(serializers.PrimaryKeyRelatedField):
+class TenantClusterField(serializers.PrimaryKeyRelatedField[Cluster]):
     """A cluster id among the clusters of tenants the user may see: any other id reads "does not exist",
     so a tenant admin learns nothing about clusters that are not their tenant's."""
 
@@ -115,7 +114,7 @@ class TenantClusterField(serializers.PrimaryKeyRelatedField):
         return Cluster.objects.filter(tenants__in=tenant_list(user=self.context["request"].user)).distinct()
 
 
-class NamespaceSerializer(serializers.ModelSerializer):
+class NamespaceSerializer(serializers.ModelSerializer[TenantNamespace]):
     tenant = TenantRefField()
     cluster = TenantClusterField()
     cluster_name = serializers.CharField(source="cluster.name", read_only=True)
@@ -125,15 +124,15 @@ class NamespaceSerializer(serializers.ModelSerializer):
         fields = ["id", "tenant", "cluster", "cluster_name", "name", "sync_state", "drift", "error", "last_reconciled_at",
                   "last_checked_at", "created_at"]
         read_only_fields = ["id", "sync_state", "drift", "error", "last_reconciled_at", "last_checked_at", "created_at"]
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
         validators: list[Any] = []
 
 
-class AssignSerializer(serializers.Serializer):
+class AssignSerializer(serializers.Serializer[Any]):
     tenant = serializers.CharField(help_text="Name of a dedicated-nodes tenant allowed on the cluster.")
 
 
-class ScorecardCheckSerializer(serializers.Serializer):
+class ScorecardCheckSerializer(serializers.Serializer[Any]):
     cluster = serializers.CharField()
     subject = serializers.CharField()
     check = serializers.CharField()
@@ -141,7 +140,7 @@ class ScorecardCheckSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-class SegmentationReasonSerializer(serializers.Serializer):
+class SegmentationReasonSerializer(serializers.Serializer[Any]):
     direction = serializers.ChoiceField(choices=["egress", "ingress"],
                                         help_text="egress: the source namespace's side; ingress: the target namespace's side.")
     policy = serializers.CharField(help_text="namespace/name of the NetworkPolicy this comes from; empty when the reason is "
@@ -156,8 +155,9 @@ REACH_HELP = ("Over the source→target pod pairs: all (every pair may connect),
               "pods by IP. A namespace without pods counts as one hypothetical new pod without labels (no IP, no ports).")
 
 
-class SegmentationCellSerializer(serializers.Serializer):
-    source = serializers.CharField()
+class SegmentationCellSerializer(serializers.Serializer[Any]):
+    # A declared field named like a serializer attribute: DRF's metaclass takes it off the class (the stubs cannot say so).
+    source = serializers.CharField()  # type: ignore[assignment]
     target = serializers.CharField()
     reach = serializers.ChoiceField(choices=Reach.choices, help_text=REACH_HELP)
     allowed = serializers.BooleanField(help_text="At least one source pod may connect to at least one target pod "
@@ -175,11 +175,12 @@ class SegmentationCellSerializer(serializers.Serializer):
                                                                 "isolating policies and the rules that allow traffic.")
 
 
-class SegmentationSerializerOut(serializers.Serializer):
+class SegmentationSerializerOut(serializers.Serializer[Any]):
     namespaces = serializers.ListField(child=serializers.CharField())
     pods = serializers.DictField(child=serializers.IntegerField(), help_text="Pods per namespace, finished ones (Succeeded, Failed) left out "
                                  "(0: evaluated for a hypothetical new pod without labels).")
     cells = SegmentationCellSerializer(many=True)
-    partial = serializers.ListField(child=serializers.CharField(), help_text="Policies that select only some pods of their "
-                                    "namespace (evaluated pod by pod; listed for reference).")
+    partial = serializers.ListField(  # type: ignore[assignment]  # a declared field, as ``source`` above
+        child=serializers.CharField(), help_text="Policies that select only some pods of their namespace (evaluated pod by pod; "
+                                                 "listed for reference).")
     error = serializers.CharField()

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,20 +12,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from pksweb import policy
-from pksweb.api.errors import drf_error
-from pksweb.api.permissions import PolicyPermission
+from pksweb.api.permissions import WRITES, PolicyPermission
 from tenants import scorecard, selectors, services
 from tenants.api.serializers import MemberSerializer, NamespaceSerializer, ScorecardCheckSerializer, TenantSerializer
 from tenants.models import Tenant, TenantNamespace
 
 
-class TenantViewSet(viewsets.ModelViewSet):
+class TenantViewSet(viewsets.ModelViewSet[Tenant]):
     """Tenants and their profiles. Operators change them; members read their own."""
 
     serializer_class = TenantSerializer
     permission_classes = [PolicyPermission]
     policy_model = Tenant
-    policy_actions = {"POST": "create", "PUT": "create", "PATCH": "create", "DELETE": "create"}
+    policy_actions = WRITES
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Tenant]:
@@ -36,10 +34,7 @@ class TenantViewSet(viewsets.ModelViewSet):
         data = TenantSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         profile, clusters = data.flat()
-        try:
-            tenant = services.tenant_create(created_by=request.user, clusters=clusters or [], **profile)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        tenant = services.tenant_create(created_by=request.user, clusters=clusters or [], **profile)
         return Response(TenantSerializer(self.get_queryset().get(pk=tenant.pk)).data, status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -49,20 +44,14 @@ class TenantViewSet(viewsets.ModelViewSet):
         profile, clusters = data.flat()
         if profile.pop("name", tenant.name) != tenant.name:
             raise ValidationError({"name": ["A tenant's name cannot change: it labels its objects in the clusters."]})
-        try:
-            services.tenant_update(tenant=tenant, updated_by=request.user, clusters=clusters, **profile)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        services.tenant_update(tenant=tenant, updated_by=request.user, clusters=clusters, **profile)
         return Response(TenantSerializer(self.get_queryset().get(pk=tenant.pk)).data)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self.update(request, *args, partial=True, **kwargs)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        try:
-            services.tenant_delete(tenant=self.get_object(), deleted_by=request.user)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        services.tenant_delete(tenant=self.get_object(), deleted_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=MemberSerializer, responses={200: MemberSerializer(many=True), 201: MemberSerializer})
@@ -77,11 +66,8 @@ class TenantViewSet(viewsets.ModelViewSet):
             raise PermissionDenied("Only operators can change a tenant's members.")
         data = MemberSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            membership = services.membership_add(tenant=tenant, user=data.validated_data["username"],
-                                                 role=data.validated_data["role"], added_by=request.user)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        membership = services.membership_add(tenant=tenant, user=data.validated_data["username"],
+                                             role=data.validated_data["role"], added_by=request.user)
         return Response(MemberSerializer.of(membership), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None})
@@ -107,7 +93,7 @@ class TenantViewSet(viewsets.ModelViewSet):
 
 
 class NamespaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin,
-                       viewsets.GenericViewSet):
+                       viewsets.GenericViewSet[TenantNamespace]):
     """Tenant namespaces and whether each cluster matches what pksweb wants (``sync_state``)."""
 
     serializer_class = NamespaceSerializer
@@ -125,11 +111,8 @@ class NamespaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         tenant = data.validated_data["tenant"]
         if not policy.can(request.user, "manage", tenant):
             raise PermissionDenied("You may not create namespaces for this tenant.")
-        try:
-            namespace = services.namespace_create(tenant=tenant, cluster=data.validated_data["cluster"],
-                                                  name=data.validated_data["name"], created_by=request.user)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        namespace = services.namespace_create(tenant=tenant, cluster=data.validated_data["cluster"],
+                                              name=data.validated_data["name"], created_by=request.user)
         return Response(NamespaceSerializer(namespace, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[OpenApiParameter("confirm", str, required=True, description="The namespace's name, typed again.")])
@@ -137,10 +120,7 @@ class NamespaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         namespace = self.get_object()
         if not policy.can(request.user, "manage", namespace):
             raise PermissionDenied("You may not delete this namespace.")
-        try:
-            services.namespace_delete(namespace=namespace, confirm=request.query_params.get("confirm", ""), deleted_by=request.user)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        services.namespace_delete(namespace=namespace, confirm=request.query_params.get("confirm", ""), deleted_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={202: None})

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from pksweb import services as core_services
 from tenants.models import Tenant, TenantNamespace
-from tenants.services import namespace_reconcile
+from tenants.reconciler import namespace_reconcile
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,8 @@ from pksweb.events import publish
 from pksweb.models import Event
 from pksweb.routing import websocket_urlpatterns
 from tenants.models import Tenant, TenantNamespace
-from tenants.services import namespace_reconcile, node_assign
+from tenants.reconciler import namespace_reconcile
+from tenants.services import node_assign
 from tests.support.routes import walk
 from tests.support.sockets import admitted, socket
 

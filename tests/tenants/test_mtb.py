@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 
-from tenants.services import namespace_reconcile
+from tenants.reconciler import namespace_reconcile
 
 pytestmark = pytest.mark.django_db
 

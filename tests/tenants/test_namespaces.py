@@ -8,9 +8,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from clusters.kube import Credential
 from clusters.services import cluster_register
 from tenants.models import NodeAssignment, Tenant
+from tenants.reconciler import namespace_reconcile
 from tenants.services import (
     membership_add,
-    namespace_reconcile,
     node_assign,
     node_release,
     tenant_create,

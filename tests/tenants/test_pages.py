@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from django.urls import reverse
 
 from tenants.models import Tenant, TenantNamespace
-from tenants.services import namespace_reconcile
+from tenants.reconciler import namespace_reconcile
 from tests.support.sockets import socket
 
 

@@ -7,7 +7,8 @@ from django.core.exceptions import ValidationError
 
 from tenants import bundle
 from tenants.models import TenantNamespace
-from tenants.services import drift_scan, namespace_check, namespace_delete, namespace_reconcile, tenant_update
+from tenants.reconciler import drift_scan, namespace_check, namespace_reconcile
+from tenants.services import namespace_delete, tenant_update
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 from kubernetes import client as k8s
 
-from tenants.services import namespace_reconcile
+from tenants.reconciler import namespace_reconcile
 from tests.support.waits import wait_for
 
 NAME = "kubernetes.io/metadata.name"
@@ -161,7 +161,8 @@ def test_an_unreachable_cluster_says_so_instead_of_a_matrix(op_client, operator_
 def test_a_big_matrix_is_quick():
     """50 namespaces, 400 pods with IPs and named ports, 6 policies each (150 distinct IP blocks, IPv4 and IPv6, an
     egress named port): the evaluation and every cell well under a second."""
-    from tenants.netpol import Evaluation, Pod
+    from tenants.netpol.evaluation import Evaluation
+    from tenants.netpol.objects import Pod
 
     names = [f"ns-{i:02d}" for i in range(50)]
     labels = {n: {NAME: n, "tenant": f"t{i % 7}"} for i, n in enumerate(names)}

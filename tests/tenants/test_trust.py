@@ -18,7 +18,7 @@ from clusters.kube import Credential
 from clusters.models import Cluster, ClusterNode
 from clusters.services import cluster_probe, cluster_register
 from pksweb import services as core_services
-from tenants import services
+from tenants import reconciler, services
 from tenants.models import NodeAssignment, TenantNamespace
 
 pytestmark = pytest.mark.django_db
@@ -55,9 +55,9 @@ def test_a_tenant_admin_learns_nothing_of_clusters_not_theirs(acme, tenant_admin
 def test_a_namespace_pending_for_good_is_reconciled_by_the_drift_scan(acme, registered, make_namespace, sandbox_cluster):
     namespace = make_namespace(acme, registered, "payments")  # its reconcile task never ran (lost)
     assert namespace.sync_state == "pending"
-    assert services.drift_scan().get("retried", 0) == 0  # a fresh one is given its minute
+    assert reconciler.drift_scan().get("retried", 0) == 0  # a fresh one is given its minute
     TenantNamespace.objects.filter(pk=namespace.pk).update(created_at=timezone.now() - timedelta(minutes=2))
-    counts = services.drift_scan()
+    counts = reconciler.drift_scan()
     assert counts["retried"] == 1
     namespace.refresh_from_db()
     assert namespace.sync_state == "in_sync" and sandbox_cluster.get("namespaces", "", "payments") is not None
@@ -66,7 +66,7 @@ def test_a_namespace_pending_for_good_is_reconciled_by_the_drift_scan(acme, regi
 def test_a_drift_reason_of_any_length_is_recorded(acme, registered, make_namespace, sandbox_cluster):
     namespace = make_namespace(acme, registered, "ledger")
     sandbox_cluster.faults.update({"fail_next": 40, "fail_status": 503, "fail_message": "Ü" * 50_000})
-    reconciled = services.namespace_reconcile(namespace_id=namespace.pk)
+    reconciled = reconciler.namespace_reconcile(namespace_id=namespace.pk)
     assert reconciled.sync_state == "failed" and "(503)" in reconciled.error and len(reconciled.error) < 2000
 
 
@@ -172,9 +172,9 @@ def test_profile_lists_are_bounded(acme, operator):
 def test_a_namespace_that_failed_is_reconciled_again_by_the_drift_scan(acme, registered, make_namespace, sandbox_cluster):
     namespace = make_namespace(acme, registered, "after-outage")
     sandbox_cluster.faults.update({"unreachable": True})
-    assert services.namespace_reconcile(namespace_id=namespace.pk).sync_state == "failed"
+    assert reconciler.namespace_reconcile(namespace_id=namespace.pk).sync_state == "failed"
     sandbox_cluster.faults.update({"unreachable": False})
-    assert services.drift_scan()["retried"] == 1
+    assert reconciler.drift_scan()["retried"] == 1
     namespace.refresh_from_db()
     assert namespace.sync_state == "in_sync"
 
@@ -197,7 +197,8 @@ def test_a_tenant_namespace_named_like_a_trusted_one_is_never_let_in(acme, trust
     """Whatever names a tenant trusts, a namespace of that name that belongs to a tenant (created before the name
     was trusted, or behind pksweb's back) is not let in by the policy pksweb writes; the platform's is."""
     from tenants import bundle
-    from tenants.netpol import Evaluation, Pod
+    from tenants.netpol.evaluation import Evaluation
+    from tenants.netpol.objects import Pod
 
     acme.ingress_from_namespaces = trusted
     name = trusted[pick % len(trusted)]
@@ -234,7 +235,7 @@ def test_an_object_another_reconcile_created_meanwhile_is_no_failure(acme, regis
                 ops.create(role)  # the other reconcile, first
             return found
 
-    assert services._apply(Raced(), role) is None  # nothing left to change: what the other one made is right
+    assert reconciler._apply(Raced(), role) is None  # nothing left to change: what the other one made is right
     assert ops.get("ClusterRole", name, "")["rules"] == role["rules"]
 
 

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pksweb import services
 from tenants.selectors import tenant_get_by_name
+from tenants.services import user_create_in_tenants
 
 
 def _messages(exc: ValidationError) -> str:
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             tenants.append(tenant)
         password = None if opts["no_password"] else self._password(opts["password_stdin"])
         try:
-            user = services.user_create(
+            user = user_create_in_tenants(
                 username=opts["username"], role=role, password=password, tenants=tenants, email=opts["email"]
             )
         except ValidationError as exc:
