@@ -1,6 +1,6 @@
 """pksweb settings, read from the environment.
 
-Two ways to run (see README and ../shared/DESIGN.md):
+Two ways to run (see README and docs/architecture.md):
 
 - ``PKSWEB_MODE=embedded`` (the default, what ``make run`` uses): SQLite under
   ``PKSWEB_DATA_DIR``, an in-process channel layer, and a Celery worker and beat
@@ -250,7 +250,7 @@ STORAGES = {
 }
 
 # Channel layer: Redis in production (pub/sub layer: about twice the fan-out of the
-# list-based one on this hardware, see DESIGN.md); in-process when embedded.
+# list-based one on this hardware, measured with bench/live.py); in-process when embedded.
 CHANNEL_PREFIX = _env("PKSWEB_CHANNEL_PREFIX", "pksweb")
 if REDIS_URL:
     CHANNEL_LAYERS = {

@@ -1,4 +1,4 @@
-"""Simulated Kubernetes clusters served over real HTTP (see DESIGN.md, "The sandbox").
+"""Simulated Kubernetes clusters served over real HTTP (see docs/architecture.md, "The sandbox").
 
 The official ``kubernetes`` client talks to them, unmodified, through an ordinary
 kubeconfig. ``Sandbox`` is the server; ``SandboxCluster`` one cluster's state and
