@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from clusters.models import Cluster, ClusterNode
-    from pksweb.types import Actor
+    from pksweb.types import AnyUser
 
-ExecutionListener = Callable[["Cluster", list[str], "Actor"], None]
+ExecutionListener = Callable[["Cluster", list[str], "AnyUser | None"], None]
 BusyCheck = Callable[["Cluster", "str | None"], str]
 
 
@@ -63,7 +63,7 @@ def on_execution_change(listener: ExecutionListener) -> ExecutionListener:
     return listener
 
 
-def execution_changed(cluster: Cluster, changed: list[str], by: Actor) -> None:
+def execution_changed(cluster: Cluster, changed: list[str], by: AnyUser | None) -> None:
     """Tell every listener that ``changed`` inputs of ``cluster`` changed (inside the caller's transaction)."""
     for listener in _execution_listeners:
         listener(cluster, changed, by)

@@ -39,7 +39,7 @@ def fleet_fragments(cluster_id: int, user: AnyUser, *, new: bool = False) -> lis
 
 def cluster_fragments(event: Event, cluster_id: int, user: AnyUser) -> str:
     """For the cluster page: the event row, and the sections the event changed."""
-    parts = [render_to_string("pksweb/_event_oob.html", {"event": event})]
+    parts: list[str] = [render_to_string("pksweb/_event_oob.html", {"event": event})]
     if event.kind == "cluster.deleted":
         parts.append('<section class="card" id="status-card" hx-swap-oob="true"><p class="errorlist">This cluster was removed from pksweb.</p></section>')
         return "".join(parts)

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from celery import shared_task
@@ -22,7 +23,7 @@ from django.utils import timezone
 from clusters import hooks
 from clusters.choices import ACTIVE_STATES, OperationKind, OperationState
 from clusters.connect import gateway_for, gateway_verified
-from clusters.events import cluster_publish
+from clusters.events import cluster_publish, recorded
 from clusters.kube import Gateway, KubeError, ProbeResult
 from clusters.kube.drain import node_drain
 from clusters.models import Cluster, ClusterNode, NodeOperation
@@ -30,13 +31,13 @@ from clusters.sweep import nodes_record
 from pksweb.leases import LeaseLost, Renewal
 from pksweb.policy import require
 from pksweb.text import REPORT_LIMIT, bound, bound_payload
-from pksweb.types import Actor
+from pksweb.types import AnyUser
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 
-def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by: Actor,
+def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by: AnyUser | None,
                          timeout_seconds: int | None = None) -> NodeOperation:
     """Queue a cordon, uncordon or drain of ``node``; refused while another operation on it is active."""
     require(requested_by, "operate", cluster, "Only operators can change clusters.")
@@ -55,7 +56,7 @@ def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by
         if running is not None:
             raise ValidationError({"node": f"A {running.kind} of {node} is already {running.state} (operation #{running.pk}, "
                                            f"started by {running.requested_by_name or 'someone'}); wait for it to finish."})
-        operation = NodeOperation(cluster=cluster, node=node, kind=kind, requested_by=requested_by,
+        operation = NodeOperation(cluster=cluster, node=node, kind=kind, requested_by=recorded(requested_by),
                                   requested_by_name=requested_by.get_username() if requested_by else "pksweb",
                                   timeout_seconds=timeout, lease_expires_at=_lease_until())
         operation.full_clean()
@@ -132,6 +133,7 @@ def node_operation_execute(*, operation_id: int, sleep: Callable[[float], None] 
     if operation is None:
         return None
     renewal = _renewal(operation)
+    state: str
     try:
         gateway = gateway_verified(operation.cluster)
         if operation.kind == OperationKind.CORDON:
@@ -178,7 +180,7 @@ def node_operations_reap() -> dict[str, int]:
                 cluster_publish(operation.cluster, "cluster.operation_taken_over", f"{what}: {quiet}; pksweb starts it again "
                          f"(attempt {operation.attempts + 1} of {MAX_ATTEMPTS})", operation=operation.pk, node=operation.node,
                          state=operation.state)
-                transaction.on_commit(lambda pk=operation.pk: node_operation_run.delay(pk))
+                transaction.on_commit(partial(node_operation_run.delay, operation.pk))
                 counts["taken_over"] += 1
                 continue
             operation.state = OperationState.FAILED

@@ -13,20 +13,20 @@ import yaml
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, QuerySet
 from django.utils import timezone
 
 from clusters import crypto, hooks
 from clusters.choices import ClusterStatus, UpgradeDriver
 from clusters.connect import cluster_credential
-from clusters.events import cluster_publish
+from clusters.events import cluster_publish, recorded
 from clusters.kube import Credential, Gateway, KubeError, parse_kubeconfig
 from clusters.kube import client as kube_clients
 from clusters.models import EXECUTION_LABELS, REMOVED, VERSION_LIMIT, Cluster, HealthSpan
 from clusters.tasks import probe_cluster
 from pksweb.policy import require
 from pksweb.text import bound
-from pksweb.types import Actor
+from pksweb.types import AnyUser
 
 COMMAND_ARGS = 64
 COMMAND_ARG_LENGTH = 1000
@@ -44,8 +44,13 @@ def _connect(credential: Credential, field: str) -> tuple[str, str]:
         raise ValidationError({field: exc.message}) from None
 
 
+def _others(but: int | None) -> QuerySet[Cluster]:
+    """The fleet but the cluster ``but`` (the one being changed), if any."""
+    return Cluster.objects.exclude(pk=but) if but is not None else Cluster.objects.all()
+
+
 def _name_free(name: str, *, but: int | None = None) -> None:
-    if Cluster.objects.filter(name=name).exclude(pk=but).exists():
+    if _others(but).filter(name=name).exists():
         raise ValidationError({"name": f"A cluster called {name!r} is registered already."})
 
 
@@ -53,13 +58,13 @@ def _same_cluster(uid: str, field: str, *, but: int | None = None) -> None:
     """Refuse a second registration of one cluster, naming the one registered already."""
     if not uid:
         return
-    twin = Cluster.objects.filter(uid=uid).exclude(pk=but).first()
+    twin = _others(but).filter(uid=uid).first()
     if twin is not None:
         raise ValidationError({field: f"This credential reaches cluster {twin.name}, which is registered already (kube-system "
                                       f"namespace UID {uid}): pksweb registers each cluster once."})
 
 
-def cluster_register(*, name: str, credential: Credential, created_by: Actor, context: str = "",
+def cluster_register(*, name: str, credential: Credential, created_by: AnyUser | None, context: str = "",
                      credential_field: str = "kubeconfig", check: bool = True) -> Cluster:
     """Register a cluster after proving pksweb can reach it with ``credential``.
 
@@ -69,7 +74,7 @@ def cluster_register(*, name: str, credential: Credential, created_by: Actor, co
     trusted fleets, benchmarks); the first probe then records the cluster's identity.
     """
     require(created_by, "create", Cluster, OPERATORS_ONLY)
-    cluster = Cluster(name=(name or "").strip(), server=credential.server, context=context, created_by=created_by,
+    cluster = Cluster(name=(name or "").strip(), server=credential.server, context=context, created_by=recorded(created_by),
                       credential_sealed="pending")
     cluster.full_clean(exclude=["credential_sealed"], validate_constraints=False)
     _name_free(cluster.name)
@@ -94,7 +99,7 @@ def cluster_register(*, name: str, credential: Credential, created_by: Actor, co
     return cluster
 
 
-def cluster_update(*, cluster: Cluster, updated_by: Actor, name: str | None = None, credential: Credential | None = None,
+def cluster_update(*, cluster: Cluster, updated_by: AnyUser | None, name: str | None = None, credential: Credential | None = None,
                    context: str | None = None, credential_field: str = "kubeconfig", upgrade_driver: str | None = None,
                    upgrade_command: list[str] | None = None) -> Cluster:
     """Rename a cluster, replace its credential (checked by connecting first), or set its upgrade driver.
@@ -159,7 +164,7 @@ def cluster_update(*, cluster: Cluster, updated_by: Actor, name: str | None = No
     return locked
 
 
-def cluster_delete(*, cluster: Cluster, deleted_by: Actor) -> None:
+def cluster_delete(*, cluster: Cluster, deleted_by: AnyUser | None) -> None:
     """Forget a cluster and its credential; its events stay in the audit trail.
 
     A cluster that took part in rollouts is archived instead: its rollouts keep naming it, while its

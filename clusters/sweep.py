@@ -247,7 +247,7 @@ def cluster_live_snapshot(*, cluster: Cluster) -> dict[str, Any]:
     many people reload must not cost it each time. The page says how old the snapshot is.
     """
     key = _live_snapshot_key(cluster.pk)
-    snapshot = cache.get(key)
+    snapshot: dict[str, Any] | None = cache.get(key)
     if snapshot is None:
         gateway = gateway_for(cluster)
         snapshot = {"pod_counts": gateway.pod_counts(), "namespaces": gateway.namespaces(),

@@ -112,7 +112,7 @@ def cluster_live(request: HttpRequest, pk: int) -> HttpResponse:
 def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """Rename a cluster or replace its credential (checked before saving)."""
     cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
-    if not policy.can(request.user, "operate", cluster):
+    if not policy.can(request.user, "update", cluster):
         raise PermissionDenied("Only operators can change clusters.")
     form = ClusterEditForm(request.POST or None, request.FILES or None, initial={"name": cluster.name})
     if request.method == "POST" and form.is_valid():
@@ -172,7 +172,7 @@ def node_operation(request: HttpRequest, pk: int, node: str, kind: str) -> HttpR
         except ValidationError as exc:
             error = " ".join(exc.messages)
     else:
-        error = " ".join(e for errs in form.errors.values() for e in errs)
+        error = " ".join(str(e) for errs in form.errors.values() for e in errs)
     if request.htmx:
         context = cluster_context(request, cluster)
         context["operation_error"] = error

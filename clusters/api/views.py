@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
@@ -25,6 +25,8 @@ from clusters.models import Cluster, NodeOperation
 from pksweb import policy
 from pksweb.api.permissions import PolicyPermission
 
+Row = TypeVar("Row")
+
 
 class ClusterViewSet(viewsets.ModelViewSet[Cluster]):
     """Registered clusters and their health. Viewers read; operators change."""
@@ -39,7 +41,7 @@ class ClusterViewSet(viewsets.ModelViewSet[Cluster]):
     def get_queryset(self) -> QuerySet[Cluster]:
         return selectors.cluster_list(user=self.request.user)
 
-    def filter_queryset(self, queryset: QuerySet[Cluster]) -> QuerySet[Cluster]:
+    def filter_queryset(self, queryset: QuerySet[Cluster, Row]) -> QuerySet[Cluster, Row]:
         """The fleet's filters (?name=, ?status=) choose clusters in the list; one cluster's own answers
         (its nodes, health, operations) ignore them, as their schema says."""
         return super().filter_queryset(queryset) if self.action == "list" else queryset
