@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clusters import selectors as cluster_selectors
+from clusters.api.serializers import ClusterSerializer
 from clusters.models import Cluster
 from pksweb.api.permissions import PolicyPermission
 from tenants import selectors, services
@@ -25,6 +26,8 @@ from tenants.segmentation import cluster_segmentation
 class ClusterTenancyViewSet(viewsets.GenericViewSet[Cluster]):
     """A cluster's segmentation and dedicated nodes. Whoever may see the cluster reads; operators change."""
 
+    # OPTIONS describes the cluster, as it did when these actions sat on the clusters' own viewset.
+    serializer_class = ClusterSerializer
     permission_classes = [PolicyPermission]
     policy_model = Cluster
     policy_actions = {"POST": "create"}
