@@ -66,7 +66,7 @@ def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by
         except IntegrityError:
             raise ValidationError({"node": f"Another operation on {node} started a moment ago; wait for it to finish."}) from None
         cluster_publish(cluster, "cluster.operation_queued", f"{kind.capitalize()} of node {node} on {cluster.name} queued",
-                 requested_by, operation=operation.pk, node=node, state=operation.state)
+                        requested_by, operation=operation.pk, node=node, state=operation.state)
         transaction.on_commit(lambda: node_operation_run.delay(operation.pk))
     return operation
 
@@ -87,7 +87,7 @@ def _claim(operation_id: int) -> NodeOperation | None:
         operation.save(update_fields=["state", "started_at", "attempts", "lease_expires_at"])
         again = f" (attempt {operation.attempts} of {MAX_ATTEMPTS})" if operation.attempts > 1 else ""
         cluster_publish(operation.cluster, "cluster.operation_started", f"{operation.kind.capitalize()} of node {operation.node} started{again}",
-                 operation=operation.pk, node=operation.node, state=operation.state)
+                        operation=operation.pk, node=operation.node, state=operation.state)
         return operation
 
 
@@ -106,7 +106,7 @@ def _progress(operation: NodeOperation, message: str, **progress: Any) -> None:
     operation.progress = bound_payload({**operation.progress, **progress, "message": message})
     NodeOperation.objects.filter(pk=operation.pk).update(progress=operation.progress)
     cluster_publish(operation.cluster, "cluster.operation_progress", f"{operation.kind.capitalize()} of {operation.node}: {message}",
-             operation=operation.pk, node=operation.node, state=operation.state)
+                    operation=operation.pk, node=operation.node, state=operation.state)
 
 
 def _finish(operation: NodeOperation, state: str, report: str) -> NodeOperation | None:
@@ -123,7 +123,7 @@ def _finish(operation: NodeOperation, state: str, report: str) -> NodeOperation 
         operation.save(update_fields=["state", "report", "finished_at", "progress", "lease_expires_at"])
         verb = "finished" if state == OperationState.SUCCEEDED else "failed"
         cluster_publish(operation.cluster, "cluster.operation_finished", f"{operation.kind.capitalize()} of node {operation.node} {verb}: "
-                 f"{report.splitlines()[0] if report else ''}", operation=operation.pk, node=operation.node, state=state)
+                        f"{report.splitlines()[0] if report else ''}", operation=operation.pk, node=operation.node, state=state)
     return operation
 
 
@@ -178,8 +178,8 @@ def node_operations_reap() -> dict[str, int]:
                 operation.lease_expires_at = now + timedelta(seconds=lease)
                 operation.save(update_fields=["state", "lease_expires_at"])
                 cluster_publish(operation.cluster, "cluster.operation_taken_over", f"{what}: {quiet}; pksweb starts it again "
-                         f"(attempt {operation.attempts + 1} of {MAX_ATTEMPTS})", operation=operation.pk, node=operation.node,
-                         state=operation.state)
+                                f"(attempt {operation.attempts + 1} of {MAX_ATTEMPTS})", operation=operation.pk, node=operation.node,
+                                state=operation.state)
                 transaction.on_commit(partial(node_operation_run.delay, operation.pk))
                 counts["taken_over"] += 1
                 continue
@@ -192,7 +192,7 @@ def node_operations_reap() -> dict[str, int]:
                                      f"{operation.report}".rstrip(), REPORT_LIMIT)
             operation.save(update_fields=["state", "finished_at", "lease_expires_at", "report"])
             cluster_publish(operation.cluster, "cluster.operation_finished", f"{what} failed: {quiet}, {operation.attempts} times",
-                     operation=operation.pk, node=operation.node, state=operation.state)
+                            operation=operation.pk, node=operation.node, state=operation.state)
             counts["failed"] += 1
     lost = NodeOperation.objects.filter(state=OperationState.QUEUED).exclude(lease_expires_at__gte=now)
     for operation_id in lost.values_list("pk", flat=True):
@@ -223,7 +223,7 @@ def _refresh_nodes(cluster: Cluster) -> None:
         locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
         for node, ready in nodes_record(locked, ProbeResult(nodes=nodes))[0]:  # the rest: operation_finished
             cluster_publish(locked, "cluster.node_ready_changed", f"Node {node} of {locked.name} is {'Ready' if ready else 'NotReady'}",
-                     node=node, ready=ready)
+                            node=node, ready=ready)
 
 
 @shared_task(name="clusters.tasks.node_operation_run", ignore_result=True, acks_late=True, time_limit=90000,

@@ -94,7 +94,7 @@ def cluster_register(*, name: str, credential: Credential, created_by: AnyUser |
             raise ValidationError({"name": f"A cluster called {cluster.name!r} is registered already."}) from None
         HealthSpan.objects.create(cluster=cluster, status=ClusterStatus.UNKNOWN, started_at=cluster.status_since)
         cluster_publish(cluster, "cluster.registered", f"Cluster {cluster.name} registered ({credential.server})", created_by,
-                 version=version, uid=uid)
+                        version=version, uid=uid)
         transaction.on_commit(lambda: probe_cluster.delay(cluster.pk))
     return cluster
 
@@ -155,7 +155,7 @@ def cluster_update(*, cluster: Cluster, updated_by: AnyUser | None, name: str | 
             raise ValidationError({"name": f"A cluster called {locked.name!r} is registered already."}) from None
         if changes:
             cluster_publish(locked, "cluster.updated", f"Cluster {locked.name}: {' and '.join(changes)} changed", updated_by,
-                     changed=changes)
+                            changed=changes)
         execution = [EXECUTION_LABELS[what] for what, value in locked.execution_inputs.items() if before[what] != value]
         if execution:
             hooks.execution_changed(locked, execution, updated_by)
@@ -188,7 +188,7 @@ def cluster_delete(*, cluster: Cluster, deleted_by: AnyUser | None) -> None:
         except ProtectedError:
             _archive(locked)
             cluster_publish(locked, "cluster.archived", f"Cluster {locked.name} removed from pksweb; kept in the archive because "
-                     f"rollouts name it (its credential is deleted){also}", deleted_by)
+                            f"rollouts name it (its credential is deleted){also}", deleted_by)
         else:
             cluster_publish(locked, "cluster.deleted", f"Cluster {locked.name} removed from pksweb{also}", deleted_by)
         hooks.execution_changed(locked, [REMOVED], deleted_by)  # plans that include it no longer run what was approved

@@ -94,17 +94,17 @@ def cluster_health_record(*, cluster_id: int, result: ProbeResult) -> Cluster:
     if changed_status:
         detail = f": {reasons[0]}" if reasons else ""
         cluster_publish(cluster, "cluster.status_changed", f"Cluster {cluster.name} is {status}{detail}",
-                 old=old_status, new=status, reasons=reasons)
+                        old=old_status, new=status, reasons=reasons)
     if result.error is None and old_version and cluster.version != old_version:
         cluster_publish(cluster, "cluster.version_changed", f"Cluster {cluster.name} now runs Kubernetes {cluster.version} (was {old_version})",
-                 old=old_version, new=cluster.version)
+                        old=old_version, new=cluster.version)
     for node, ready in node_changes:
         cluster_publish(cluster, "cluster.node_ready_changed",
-                 f"Node {node} of {cluster.name} is {'Ready' if ready else 'NotReady' if ready is False else 'unknown'}",
-                 node=node, ready=ready)
+                        f"Node {node} of {cluster.name} is {'Ready' if ready else 'NotReady' if ready is False else 'unknown'}",
+                        node=node, ready=ready)
     if other_changes:  # one event a probe: the cluster page's node table follows it live
         cluster_publish(cluster, "cluster.nodes_changed", f"Nodes of {cluster.name}: {'; '.join(bound_list(other_changes, 8, each=120))}",
-                 changes=bound_list(other_changes, 50, each=300))
+                        changes=bound_list(other_changes, 50, each=300))
     return cluster
 
 

@@ -114,7 +114,7 @@ def test_a_drain_finishes_whatever_the_cluster_says(registered, sandbox_cluster,
     scripted(sandbox_cluster, answers, times=times)  # each answer a few times, then the cluster answers again
     with django_capture_on_commit_callbacks(execute=False):
         operation = operations.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator,
-                                                  timeout_seconds=10)
+                                                    timeout_seconds=10)
     finished = operations.node_operation_execute(operation_id=operation.pk)  # what the task runs: nothing escapes
     assert finished is not None and finished.state in ("succeeded", "failed") and finished.finished_at is not None
     assert finished.report and len(finished.report) <= REPORT_LIMIT

@@ -352,7 +352,7 @@ def test_in_the_embedded_worker_a_long_drain_does_not_hold_up_the_sweep(register
     app.control.purge()
     with start_worker(app, **worker_pool(), perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30):
         operation = operations.node_operation_start(cluster=registered, node=_worker(registered), kind="drain",
-                                                  requested_by=operator, timeout_seconds=15)
+                                                    requested_by=operator, timeout_seconds=15)
         wait_for(lambda: NodeOperation.objects.get(pk=operation.pk).state == "running", timeout=10, what="the drain to start")
         before = Cluster.objects.get(pk=registered.pk).last_probe_at
         from clusters.tasks import probe_cluster
@@ -424,7 +424,7 @@ def test_a_node_deleted_mid_drain_is_a_failed_drain_that_says_so(registered, san
 
     try:
         result = drain.node_drain(gateway=gateway_for(registered), node=node, timeout=30, sleep=sleep,
-                                     on_progress=lambda message, **state: seen.update(state))
+                                  on_progress=lambda message, **state: seen.update(state))
     finally:
         sandbox_cluster.faults.update({"frozen_pdbs": []})
     assert blocked_when_deleted, "the budgets blocked nothing: the test did not test"
