@@ -226,6 +226,7 @@ def _refresh_nodes(cluster: Cluster) -> None:
                             node=node, ready=ready)
 
 
+# The tasks keep their names (clusters.tasks.*): the beat schedule and messages already queued name them so.
 @shared_task(name="clusters.tasks.node_operation_run", ignore_result=True, acks_late=True, time_limit=90000,
              soft_time_limit=89900)
 def node_operation_run(operation_id: int) -> None:
