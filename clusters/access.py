@@ -8,6 +8,9 @@ from clusters.models import Cluster, NodeOperation
 from pksweb.policy import Access, is_operator, is_platform, register
 from pksweb.types import AnyUser
 
+# What a person who may not change a cluster is told (services and pages alike).
+OPERATORS_ONLY = "Only operators can change clusters."
+
 
 @register(Cluster)
 class ClusterAccess(Access[Cluster]):

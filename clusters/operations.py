@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clusters import hooks
+from clusters.access import OPERATORS_ONLY
 from clusters.choices import ACTIVE_STATES, OperationKind, OperationState
 from clusters.connect import gateway_for, gateway_verified
 from clusters.events import cluster_publish, recorded
@@ -40,7 +41,7 @@ MAX_ATTEMPTS = 3
 def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by: AnyUser | None,
                          timeout_seconds: int | None = None) -> NodeOperation:
     """Queue a cordon, uncordon or drain of ``node``; refused while another operation on it is active."""
-    require(requested_by, "operate", cluster, "Only operators can change clusters.")
+    require(requested_by, "operate", cluster, OPERATORS_ONLY)
     if kind not in OperationKind.values:
         raise ValidationError({"kind": f"{kind!r} is not an operation: use cordon, uncordon or drain."})
     if not ClusterNode.objects.filter(cluster=cluster, name=node).exists():

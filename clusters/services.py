@@ -17,6 +17,7 @@ from django.db.models import ProtectedError, QuerySet
 from django.utils import timezone
 
 from clusters import crypto, hooks
+from clusters.access import OPERATORS_ONLY
 from clusters.choices import ClusterStatus, UpgradeDriver
 from clusters.connect import cluster_credential
 from clusters.events import cluster_publish, recorded
@@ -31,7 +32,6 @@ from pksweb.types import AnyUser
 COMMAND_ARGS = 64
 COMMAND_ARG_LENGTH = 1000
 DRIVERS = tuple(UpgradeDriver.values)
-OPERATORS_ONLY = "Only operators can change clusters."
 
 
 def _connect(credential: Credential, field: str) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from clusters import hooks, operations, selectors, services, sweep
+from clusters.access import OPERATORS_ONLY
 from clusters.choices import UpgradeDriver
 from clusters.filters import ClusterFilter
 from clusters.forms import ClusterEditForm, ClusterRegisterForm, NodeOperationForm
@@ -113,7 +114,7 @@ def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """Rename a cluster or replace its credential (checked before saving)."""
     cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     if not policy.can(request.user, "update", cluster):
-        raise PermissionDenied("Only operators can change clusters.")
+        raise PermissionDenied(OPERATORS_ONLY)
     form = ClusterEditForm(request.POST or None, request.FILES or None, initial={"name": cluster.name})
     if request.method == "POST" and form.is_valid():
         given = form.credential_input
