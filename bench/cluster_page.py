@@ -39,7 +39,7 @@ def main() -> None:
         stack.register([config])
         stack.django()
         from clusters.models import Cluster
-        from clusters.services import cluster_probe
+        from clusters.sweep import cluster_probe
 
         cluster = cluster_probe(cluster=Cluster.objects.get())
         nodes = cluster.nodes.count()

@@ -67,7 +67,7 @@ def main() -> None:
         from django.test.utils import CaptureQueriesContext
 
         from clusters.models import Cluster
-        from clusters.services import SWEEP_LEASE
+        from clusters.sweep import SWEEP_LEASE
         from pksweb.models import Lease
 
         app = Celery(broker=REDIS_URL)

@@ -52,7 +52,7 @@ class SweepWatch:
         from django.utils import timezone
 
         from clusters.models import Cluster
-        from clusters.services import SWEEP_LEASE
+        from clusters.sweep import SWEEP_LEASE
         from pksweb.models import Lease
 
         held = Lease.objects.filter(name=SWEEP_LEASE, expires_at__gt=timezone.now()).exists()

@@ -5,4 +5,5 @@ class ClustersConfig(AppConfig):
     name = "clusters"
 
     def ready(self) -> None:
-        from clusters import access  # noqa: F401
+        # access registers the rules with the policy; operations defines the node operations' tasks (workers must know them).
+        from clusters import access, operations  # noqa: F401

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.template.loader import render_to_string
 
 from clusters import live, selectors
@@ -11,6 +9,7 @@ from pksweb import policy
 from pksweb.consumers import EventStreamConsumer, Missed
 from pksweb.events import FLEET_GROUP, subject_group
 from pksweb.models import Event
+from pksweb.types import AnyUser
 
 
 class FleetConsumer(EventStreamConsumer):
@@ -21,7 +20,7 @@ class FleetConsumer(EventStreamConsumer):
     bursts (see EventStreamConsumer.coalesce_seconds).
     """
 
-    def watch_groups(self, user: Any) -> list[str] | None:
+    def watch_groups(self, user: AnyUser) -> list[str] | None:
         return [FLEET_GROUP] if policy.is_platform(user) else None
 
     def render(self, event: Event) -> str | list[str]:
@@ -52,7 +51,7 @@ class ClusterConsumer(EventStreamConsumer):
 
     cluster_id: int = 0
 
-    def watch_groups(self, user: Any) -> list[str] | None:
+    def watch_groups(self, user: AnyUser) -> list[str] | None:
         self.cluster_id = int(self.scope["url_route"]["kwargs"]["cluster_id"])
         if selectors.cluster_get(user=user, pk=self.cluster_id) is None:
             return None

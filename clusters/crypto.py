@@ -33,10 +33,11 @@ def seal(data: dict[str, Any]) -> str:
 
 def unseal(token: str) -> dict[str, Any]:
     try:
-        return json.loads(_fernet().decrypt(token.encode()))
+        data: dict[str, Any] = json.loads(_fernet().decrypt(token.encode()))
     except InvalidToken:
         raise ImproperlyConfigured("A stored credential cannot be decrypted with any key in PKSWEB_CREDENTIAL_KEYS: "
                                    "a key it was sealed with is missing.") from None
+    return data
 
 
 def reseal(token: str) -> str:

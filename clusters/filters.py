@@ -9,7 +9,7 @@ from clusters.choices import ClusterStatus
 from clusters.models import Cluster
 
 
-class ClusterFilter(django_filters.FilterSet):
+class ClusterFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter ships no types
     status = django_filters.ChoiceFilter(choices=ClusterStatus.choices, empty_label="any status")
     version = django_filters.CharFilter(method="filter_version", label="Version (e.g. 1.30 or 1.30.4)")
     name = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")

@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.http import QueryDict
 
 from clusters.credentials import CredentialInput, credential_from_input
 
@@ -28,7 +29,8 @@ class CredentialFields(forms.Form):
         self.context_choices: list[str] = []
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         upload = data.get("kubeconfig_file")
         kubeconfig = data.get("kubeconfig") or ""
         if upload:
@@ -52,8 +54,9 @@ class CredentialFields(forms.Form):
                 self.add_error(field if field in self.fields else None, field_errors)
             if self.context_choices and upload:
                 # Keep the uploaded kubeconfig for the second step, where the user picks a context.
-                self.data = self.data.copy()
-                self.data["kubeconfig"] = kubeconfig
+                kept = self.data.copy() if isinstance(self.data, QueryDict) else dict(self.data)
+                kept["kubeconfig"] = kubeconfig
+                self.data = kept
         return data
 
 

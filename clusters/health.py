@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -15,7 +16,7 @@ from django.utils.safestring import SafeString, mark_safe
 from clusters.choices import AVAILABLE_STATUSES, ClusterStatus
 from clusters.kube import ProbeResult
 
-COLORS = {ClusterStatus.HEALTHY: "#2e9e55", ClusterStatus.DEGRADED: "#e0a100", ClusterStatus.UNREACHABLE: "#c8372d",
+COLORS: dict[str, str] = {ClusterStatus.HEALTHY: "#2e9e55", ClusterStatus.DEGRADED: "#e0a100", ClusterStatus.UNREACHABLE: "#c8372d",
           ClusterStatus.UNKNOWN: "#c5cbd6"}
 
 
@@ -58,6 +59,19 @@ def stale(last_probe_at: datetime | None, *, now: datetime, interval: float) -> 
     return now - last_probe_at > max(STALE_AT_LEAST, timedelta(seconds=STALE_AFTER_SWEEPS * interval))
 
 
+class Span(Protocol):
+    """A stretch of time a cluster spent in one status: a ``HealthSpan`` row, or a ``SpanLike`` read lean."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def started_at(self) -> datetime: ...
+
+    @property
+    def ended_at(self) -> datetime | None: ...
+
+
 @dataclass
 class SpanLike:
     status: str
@@ -65,7 +79,7 @@ class SpanLike:
     ended_at: datetime | None
 
 
-def _clip(spans: Iterable[SpanLike], start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
+def _clip(spans: Iterable[Span], start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
     clipped = []
     for span in spans:
         s = max(span.started_at, start)
@@ -75,7 +89,7 @@ def _clip(spans: Iterable[SpanLike], start: datetime, end: datetime) -> list[tup
     return clipped
 
 
-def availability(spans: Iterable[SpanLike], *, now: datetime, window: timedelta) -> float | None:
+def availability(spans: Iterable[Span], *, now: datetime, window: timedelta) -> float | None:
     """Share (percent) of known time in the window when the API answered; None if nothing is known."""
     known = available = 0.0
     for status, s, e in _clip(spans, now - window, now):
@@ -88,7 +102,7 @@ def availability(spans: Iterable[SpanLike], *, now: datetime, window: timedelta)
     return round(100 * available / known, 2) if known else None
 
 
-def timeline_svg(spans: Iterable[SpanLike], *, now: datetime, window: timedelta, width: int = 240, height: int = 14) -> SafeString:
+def timeline_svg(spans: Iterable[Span], *, now: datetime, window: timedelta, width: int = 240, height: int = 14) -> SafeString:
     """A small server-rendered SVG of the window: one coloured bar per status span."""
     start = now - window
     total = window.total_seconds()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.template.loader import render_to_string
 
-from clusters import selectors
+from clusters import hooks, selectors
 from clusters.forms import NodeOperationForm
 from clusters.rows import render_one
 from pksweb import policy
 from pksweb.models import Event
+from pksweb.types import AnyUser
 
 STATUS_KINDS = {"cluster.status_changed", "cluster.version_changed", "cluster.registered", "cluster.updated",
                 "cluster.node_ready_changed", "cluster.nodes_changed"}
@@ -18,7 +17,7 @@ NODE_KINDS = {"cluster.node_ready_changed", "cluster.nodes_changed", "cluster.st
               "tenant.node_assigned", "tenant.node_released"}
 
 
-def fleet_fragments(cluster_id: int, user: Any, *, new: bool = False) -> list[str]:
+def fleet_fragments(cluster_id: int, user: AnyUser, *, new: bool = False) -> list[str]:
     """Messages: the cluster's fleet row (or its removal), then the fleet counts; ``new`` rows are inserted.
 
     Rows go in messages of their own, each starting with its table part, so the browser parses them as rows.
@@ -38,9 +37,9 @@ def fleet_fragments(cluster_id: int, user: Any, *, new: bool = False) -> list[st
     return [row, counts]
 
 
-def cluster_fragments(event: Event, cluster_id: int, user: Any) -> str:
+def cluster_fragments(event: Event, cluster_id: int, user: AnyUser) -> str:
     """For the cluster page: the event row, and the sections the event changed."""
-    parts = [render_to_string("pksweb/_event_oob.html", {"event": event})]
+    parts: list[str] = [render_to_string("pksweb/_event_oob.html", {"event": event})]
     if event.kind == "cluster.deleted":
         parts.append('<section class="card" id="status-card" hx-swap-oob="true"><p class="errorlist">This cluster was removed from pksweb.</p></section>')
         return "".join(parts)
@@ -52,10 +51,8 @@ def cluster_fragments(event: Event, cluster_id: int, user: Any) -> str:
         context["health"] = selectors.cluster_health_view(cluster, list(cluster.spans.all()))
         parts.append(render_to_string("clusters/detail.html#status-card", context))
     if event.kind in NODE_KINDS:
-        from tenants.selectors import assignable_tenants
-
-        context["nodes"] = selectors.cluster_nodes(cluster=cluster)
-        context["assignable"] = assignable_tenants(cluster=cluster)
+        context["nodes"] = selectors.cluster_node_rows(cluster=cluster)
+        context["assignable"] = hooks.node_assignable(cluster)
         parts.append(render_to_string("clusters/detail.html#nodes", context))
     if event.kind.startswith("cluster.operation_"):
         context["operations"] = selectors.cluster_operations(user=user, cluster=cluster)

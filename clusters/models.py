@@ -9,7 +9,10 @@ from django.utils import timezone
 
 from clusters.choices import ACTIVE_STATES, ClusterStatus, OperationKind, OperationState, UpgradeDriver
 from clusters.health import stale
+from clusters.kube.types import is_control_plane, pressures
 from pksweb.validators import dns_label
+
+VERSION_LIMIT = 100  # Cluster.version, ClusterNode.kubelet_version: what a probe's version is cut to
 
 
 class ClusterManager(models.Manager["Cluster"]):
@@ -36,7 +39,7 @@ class Cluster(models.Model):
     credential_sealed = models.TextField(editable=False)
     status = models.CharField(max_length=12, choices=ClusterStatus.choices, default=ClusterStatus.UNKNOWN, db_index=True)
     reasons = models.JSONField(default=list, blank=True)
-    version = models.CharField(max_length=100, blank=True, db_index=True)
+    version = models.CharField(max_length=VERSION_LIMIT, blank=True, db_index=True)
     nodes_ready = models.PositiveIntegerField(default=0)
     nodes_total = models.PositiveIntegerField(default=0)
     warnings = models.PositiveIntegerField(default=0)
@@ -92,7 +95,7 @@ class ClusterNode(models.Model):
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="nodes")
     name = models.CharField(max_length=253)
     roles = models.JSONField(default=list, blank=True)
-    kubelet_version = models.CharField(max_length=100, blank=True)
+    kubelet_version = models.CharField(max_length=VERSION_LIMIT, blank=True)
     ready = models.BooleanField(null=True)
     ready_message = models.CharField(max_length=500, blank=True)
     conditions = models.JSONField(default=dict, blank=True)
@@ -110,11 +113,11 @@ class ClusterNode(models.Model):
 
     @property
     def is_control_plane(self) -> bool:
-        return "control-plane" in self.roles or "master" in self.roles
+        return is_control_plane(self.roles)
 
     @property
     def pressures(self) -> list[str]:
-        return [c for c in ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable") if self.conditions.get(c) == "True"]
+        return pressures(self.conditions)
 
 
 class HealthSpan(models.Model):

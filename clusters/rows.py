@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from clusters import health
+from clusters import health, hooks
 from clusters.choices import ClusterStatus
 from clusters.models import Cluster, HealthSpan
 from clusters.selectors import DAY
@@ -111,13 +111,9 @@ def render_rows(rows: list[FleetRow], *, oob: bool = False, upgrading: dict[int,
 
 
 def render_one(cluster_id: int, clusters: QuerySet[Cluster], *, oob: bool = False) -> SafeString | None:
-    from upgrades.selectors import clusters_upgrading
-
     rows = fleet_rows(clusters.filter(pk=cluster_id))
-    return render_rows(rows, oob=oob, upgrading=clusters_upgrading()) if rows else None
+    return render_rows(rows, oob=oob, upgrading=hooks.upgrading()) if rows else None
 
 
 def context_rows(rows: list[FleetRow]) -> dict[str, Any]:
-    from upgrades.selectors import clusters_upgrading
-
-    return {"rows_html": render_rows(rows, upgrading=clusters_upgrading()), "row_count": len(rows)}
+    return {"rows_html": render_rows(rows, upgrading=hooks.upgrading()), "row_count": len(rows)}

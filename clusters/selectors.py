@@ -4,27 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from clusters import health
+from clusters import health, hooks
 from clusters.choices import ClusterStatus
+from clusters.hooks import NodeOwner
 from clusters.models import Cluster, ClusterNode, HealthSpan, NodeOperation
 from pksweb import policy
 from pksweb.models import Event
+from pksweb.types import AnyUser
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
 
 
-def cluster_scope(*, user: Any) -> QuerySet[Cluster]:
+def cluster_scope(*, user: AnyUser) -> QuerySet[Cluster]:
     """Clusters ``user`` may see, nothing prefetched (for counts and lean rows)."""
     return policy.restrict(user, Cluster.objects.all())
 
 
-def cluster_list(*, user: Any, window: timedelta = DAY) -> QuerySet[Cluster]:
+def cluster_list(*, user: AnyUser, window: timedelta = DAY) -> QuerySet[Cluster]:
     """Clusters ``user`` may see, with the health spans of the last ``window`` prefetched."""
     since = timezone.now() - window
     spans = HealthSpan.objects.filter(Q(ended_at__isnull=True) | Q(ended_at__gte=since)).only(
@@ -64,34 +65,40 @@ def cluster_health_view(cluster: Cluster, spans: list[HealthSpan] | None = None,
     )
 
 
-def cluster_get(*, user: Any, pk: int) -> Cluster | None:
+def cluster_get(*, user: AnyUser, pk: int) -> Cluster | None:
     """One cluster with a week of spans, if ``user`` may see it."""
     return cluster_list(user=user, window=WEEK).filter(pk=pk).first()
 
 
 def cluster_nodes(*, cluster: Cluster) -> list[ClusterNode]:
-    """Nodes as of the last probe, each with ``tenant``: the dedicated-nodes tenant it is assigned to, if any."""
-    from tenants.bundle import dedication_missing
-    from tenants.selectors import node_tenants
-
-    owners = node_tenants(cluster=cluster)
-    nodes = list(ClusterNode.objects.filter(cluster=cluster).order_by("name"))
-    for node in nodes:
-        node.tenant = owners.get(node.name, "")
-        # What the last probe saw of the assignment on the node itself (changed with kubectl, it no longer holds).
-        node.tenant_drift = dedication_missing(node.tenant, node.labels, node.taints) if node.tenant else []
-    return nodes
+    """Nodes as of the last probe."""
+    return list(ClusterNode.objects.filter(cluster=cluster).order_by("name"))
 
 
-def cluster_operations(*, user: Any, cluster: Cluster, limit: int = 20) -> list[NodeOperation]:
+@dataclass(frozen=True)
+class NodeRow:
+    """A node as the cluster page shows it: what the last probe saw, and the tenant it is dedicated to, if any."""
+
+    node: ClusterNode
+    owner: NodeOwner | None = None
+
+
+def cluster_node_rows(*, cluster: Cluster) -> list[NodeRow]:
+    """The cluster page's nodes as of the last probe, each with its owner (see ``clusters.hooks.on_node_owners``)."""
+    nodes = cluster_nodes(cluster=cluster)
+    owners = hooks.node_owners(cluster, nodes)
+    return [NodeRow(node, owners.get(node.name)) for node in nodes]
+
+
+def cluster_operations(*, user: AnyUser, cluster: Cluster, limit: int = 20) -> list[NodeOperation]:
     return list(policy.restrict(user, NodeOperation.objects.filter(cluster=cluster))[:limit])
 
 
-def operation_get(*, user: Any, pk: int) -> NodeOperation | None:
+def operation_get(*, user: AnyUser, pk: int) -> NodeOperation | None:
     return policy.restrict(user, NodeOperation.objects.select_related("cluster")).filter(pk=pk).first()
 
 
-def cluster_events(*, user: Any, cluster: Cluster, limit: int = 30) -> list[Event]:
+def cluster_events(*, user: AnyUser, cluster: Cluster, limit: int = 30) -> list[Event]:
     events = policy.restrict(user, Event.objects.select_related("tenant"))
     return list(events.filter(subject_type="cluster", subject_id=str(cluster.pk))[:limit])
 

@@ -5,13 +5,14 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from clusters import selectors, services
+from clusters import hooks, operations, selectors, services, sweep
+from clusters.access import OPERATORS_ONLY
 from clusters.choices import UpgradeDriver
 from clusters.filters import ClusterFilter
 from clusters.forms import ClusterEditForm, ClusterRegisterForm, NodeOperationForm
@@ -21,14 +22,9 @@ from clusters.rows import context_rows, fleet_rows
 from pksweb import policy
 from pksweb import selectors as event_selectors
 from pksweb.forms import errors_into
-from tenants.selectors import assignable_tenants
+from pksweb.shortcuts import or_404
 
-
-def _cluster_or_404(request: HttpRequest, pk: int) -> Cluster:
-    cluster = selectors.cluster_get(user=request.user, pk=pk)
-    if cluster is None:
-        raise Http404("No such cluster.")
-    return cluster
+NO_SUCH_CLUSTER = "No such cluster."
 
 
 @require_GET
@@ -78,7 +74,7 @@ def cluster_register(request: HttpRequest) -> HttpResponse:
 @login_required
 def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """One cluster: status, availability, nodes, operations, events; live."""
-    cluster = _cluster_or_404(request, pk)
+    cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     return render(request, "clusters/detail.html", cluster_context(request, cluster))
 
 
@@ -87,14 +83,14 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
     return {
         "cluster": cluster,
         "health": selectors.cluster_health_view(cluster, list(cluster.spans.all())),
-        "nodes": selectors.cluster_nodes(cluster=cluster),
+        "nodes": selectors.cluster_node_rows(cluster=cluster),
         "operations": selectors.cluster_operations(user=request.user, cluster=cluster),
         "events": events,
         "cursor": events[0].pk if events else 0,
         "can_operate": policy.can(request.user, "operate", cluster),
         "ws_path": f"/ws/clusters/{cluster.pk}/",
         "op_form": NodeOperationForm(),
-        "assignable": assignable_tenants(cluster=cluster),
+        "assignable": hooks.node_assignable(cluster),
         "drivers": UpgradeDriver.choices,
     }
 
@@ -103,10 +99,10 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
 @login_required
 def cluster_live(request: HttpRequest, pk: int) -> HttpResponse:
     """What only the cluster knows right now (pods per node, namespaces, events); loaded after the page."""
-    cluster = _cluster_or_404(request, pk)
+    cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     context: dict[str, Any] = {"cluster": cluster}
     try:
-        context.update(services.cluster_live_snapshot(cluster=cluster))
+        context.update(sweep.cluster_live_snapshot(cluster=cluster))
     except KubeError as exc:
         context["error"] = exc.message
     return render(request, "clusters/_live.html", context)
@@ -116,9 +112,9 @@ def cluster_live(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """Rename a cluster or replace its credential (checked before saving)."""
-    cluster = _cluster_or_404(request, pk)
-    if not policy.can(request.user, "operate", cluster):
-        raise PermissionDenied("Only operators can change clusters.")
+    cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
+    if not policy.can(request.user, "update", cluster):
+        raise PermissionDenied(OPERATORS_ONLY)
     form = ClusterEditForm(request.POST or None, request.FILES or None, initial={"name": cluster.name})
     if request.method == "POST" and form.is_valid():
         given = form.credential_input
@@ -138,7 +134,7 @@ def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    cluster = _cluster_or_404(request, pk)
+    cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     try:
         services.cluster_delete(cluster=cluster, deleted_by=request.user)
     except ValidationError as exc:
@@ -153,11 +149,11 @@ def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def cluster_probe(request: HttpRequest, pk: int) -> HttpResponse:
     """Probe now; the result arrives on the page through the event path too."""
-    cluster = _cluster_or_404(request, pk)
+    cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     if not policy.can(request.user, "operate", cluster):
         raise PermissionDenied("Only operators can probe clusters on demand.")
-    cluster = services.cluster_probe(cluster=cluster)
-    cluster = _cluster_or_404(request, pk)
+    cluster = sweep.cluster_probe(cluster=cluster)
+    cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     if request.htmx:
         return render(request, "clusters/detail.html#status-card", cluster_context(request, cluster))
     return redirect("clusters:detail", pk=pk)
@@ -167,17 +163,17 @@ def cluster_probe(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def node_operation(request: HttpRequest, pk: int, node: str, kind: str) -> HttpResponse:
     """Start a cordon, uncordon or drain; progress arrives live."""
-    cluster = _cluster_or_404(request, pk)
+    cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     form = NodeOperationForm(request.POST)
     error = ""
     if form.is_valid():
         try:
-            services.node_operation_start(cluster=cluster, node=node, kind=kind, requested_by=request.user,
+            operations.node_operation_start(cluster=cluster, node=node, kind=kind, requested_by=request.user,
                                           timeout_seconds=form.cleaned_data.get("timeout_seconds"))
         except ValidationError as exc:
             error = " ".join(exc.messages)
     else:
-        error = " ".join(e for errs in form.errors.values() for e in errs)
+        error = " ".join(str(e) for errs in form.errors.values() for e in errs)
     if request.htmx:
         context = cluster_context(request, cluster)
         context["operation_error"] = error

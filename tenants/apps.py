@@ -5,9 +5,14 @@ class TenantsConfig(AppConfig):
     name = "tenants"
 
     def ready(self) -> None:
+        from clusters import hooks
         from pksweb import policy, tenancy
         from tenants import access  # noqa: F401
+        from tenants.cluster_pages import node_assignable, node_owners
         from tenants.selectors import landing_tenant, member_tenant_ids, member_tenant_names, membership_rows
 
         policy.memberships_from(member_tenant_ids, membership_rows)
         tenancy.tenancy_from(landing=landing_tenant, names=member_tenant_names)
+        # The cluster page shows which tenant each dedicated node is given to, and offers the others.
+        hooks.on_node_owners(node_owners)
+        hooks.on_node_assignable(node_assignable)

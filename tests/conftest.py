@@ -196,7 +196,8 @@ def viewer_api(viewer):
 def registered(db, sandbox, sandbox_cluster, operator, django_capture_on_commit_callbacks):
     """``sandbox_cluster`` registered in pksweb (by the operator), first probe done."""
     from clusters.kube.credentials import Credential
-    from clusters.services import cluster_probe, cluster_register
+    from clusters.services import cluster_register
+    from clusters.sweep import cluster_probe
 
     with django_capture_on_commit_callbacks(execute=False):
         cluster = cluster_register(name=sandbox_cluster.name, credential=Credential.from_dict(sandbox.credential(sandbox_cluster.name)),

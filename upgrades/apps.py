@@ -5,11 +5,14 @@ class UpgradesConfig(AppConfig):
     name = "upgrades"
 
     def ready(self) -> None:
-        from clusters.services import on_busy_check, on_execution_change
+        from clusters import hooks
         from upgrades import access  # noqa: F401
+        from upgrades.selectors import clusters_upgrading
         from upgrades.services import plans_cluster_changed, rollout_claim
 
         # Plans bind a cluster's upgrade inputs; a change voids their approvals (see cluster_update).
-        on_execution_change(plans_cluster_changed)
+        hooks.on_execution_change(plans_cluster_changed)
         # A rollout owns its clusters: no removal, and no manual node operation while it runs.
-        on_busy_check(rollout_claim)
+        hooks.on_busy_check(rollout_claim)
+        # The fleet page marks the clusters a rollout is upgrading.
+        hooks.on_upgrading(clusters_upgrading)

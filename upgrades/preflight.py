@@ -169,7 +169,7 @@ def check_drains(report: Preflight, cluster: Cluster, gateway: Any, nodes: list[
     for node in nodes:
         if node.is_control_plane:
             continue
-        # The drain's own rules (clusters.services.node_drain): DaemonSet and mirror pods stay, a pod whose
+        # The drain's own rules (clusters.kube.drain.node_drain): DaemonSet and mirror pods stay, a pod whose
         # controller is none is refused; both read the controller owner, as the gateway's PodInfo does.
         movable = [p for p in running if (p.get("spec") or {}).get("nodeName") == node.name
                    and (_controller(p) or {}).get("kind") != "DaemonSet"

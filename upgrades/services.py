@@ -817,7 +817,7 @@ def _advance_step(rollout: Rollout, step: RolloutStep, keep: Callable[[], None])
                        else "cordoned")
             return StepTick(0)
         if step.phase == StepPhase.DRAIN:
-            from clusters.services import node_drain
+            from clusters.kube.drain import node_drain
 
             result = node_drain(gateway=gateway, node=step.node, timeout=plan.drain_timeout_seconds, keep=keep)
             if not result.ok:
@@ -860,7 +860,7 @@ def _advance_step(rollout: Rollout, step: RolloutStep, keep: Callable[[], None])
             return StepTick(0)
         if step.phase == StepPhase.GATE:
             if plan.health_gate:
-                from clusters.services import cluster_probe
+                from clusters.sweep import cluster_probe
 
                 cluster = cluster_probe(cluster=step.cluster)
                 if cluster.status != "healthy":

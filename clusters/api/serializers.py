@@ -10,7 +10,7 @@ from clusters.credentials import credential_from_input
 from clusters.models import Cluster, ClusterNode, HealthSpan, NodeOperation
 
 
-class ClusterSerializer(serializers.ModelSerializer):
+class ClusterSerializer(serializers.ModelSerializer[Cluster]):
     """A cluster as read back: never its credential."""
 
     probe_stale = serializers.BooleanField(read_only=True, help_text="No probe for three sweep intervals (90 s at least): the "
@@ -24,13 +24,14 @@ class ClusterSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ClusterWriteSerializer(serializers.Serializer):
+class ClusterWriteSerializer(serializers.Serializer[dict[str, Any]]):
     """Register or edit: a name and a kubeconfig (+ context) or server + token (+ CA)."""
 
     name = serializers.CharField(max_length=63)
     kubeconfig = serializers.CharField(required=False, allow_blank=True, write_only=True, trim_whitespace=False,
                                        help_text="A kubeconfig with inline credentials (no exec/auth-provider plugins, no file paths).")
-    context = serializers.CharField(required=False, allow_blank=True, help_text="Context to use when the kubeconfig has several.")
+    # DRF takes declared fields off the class, so this does not hide Field.context (the stubs cannot know).
+    context = serializers.CharField(required=False, allow_blank=True, help_text="Context to use when the kubeconfig has several.")  # type: ignore[assignment]
     server = serializers.CharField(required=False, allow_blank=True, help_text="API server URL, e.g. https://10.0.0.1:6443.")
     token = serializers.CharField(required=False, allow_blank=True, write_only=True, help_text="Bearer token.")
     ca_data = serializers.CharField(required=False, allow_blank=True, write_only=True, help_text="CA certificate, PEM or base64.")
@@ -64,28 +65,28 @@ class ClusterUpdateSerializer(ClusterWriteSerializer):
     credential_required = False
 
 
-class HealthSpanSerializer(serializers.ModelSerializer):
+class HealthSpanSerializer(serializers.ModelSerializer[HealthSpan]):
     class Meta:
         model = HealthSpan
         fields = ["status", "reasons", "started_at", "ended_at"]
 
 
-class ClusterHealthSerializer(serializers.Serializer):
+class ClusterHealthSerializer(serializers.Serializer[dict[str, Any]]):
     cluster = ClusterSerializer()
     availability_24h = serializers.FloatField(allow_null=True)
     availability_7d = serializers.FloatField(allow_null=True)
     history = HealthSpanSerializer(many=True)
 
 
-class NodeSerializer(serializers.ModelSerializer):
+class NodeSerializer(serializers.ModelSerializer[ClusterNode]):
     class Meta:
         model = ClusterNode
         fields = ["name", "roles", "kubelet_version", "ready", "ready_message", "conditions", "unschedulable", "taints",
                   "labels", "updated_at"]
 
 
-class OperationSerializer(serializers.ModelSerializer):
-    cluster = serializers.PrimaryKeyRelatedField(read_only=True)
+class OperationSerializer(serializers.ModelSerializer[NodeOperation]):
+    cluster: serializers.PrimaryKeyRelatedField[Cluster] = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
         model = NodeOperation
@@ -94,6 +95,6 @@ class OperationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OperationRequestSerializer(serializers.Serializer):
+class OperationRequestSerializer(serializers.Serializer[dict[str, Any]]):
     timeout_seconds = serializers.IntegerField(required=False, min_value=10, max_value=86400,
                                                help_text="Drain only: how long to keep retrying evictions a PDB refuses.")

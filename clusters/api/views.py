@@ -1,18 +1,16 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from clusters import selectors, services
+from clusters import operations, selectors, services, sweep
 from clusters.api.serializers import (
     ClusterHealthSerializer,
     ClusterSerializer,
@@ -24,25 +22,26 @@ from clusters.api.serializers import (
 )
 from clusters.filters import ClusterFilter
 from clusters.models import Cluster, NodeOperation
-from pksweb.api.errors import drf_error
+from pksweb import policy
 from pksweb.api.permissions import PolicyPermission
-from tenants.api.serializers import AssignSerializer, SegmentationSerializerOut
+
+Row = TypeVar("Row")
 
 
-class ClusterViewSet(viewsets.ModelViewSet):
+class ClusterViewSet(viewsets.ModelViewSet[Cluster]):
     """Registered clusters and their health. Viewers read; operators change."""
 
     serializer_class = ClusterSerializer
     permission_classes = [PolicyPermission]
     policy_model = Cluster
-    policy_actions = {"POST": "create", "PUT": "create", "PATCH": "create", "DELETE": "create"}
+    policy_actions = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
     filterset_class = ClusterFilter
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Cluster]:
         return selectors.cluster_list(user=self.request.user)
 
-    def filter_queryset(self, queryset: QuerySet[Cluster]) -> QuerySet[Cluster]:
+    def filter_queryset(self, queryset: QuerySet[Cluster, Row]) -> QuerySet[Cluster, Row]:
         """The fleet's filters (?name=, ?status=) choose clusters in the list; one cluster's own answers
         (its nodes, health, operations) ignore them, as their schema says."""
         return super().filter_queryset(queryset) if self.action == "list" else queryset
@@ -52,11 +51,8 @@ class ClusterViewSet(viewsets.ModelViewSet):
         data = ClusterWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         given = data.validated_data["credential_input"]
-        try:
-            cluster = services.cluster_register(name=data.validated_data["name"], credential=given.credential,
-                                                context=given.context, created_by=request.user, credential_field=given.field)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        cluster = services.cluster_register(name=data.validated_data["name"], credential=given.credential,
+                                            context=given.context, created_by=request.user, credential_field=given.field)
         return Response(ClusterSerializer(cluster).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ClusterUpdateSerializer, responses={200: ClusterSerializer})
@@ -65,15 +61,12 @@ class ClusterViewSet(viewsets.ModelViewSet):
         data = ClusterUpdateSerializer(data=request.data, partial=kwargs.get("partial", False))
         data.is_valid(raise_exception=True)
         given = data.validated_data.get("credential_input")
-        try:
-            cluster = services.cluster_update(cluster=cluster, updated_by=request.user, name=data.validated_data.get("name"),
-                                              credential=given.credential if given else None,
-                                              context=given.context if given else None,
-                                              credential_field=given.field if given else "kubeconfig",
-                                              upgrade_driver=data.validated_data.get("upgrade_driver"),
-                                              upgrade_command=data.validated_data.get("upgrade_command"))
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        cluster = services.cluster_update(cluster=cluster, updated_by=request.user, name=data.validated_data.get("name"),
+                                          credential=given.credential if given else None,
+                                          context=given.context if given else None,
+                                          credential_field=given.field if given else "kubeconfig",
+                                          upgrade_driver=data.validated_data.get("upgrade_driver"),
+                                          upgrade_command=data.validated_data.get("upgrade_command"))
         return Response(ClusterSerializer(cluster).data)
 
     @extend_schema(request=ClusterUpdateSerializer, responses={200: ClusterSerializer})
@@ -81,10 +74,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
         return self.update(request, *args, partial=True, **kwargs)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        try:
-            services.cluster_delete(cluster=self.get_object(), deleted_by=request.user)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        services.cluster_delete(cluster=self.get_object(), deleted_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: ClusterHealthSerializer})
@@ -108,7 +98,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
     def probe(self, request: Request, pk: str | None = None) -> Response:
         """Probe the cluster now and return what it showed (operators)."""
         cluster = self.get_object()
-        return Response(ClusterSerializer(services.cluster_probe(cluster=cluster)).data)
+        return Response(ClusterSerializer(sweep.cluster_probe(cluster=cluster)).data)
 
     @extend_schema(request=OperationRequestSerializer, responses={202: OperationSerializer})
     @action(detail=True, methods=["post"], url_path=r"nodes/(?P<node>[^/]+)/(?P<kind>(?:cordon|uncordon|drain))")
@@ -117,69 +107,18 @@ class ClusterViewSet(viewsets.ModelViewSet):
         cluster = self.get_object()
         data = OperationRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            operation = services.node_operation_start(cluster=cluster, node=node, kind=kind, requested_by=request.user,
-                                                      timeout_seconds=data.validated_data.get("timeout_seconds"))
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        operation = operations.node_operation_start(cluster=cluster, node=node, kind=kind, requested_by=request.user,
+                                                    timeout_seconds=data.validated_data.get("timeout_seconds"))
         return Response(OperationSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
 
 
-    @extend_schema(responses={200: SegmentationSerializerOut}, parameters=[
-        OpenApiParameter("source", str, description="Only the cells from this namespace."),
-        OpenApiParameter("target", str, description="Only the cells to this namespace.")])
-    @action(detail=True, methods=["get"])
-    def segmentation(self, request: Request, pk: str | None = None) -> Response:
-        """Which namespaces' pods can open connections to which, pod by pod from the cluster's actual NetworkPolicies:
-        each cell reads all, some or none of the pod pairs, with the policies and rules responsible."""
-        from tenants.segmentation import cluster_segmentation
-
-        matrix = cluster_segmentation(self.get_object())
-        cells = matrix.cells(source=request.query_params.get("source", ""), target=request.query_params.get("target", ""))
-        return Response({"namespaces": matrix.namespaces, "pods": matrix.pods, "cells": cells, "partial": matrix.partial,
-                         "error": matrix.error})
-
-    @extend_schema(request=AssignSerializer, responses={200: AssignSerializer})
-    @action(detail=True, methods=["post"], url_path=r"nodes/(?P<node>[^/]+)/assign")
-    def node_assign(self, request: Request, pk: str | None = None, node: str = "") -> Response:
-        """Give a node to a dedicated-nodes tenant (labelled and tainted for it)."""
-        from tenants.selectors import tenant_get_by_name
-        from tenants.services import node_assign
-
-        cluster = self.get_object()
-        data = AssignSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        tenant = tenant_get_by_name(name=data.validated_data["tenant"])
-        if tenant is None:
-            raise ValidationError({"tenant": ["No such tenant."]})
-        try:
-            node_assign(cluster=cluster, node=node, tenant=tenant, assigned_by=request.user)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
-        return Response({"node": node, "tenant": tenant.name})
-
-    @extend_schema(request=None, responses={200: None})
-    @action(detail=True, methods=["post"], url_path=r"nodes/(?P<node>[^/]+)/release")
-    def node_release(self, request: Request, pk: str | None = None, node: str = "") -> Response:
-        """Take a node back from its tenant (refused while the tenant's pods run there)."""
-        from tenants.services import node_release
-
-        try:
-            node_release(cluster=self.get_object(), node=node, released_by=request.user)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
-        return Response({"node": node, "tenant": None})
-
-
-class OperationViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class OperationViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet[NodeOperation]):
     """Node operations: state, progress and the final report."""
 
     serializer_class = OperationSerializer
     permission_classes = [PolicyPermission]
 
     def get_queryset(self) -> QuerySet[NodeOperation]:
-        from pksweb import policy
-
         return policy.restrict(self.request.user, NodeOperation.objects.all())
 
     def get_object(self) -> NodeOperation:

@@ -4,12 +4,17 @@
   no files read);
 - ``client``: one ``ApiClient`` per credential, never the global kubeconfig;
 - ``errors``: every failure becomes a ``KubeError`` in words an operator acts on;
-- ``gateway``: typed operations (probe, nodes, cordon, evict, ...) with timeouts.
+- ``retry``: when a failed call is tried again;
+- ``types``: what the gateway answers (nodes, pods, events, probes, evictions);
+- ``gateway``: typed operations (probe, nodes, cordon, evict, annotate, ...) with timeouts;
+- ``objects``: get/create/replace/delete/list of the kinds in a tenant bundle;
+- ``drain``: cordon a node and evict its pods, respecting PodDisruptionBudgets.
 """
 
 from clusters.kube.credentials import Credential, KubeConfigError, kubeconfig_contexts, parse_kubeconfig
 from clusters.kube.errors import UNREADABLE, KubeError
-from clusters.kube.gateway import Expectation, Gateway, NodeInfo, PodInfo, ProbeResult
+from clusters.kube.gateway import Gateway
+from clusters.kube.types import Expectation, NodeInfo, PodInfo, ProbeResult
 
 __all__ = [
     "UNREADABLE",

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from kubernetes.client import ApiClient, Configuration
 
@@ -75,12 +76,17 @@ def api_client(key: str, credential: Credential) -> ApiClient:
         _clients[cache_key] = client
         while len(_clients) > MAX_CACHED:
             _, old = _clients.popitem(last=False)
-            old.close()
+            _close(old)
     return client
+
+
+def _close(client: ApiClient) -> None:
+    close: Callable[[], None] = client.close  # the client leaves close() unannotated
+    close()
 
 
 def forget(key: str) -> None:
     """Drop cached clients of ``key`` (a cluster was deleted or its credential replaced)."""
     with _lock:
         for cache_key in [k for k in _clients if k[0] == key]:
-            _clients.pop(cache_key).close()
+            _close(_clients.pop(cache_key))

@@ -168,7 +168,8 @@ def kubeconfig_contexts(text: str | bytes) -> tuple[list[str], str]:
 def _entry(data: dict[str, Any], section: str, name: str, context: str) -> dict[str, Any]:
     for entry in data[section]:
         if entry["name"] == name:
-            return entry[section[:-1]]
+            found: dict[str, Any] = entry[section[:-1]]
+            return found
     raise KubeConfigError(f"Context {context!r} refers to {section[:-1]} {name!r}, which the kubeconfig does not define.")
 
 

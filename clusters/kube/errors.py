@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+from typing import Any
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
@@ -25,7 +26,7 @@ class KubeError(Exception):
     UNREACHABLE_KINDS = frozenset({"dns", "refused", "timeout", "tls", "dropped", "unreachable"})
 
     def __init__(self, kind: str, message: str, status: int | None = None, retry_after: float | None = None,
-                 details: dict | None = None) -> None:
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -42,7 +43,7 @@ class KubeError(Exception):
         return self.message
 
 
-def _status_body(exc: ApiException) -> dict:
+def _status_body(exc: ApiException) -> dict[str, Any]:
     try:
         body = json.loads(exc.body or "{}")
         return body if isinstance(body, dict) else {}
@@ -59,7 +60,7 @@ def _text(raw: object) -> str:
     return " ".join(raw[:4 * SERVER_WORDS].split())
 
 
-def _details(body: dict) -> dict:
+def _details(body: dict[str, Any]) -> dict[str, Any]:
     """A Status's details, kept only in the shape the Kubernetes API gives them (causes: objects)."""
     details = body.get("details")
     if not isinstance(details, dict):

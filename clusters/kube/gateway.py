@@ -2,123 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import tenacity
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from clusters.kube import client as clients
 from clusters.kube.credentials import Credential
 from clusters.kube.errors import UNREADABLE, KubeError, translate, unreadable
+from clusters.kube.objects import ObjectOps
+from clusters.kube.retry import SAFE_PREFIXES, reads, with_retries
+from clusters.kube.types import EventInfo, Eviction, Expectation, NodeInfo, PodInfo, ProbeResult
 from pksweb.text import bound
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = (3.05, 10.0)  # (connect, read) seconds
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-PRESSURE = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
-# Retries: a 429 is always safe to retry (the server refused before acting); a 5xx or a
-# dropped connection only for reads and idempotent writes. A timeout is not retried: it
-# has already spent the call's whole budget, and repeating it would triple how long one
-# dead cluster holds a sweep. A Retry-After longer than RETRY_AFTER_MAX is reported, not
-# waited for.
-RETRY_ATTEMPTS = 3
-RETRY_BASE_SECONDS = 0.25
-RETRY_AFTER_MAX = 5.0
-RETRY_BUDGET_SECONDS = 10.0
-SAFE_PREFIXES = ("read_", "list_", "get_")
 PDB_CAUSE = re.compile(r"The disruption budget (?P<name>\S+) needs (?P<needs>\d+) healthy pods and has (?P<has>\d+) currently")
-
-
-@dataclass
-class NodeInfo:
-    name: str
-    roles: list[str]
-    kubelet_version: str
-    ready: bool | None
-    conditions: dict[str, str]  # type -> "True"/"False"/"Unknown"
-    unschedulable: bool
-    taints: list[str]
-    labels: dict[str, str]
-    ready_message: str = ""
-
-    @property
-    def pressures(self) -> list[str]:
-        return [c for c in PRESSURE if self.conditions.get(c) == "True"]
-
-    @property
-    def is_control_plane(self) -> bool:
-        return "control-plane" in self.roles or "master" in self.roles
-
-
-@dataclass
-class PodInfo:
-    namespace: str
-    name: str
-    phase: str
-    ready: bool
-    owner_kind: str
-    owner_name: str
-    mirror: bool
-    terminating: bool
-    node: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass
-class EventInfo:
-    namespace: str
-    type: str
-    reason: str
-    message: str
-    object: str
-    last_seen: datetime | None
-
-
-@dataclass
-class ProbeResult:
-    """What one health probe saw. ``error`` set means the API could not be reached."""
-
-    version: str = ""
-    ready: bool = False
-    failed_checks: list[str] = field(default_factory=list)
-    nodes: list[NodeInfo] = field(default_factory=list)
-    system_problems: list[str] = field(default_factory=list)
-    warnings: list[EventInfo] = field(default_factory=list)
-    error: KubeError | None = None
-    latency_ms: float = 0.0
-    identity: str = ""  # the kube-system namespace's UID, when asked for
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What a cluster looked like at its last probe, to notice when a credential reaches another one."""
-
-    version: str = ""
-    nodes: frozenset[str] = frozenset()
-
-    def differs(self, version: str, nodes: list[str]) -> bool:
-        if self.version and version.lstrip("v") != self.version.lstrip("v"):
-            return True
-        return bool(self.nodes) and bool(nodes) and not (self.nodes & set(nodes))
-
-
-@dataclass
-class Eviction:
-    """How one eviction went: ``evicted``, ``gone`` (already deleted) or ``blocked`` (by a PDB)."""
-
-    outcome: str
-    budget: str = ""
-    message: str = ""
 
 
 def _node_info(node: k8s.V1Node) -> NodeInfo:
@@ -175,62 +79,6 @@ def _event_seen(event: k8s.CoreV1Event) -> datetime | None:
     return event.last_timestamp or event.event_time or (event.metadata.creation_timestamp if event.metadata else None)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _reads(action: str) -> Callable[[F], F]:
-    """An operation whose answer is read into pksweb's shapes: an answer in a shape no Kubernetes API gives
-    (a hostile or broken server) becomes a ``bad_response`` KubeError saying so, never a crash."""
-    def decorate(method: F) -> F:
-        @functools.wraps(method)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(self, *args, **kwargs)
-            except KubeError:
-                raise
-            except UNREADABLE as exc:
-                gateway = getattr(self, "gw", self)
-                raise unreadable(exc, server=gateway.credential.server, action=action) from exc
-        return wrapper  # type: ignore[return-value]
-    return decorate
-
-
-def _retryable(exc: BaseException, safe: bool) -> bool:
-    if not isinstance(exc, KubeError):
-        return False
-    if exc.kind == "throttled":
-        # An eviction refused by a PodDisruptionBudget is an answer, not throttling.
-        return not exc.details.get("causes") and (exc.retry_after or 0) <= RETRY_AFTER_MAX
-    return safe and exc.kind in ("server_error", "dropped")
-
-
-def _backoff(state: tenacity.RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    asked = getattr(exc, "retry_after", None)
-    if asked:
-        return float(asked)
-    return tenacity.wait_random_exponential(multiplier=RETRY_BASE_SECONDS, max=4.0)(state)
-
-
-def _with_retries(safe: bool, attempt: Callable[[], T]) -> T:
-    """``attempt()`` until it succeeds or a retry would not be safe or useful.
-
-    When pksweb gave up after retrying, the message says so.
-    """
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(lambda exc: _retryable(exc, safe)),
-        stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS) | tenacity.stop_after_delay(RETRY_BUDGET_SECONDS),
-        wait=_backoff, reraise=True)
-    try:
-        return retrying(attempt)
-    except KubeError as exc:
-        tries = retrying.statistics.get("attempt_number", 1)
-        if tries > 1:
-            exc.message = f"{exc.message} pksweb tried {tries} times, backing off between tries."
-            exc.args = (exc.message,)
-        raise
-
-
 class Gateway:
     """Operations on one cluster. ``key`` identifies the cluster for client caching."""
 
@@ -239,8 +87,8 @@ class Gateway:
         self.timeout = timeout
         self.api = clients.api_client(key or credential.server, credential)
 
-    def _call(self, action: str, fn: Callable[..., T], *args: Any, idempotent: bool = False, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` with the timeout, retries where safe and translated errors.
+    def call(self, action: str, fn: Callable[..., T], *args: Any, idempotent: bool = False, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` (a typed API method) with the timeout, retries where safe and translated errors.
 
         Reads are safe to repeat; a write only when the caller says it is ``idempotent``.
         """
@@ -253,27 +101,45 @@ class Gateway:
             except Exception as exc:  # every failure is translated; translate() re-raises what it does not know
                 raise translate(exc, server=self.credential.server, action=action) from exc
 
-        return _with_retries(safe, attempt)
+        return with_retries(safe, attempt)
 
-    def _raw(self, action: str, path: str, query: list[tuple[str, str]] | None = None) -> tuple[int, str]:
-        """GET a non-resource path (``/readyz``); returns (status, text) even for 5xx."""
+    def _get(self, action: str, path: str, query: list[tuple[str, str]] | None = None, *,
+             accept: str = "application/json", answers: Callable[[int, bytes], bool] = lambda status, body: False,
+             ) -> tuple[int, bytes]:
+        """GET ``path`` where the client has no typed method (``/readyz``, a resource by group/version) or where
+        pksweb reads the JSON itself (no model per pod); returns (status, body).
+
+        A failure is translated and retried like any other read, unless ``answers(status, body)`` says the
+        caller reads that failure as an answer (a 404 counts nothing; a failing /readyz lists its checks).
+        """
         params = self.api.param_serialize(method="GET", resource_path=path, query_params=query or [],
-                                          header_params={"Accept": "text/plain, application/json"}, auth_settings=["BearerToken"])
+                                          header_params={"Accept": accept}, auth_settings=["BearerToken"])
 
-        def attempt() -> tuple[int, str]:
+        def attempt() -> tuple[int, bytes]:
             try:
                 response = self.api.call_api(*params, _request_timeout=self.timeout)
-                response.read()
+                read: Callable[[], bytes | None] = response.read  # the client leaves read() unannotated
+                data = read() or b""
             except Exception as exc:  # translated below, like every other call
                 raise translate(exc, server=self.credential.server, action=action) from exc
-            text = (response.data or b"").decode(errors="replace")
-            # Throttled, or failed (a failing /readyz lists its checks with [-]; this is not one): the same
-            # translation, and the same retries, as any other call.
-            if response.status == 429 or (response.status >= 500 and "[-]" not in text):
+            if not 200 <= response.status < 300 and not answers(response.status, data):
                 raise translate(ApiException(http_resp=response), server=self.credential.server, action=action)
-            return response.status, text
+            return response.status, data
 
-        return _with_retries(True, attempt)
+        return with_retries(True, attempt)
+
+    def _get_items(self, action: str, path: str, query: list[tuple[str, str]] | None = None) -> list[Any]:
+        """The ``items`` of a list read as raw JSON (none when it has none); items that are not a list are an
+        answer of no Kubernetes API."""
+        items = json.loads(self._get(action, path, query)[1] or b"{}").get("items") or []
+        if not isinstance(items, list):
+            raise TypeError(f"the list's items are not a list while pksweb tried to {action}")
+        return items
+
+    def plain(self, model: object) -> dict[str, Any]:
+        """A client model as the JSON the API server speaks (plain dicts and lists)."""
+        sanitize = cast(Callable[[object], dict[str, Any]], self.api.sanitize_for_serialization)
+        return sanitize(model)
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -281,14 +147,17 @@ class Gateway:
 
     # ---- identity and health --------------------------------------------------
 
-    @_reads("read the server version")
+    @reads("read the server version")
     def version(self) -> str:
-        info = self._call("read the server version", k8s.VersionApi(self.api).get_code)
+        info = self.call("read the server version", k8s.VersionApi(self.api).get_code)
         return str(info.git_version or "").lstrip("v")
 
     def readyz(self) -> tuple[bool, list[str]]:
         """Whether /readyz passes, and the names of the checks that fail."""
-        status, text = self._raw("read /readyz", "/readyz", [("verbose", "")])
+        # A failing /readyz answers 500 listing its checks with [-]: an answer, read below; so are 401 and 403.
+        status, body = self._get("read /readyz", "/readyz", [("verbose", "")], accept="text/plain, application/json",
+                                 answers=lambda status, body: status != 429 and (status < 500 or b"[-]" in body))
+        text = body.decode(errors="replace")
         if status == 401:
             raise KubeError("unauthorized", "The API server refused the credential (401 Unauthorized) while trying to read "
                                             "/readyz: the token or client certificate is wrong, expired or revoked.", 401)
@@ -297,20 +166,20 @@ class Gateway:
             return True, []  # /readyz is not readable by every credential; /version and nodes still tell
         return status == 200 and not failed, failed
 
-    @_reads("list nodes")
+    @reads("list nodes")
     def nodes(self) -> list[NodeInfo]:
         """All nodes, from the API server's cache (``resourceVersion=0``)."""
-        nodes = self._call("list nodes", self.core.list_node, resource_version="0")
+        nodes = self.call("list nodes", self.core.list_node, resource_version="0")
         return [_node_info(n) for n in nodes.items]
 
-    @_reads("read a node")
+    @reads("read a node")
     def node(self, name: str) -> NodeInfo:
-        return _node_info(self._call(f"read node {name}", self.core.read_node, name))
+        return _node_info(self.call(f"read node {name}", self.core.read_node, name))
 
-    @_reads("list kube-system pods")
+    @reads("list kube-system pods")
     def system_problems(self) -> list[str]:
         """kube-system pods that are not Running and Ready (one namespaced list, never cluster-wide)."""
-        pods = self._call("list kube-system pods", self.core.list_namespaced_pod, "kube-system")
+        pods = self.call("list kube-system pods", self.core.list_namespaced_pod, "kube-system")
         problems = []
         for pod in pods.items:
             info = _pod_info(pod)
@@ -320,9 +189,9 @@ class Gateway:
                 problems.append(f"{info.name} ({info.phase or 'Unknown'}{'' if info.phase != 'Running' else ', not ready'})")
         return problems
 
-    @_reads("list warning events")
+    @reads("list warning events")
     def warning_events(self, since: timedelta = timedelta(minutes=10), limit: int = 200) -> list[EventInfo]:
-        events = self._call("list warning events", self.core.list_event_for_all_namespaces, field_selector="type=Warning", limit=limit)
+        events = self.call("list warning events", self.core.list_event_for_all_namespaces, field_selector="type=Warning", limit=limit)
         cutoff = datetime.now(UTC) - since
         recent = []
         for event in events.items:
@@ -369,13 +238,13 @@ class Gateway:
     def check_access(self) -> str:
         """Connect and prove the credential can read what pksweb needs; returns the version."""
         version = self.version()
-        self._call("list nodes", self.core.list_node, limit=1)
+        self.call("list nodes", self.core.list_node, limit=1)
         return version
 
-    @_reads("check which cluster it is (read namespace kube-system)")
+    @reads("check which cluster it is (read namespace kube-system)")
     def identity(self) -> str:
         """The cluster's identity: the UID of its ``kube-system`` namespace (the de-facto cluster id)."""
-        namespace = self._call("check which cluster it is (read namespace kube-system)", self.core.read_namespace, "kube-system")
+        namespace = self.call("check which cluster it is (read namespace kube-system)", self.core.read_namespace, "kube-system")
         uid = str((namespace.metadata.uid if namespace.metadata else "") or "")
         if not uid:
             raise KubeError("bad_response", f"{self.credential.server} answered for namespace kube-system without a UID, "
@@ -384,21 +253,21 @@ class Gateway:
 
     # ---- node operations ------------------------------------------------------
 
-    @_reads("cordon or uncordon a node")
+    @reads("cordon or uncordon a node")
     def set_unschedulable(self, node: str, unschedulable: bool) -> NodeInfo:
         body = {"spec": {"unschedulable": True if unschedulable else None}}
         action = f"{'cordon' if unschedulable else 'uncordon'} node {node}"
-        return _node_info(self._call(action, self.core.patch_node, node, body, idempotent=True))
+        return _node_info(self.call(action, self.core.patch_node, node, body, idempotent=True))
 
-    @_reads("list the pods on a node")
+    @reads("list the pods on a node")
     def pods_on_node(self, node: str) -> list[PodInfo]:
-        pods = self._call(f"list pods on node {node}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}")
+        pods = self.call(f"list pods on node {node}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}")
         return [_pod_info(p) for p in pods.items]
 
     def evict(self, namespace: str, name: str) -> Eviction:
         body = k8s.V1Eviction(metadata=k8s.V1ObjectMeta(name=name, namespace=namespace))
         try:
-            self._call(f"evict pod {namespace}/{name}", self.core.create_namespaced_pod_eviction, name, namespace, body)
+            self.call(f"evict pod {namespace}/{name}", self.core.create_namespaced_pod_eviction, name, namespace, body)
         except KubeError as exc:
             if exc.kind == "not_found":
                 return Eviction("gone")
@@ -419,58 +288,66 @@ class Gateway:
         """Generic get/create/replace/delete/list of the kinds in a tenant bundle."""
         return ObjectOps(self)
 
-    @_reads("label a node for a tenant")
+    @reads("label a node for a tenant")
     def set_node_tenant(self, node: str, tenant: str | None, label: str = "pksweb.io/tenant") -> NodeInfo:
         """Label and taint ``node`` for ``tenant`` (or clear both): dedicated nodes."""
-        current = self._call(f"read node {node}", self.core.read_node, node)
-        taints = [t for t in self.api.sanitize_for_serialization(current.spec.taints or []) if t.get("key") != label]
+        current = self.call(f"read node {node}", self.core.read_node, node)
+        found = (current.spec.taints if current.spec else None) or []
+        taints = [t for t in (self.plain(taint) for taint in found) if t.get("key") != label]
         if tenant:
             taints.append({"key": label, "value": tenant, "effect": "NoSchedule"})
         body = {"metadata": {"labels": {label: tenant}}, "spec": {"taints": taints or None}}
         action = f"{'assign' if tenant else 'release'} node {node}"
-        return _node_info(self._call(action, self.core.patch_node, node, body))
+        return _node_info(self.call(action, self.core.patch_node, node, body))
 
-    @_reads("read a namespace's objects")
+    @reads("annotate a node")
+    def annotate_node(self, node: str, annotations: dict[str, str | None]) -> NodeInfo:
+        """Set ``node``'s annotations (a merge patch of ``metadata.annotations``; ``None`` removes a key)."""
+        body = {"metadata": {"annotations": annotations}}
+        return _node_info(self.call(f"annotate node {node}", self.core.patch_node, node, body, idempotent=True))
+
+    @reads("read a namespace's objects")
     def namespace_overview(self, namespace: str) -> dict[str, Any]:
         """What a tenant admin sees of one namespace, read live: quota use, workloads, pods, policies, events."""
         apps = k8s.AppsV1Api(self.api)
-        plain = self.api.sanitize_for_serialization
-        quotas = [plain(q) for q in self._call("list quotas", self.core.list_namespaced_resource_quota, namespace).items]
+        plain = self.plain
+        quotas = [plain(q) for q in self.call("list quotas", self.core.list_namespaced_resource_quota, namespace).items]
         workloads = []
-        for kind, fn in (("Deployment", apps.list_namespaced_deployment), ("StatefulSet", apps.list_namespaced_stateful_set),
-                         ("DaemonSet", apps.list_namespaced_daemon_set)):
-            for item in self._call(f"list {kind}s", fn, namespace).items:
+        listers: tuple[tuple[str, Callable[..., Any]], ...] = (("Deployment", apps.list_namespaced_deployment), ("StatefulSet", apps.list_namespaced_stateful_set),
+                         ("DaemonSet", apps.list_namespaced_daemon_set))
+        for kind, fn in listers:
+            for item in self.call(f"list {kind}s", fn, namespace).items:
                 status = item.status
                 desired = getattr(item.spec, "replicas", None) if kind != "DaemonSet" else status.desired_number_scheduled
                 ready = (status.ready_replicas if kind != "DaemonSet" else status.number_ready) or 0
                 workloads.append({"kind": kind, "name": item.metadata.name, "desired": desired or 0, "ready": ready})
         pods = []
-        for pod in self._call("list pods", self.core.list_namespaced_pod, namespace).items:
+        for pod in self.call("list pods", self.core.list_namespaced_pod, namespace).items:
             restarts = sum(cs.restart_count or 0 for cs in ((pod.status.container_statuses if pod.status else None) or []))
             info = _pod_info(pod)
             pods.append({"name": info.name, "phase": info.phase, "ready": info.ready, "restarts": restarts, "node": info.node})
-        policies = [plain(p) for p in self._call("list network policies",
+        policies = [plain(p) for p in self.call("list network policies",
                                                  k8s.NetworkingV1Api(self.api).list_namespaced_network_policy, namespace).items]
-        events = [_event_info(e, _event_seen(e)) for e in self._call("list events", self.core.list_namespaced_event, namespace).items][-20:]
+        events = [_event_info(e, _event_seen(e)) for e in self.call("list events", self.core.list_namespaced_event, namespace).items][-20:]
         return {"quotas": quotas, "workloads": workloads, "pods": pods, "policies": policies, "events": events}
 
-    @_reads("list pods")
+    @reads("list pods")
     def pods_all(self) -> list[PodInfo]:
         """Every pod (one cluster-wide list: scorecards and releases, never the health sweep)."""
-        return [_pod_info(p) for p in self._call("list pods", self.core.list_pod_for_all_namespaces).items]
+        return [_pod_info(p) for p in self.call("list pods", self.core.list_pod_for_all_namespaces).items]
 
-    @_reads("list cluster role bindings")
+    @reads("list cluster role bindings")
     def cluster_role_bindings(self) -> list[dict[str, Any]]:
-        items = self._call("list cluster role bindings", k8s.RbacAuthorizationV1Api(self.api).list_cluster_role_binding).items
-        return [self.api.sanitize_for_serialization(b) for b in items]
+        items = self.call("list cluster role bindings", k8s.RbacAuthorizationV1Api(self.api).list_cluster_role_binding).items
+        return [self.plain(b) for b in items]
 
     # ---- upgrades: preflight and drivers --------------------------------------------
 
-    @_reads("read the API groups")
+    @reads("read the API groups")
     def served_group_versions(self) -> set[str]:
         """Every group/version the API server serves (discovery)."""
-        core = self._call("read API versions", k8s.CoreApi(self.api).get_api_versions)
-        groups = self._call("read API groups", k8s.ApisApi(self.api).get_api_versions)
+        core = self.call("read API versions", k8s.CoreApi(self.api).get_api_versions)
+        groups = self.call("read API groups", k8s.ApisApi(self.api).get_api_versions)
         served = set(core.versions or [])
         for group in groups.groups or []:
             served |= {v.group_version for v in group.versions or []}
@@ -483,168 +360,60 @@ class Gateway:
         """
         path = f"/api/{group_version}/{resource}" if "/" not in group_version else f"/apis/{group_version}/{resource}"
         action = f"count {resource} in {group_version}"
-        params = self.api.param_serialize(method="GET", resource_path=path, query_params=[("limit", "500")],
-                                          auth_settings=["BearerToken"])
+        status, body = self._get(action, path, [("limit", "500")], answers=lambda status, body: status == 404)
+        if status == 404:
+            return 0
+        try:
+            items = json.loads(body or b"{}").get("items")
+        except (ValueError, AttributeError) as exc:
+            raise translate(exc, server=self.credential.server, action=action) from exc
+        if not isinstance(items, list):
+            raise KubeError("bad_response", f"{self.credential.server} answered a list of {resource} without items "
+                                            f"while pksweb tried to {action}.")
+        return len(items)
 
-        def attempt() -> int:
-            try:
-                response = self.api.call_api(*params, _request_timeout=self.timeout)
-                response.read()
-            except Exception as exc:  # translated like every call
-                raise translate(exc, server=self.credential.server, action=action) from exc
-            if response.status == 404:
-                return 0
-            if response.status >= 400:
-                raise translate(ApiException(http_resp=response), server=self.credential.server, action=action)
-            try:
-                items = json.loads(response.data or b"{}").get("items")
-            except (ValueError, AttributeError) as exc:
-                raise translate(exc, server=self.credential.server, action=action) from exc
-            if not isinstance(items, list):
-                raise KubeError("bad_response", f"{self.credential.server} answered a list of {resource} without items "
-                                                f"while pksweb tried to {action}.")
-            return len(items)
-
-        return _with_retries(True, attempt)
-
-    @_reads("list PodDisruptionBudgets")
+    @reads("list PodDisruptionBudgets")
     def pdbs(self) -> list[dict[str, Any]]:
-        items = self._call("list PodDisruptionBudgets", k8s.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces).items
-        return [self.api.sanitize_for_serialization(p) for p in items]
+        items = self.call("list PodDisruptionBudgets", k8s.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces).items
+        return [self.plain(p) for p in items]
 
-    @_reads("list pods")
+    @reads("list pods")
     def pods_raw(self) -> list[dict[str, Any]]:
         """Every pod as raw JSON (scheduling fields included), without a model per pod."""
-        response = self._call("list pods", self.core.list_pod_for_all_namespaces, _preload_content=False)
-        try:
-            items = json.loads(response.data).get("items") or []
-        finally:
-            response.release_conn()
-        if not isinstance(items, list):
-            raise TypeError("the pod list's items are not a list")
+        items = self._get_items("list pods", "/api/v1/pods")
         return [p for p in items if isinstance(p, dict)]
-
-    def sandbox_upgrade_node(self, node: str, version: str) -> str:
-        """Ask a sandbox cluster to replace ``node``'s kubelet with ``version`` (the sandbox driver)."""
-        params = self.api.param_serialize(method="POST", resource_path=f"/sandbox/nodes/{node}/upgrade",
-                                          body={"version": version}, header_params={"Content-Type": "application/json"},
-                                          auth_settings=["BearerToken"])
-        try:
-            response = self.api.call_api(*params, _request_timeout=self.timeout)
-            response.read()
-        except Exception as exc:  # translated like every call
-            raise translate(exc, server=self.credential.server, action=f"replace node {node}") from exc
-        text = (response.data or b"").decode(errors="replace")
-        if response.status >= 400:
-            raise KubeError("driver", f"The sandbox refused to replace node {node} ({response.status}): {text[:300]}", response.status)
-        return text
 
     def create_custom_object(self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         api = k8s.CustomObjectsApi(self.api)
-        return self._call(f"create {plural}.{group} {body['metadata']['name']}", api.create_namespaced_custom_object,
-                          group, version, namespace, plural, body)
+        created = self.call(f"create {plural}.{group} {body['metadata']['name']}", api.create_namespaced_custom_object,
+                            group, version, namespace, plural, body)
+        return cast(dict[str, Any], created)  # a custom object comes back as the JSON it is
 
     # ---- reads for pages --------------------------------------------------------
 
-    @_reads("list namespaces")
+    @reads("list namespaces")
     def namespaces(self) -> list[dict[str, Any]]:
-        items = self._call("list namespaces", self.core.list_namespace).items
-        return [{"name": n.metadata.name, "phase": n.status.phase if n.status else "",
-                 "tenant": (n.metadata.labels or {}).get("pksweb.io/tenant", "")} for n in items]
+        items = self.call("list namespaces", self.core.list_namespace).items
+        metas = [(n.metadata or k8s.V1ObjectMeta(), n.status) for n in items]
+        return [{"name": meta.name, "phase": status.phase if status else "",
+                 "tenant": (meta.labels or {}).get("pksweb.io/tenant", "")} for meta, status in metas]
 
-    @_reads("count pods per node")
+    @reads("count pods per node")
     def pod_counts(self) -> dict[str, int]:
         """Pods per node, read as raw JSON (no model per pod: fast on large clusters)."""
         # resourceVersion=0: the API server answers from its watch cache, not from etcd.
-        response = self._call("list pods", self.core.list_pod_for_all_namespaces, _preload_content=False, resource_version="0",
-                              field_selector="status.phase!=Succeeded,status.phase!=Failed")
-        try:
-            data = json.loads(response.data)
-        finally:
-            response.release_conn()
+        items = self._get_items("list pods", "/api/v1/pods", [("resourceVersion", "0"),
+                                                              ("fieldSelector", "status.phase!=Succeeded,status.phase!=Failed")])
         counts: dict[str, int] = {}
-        for pod in data.get("items", []):
+        for pod in items:
             node = (pod.get("spec") or {}).get("nodeName") or ""
             if node:
                 counts[node] = counts.get(node, 0) + 1
         return counts
 
-    @_reads("list events")
+    @reads("list events")
     def recent_events(self, limit: int = 30) -> list[EventInfo]:
-        events = self._call("list events", self.core.list_event_for_all_namespaces, limit=500).items
+        events = self.call("list events", self.core.list_event_for_all_namespaces, limit=500).items
         infos = [_event_info(e, _event_seen(e)) for e in events]
         infos.sort(key=lambda e: e.last_seen or datetime.min.replace(tzinfo=UTC), reverse=True)
         return infos[:limit]
-
-
-# ---- objects by kind (tenant bundles) -------------------------------------------------
-
-OBJECT_APIS: dict[str, tuple[str, str, bool]] = {
-    "Namespace": ("CoreV1Api", "namespace", False),
-    "ResourceQuota": ("CoreV1Api", "namespaced_resource_quota", True),
-    "LimitRange": ("CoreV1Api", "namespaced_limit_range", True),
-    "NetworkPolicy": ("NetworkingV1Api", "namespaced_network_policy", True),
-    "RoleBinding": ("RbacAuthorizationV1Api", "namespaced_role_binding", True),
-    "ClusterRole": ("RbacAuthorizationV1Api", "cluster_role", False),
-    "Role": ("RbacAuthorizationV1Api", "namespaced_role", True),
-}
-
-
-class ObjectOps:
-    """Generic get/create/replace/delete/list of the kinds pksweb manages, as plain dicts."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
-
-    def _api(self, kind: str) -> tuple[Any, str, bool]:
-        cls, suffix, namespaced = OBJECT_APIS[kind]
-        return getattr(k8s, cls)(self.gw.api), suffix, namespaced
-
-    def _plain(self, model: Any) -> dict[str, Any]:
-        return self.gw.api.sanitize_for_serialization(model)
-
-    @_reads("read an object")
-    def get(self, kind: str, name: str, namespace: str = "") -> dict[str, Any] | None:
-        api, suffix, namespaced = self._api(kind)
-        args = (name, namespace) if namespaced else (name,)
-        try:
-            return self._plain(self.gw._call(f"read {kind} {name}", getattr(api, f"read_{suffix}"), *args))
-        except KubeError as exc:
-            if exc.kind == "not_found":
-                return None
-            raise
-
-    @_reads("create an object")
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        api, suffix, namespaced = self._api(obj["kind"])
-        name = obj["metadata"]["name"]
-        args = (obj["metadata"]["namespace"], obj) if namespaced else (obj,)
-        return self._plain(self.gw._call(f"create {obj['kind']} {name}", getattr(api, f"create_{suffix}"), *args))
-
-    @_reads("update an object")
-    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
-        api, suffix, namespaced = self._api(obj["kind"])
-        name = obj["metadata"]["name"]
-        args = (name, obj["metadata"]["namespace"], obj) if namespaced else (name, obj)
-        return self._plain(self.gw._call(f"update {obj['kind']} {name}", getattr(api, f"replace_{suffix}"), *args))
-
-    def delete(self, kind: str, name: str, namespace: str = "") -> None:
-        api, suffix, namespaced = self._api(kind)
-        args = (name, namespace) if namespaced else (name,)
-        try:
-            self.gw._call(f"delete {kind} {name}", getattr(api, f"delete_{suffix}"), *args)
-        except KubeError as exc:
-            if exc.kind != "not_found":
-                raise
-
-    @_reads("list objects")
-    def list(self, kind: str, namespace: str = "", label_selector: str = "") -> list[dict[str, Any]]:
-        api, suffix, namespaced = self._api(kind)
-        if namespaced and namespace:
-            result = self.gw._call(f"list {kind}", getattr(api, f"list_{suffix}"), namespace, label_selector=label_selector)
-        elif namespaced:
-            plural = suffix.replace("namespaced_", "")
-            result = self.gw._call(f"list {kind}", getattr(api, f"list_{plural}_for_all_namespaces"), label_selector=label_selector)
-        else:
-            result = self.gw._call(f"list {kind}", getattr(api, f"list_{suffix}"), label_selector=label_selector)
-        return [self._plain(item) for item in result.items]

@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from clusters.api import views as cluster_views
 from pksweb.api import views
+from tenants.api import nodes as tenant_nodes
 from tenants.api import views as tenant_views
 from upgrades.api import views as upgrade_views
 
@@ -28,9 +29,14 @@ router.register("upgrade-plans", upgrade_views.PlanViewSet, basename="upgrade-pl
 router.register("rollouts", upgrade_views.RolloutViewSet, basename="rollout")
 router.register("clusters", cluster_views.ClusterViewSet, basename="cluster")
 router.register("operations", cluster_views.OperationViewSet, basename="operation")
+# The tenants' part of a cluster (segmentation, dedicated nodes), under the cluster's paths and URL names.
+cluster_tenancy = IdRouter()
+cluster_tenancy.include_root_view = False
+cluster_tenancy.register("clusters", tenant_nodes.ClusterTenancyViewSet, basename="cluster")
 
 urlpatterns = [
     path("", include(router.urls)),
+    path("", include(cluster_tenancy.urls)),
     path("announcements/", views.AnnouncementCreate.as_view(), name="announcement-create"),
     path("me/", views.MeView.as_view(), name="me"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from clusters.services import cluster_probe, node_operation_execute, node_operation_start
+from clusters.operations import node_operation_execute, node_operation_start
+from clusters.sweep import cluster_probe
 from pksweb.consumers import CLOSE_FORBIDDEN
 from tests.support.sockets import socket
 

@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 
 from clusters import health
-from clusters.kube import Credential, KubeError, ProbeResult
-from clusters.kube.gateway import NodeInfo
+from clusters.kube import Credential, KubeError, NodeInfo, ProbeResult
 from clusters.models import Cluster, HealthSpan
-from clusters.services import cluster_health_record, cluster_probe, cluster_register, fleet_sweep
+from clusters.services import cluster_register
+from clusters.sweep import cluster_health_record, cluster_probe, fleet_sweep
 from pksweb.models import Event
 from tests.support.waits import wait_for
 

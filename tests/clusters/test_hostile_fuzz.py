@@ -14,7 +14,7 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clusters import services
+from clusters import operations, sweep
 from clusters.models import Cluster, ClusterNode, NodeOperation
 from pksweb.models import Event
 from pksweb.text import REPORT_LIMIT
@@ -96,7 +96,7 @@ def test_probe_records_what_any_cluster_says(op_client, registered, sandbox_clus
     assert_bounded(registered.pk)
     for page in ("clusters:detail", "clusters:live"):
         assert op_client.get(reverse(page, args=[registered.pk])).status_code == 200
-    assert services.fleet_sweep(workers=2).failures == []
+    assert sweep.fleet_sweep(workers=2).failures == []
 
 
 def _worker(cluster):
@@ -113,9 +113,9 @@ def test_a_drain_finishes_whatever_the_cluster_says(registered, sandbox_cluster,
     sandbox_cluster.patch("nodes", "", node, lambda n: {**n, "spec": {**n.get("spec", {}), "unschedulable": False}})
     scripted(sandbox_cluster, answers, times=times)  # each answer a few times, then the cluster answers again
     with django_capture_on_commit_callbacks(execute=False):
-        operation = services.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator,
-                                                  timeout_seconds=10)
-    finished = services.node_operation_execute(operation_id=operation.pk)  # what the task runs: nothing escapes
+        operation = operations.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator,
+                                                    timeout_seconds=10)
+    finished = operations.node_operation_execute(operation_id=operation.pk)  # what the task runs: nothing escapes
     assert finished is not None and finished.state in ("succeeded", "failed") and finished.finished_at is not None
     assert finished.report and len(finished.report) <= REPORT_LIMIT
     assert NodeOperation.objects.get(pk=operation.pk).state == finished.state

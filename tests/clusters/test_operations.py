@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from clusters.choices import OperationState
 from clusters.models import ClusterNode, NodeOperation
-from clusters.services import node_operation_execute, node_operation_start
+from clusters.operations import node_operation_execute, node_operation_start
 from pksweb.models import Event
 from tests.support.waits import wait_for
 

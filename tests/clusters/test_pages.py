@@ -12,7 +12,8 @@ from clusters.choices import ClusterStatus
 from clusters.connect import cluster_credential
 from clusters.kube import Credential
 from clusters.models import Cluster
-from clusters.services import cluster_probe, cluster_register
+from clusters.services import cluster_register
+from clusters.sweep import cluster_probe
 from pksweb.models import Event
 from tests.support.kubeconfigs import kubeconfig_text
 

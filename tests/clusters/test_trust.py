@@ -12,9 +12,9 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clusters import crypto, services
+from clusters import crypto, operations, services, sweep
 from clusters.connect import gateway_for
-from clusters.kube import Credential
+from clusters.kube import Credential, drain
 from clusters.models import Cluster, ClusterNode, NodeOperation
 from pksweb.models import Event, Lease
 from tests.support.kubeconfigs import kubeconfig_text
@@ -51,7 +51,7 @@ def test_a_cluster_answering_500_with_a_long_message_is_recorded_not_healthy(op_
 
 def test_the_sweep_records_what_it_saw_however_long_the_words(registered, sandbox_cluster):
     sandbox_cluster.faults.update({"fail_next": 9, "fail_status": 500, "fail_message": "x" * 100_000})
-    report = services.fleet_sweep(workers=2)
+    report = sweep.fleet_sweep(workers=2)
     assert report.failures == [] and report.probed == 1
     cluster = Cluster.objects.get(pk=registered.pk)
     assert cluster.status == "unreachable" and all(len(r) <= 500 for r in cluster.reasons)
@@ -73,7 +73,7 @@ def test_long_versions_and_names_fit_their_columns(op_client, registered, sandbo
     assert len(name) == 253
     sandbox_cluster.add_node(name, version="1.30.4-" + "k" * 120, labels={"kubernetes.io/hostname": "long-named-node"})
     sandbox_cluster.make_ready_now()
-    probed = services.cluster_probe(cluster=registered)
+    probed = sweep.cluster_probe(cluster=registered)
     assert probed.version.startswith("1.30.4+vendor.build-12345.") and len(probed.version) <= 100
     assert probed.version.endswith("more characters cut]")
     node = ClusterNode.objects.get(cluster=registered, name=name)
@@ -85,7 +85,7 @@ def test_long_versions_and_names_fit_their_columns(op_client, registered, sandbo
 @pytest.mark.postgres
 def test_a_reason_with_nul_bytes_and_any_script_is_stored(registered, sandbox_cluster):
     sandbox_cluster.faults.update({"fail_next": 9, "fail_status": 503, "fail_message": "nul\x00byte \U0001f525 " + "ж" * 600})
-    probed = services.cluster_probe(cluster=registered)
+    probed = sweep.cluster_probe(cluster=registered)
     assert probed.status == "unreachable" and "\x00" not in probed.reasons[0] and "ж" in probed.reasons[0]
 
 
@@ -123,8 +123,8 @@ def test_a_cluster_registered_unchecked_gets_its_identity_from_the_first_probe(s
     with django_capture_on_commit_callbacks(execute=False):
         first = services.cluster_register(name="bulk-1", credential=credential, created_by=operator, check=False)
         twin = services.cluster_register(name="bulk-2", credential=credential, created_by=operator, check=False)
-    services.cluster_probe(cluster=first)
-    twin = services.cluster_probe(cluster=Cluster.objects.get(pk=twin.pk))
+    sweep.cluster_probe(cluster=first)
+    twin = sweep.cluster_probe(cluster=Cluster.objects.get(pk=twin.pk))
     assert Cluster.objects.get(pk=first.pk).uid and not twin.uid
     assert twin.status == "degraded" and "same cluster as bulk-1" in twin.reasons[0]
 
@@ -166,7 +166,7 @@ def _blocked_drain(cluster, sim, operator, capture) -> NodeOperation:
     sim.faults.update({"frozen_pdbs": ["*"]})
     sim.refresh_budgets()
     with capture(execute=False):
-        return services.node_operation_start(cluster=cluster, node=_worker(cluster), kind="drain", requested_by=operator)
+        return operations.node_operation_start(cluster=cluster, node=_worker(cluster), kind="drain", requested_by=operator)
 
 
 def test_a_drain_whose_worker_died_is_taken_over_then_finished(registered, sandbox_cluster, operator, settings,
@@ -174,18 +174,18 @@ def test_a_drain_whose_worker_died_is_taken_over_then_finished(registered, sandb
     settings.PKSWEB_OPERATION_LEASE_SECONDS = 1
     operation = _blocked_drain(registered, sandbox_cluster, operator, django_capture_on_commit_callbacks)
     with pytest.raises(WorkerDied):
-        services.node_operation_execute(operation_id=operation.pk, sleep=_die)
+        operations.node_operation_execute(operation_id=operation.pk, sleep=_die)
     assert NodeOperation.objects.get(pk=operation.pk).state == "running"
-    assert services.node_operations_reap()["taken_over"] == 0  # its lease still runs
+    assert operations.node_operations_reap()["taken_over"] == 0  # its lease still runs
     time.sleep(1.1)
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        assert services.node_operations_reap()["taken_over"] == 1
+        assert operations.node_operations_reap()["taken_over"] == 1
     assert queued, "the operation is queued again"
     taken = Event.objects.get(kind="cluster.operation_taken_over")
     assert "the worker running it stopped" in taken.message and "attempt 2 of 3" in taken.message
     sandbox_cluster.faults.update({"frozen_pdbs": []})
     sandbox_cluster.refresh_budgets()
-    finished = services.node_operation_execute(operation_id=operation.pk)
+    finished = operations.node_operation_execute(operation_id=operation.pk)
     assert finished.state == "succeeded" and finished.attempts == 2
 
 
@@ -195,25 +195,25 @@ def test_an_operation_that_keeps_dying_fails_with_its_reason_and_frees_the_node(
     operation = _blocked_drain(registered, sandbox_cluster, operator, django_capture_on_commit_callbacks)
     node = operation.node
     with django_capture_on_commit_callbacks(execute=False):
-        for _ in range(services.MAX_ATTEMPTS):
+        for _ in range(operations.MAX_ATTEMPTS):
             with pytest.raises(WorkerDied):
-                services.node_operation_execute(operation_id=operation.pk, sleep=_die)
+                operations.node_operation_execute(operation_id=operation.pk, sleep=_die)
             time.sleep(0.25)
-            services.node_operations_reap()
+            operations.node_operations_reap()
     failed = NodeOperation.objects.get(pk=operation.pk)
     assert failed.state == "failed" and "stopped" in failed.report and "gave up" in failed.report and "cordoned" in failed.report
     with django_capture_on_commit_callbacks(execute=False):  # the unique constraint no longer blocks the node
-        services.node_operation_start(cluster=registered, node=node, kind="uncordon", requested_by=operator)
+        operations.node_operation_start(cluster=registered, node=node, kind="uncordon", requested_by=operator)
 
 
 def test_a_queued_operation_whose_task_was_lost_is_queued_again(registered, operator, settings, django_capture_on_commit_callbacks):
     settings.PKSWEB_OPERATION_LEASE_SECONDS = 0.1
     with django_capture_on_commit_callbacks(execute=False):
-        operation = services.node_operation_start(cluster=registered, node=_worker(registered), kind="cordon", requested_by=operator)
+        operation = operations.node_operation_start(cluster=registered, node=_worker(registered), kind="cordon", requested_by=operator)
     time.sleep(0.15)
-    assert services.node_operations_reap()["requeued"] == 1
-    assert services.node_operations_reap()["requeued"] == 0  # backs off: not every few seconds
-    assert services.node_operation_execute(operation_id=operation.pk).state == "succeeded"
+    assert operations.node_operations_reap()["requeued"] == 1
+    assert operations.node_operations_reap()["requeued"] == 0  # backs off: not every few seconds
+    assert operations.node_operation_execute(operation_id=operation.pk).state == "succeeded"
 
 
 def test_a_long_sweep_keeps_its_lease(registered, sandbox, operator, settings, django_capture_on_commit_callbacks):
@@ -228,11 +228,11 @@ def test_a_long_sweep_keeps_its_lease(registered, sandbox, operator, settings, d
 
     def slow(cluster):
         time.sleep(0.5)
-        lease = Lease.objects.get(name=services.SWEEP_LEASE)
-        second = services.fleet_sweep(workers=1).skipped
+        lease = Lease.objects.get(name=sweep.SWEEP_LEASE)
+        second = sweep.fleet_sweep(workers=1).skipped
         seen.append((lease.expires_at > timezone.now(), second))
 
-    report = services.fleet_sweep(workers=1, on_result=slow)
+    report = sweep.fleet_sweep(workers=1, on_result=slow)
     assert report.probed == 4 and len(seen) == 4
     assert all(held and skipped for held, skipped in seen), seen
 
@@ -256,7 +256,7 @@ def test_an_answer_missing_fields_is_degraded_and_said_in_words(registered, sand
     sandbox_cluster.faults.update({"answers": [{"path": "/api/v1/nodes", "body": {
         "kind": "NodeList", "apiVersion": "v1", "metadata": {},
         "items": [{"metadata": {"name": "n1"}, "status": {"nodeInfo": {"kubeletVersion": "v1.30.4"}}}]}}]})
-    probed = services.cluster_probe(cluster=registered)
+    probed = sweep.cluster_probe(cluster=registered)
     assert probed.status == "degraded"
     reason = probed.reasons[0]
     assert "could not read while trying to list nodes" in reason and "V1NodeSystemInfo missing or invalid" in reason
@@ -272,7 +272,7 @@ def test_an_answer_missing_fields_is_degraded_and_said_in_words(registered, sand
 def test_an_answer_of_the_wrong_shape_says_what_came(registered, sandbox_cluster, answer, says):
     """Not an object of the kind at all: the reason says what came instead, never '1 field(s) missing (?)'."""
     sandbox_cluster.faults.update({"answers": [answer]})
-    reason = services.cluster_probe(cluster=registered).reasons[0]
+    reason = sweep.cluster_probe(cluster=registered).reasons[0]
     assert says in reason and "(?)" not in reason, reason
 
 
@@ -285,12 +285,12 @@ def test_a_credential_that_comes_to_reach_another_cluster_is_noticed(op_client, 
         # The stored credential now leads to the other cluster, as a moved proxy would make it.
         Cluster.objects.filter(pk=registered.pk).update(credential_sealed=crypto.seal(sandbox.credential(other.name)))
         before = ClusterNode.objects.filter(cluster=registered).count()
-        probed = services.cluster_probe(cluster=Cluster.objects.get(pk=registered.pk))
+        probed = sweep.cluster_probe(cluster=Cluster.objects.get(pk=registered.pk))
         assert probed.status == "unreachable" and "now reaches a different cluster" in probed.reasons[0]
         assert probed.version == registered.version and ClusterNode.objects.filter(cluster=registered).count() == before
         with django_capture_on_commit_callbacks(execute=False):
-            operation = services.node_operation_start(cluster=probed, node=_worker(probed), kind="cordon", requested_by=operator)
-        done = services.node_operation_execute(operation_id=operation.pk)
+            operation = operations.node_operation_start(cluster=probed, node=_worker(probed), kind="cordon", requested_by=operator)
+        done = operations.node_operation_execute(operation_id=operation.pk)
         assert done.state == "failed" and "now reaches a different cluster" in done.report
         assert not any(n["spec"].get("unschedulable") for n in other.items("nodes"))
     finally:
@@ -315,8 +315,8 @@ def test_a_drain_never_deletes_a_pod_no_controller_would_recreate(registered, sa
         "nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}}, "default")
     sandbox_cluster.make_ready_now()
     with django_capture_on_commit_callbacks(execute=False):
-        operation = services.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator)
-    done = services.node_operation_execute(operation_id=operation.pk)
+        operation = operations.node_operation_start(cluster=registered, node=node, kind="drain", requested_by=operator)
+    done = operations.node_operation_execute(operation_id=operation.pk)
     assert done.state == "failed" and "default/bare-pod" in done.report and "no controller" in done.report
     assert sandbox_cluster.get("pods", "default", "bare-pod") is not None
     assert sandbox_cluster.get("nodes", "", node)["spec"].get("unschedulable") is True
@@ -334,7 +334,7 @@ def test_a_status_no_probe_has_confirmed_for_a_while_says_it_is_stale(op_client,
     assert 'class="status status-unknown stale"' in op_client.get(reverse("clusters:fleet")).content.decode()
     assert 'id="probe-stale"' in op_client.get(reverse("clusters:detail", args=[registered.pk])).content.decode()
     assert operator_api.get(f"/api/clusters/{registered.pk}/").json()["probe_stale"] is True
-    services.cluster_probe(cluster=registered)
+    sweep.cluster_probe(cluster=registered)
     assert operator_api.get(f"/api/clusters/{registered.pk}/").json()["probe_stale"] is False
 
 
@@ -351,8 +351,8 @@ def test_in_the_embedded_worker_a_long_drain_does_not_hold_up_the_sweep(register
     sandbox_cluster.refresh_budgets()
     app.control.purge()
     with start_worker(app, **worker_pool(), perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30):
-        operation = services.node_operation_start(cluster=registered, node=_worker(registered), kind="drain",
-                                                  requested_by=operator, timeout_seconds=15)
+        operation = operations.node_operation_start(cluster=registered, node=_worker(registered), kind="drain",
+                                                    requested_by=operator, timeout_seconds=15)
         wait_for(lambda: NodeOperation.objects.get(pk=operation.pk).state == "running", timeout=10, what="the drain to start")
         before = Cluster.objects.get(pk=registered.pk).last_probe_at
         from clusters.tasks import probe_cluster
@@ -423,8 +423,8 @@ def test_a_node_deleted_mid_drain_is_a_failed_drain_that_says_so(registered, san
             sandbox_cluster.delete("nodes", "", node)
 
     try:
-        result = services.node_drain(gateway=gateway_for(registered), node=node, timeout=30, sleep=sleep,
-                                     on_progress=lambda message, **state: seen.update(state))
+        result = drain.node_drain(gateway=gateway_for(registered), node=node, timeout=30, sleep=sleep,
+                                  on_progress=lambda message, **state: seen.update(state))
     finally:
         sandbox_cluster.faults.update({"frozen_pdbs": []})
     assert blocked_when_deleted, "the budgets blocked nothing: the test did not test"

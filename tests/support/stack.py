@@ -246,7 +246,8 @@ class Stack:
 
         from clusters.kube import parse_kubeconfig
         from clusters.models import Cluster
-        from clusters.services import cluster_probe, cluster_register
+        from clusters.services import cluster_register
+        from clusters.sweep import cluster_probe
         from pksweb.choices import Role
         from pksweb.services import user_create
         from upgrades import services

@@ -102,7 +102,7 @@ def outcome(client: Client, url: str) -> str:
 
 @pytest.fixture
 def world(acme, globex, registered, sandbox_cluster, make_namespace, operator, approver, viewer, tenant_admin, other_tenant_admin):
-    from clusters.services import node_operation_start
+    from clusters.operations import node_operation_start
     from pksweb.events import publish
     from tenants.models import TenantMembership
     from upgrades.models import Rollout, UpgradePlan

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 from django.urls import get_resolver, reverse
 
-from clusters.services import node_operation_start
+from clusters.operations import node_operation_start
 from pksweb.events import publish
 from pksweb.models import Event
 from pksweb.routing import websocket_urlpatterns

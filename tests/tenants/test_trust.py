@@ -16,7 +16,8 @@ from rest_framework.test import APIClient
 from clusters.connect import gateway_for
 from clusters.kube import Credential
 from clusters.models import Cluster, ClusterNode
-from clusters.services import cluster_probe, cluster_register
+from clusters.services import cluster_register
+from clusters.sweep import cluster_probe
 from pksweb import services as core_services
 from tenants import reconciler, services
 from tenants.models import NodeAssignment, TenantNamespace

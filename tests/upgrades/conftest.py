@@ -6,7 +6,8 @@ import pytest
 
 from clusters.kube import Credential
 from clusters.models import Cluster
-from clusters.services import cluster_probe, cluster_register
+from clusters.services import cluster_register
+from clusters.sweep import cluster_probe
 from upgrades import services
 
 _names = itertools.count(1)

@@ -190,7 +190,8 @@ def test_max_unavailable_takes_that_many_workers_at_once_after_the_control_plane
                                                                                 django_capture_on_commit_callbacks):
     from clusters.kube import Credential
     from clusters.models import Cluster
-    from clusters.services import cluster_probe, cluster_register
+    from clusters.services import cluster_register
+    from clusters.sweep import cluster_probe
 
     sim = sandbox.add_cluster("wide-1", nodes=6, pods_per_node=1, pod_start_delay=0.01, node_ready_delay=0.05)
     try:

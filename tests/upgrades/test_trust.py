@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from clusters.kube import Credential
 from clusters.models import Cluster, ClusterNode
-from clusters.services import cluster_delete, cluster_probe, cluster_register, cluster_update
+from clusters.services import cluster_delete, cluster_register, cluster_update
+from clusters.sweep import cluster_probe
 from pksweb.models import Event
 from tests.support.rollouts import drive
 from upgrades import services
@@ -464,7 +465,7 @@ def test_a_second_plan_over_a_cluster_in_a_rollout_cannot_start(make_approved, f
 
 def test_while_a_rollout_runs_its_nodes_and_cluster_are_left_alone(make_approved, fleet, operator, operator_api, op_client,
                                                                    django_capture_on_commit_callbacks):
-    from clusters.services import node_operation_start
+    from clusters.operations import node_operation_start
 
     clusters, _ = fleet
     rollout = start(make_approved(), operator, django_capture_on_commit_callbacks)
