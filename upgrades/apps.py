@@ -7,9 +7,13 @@ class UpgradesConfig(AppConfig):
     def ready(self) -> None:
         from clusters.services import on_busy_check, on_execution_change
         from upgrades import access  # noqa: F401
+        from upgrades.engine import runs_work
         from upgrades.services import plans_cluster_changed, rollout_claim
+        from upgrades.tasks import enqueue
 
         # Plans bind a cluster's upgrade inputs; a change voids their approvals (see cluster_update).
         on_execution_change(plans_cluster_changed)
         # A rollout owns its clusters: no removal, and no manual node operation while it runs.
         on_busy_check(rollout_claim)
+        # The engine and the services decide what runs next; the tasks queue it (they import neither way back).
+        runs_work(enqueue)
