@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from clusters.models import Cluster, ClusterNode
+from pksweb.types import AnyUser
 from upgrades import engine, services
 from upgrades.choices import IDLE, RolloutState
 from upgrades.models import Rollout, RolloutStep, UpgradePlan
@@ -30,11 +32,14 @@ def rollout_advance(*, rollout_id: int) -> float | None:
     return 0 if state == RolloutState.RUNNING else None
 
 
-def drive(rollout: Rollout, limit: float = 60.0) -> Rollout:
-    """Run the engine's ticks in this process until it stops (what the Celery task does, minus the queue)."""
+def drive(rollout: Rollout, limit: float = 60.0, after_round: Callable[[], None] | None = None) -> Rollout:
+    """Run the engine's ticks in this process until it stops (what the Celery task does, minus the queue);
+    ``after_round()`` is called after every round, the last one included."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         delay = rollout_advance(rollout_id=rollout.pk)
+        if after_round is not None:
+            after_round()
         if delay is None:
             break
         time.sleep(min(delay, 0.05))
@@ -42,7 +47,7 @@ def drive(rollout: Rollout, limit: float = 60.0) -> Rollout:
     return rollout
 
 
-def start(plan: UpgradePlan, user: Any, capture: Any, **kwargs: Any) -> Rollout:
+def start(plan: UpgradePlan, user: AnyUser | None, capture: Any, **kwargs: Any) -> Rollout:
     """Start ``plan`` as ``user`` with the tasks it queues on commit captured, not run (``capture`` is the
     ``django_capture_on_commit_callbacks`` fixture): the test drives the rollout itself."""
     with capture(execute=False):

@@ -152,19 +152,13 @@ def test_recurring_window_waits_for_the_next_opening(make_approved, operator, dj
 
 def drive_watching(rollout, limit: float = 60.0):
     """Drive the rollout, noting after every round which nodes were in flight at once."""
-    import time
-
     rounds = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        delay = rollout_advance(rollout_id=rollout.pk)
+
+    def note():
         rounds.append([(s.cluster_id, s.node, s.control_plane) for s in
                        RolloutStep.objects.filter(rollout=rollout).exclude(phase__in=["pending", "done", "failed"])])
-        if delay is None:
-            break
-        time.sleep(min(delay, 0.05))
-    rollout.refresh_from_db()
-    return rollout, rounds
+
+    return drive(rollout, limit, after_round=note), rounds
 
 
 def test_clusters_of_a_wave_upgrade_at_the_same_time(approved_plan, fleet, operator, django_capture_on_commit_callbacks):
