@@ -34,3 +34,12 @@ class StepPhase(models.TextChoices):
     GATE = "gate", "Health gate"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+
+
+# A node's step is in one of these phases while nobody works on it (not started, or ended).
+IDLE = (StepPhase.PENDING, StepPhase.DONE, StepPhase.FAILED)
+# Phases in which pksweb has cordoned the node.
+CORDONED = (StepPhase.DRAIN, StepPhase.UPGRADE, StepPhase.WAIT_READY, StepPhase.UNCORDON)
+# After an abort these are uncordoned: a step in CORDON may have cordoned its node (the call reached
+# the cluster though its answer did not reach pksweb); uncordoning one it did not is harmless.
+MAY_BE_CORDONED = (StepPhase.CORDON, *CORDONED)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.template.loader import render_to_string
 
 from pksweb import policy
 from pksweb.consumers import EventStreamConsumer
 from pksweb.events import subject_group
 from pksweb.models import Event
+from pksweb.types import AnyUser
 from upgrades import selectors
 from upgrades.live import rollout_context
+from upgrades.models import Rollout, RolloutStep
 
 
 class RolloutConsumer(EventStreamConsumer):
@@ -19,7 +19,7 @@ class RolloutConsumer(EventStreamConsumer):
 
     rollout_id: int = 0
 
-    def watch_groups(self, user: Any) -> list[str] | None:
+    def watch_groups(self, user: AnyUser) -> list[str] | None:
         self.rollout_id = int(self.scope["url_route"]["kwargs"]["rollout_id"])
         if not policy.is_platform(user) or selectors.rollout_get(user=user, pk=self.rollout_id) is None:
             return None
@@ -31,12 +31,12 @@ class RolloutConsumer(EventStreamConsumer):
     def replay_select(self, events: list[Event]) -> list[Event]:
         return events[-1:]  # the page shows current state: the newest event renders all of it (a replay is this rollout's)
 
-    def _step_row(self, event: Event, steps: list[Any]) -> list[str]:
+    def _step_row(self, event: Event, steps: list[RolloutStep]) -> list[str]:
         step_id = (event.payload or {}).get("step")
         step = next((s for s in steps if s.pk == step_id), None)
         return [render_to_string("upgrades/_step_row.html", {"step": step, "oob": True})] if step is not None else []
 
-    def _rollout(self, event: Event) -> Any:
+    def _rollout(self, event: Event) -> Rollout | None:
         """This page's rollout, if ``event`` is about it and the user may still see it."""
         if event.subject_type != "rollout" or event.subject_id != str(self.rollout_id):
             return None

@@ -12,7 +12,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
 import yaml
 from django.conf import settings
@@ -21,30 +20,33 @@ from clusters.choices import UpgradeDriver as Driver
 from clusters.connect import cluster_credential, gateway_for
 from clusters.kube import KubeError
 from clusters.kube.credentials import credential_kubeconfig
+from clusters.models import Cluster
 from pksweb.text import bound_tail
 
 Keep = Callable[[], None]
 OUTPUT_LIMIT = 4000
+# The annotation the sandbox's simulated kubelet acts on: it replaces the node at the version it names.
+SANDBOX_UPGRADE_TO = "sandbox.pksweb.io/upgrade-to"
 
 
 class DriverError(Exception):
     """The driver could not start or finish the node's replacement; the message says why."""
 
 
-def _sandbox(cluster: Any, node: str, version: str, keep: Keep) -> str:
-
+def _sandbox(cluster: Cluster, node: str, version: str, keep: Keep) -> str:
+    """Ask the sandbox's simulated kubelet to replace the node at ``version``: an ordinary annotation on the
+    node, which the sandbox acts on."""
     try:
-        gateway_for(cluster).sandbox_upgrade_node(node, version)
+        gateway_for(cluster).annotate_node(node, {SANDBOX_UPGRADE_TO: version})
     except KubeError as exc:
         raise DriverError(exc.message) from None
     return f"sandbox: replacing {node}'s kubelet with v{version}"
 
 
-def _command(cluster: Any, node: str, version: str, keep: Keep) -> str:
+def _command(cluster: Cluster, node: str, version: str, keep: Keep) -> str:
     """Run the cluster's argv template with a temporary KUBECONFIG for the cluster; ``keep()`` is
     called every few seconds while it runs (it renews the step's lease, and raises to stop when
     another worker took the node over: the command is then killed)."""
-
     if not settings.PKSWEB_ALLOW_COMMAND_DRIVER:
         raise DriverError("The command driver is off in this deployment (PKSWEB_ALLOW_COMMAND_DRIVER=1 turns it on).")
     template = cluster.upgrade_command or []
@@ -105,9 +107,8 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=10)  # no pipe to drain: a child that left the group cannot hold the worker
 
 
-def _system_upgrade_controller(cluster: Any, node: str, version: str, keep: Keep) -> str:
+def _system_upgrade_controller(cluster: Cluster, node: str, version: str, keep: Keep) -> str:
     """A system-upgrade-controller Plan (k3s/RKE2) that targets only this node."""
-
     # One Plan per node and version: asking again (a resumed step) finds it there and is done.
     name = f"pksweb-{node}-v{version.replace('.', '-')}"[:63].rstrip("-")
     plan = {
@@ -126,10 +127,17 @@ def _system_upgrade_controller(cluster: Any, node: str, version: str, keep: Keep
     return f"system-upgrade-controller: Plan system-upgrade/{name} created for v{version}"
 
 
-DRIVERS = {Driver.SANDBOX: _sandbox, Driver.COMMAND: _command, Driver.SYSTEM_UPGRADE_CONTROLLER: _system_upgrade_controller}
+# The implementation of each driver named in clusters.choices.UpgradeDriver (NONE has none): preflight asks here
+# whether a cluster's driver is one pksweb can run.
+DRIVERS: dict[str, Callable[[Cluster, str, str, Keep], str]] = {
+    Driver.SANDBOX: _sandbox,
+    Driver.COMMAND: _command,
+    Driver.SYSTEM_UPGRADE_CONTROLLER: _system_upgrade_controller,
+}
 
 
-def upgrade(cluster: Any, node: str, version: str, keep: Keep | None = None) -> str:
+def upgrade(cluster: Cluster, node: str, version: str, keep: Keep | None = None) -> str:
+    """Turn ``node`` of ``cluster`` into ``version`` with the cluster's driver; the log line says what was done."""
     driver = DRIVERS.get(cluster.upgrade_driver)
     if driver is None:
         raise DriverError(f"No upgrade driver is configured for cluster {cluster.name}.")

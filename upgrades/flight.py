@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Avg, DurationField, ExpressionWrapper, F
 
 from clusters.models import Cluster, ClusterNode
+from upgrades.models import RolloutStep, UpgradePlan
 
 DEFAULT_NODE_SECONDS = 180
 
@@ -39,8 +40,6 @@ def flight_plan(*, waves: list[list[int]], target: str) -> list[dict[str, Any]]:
 def estimate_seconds(steps: list[dict[str, Any]], soak_seconds: int, waves: int, max_unavailable: int = 1) -> int:
     """From past rollouts' node steps where there are any (a default otherwise), knowing that the
     clusters of a wave go side by side and each takes its workers ``max_unavailable`` at a time."""
-    from upgrades.models import RolloutStep
-
     average = (RolloutStep.objects.filter(phase="done", started_at__isnull=False, finished_at__isnull=False)
                .annotate(took=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
                .aggregate(avg=Avg("took"))["avg"])
@@ -55,7 +54,7 @@ def estimate_seconds(steps: list[dict[str, Any]], soak_seconds: int, waves: int,
     return int(per_node * sum(longest.values()) + soak_seconds * max(0, waves - 1))
 
 
-def revision(plan: Any, steps: list[dict[str, Any]]) -> str:
+def revision(plan: UpgradePlan, steps: list[dict[str, Any]]) -> str:
     """A fingerprint of everything that affects execution: the plan's settings, and for every node its
     cluster's driver, command argv, the API server its credential points at and whom the credential
     trusts to be that server (steps recorded before trust was kept have no "trust", and keep their
@@ -73,10 +72,10 @@ def revision(plan: Any, steps: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def inputs_changed(step: dict[str, Any], cluster: Any) -> list[str]:
+def inputs_changed(step: dict[str, Any], cluster: Cluster) -> list[str]:
     """What of ``cluster``'s upgrade inputs differs from what the approved flight-plan ``step`` recorded."""
     current = cluster.execution_inputs
-    changed = [what for what in ("driver", "command", "server") if what in step and step[what] != current[what]]
+    changed: list[str] = [what for what in ("driver", "command", "server") if what in step and step[what] != current[what]]
     if step.get("trust", "") != current["trust"] and (step.get("trust") or current["trust"]):
         changed.append("trust")
     return changed

@@ -8,13 +8,13 @@ from clusters.choices import UpgradeDriver
 from clusters.models import Cluster
 
 
-class WavesField(forms.CharField):
+class WavesField(forms.Field):
     """One wave per line, cluster names separated by commas (the first line is the canary)."""
 
     widget = forms.Textarea(attrs={"rows": 3, "placeholder": "staging-1\nprod-eu-1, prod-us-1"})
 
     def to_python(self, value: Any) -> list[list[int]]:
-        text = super().to_python(value) or ""
+        text = str(value).strip() if value not in self.empty_values else ""
         names = {c.name: c.pk for c in Cluster.objects.only("pk", "name")}
         waves = []
         for number, line in enumerate([line for line in text.splitlines() if line.strip()], start=1):

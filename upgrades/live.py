@@ -6,10 +6,12 @@ from typing import Any
 
 from pksweb import policy
 from pksweb import selectors as event_selectors
+from pksweb.types import AnyUser
 from upgrades import selectors
+from upgrades.models import Rollout
 
 
-def rollout_context(user: Any, rollout: Any) -> dict[str, Any]:
+def rollout_context(user: AnyUser, rollout: Rollout) -> dict[str, Any]:
     steps = list(selectors.rollout_steps(rollout=rollout))
     events = list(event_selectors.event_list(user=user).filter(subject_type="rollout", subject_id=str(rollout.pk))[:30])
     in_flight = [s for s in steps if s.phase not in ("done", "pending", "failed")]

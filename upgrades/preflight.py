@@ -13,11 +13,11 @@ from django.utils import timezone
 
 from clusters.choices import UpgradeDriver as Driver
 from clusters.connect import gateway_for
-from clusters.kube import UNREADABLE, KubeError
+from clusters.kube import UNREADABLE, Gateway, KubeError
 from clusters.kube.gateway import MIRROR_ANNOTATION
 from clusters.models import Cluster, ClusterNode
 from pksweb.text import bound
-from upgrades import versions
+from upgrades import drivers, versions
 
 FINDING_LIMIT = 1000
 
@@ -101,7 +101,7 @@ def check_versions(report: Preflight, cluster: Cluster, nodes: list[ClusterNode]
 
 
 def check_driver(report: Preflight, cluster: Cluster) -> None:
-    if cluster.upgrade_driver not in (Driver.SANDBOX, Driver.COMMAND, Driver.SYSTEM_UPGRADE_CONTROLLER):
+    if cluster.upgrade_driver not in drivers.DRIVERS:
         report.fail(cluster.name, "driver", "No upgrade driver is configured for this cluster: set one on the cluster's page.")
     elif cluster.upgrade_driver == Driver.COMMAND:
         if not settings.PKSWEB_ALLOW_COMMAND_DRIVER:
@@ -110,7 +110,7 @@ def check_driver(report: Preflight, cluster: Cluster) -> None:
             report.fail(cluster.name, "driver", "The command driver needs a command (argv with {cluster}, {node}, {version}).")
 
 
-def check_removed_apis(report: Preflight, cluster: Cluster, gateway: Any, target: str) -> None:
+def check_removed_apis(report: Preflight, cluster: Cluster, gateway: Gateway, target: str) -> None:
     removed = versions.removed_between(cluster.version, target)
     if not removed:
         return
@@ -140,7 +140,7 @@ def _controller(pod: dict[str, Any]) -> dict[str, Any] | None:
     return next((r for r in (pod["metadata"].get("ownerReferences") or []) if r and r.get("controller")), None)
 
 
-def check_drains(report: Preflight, cluster: Cluster, gateway: Any, nodes: list[ClusterNode], max_unavailable: int = 1) -> None:
+def check_drains(report: Preflight, cluster: Cluster, gateway: Gateway, nodes: list[ClusterNode], max_unavailable: int = 1) -> None:
     pods = gateway.pods_raw()
     running = [p for p in pods if (p.get("status") or {}).get("phase") in ("Running", "Pending")
                and not (p.get("metadata") or {}).get("deletionTimestamp")]
@@ -222,8 +222,8 @@ def run(*, clusters: list[Cluster], target: str, max_unavailable: int = 1, missi
         report.fail("", "nodes", "The plan has no nodes to upgrade: its clusters have no nodes pksweb has seen yet "
                                  "(wait for a probe, or check the clusters).")
     for cluster in clusters:
-        nodes = list(ClusterNode.objects.filter(cluster=cluster).order_by("name"))
-        check_versions(report, cluster, nodes, target)
+        seen = list(ClusterNode.objects.filter(cluster=cluster).order_by("name"))
+        check_versions(report, cluster, seen, target)
         check_driver(report, cluster)
         if cluster.status != "healthy":
             reasons = "; ".join(cluster.reasons[:2]) if cluster.reasons else "no probe yet"
@@ -231,7 +231,7 @@ def run(*, clusters: list[Cluster], target: str, max_unavailable: int = 1, missi
         try:
             gateway = gateway_for(cluster)
             check_removed_apis(report, cluster, gateway, target)
-            check_drains(report, cluster, gateway, nodes, max_unavailable)
+            check_drains(report, cluster, gateway, seen, max_unavailable)
         except KubeError as exc:
             report.fail(cluster.name, "reachable", exc.message)
         except UNREADABLE as exc:

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 
 from pksweb import policy
+from pksweb.types import AnyUser
 from upgrades.choices import ACTIVE_ROLLOUT
 from upgrades.models import Rollout, RolloutStep, UpgradePlan
 
 
-def plan_list(*, user: Any) -> QuerySet[UpgradePlan]:
+def plan_list(*, user: AnyUser) -> QuerySet[UpgradePlan]:
     return policy.restrict(user, UpgradePlan.objects.prefetch_related("approvals", "rollouts"))
 
 
-def plan_get(*, user: Any, pk: int) -> UpgradePlan | None:
+def plan_get(*, user: AnyUser, pk: int) -> UpgradePlan | None:
     return plan_list(user=user).filter(pk=pk).first()
 
 
-def rollout_list(*, user: Any) -> QuerySet[Rollout]:
+def rollout_list(*, user: AnyUser) -> QuerySet[Rollout]:
     return policy.restrict(user, Rollout.objects.select_related("plan"))
 
 
-def rollout_get(*, user: Any, pk: int) -> Rollout | None:
+def rollout_get(*, user: AnyUser, pk: int) -> Rollout | None:
     return rollout_list(user=user).filter(pk=pk).first()
 
 

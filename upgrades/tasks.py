@@ -1,16 +1,28 @@
-"""Celery tasks of upgrades: thin, they take ids and call the engine (see upgrades.services)."""
+"""Celery tasks of upgrades: thin, they take ids and call the rollout engine (``upgrades.engine``).
+
+This is the only module that queues engine work, and nothing in the app imports it but the wiring
+(``upgrades/apps.py`` registers ``enqueue`` with the engine): the engine and the services say what
+should run next (a ``Dispatch``, a ``StepTick``, a ``Work`` handed over after commit) and the tasks
+queue it. How far one task takes a node is the engine's ``TASK_BUDGET``.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from upgrades import services
+from upgrades import engine
 
-# Phases due at once (cordon → drain → driver call) run in one task, up to this many.
-PHASES_PER_TASK = 12
+# After a node's step ends, the task goes on with the next node the dispatcher starts, up to this many
+# nodes, before it hands over to a new task (no queue round trip between nodes).
 NODES_PER_TASK = 4
-# Short waits (the first looks for a replaced node coming back Ready) are slept in the task, up to this much.
-INLINE_WAIT_SECONDS = 1.0
+
+
+def enqueue(work: engine.Work) -> None:
+    """Queue engine work: the dispatcher of each rollout, then a tick of each step chain."""
+    for rollout_id in work.rollouts:
+        rollout_tick.apply_async((rollout_id,), countdown=0)
+    for step_id, chain in work.steps:
+        step_tick.apply_async((step_id, chain))
 
 
 @shared_task(name="upgrades.tasks.rollout_tick", ignore_result=True, acks_late=True, time_limit=300, soft_time_limit=290)
@@ -21,7 +33,7 @@ def rollout_tick(rollout_id: int) -> None:
 
 def _dispatch(rollout_id: int, *, keep: bool) -> tuple[int, int] | None:
     """Queue the step chains the dispatcher started; with ``keep``, hand the first back to run here."""
-    dispatch = services.rollout_dispatch(rollout_id=rollout_id)
+    dispatch = engine.rollout_dispatch(rollout_id=rollout_id)
     if dispatch.again is not None:
         rollout_tick.apply_async((rollout_id,), countdown=dispatch.again)
     steps = list(dispatch.steps)
@@ -37,12 +49,12 @@ def step_tick(step_id: int, chain: int) -> None:
     tick of a chain that was replaced stops. When the node is done, the dispatcher runs here and now,
     and this task goes on with the next node it starts (no queue round trip between nodes)."""
     for _ in range(NODES_PER_TASK):
-        tick = services.step_advance(step_id=step_id, chain=chain, budget=PHASES_PER_TASK, inline_wait=INLINE_WAIT_SECONDS)
+        tick = engine.step_advance(step_id=step_id, chain=chain, budget=engine.TASK_BUDGET)
         if tick.again is not None:
             step_tick.apply_async((step_id, chain), countdown=tick.again)
         if not tick.dispatch:
             return
-        rollout_id = services.step_rollout_id(step_id)
+        rollout_id = engine.step_rollout_id(step_id)
         following = _dispatch(rollout_id, keep=True) if rollout_id is not None else None
         if following is None:
             return
@@ -52,5 +64,8 @@ def step_tick(step_id: int, chain: int) -> None:
 
 @shared_task(name="upgrades.tasks.rollouts_poke", ignore_result=True, time_limit=60, soft_time_limit=55)
 def rollouts_poke() -> int:
-    """Beat: tick running rollouts that went quiet (a worker died mid-step, a task was lost)."""
-    return services.rollouts_poke()
+    """Beat: tick running rollouts that went quiet (a worker died mid-step, a task was lost), and the
+    uncordons an abort left to do."""
+    work = engine.rollouts_due()
+    enqueue(work)
+    return len(work.rollouts)

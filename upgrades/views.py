@@ -13,17 +13,11 @@ from clusters import selectors as cluster_selectors
 from clusters import services as cluster_services
 from pksweb import policy
 from pksweb.forms import errors_into
-from upgrades import selectors, services
+from pksweb.shortcuts import or_404
+from upgrades import rules, selectors, services
 from upgrades.forms import DecisionForm, DriverForm, PlanForm, StartForm
 from upgrades.live import rollout_context
 from upgrades.models import UpgradePlan
-
-
-def _plan_or_404(request: HttpRequest, pk: int) -> UpgradePlan:
-    plan = selectors.plan_get(user=request.user, pk=pk)
-    if plan is None:
-        raise Http404("No such plan.")
-    return plan
 
 
 @require_GET
@@ -40,8 +34,8 @@ def plan_index(request: HttpRequest) -> HttpResponse:
 @login_required
 def plan_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     """Write a plan, or edit one that has not started (approvals are voided)."""
-    plan = _plan_or_404(request, pk) if pk else None
-    if not policy.can(request.user, "operate" if plan else "create", plan or UpgradePlan):
+    plan = or_404(selectors.plan_get(user=request.user, pk=pk), "No such plan.") if pk else None
+    if not policy.can(request.user, "update" if plan else "create", plan or UpgradePlan):
         raise PermissionDenied("Only operators write upgrade plans.")
     initial = {f: getattr(plan, f) for f in PlanForm.base_fields} if plan else None
     form = PlanForm(request.POST or None, initial=initial)
@@ -65,7 +59,7 @@ def plan_context(request: HttpRequest, plan: UpgradePlan, **extra: Any) -> dict[
         "approvals": approvals,
         "can_operate": policy.can(request.user, "operate", plan),
         "can_approve": policy.can(request.user, "approve", plan) and plan.author_id != request.user.pk,
-        "in_window": services.in_window(plan),
+        "in_window": rules.in_window(plan),
         "decision_form": DecisionForm(initial={"revision": plan.revision}),
         "start_form": StartForm(),
         **extra,
@@ -75,26 +69,27 @@ def plan_context(request: HttpRequest, plan: UpgradePlan, **extra: Any) -> dict[
 @require_GET
 @login_required
 def plan_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "upgrades/plan.html", plan_context(request, _plan_or_404(request, pk)))
+    plan = or_404(selectors.plan_get(user=request.user, pk=pk), "No such plan.")
+    return render(request, "upgrades/plan.html", plan_context(request, plan))
 
 
 @require_POST
 @login_required
 def plan_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """submit, approve, reject, start: the same services the API calls."""
-    plan = _plan_or_404(request, pk)
+    plan = or_404(selectors.plan_get(user=request.user, pk=pk), "No such plan.")
     try:
         if action == "submit":
             services.plan_submit(plan=plan, by=request.user)
         elif action in ("approve", "reject"):
-            form = DecisionForm(request.POST)
-            form.is_valid()
-            services.plan_decide(plan=plan, approver=request.user, decision=action, revision=form.cleaned_data.get("revision", ""),
-                                 comment=form.cleaned_data.get("comment", ""))
+            decision = DecisionForm(request.POST)
+            decision.is_valid()
+            services.plan_decide(plan=plan, approver=request.user, decision=action, revision=decision.cleaned_data.get("revision", ""),
+                                 comment=decision.cleaned_data.get("comment", ""))
         elif action == "start":
-            form = StartForm(request.POST)
-            form.is_valid()
-            rollout = services.plan_start(plan=plan, by=request.user, outside_window_reason=form.cleaned_data.get("outside_window_reason", ""))
+            start = StartForm(request.POST)
+            start.is_valid()
+            rollout = services.plan_start(plan=plan, by=request.user, outside_window_reason=start.cleaned_data.get("outside_window_reason", ""))
             return redirect("upgrades:rollout", pk=rollout.pk)
         else:
             raise Http404("No such action.")
@@ -106,18 +101,14 @@ def plan_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @require_GET
 @login_required
 def rollout_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    rollout = selectors.rollout_get(user=request.user, pk=pk)
-    if rollout is None:
-        raise Http404("No such rollout.")
+    rollout = or_404(selectors.rollout_get(user=request.user, pk=pk), "No such rollout.")
     return render(request, "upgrades/rollout.html", rollout_context(request.user, rollout))
 
 
 @require_POST
 @login_required
 def rollout_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    rollout = selectors.rollout_get(user=request.user, pk=pk)
-    if rollout is None:
-        raise Http404("No such rollout.")
+    rollout = or_404(selectors.rollout_get(user=request.user, pk=pk), "No such rollout.")
     actions = {"pause": services.rollout_pause, "resume": services.rollout_resume, "abort": services.rollout_abort}
     if action not in actions:
         raise Http404("No such action.")
@@ -132,9 +123,7 @@ def rollout_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @login_required
 def cluster_driver(request: HttpRequest, cluster_id: int) -> HttpResponse:
     """Set a cluster's upgrade driver (from the cluster page)."""
-    cluster = cluster_selectors.cluster_get(user=request.user, pk=cluster_id)
-    if cluster is None:
-        raise Http404("No such cluster.")
+    cluster = or_404(cluster_selectors.cluster_get(user=request.user, pk=cluster_id), "No such cluster.")
     form = DriverForm(request.POST)
     form.is_valid()
     command = (form.cleaned_data.get("upgrade_command") or "").split()

@@ -170,6 +170,7 @@ def test_the_reconciler_records_a_state_whatever_the_cluster_says(registered, sa
        ticks=st.integers(1, 12))
 def test_a_rollout_step_records_and_halts_whatever_the_cluster_says(registered, sandbox_cluster, operator, approver, answers, ticks,
                                                                     django_capture_on_commit_callbacks):
+    from tests.support.rollouts import rollout_advance
     from upgrades import services as upgrades
     from upgrades.models import Rollout, RolloutStep
 
@@ -186,7 +187,7 @@ def test_a_rollout_step_records_and_halts_whatever_the_cluster_says(registered, 
         rollout = upgrades.plan_start(plan=plan, by=operator)
         scripted(sandbox_cluster, answers, times=2)
         for _ in range(ticks):  # what the tasks run, tick by tick: nothing escapes
-            if upgrades.rollout_advance(rollout_id=rollout.pk) is None:
+            if rollout_advance(rollout_id=rollout.pk) is None:
                 break
     rollout.refresh_from_db()
     assert rollout.state in ("running", "halted", "succeeded")

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from clusters.models import Cluster, ClusterNode
 from pksweb.models import Event
-from upgrades import services
+from upgrades import rules, services
 from upgrades.models import Approval
 
 pytestmark = pytest.mark.django_db
@@ -164,6 +164,6 @@ def test_weekly_window():
 
     start = timezone.now().replace(microsecond=0) - timedelta(days=14, hours=1)
     plan = UpgradePlan(window_start=start, window_end=start + timedelta(hours=2), window_weekly=True)
-    assert services.in_window(plan)  # two weeks later, one hour into the window
-    assert not services.in_window(plan, timezone.now() + timedelta(hours=2))
-    assert services.in_window(plan, timezone.now() + timedelta(days=7))
+    assert rules.in_window(plan)  # two weeks later, one hour into the window
+    assert not rules.in_window(plan, timezone.now() + timedelta(hours=2))
+    assert rules.in_window(plan, timezone.now() + timedelta(days=7))

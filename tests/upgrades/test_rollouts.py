@@ -6,16 +6,11 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from pksweb.models import Event
-from tests.support.rollouts import drive
-from upgrades import services
+from tests.support.rollouts import drive, rollout_advance, start
+from upgrades import engine, services
 from upgrades.models import RolloutStep
 
 pytestmark = pytest.mark.django_db
-
-
-def start(plan, user, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False):
-        return services.plan_start(plan=plan, by=user)
 
 
 def not_ready_events(sim, node):
@@ -64,7 +59,7 @@ def test_stuck_node_halts(make_approved, fleet, operator, django_capture_on_comm
 
 def test_gate_failure_halts(approved_plan, fleet, operator, monkeypatch, django_capture_on_commit_callbacks):
     _, sims = fleet
-    monkeypatch.setattr(services, "GATE_GRACE_SECONDS", 0)
+    monkeypatch.setattr(engine, "GATE_GRACE_SECONDS", 0)
     sims[0].faults.update({"failing_checks": ["etcd"]})
     halted = drive(start(approved_plan, operator, django_capture_on_commit_callbacks))
     assert halted.state == "halted" and "Health gate failed on" in halted.reason and "readyz failing: etcd" in halted.reason
@@ -77,7 +72,7 @@ def test_gate_failure_halts(approved_plan, fleet, operator, monkeypatch, django_
 def test_pause_then_resume(approved_plan, fleet, operator, django_capture_on_commit_callbacks):
     rollout = start(approved_plan, operator, django_capture_on_commit_callbacks)
     for _ in range(3):
-        services.rollout_advance(rollout_id=rollout.pk)
+        rollout_advance(rollout_id=rollout.pk)
     services.rollout_pause(rollout=rollout, by=operator)
     paused = drive(rollout)
     assert paused.state == "paused"
@@ -102,7 +97,7 @@ def test_abort_uncordons_and_says_so(make_approved, fleet, operator, django_capt
     assert aborted.state == "aborted" and "uncordoning 1 node(s)" in aborted.reason and step.node in aborted.reason
     # The request called no cluster: a worker uncordons (a task queued on commit, beside the push), and says so.
     assert len(queued) == 2 and sims[0].get("nodes", "", step.node)["spec"].get("unschedulable") is True
-    services.step_advance(step_id=step.pk)
+    engine.step_advance(step_id=step.pk)
     assert not sims[0].get("nodes", "", step.node)["spec"].get("unschedulable")
     step.refresh_from_db()
     assert step.phase == "failed" and f"node {step.node} uncordoned" in step.log
@@ -126,7 +121,7 @@ def test_window_closing_mid_rollout_pauses_after_the_current_node(make_approved,
     plan = make_approved(window_start=now - timedelta(hours=1), window_end=now + timedelta(hours=1))
     rollout = start(plan, operator, django_capture_on_commit_callbacks)
     for _ in range(2):
-        services.rollout_advance(rollout_id=rollout.pk)  # the first node is under way
+        rollout_advance(rollout_id=rollout.pk)  # the first node is under way
     UpgradePlan.objects.filter(pk=plan.pk).update(window_end=timezone.now() - timedelta(seconds=1))
     paused = drive(rollout)
     assert paused.state == "paused" and paused.reason == "The maintenance window closed."
@@ -145,7 +140,7 @@ def test_recurring_window_waits_for_the_next_opening(make_approved, operator, dj
     plan = make_approved(window_start=now - timedelta(minutes=30), window_end=now + timedelta(minutes=30), window_weekly=True)
     rollout = start(plan, operator, django_capture_on_commit_callbacks)
     UpgradePlan.objects.filter(pk=plan.pk).update(window_start=now - timedelta(hours=3), window_end=now - timedelta(hours=2))
-    assert services.rollout_advance(rollout_id=rollout.pk) == 30.0
+    assert rollout_advance(rollout_id=rollout.pk) == 30.0
     rollout.refresh_from_db()
     assert rollout.state == "running" and rollout.waiting_for_window
     assert RolloutStep.objects.filter(rollout=rollout).exclude(phase="pending").count() == 0
@@ -157,19 +152,13 @@ def test_recurring_window_waits_for_the_next_opening(make_approved, operator, dj
 
 def drive_watching(rollout, limit: float = 60.0):
     """Drive the rollout, noting after every round which nodes were in flight at once."""
-    import time
-
     rounds = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        delay = services.rollout_advance(rollout_id=rollout.pk)
+
+    def note():
         rounds.append([(s.cluster_id, s.node, s.control_plane) for s in
                        RolloutStep.objects.filter(rollout=rollout).exclude(phase__in=["pending", "done", "failed"])])
-        if delay is None:
-            break
-        time.sleep(min(delay, 0.05))
-    rollout.refresh_from_db()
-    return rollout, rounds
+
+    return drive(rollout, limit, after_round=note), rounds
 
 
 def test_clusters_of_a_wave_upgrade_at_the_same_time(approved_plan, fleet, operator, django_capture_on_commit_callbacks):

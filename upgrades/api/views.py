@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -10,20 +9,20 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from pksweb.api.errors import drf_error
 from pksweb.api.permissions import PolicyPermission
+from pksweb.types import AnyUser
 from upgrades import selectors, services
 from upgrades.api.serializers import DecisionSerializer, PlanSerializer, RolloutSerializer, StartSerializer
 from upgrades.models import Rollout, UpgradePlan
 
 
-class PlanViewSet(viewsets.ModelViewSet):
+class PlanViewSet(viewsets.ModelViewSet[UpgradePlan]):
     """Upgrade plans: written and edited by operators while not started, approved by approvers."""
 
     serializer_class = PlanSerializer
     permission_classes = [PolicyPermission]
     policy_model = UpgradePlan
-    policy_actions = {"POST": "create", "PUT": "create", "PATCH": "create", "DELETE": "create"}
+    policy_actions = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[UpgradePlan]:
@@ -32,39 +31,27 @@ class PlanViewSet(viewsets.ModelViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = PlanSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            plan = services.plan_create(author=request.user, **data.validated_data)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        plan = services.plan_create(author=request.user, **data.validated_data)
         return Response(PlanSerializer(plan).data, status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         plan = self.get_object()
         data = PlanSerializer(plan, data=request.data, partial=kwargs.get("partial", False))
         data.is_valid(raise_exception=True)
-        try:
-            plan = services.plan_update(plan=plan, editor=request.user, **data.validated_data)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+        plan = services.plan_update(plan=plan, editor=request.user, **data.validated_data)
         return Response(PlanSerializer(plan).data)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self.update(request, *args, partial=True, **kwargs)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        self._call(services.plan_delete, plan=self.get_object(), deleted_by=request.user)
+        services.plan_delete(plan=self.get_object(), deleted_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-    def _call(self, fn: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
 
     @extend_schema(request=None, responses={200: PlanSerializer})
     @action(detail=True, methods=["post"], policy_actions={"POST": "operate"})
     def submit(self, request: Request, pk: str | None = None) -> Response:
-        plan = self._call(services.plan_submit, plan=self.get_object(), by=request.user)
+        plan = services.plan_submit(plan=self.get_object(), by=request.user)
         return Response(PlanSerializer(plan).data)
 
     @extend_schema(request=DecisionSerializer, responses={200: PlanSerializer})
@@ -72,7 +59,7 @@ class PlanViewSet(viewsets.ModelViewSet):
     def approve(self, request: Request, pk: str | None = None) -> Response:
         data = DecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        plan = self._call(services.plan_decide, plan=self.get_object(), approver=request.user, decision="approve", **data.validated_data)
+        plan = services.plan_decide(plan=self.get_object(), approver=request.user, decision="approve", **data.validated_data)
         return Response(PlanSerializer(plan).data)
 
     @extend_schema(request=DecisionSerializer, responses={200: PlanSerializer})
@@ -80,7 +67,7 @@ class PlanViewSet(viewsets.ModelViewSet):
     def reject(self, request: Request, pk: str | None = None) -> Response:
         data = DecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        plan = self._call(services.plan_decide, plan=self.get_object(), approver=request.user, decision="reject", **data.validated_data)
+        plan = services.plan_decide(plan=self.get_object(), approver=request.user, decision="reject", **data.validated_data)
         return Response(PlanSerializer(plan).data)
 
     @extend_schema(request=StartSerializer, responses={201: RolloutSerializer})
@@ -89,11 +76,17 @@ class PlanViewSet(viewsets.ModelViewSet):
         """Start the approved plan; answers with the rollout (its ``id``)."""
         data = StartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        rollout = self._call(services.plan_start, plan=self.get_object(), by=request.user, **data.validated_data)
+        rollout = services.plan_start(plan=self.get_object(), by=request.user, **data.validated_data)
         return Response(RolloutSerializer(rollout).data, status=status.HTTP_201_CREATED)
 
 
-class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RolloutAction(Protocol):
+    """A rollout service the API calls: pause, resume or abort."""
+
+    def __call__(self, *, rollout: Rollout, by: AnyUser | None) -> Rollout: ...
+
+
+class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Rollout]):
     """Rollouts: state, reason and every node step with its phase and log."""
 
     serializer_class = RolloutSerializer
@@ -104,11 +97,8 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_queryset(self) -> QuerySet[Rollout]:
         return selectors.rollout_list(user=self.request.user).prefetch_related("steps__cluster")
 
-    def _act(self, fn: Any) -> Response:
-        try:
-            rollout = fn(rollout=self.get_object(), by=self.request.user)
-        except DjangoValidationError as exc:
-            raise drf_error(exc) from exc
+    def _act(self, fn: RolloutAction) -> Response:
+        rollout = fn(rollout=self.get_object(), by=self.request.user)
         return Response(RolloutSerializer(self.get_queryset().get(pk=rollout.pk)).data)
 
     @extend_schema(request=None, responses={200: RolloutSerializer})
