@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -23,13 +23,14 @@ from pksweb import policy
 from pksweb import selectors as event_selectors
 from pksweb.forms import errors_into
 from pksweb.shortcuts import or_404
+from pksweb.types import SignedInRequest
 
 NO_SUCH_CLUSTER = "No such cluster."
 
 
 @require_GET
 @login_required
-def fleet(request: HttpRequest) -> HttpResponse:
+def fleet(request: SignedInRequest) -> HttpResponse:
     """Every cluster's dial tone, live: status, reasons, version, nodes, availability."""
     if not policy.is_platform(request.user):
         raise PermissionDenied("The fleet is for the platform team; your namespaces are under My tenants.")
@@ -50,7 +51,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def cluster_register(request: HttpRequest) -> HttpResponse:
+def cluster_register(request: SignedInRequest) -> HttpResponse:
     """Register a cluster from a kubeconfig or server + token; nothing is saved unless it connects."""
     if not policy.can(request.user, "create", Cluster):
         raise PermissionDenied("Only operators can register clusters.")
@@ -72,13 +73,13 @@ def cluster_register(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     """One cluster: status, availability, nodes, operations, events; live."""
     cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     return render(request, "clusters/detail.html", cluster_context(request, cluster))
 
 
-def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
+def cluster_context(request: SignedInRequest, cluster: Cluster) -> dict[str, Any]:
     events = selectors.cluster_events(user=request.user, cluster=cluster)
     return {
         "cluster": cluster,
@@ -97,7 +98,7 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
 
 @require_GET
 @login_required
-def cluster_live(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_live(request: SignedInRequest, pk: int) -> HttpResponse:
     """What only the cluster knows right now (pods per node, namespaces, events); loaded after the page."""
     cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     context: dict[str, Any] = {"cluster": cluster}
@@ -110,7 +111,7 @@ def cluster_live(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_edit(request: SignedInRequest, pk: int) -> HttpResponse:
     """Rename a cluster or replace its credential (checked before saving)."""
     cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     if not policy.can(request.user, "update", cluster):
@@ -133,7 +134,7 @@ def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_delete(request: SignedInRequest, pk: int) -> HttpResponse:
     cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     try:
         services.cluster_delete(cluster=cluster, deleted_by=request.user)
@@ -147,7 +148,7 @@ def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def cluster_probe(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_probe(request: SignedInRequest, pk: int) -> HttpResponse:
     """Probe now; the result arrives on the page through the event path too."""
     cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     if not policy.can(request.user, "operate", cluster):
@@ -161,7 +162,7 @@ def cluster_probe(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def node_operation(request: HttpRequest, pk: int, node: str, kind: str) -> HttpResponse:
+def node_operation(request: SignedInRequest, pk: int, node: str, kind: str) -> HttpResponse:
     """Start a cordon, uncordon or drain; progress arrives live."""
     cluster = or_404(selectors.cluster_get(user=request.user, pk=pk), NO_SUCH_CLUSTER)
     form = NodeOperationForm(request.POST)

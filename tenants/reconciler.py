@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from clusters.connect import gateway_for
 from clusters.kube import KubeError
-from clusters.kube.gateway import ObjectOps
+from clusters.kube.objects import ObjectOps
 from pksweb.choices import SubjectType
 from pksweb.events import publish
 from pksweb.text import REPORT_LIMIT, bound, bound_list

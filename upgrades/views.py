@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -14,6 +14,7 @@ from clusters import services as cluster_services
 from pksweb import policy
 from pksweb.forms import errors_into
 from pksweb.shortcuts import or_404
+from pksweb.types import SignedInRequest
 from upgrades import rules, selectors, services
 from upgrades.forms import DecisionForm, DriverForm, PlanForm, StartForm
 from upgrades.live import rollout_context
@@ -22,7 +23,7 @@ from upgrades.models import UpgradePlan
 
 @require_GET
 @login_required
-def plan_index(request: HttpRequest) -> HttpResponse:
+def plan_index(request: SignedInRequest) -> HttpResponse:
     if not policy.is_platform(request.user):
         raise PermissionDenied("Upgrades are the platform team's.")
     return render(request, "upgrades/list.html", {"plans": selectors.plan_list(user=request.user),
@@ -32,7 +33,7 @@ def plan_index(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def plan_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+def plan_edit(request: SignedInRequest, pk: int | None = None) -> HttpResponse:
     """Write a plan, or edit one that has not started (approvals are voided)."""
     plan = or_404(selectors.plan_get(user=request.user, pk=pk), "No such plan.") if pk else None
     if not policy.can(request.user, "update" if plan else "create", plan or UpgradePlan):
@@ -52,7 +53,7 @@ def plan_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     return render(request, "upgrades/form.html", {"form": form, "plan": plan}, status=400 if form.errors else 200)
 
 
-def plan_context(request: HttpRequest, plan: UpgradePlan, **extra: Any) -> dict[str, Any]:
+def plan_context(request: SignedInRequest, plan: UpgradePlan, **extra: Any) -> dict[str, Any]:
     approvals = list(plan.approvals.all())
     return {
         "plan": plan,
@@ -68,14 +69,14 @@ def plan_context(request: HttpRequest, plan: UpgradePlan, **extra: Any) -> dict[
 
 @require_GET
 @login_required
-def plan_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def plan_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     plan = or_404(selectors.plan_get(user=request.user, pk=pk), "No such plan.")
     return render(request, "upgrades/plan.html", plan_context(request, plan))
 
 
 @require_POST
 @login_required
-def plan_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def plan_action(request: SignedInRequest, pk: int, action: str) -> HttpResponse:
     """submit, approve, reject, start: the same services the API calls."""
     plan = or_404(selectors.plan_get(user=request.user, pk=pk), "No such plan.")
     try:
@@ -100,14 +101,14 @@ def plan_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def rollout_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def rollout_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     rollout = or_404(selectors.rollout_get(user=request.user, pk=pk), "No such rollout.")
     return render(request, "upgrades/rollout.html", rollout_context(request.user, rollout))
 
 
 @require_POST
 @login_required
-def rollout_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def rollout_action(request: SignedInRequest, pk: int, action: str) -> HttpResponse:
     rollout = or_404(selectors.rollout_get(user=request.user, pk=pk), "No such rollout.")
     actions = {"pause": services.rollout_pause, "resume": services.rollout_resume, "abort": services.rollout_abort}
     if action not in actions:
@@ -121,7 +122,7 @@ def rollout_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def cluster_driver(request: HttpRequest, cluster_id: int) -> HttpResponse:
+def cluster_driver(request: SignedInRequest, cluster_id: int) -> HttpResponse:
     """Set a cluster's upgrade driver (from the cluster page)."""
     cluster = or_404(cluster_selectors.cluster_get(user=request.user, pk=cluster_id), "No such cluster.")
     form = DriverForm(request.POST)
