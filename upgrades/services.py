@@ -9,7 +9,7 @@ commits. Services never import the tasks (see ``upgrades.engine`` for why and ho
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -200,16 +200,22 @@ def plan_delete(*, plan: UpgradePlan, deleted_by: AnyUser | None) -> None:
         locked.delete()
 
 
+def _refuse(plan: UpgradePlan, why: str) -> NoReturn:
+    """Refuse a transition the plan's state does not allow, naming that state (checked once before the
+    row is locked, and again under the lock)."""
+    raise ValidationError({"non_field_errors": f"{why} {plan.get_state_display().lower()}."})
+
+
 def plan_submit(*, plan: UpgradePlan, by: AnyUser | None) -> UpgradePlan:
     """Ask approvers to sign off; refused while preflight fails (checked before the row is locked)."""
     require(by, "operate", plan, "Only operators submit upgrade plans.")
     looked, report = _looked_at(plan)
     if looked.state != PlanState.DRAFT:
-        raise ValidationError({"non_field_errors": f"Only a draft can be submitted; this plan is {looked.get_state_display().lower()}."})
+        _refuse(looked, "Only a draft can be submitted; this plan is")
     with transaction.atomic():
         locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
         if locked.state != PlanState.DRAFT:
-            raise ValidationError({"non_field_errors": f"Only a draft can be submitted; this plan is {locked.get_state_display().lower()}."})
+            _refuse(locked, "Only a draft can be submitted; this plan is")
         _still(locked, looked)
         if report["failures"]:  # refused: nothing changes, the message says what fails
             first = report["failures"][0]
@@ -314,11 +320,11 @@ def plan_start(*, plan: UpgradePlan, by: AnyUser | None, outside_window_reason: 
         reason = ""  # blanks, zero-width, control characters and fillers say nothing: they are no reason
     looked, report = _looked_at(plan)
     if looked.state != PlanState.APPROVED:
-        raise ValidationError({"non_field_errors": f"Only an approved plan can start; this one is {looked.get_state_display().lower()}."})
+        _refuse(looked, "Only an approved plan can start; this one is")
     with transaction.atomic():
         locked = UpgradePlan.objects.select_for_update().get(pk=plan.pk)
         if locked.state != PlanState.APPROVED:
-            raise ValidationError({"non_field_errors": f"Only an approved plan can start; this one is {locked.get_state_display().lower()}."})
+            _refuse(locked, "Only an approved plan can start; this one is")
         inside = in_window(locked)
         if not inside and not reason:
             raise ValidationError({"outside_window_reason": "The maintenance window is not open. To start anyway, say why: "
