@@ -65,6 +65,43 @@ def test_dependencies_point_one_way():
     assert _backward_imports() == []
 
 
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan): each is an import cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for imported in edges[module]:
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = []
+            while (top := stack.pop()) != module:
+                group.append(top)
+            if group:
+                found.append(sorted([module, *group]))
+
+    for module in sorted(edges):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_itself_back():
+    """No import cycle between any two modules, late imports inside functions included (a task module and the
+    services it calls, an app and the app it registers with): each would mean code sits in the wrong place."""
+    graph = grimp.build_graph(*APPS, exclude_type_checking_imports=True)
+    edges = {m: set(graph.find_modules_directly_imported_by(m)) & graph.modules for m in graph.modules}
+    assert _cycles(edges) == []
+
+
 def test_sandbox_imports_no_app():
     graph = _graph()
     wrong = [f"{m} imports {i}" for m in graph.find_children("sandbox") | {"sandbox"}
