@@ -23,7 +23,7 @@ from clusters.api.serializers import (
 from clusters.filters import ClusterFilter
 from clusters.models import Cluster, NodeOperation
 from pksweb import policy
-from pksweb.api.permissions import PolicyPermission
+from pksweb.api.permissions import WRITES, PolicyPermission
 
 Row = TypeVar("Row")
 
@@ -34,7 +34,7 @@ class ClusterViewSet(viewsets.ModelViewSet[Cluster]):
     serializer_class = ClusterSerializer
     permission_classes = [PolicyPermission]
     policy_model = Cluster
-    policy_actions = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+    policy_actions = WRITES
     filterset_class = ClusterFilter
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 

@@ -9,7 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from pksweb.api.permissions import PolicyPermission
+from pksweb.api.permissions import WRITES, PolicyPermission
 from pksweb.types import AnyUser
 from upgrades import selectors, services
 from upgrades.api.serializers import DecisionSerializer, PlanSerializer, RolloutSerializer, StartSerializer
@@ -22,7 +22,7 @@ class PlanViewSet(viewsets.ModelViewSet[UpgradePlan]):
     serializer_class = PlanSerializer
     permission_classes = [PolicyPermission]
     policy_model = UpgradePlan
-    policy_actions = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+    policy_actions = WRITES
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[UpgradePlan]:
