@@ -31,7 +31,7 @@ class FleetConsumer(EventStreamConsumer):
         return self._row(event, new=missed.happened("cluster", event.subject_id, "cluster.registered"))
 
     def _row(self, event: Event, new: bool) -> str | list[str]:
-        if event.subject_type != "cluster" or not event.subject_id.isdigit():
+        if event.subject_type != "cluster" or not (event.subject_id.isascii() and event.subject_id.isdigit()):
             return ""
         return live.fleet_fragments(int(event.subject_id), self.scope["user"], new=new)
 

@@ -13,7 +13,8 @@ from pksweb.text import bound
 LARGEST_ID = 2**63 - 1
 
 
-def _an_id(value: Any) -> bool:
+def an_id(value: Any) -> bool:
+    """Whether ``value`` reads as an id a database can hold (ASCII digits, 1 to a bigint)."""
     text = str(value).strip()
     return text.isascii() and text.isdigit() and 0 < int(text) <= LARGEST_ID
 
@@ -21,7 +22,7 @@ def _an_id(value: Any) -> bool:
 # Django's form classes take no type argument at run time (the stubs' generics exist for mypy only).
 class IdChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
     def to_python(self, value: Any) -> Any:
-        if value not in self.empty_values and not _an_id(value):
+        if value not in self.empty_values and not an_id(value):
             raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
         return super().to_python(value)
 
@@ -31,7 +32,7 @@ class IdsChoiceField(forms.ModelMultipleChoiceField):  # type: ignore[type-arg]
 
     def _check_values(self, value: Any) -> Any:
         for pk in value:
-            if not _an_id(pk):
+            if not an_id(pk):
                 raise ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value",
                                       params={"pk": bound(pk, 30)})
         return super()._check_values(value)  # type: ignore[misc]  # missing from the stubs

@@ -9,6 +9,7 @@ from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 
 from pksweb import health, policy, selectors, services, tenancy
+from pksweb.fields import an_id
 from pksweb.forms import AnnouncementForm, errors_into
 from pksweb.models import Event
 from pksweb.types import SignedInRequest
@@ -72,7 +73,7 @@ def activity(request: SignedInRequest) -> HttpResponse:
     """The latest events the user may see; new ones arrive over the websocket."""
     events = selectors.event_list(user=request.user)
     before = request.GET.get("before", "")
-    if before.isdigit():
+    if an_id(before):
         events = events.filter(id__lt=int(before))
     page = list(events[: PAGE_SIZE + 1])
     context = {

@@ -348,7 +348,7 @@ def _list(cluster: SandboxCluster, request: Request, resource: ResourceType, nam
     labels = label_selector(request.query.get("labelSelector"))
     fields = field_selector(request.query.get("fieldSelector"), resource.kind)
     limit_text = request.query.get("limit", "")
-    limit = int(limit_text) if limit_text.isdigit() else 0
+    limit = int(limit_text) if limit_text.isascii() and limit_text.isdigit() else 0
     token = request.query.get("continue", "")
     with cluster.store.lock:
         list_rv = str(cluster.store.rv)
@@ -409,11 +409,11 @@ def _watch(cluster: SandboxCluster, request: Request, resource: ResourceType, na
     labels = label_selector(request.query.get("labelSelector"))
     fields = field_selector(request.query.get("fieldSelector"), resource.kind)
     rv_text = request.query.get("resourceVersion", "")
-    since = int(rv_text) if rv_text.isdigit() and rv_text != "0" else None
-    if rv_text and not rv_text.isdigit():
+    since = int(rv_text) if rv_text.isascii() and rv_text.isdigit() and rv_text != "0" else None
+    if rv_text and not (rv_text.isascii() and rv_text.isdigit()):
         raise errors.bad_request(f"invalid resource version: {rv_text}")
     timeout_text = request.query.get("timeoutSeconds", "")
-    timeout = min(int(timeout_text), MAX_WATCH_SECONDS) if timeout_text.isdigit() else MAX_WATCH_SECONDS
+    timeout = min(int(timeout_text), MAX_WATCH_SECONDS) if timeout_text.isascii() and timeout_text.isdigit() else MAX_WATCH_SECONDS
     bookmarks = request.flag("allowWatchBookmarks")
     table_version, include = request.table, _include(request) if request.table else "Metadata"
     loop = asyncio.get_running_loop()

@@ -57,7 +57,7 @@ def version_info(version: str) -> dict[str, str]:
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    return tuple(int(p) for p in re.findall(r"[0-9]+", version)[:3])
 
 
 @dataclass

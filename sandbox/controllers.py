@@ -190,7 +190,7 @@ class Controllers:
                     store.create(PODS, pod, owner["metadata"]["namespace"])
             for pod in pods:
                 index = pod["metadata"]["name"].rsplit("-", 1)[-1]
-                if index.isdigit() and int(index) >= want:
+                if index.isascii() and index.isdigit() and int(index) >= want:
                     self.delete(PODS, pod)
         else:
             for _ in range(want - len(pods)):
@@ -261,7 +261,7 @@ class Controllers:
         spec = pdb["spec"]
 
         def scaled(value: object, round_up: bool) -> int:
-            if isinstance(value, str) and value.endswith("%") and value[:-1].isdigit():
+            if isinstance(value, str) and value.endswith("%") and value[:-1].isascii() and value[:-1].isdigit():
                 share = expected * int(value[:-1]) / 100
                 return math.ceil(share) if round_up else math.floor(share)
             return value if isinstance(value, int) and not isinstance(value, bool) else 0

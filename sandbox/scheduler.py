@@ -82,7 +82,7 @@ class Scheduler:
         if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
             return "node(s) didn't match Pod's node affinity/selector"
         pods = str(((node.get("status") or {}).get("allocatable") or {}).get("pods", "110"))
-        capacity = int(pods) if pods.isdigit() else 110
+        capacity = int(pods) if pods.isascii() and pods.isdigit() else 110
         if (counts if counts is not None else self.pods_per_node()).get(node["metadata"]["name"], 0) >= capacity:
             return "Too many pods"
         return None

@@ -184,7 +184,7 @@ def _selector(selector: Any, where: str) -> list[tuple[str, str]]:
 def _int_or_percent(value: Any, where: str) -> list[tuple[str, str]]:
     if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return []
-    if isinstance(value, str) and value.endswith("%") and value[:-1].isdigit():
+    if isinstance(value, str) and value.endswith("%") and value[:-1].isascii() and value[:-1].isdigit():
         return []
     return [(where, f'Invalid value: "{value}": a valid percent string must be a numeric string followed by an ending \'%\' '
                     "or a non-negative integer")]
@@ -210,7 +210,7 @@ def upgrade_version(text: object) -> str | None:
     """The version a node upgrade asks for (``1.31.2`` or ``v1.31.2`` both give ``1.31.2``); None when it is not one."""
     version = str(text).lstrip("v")
     parts = version.split(".")
-    return version if version and len(parts) == 3 and all(p.isdigit() for p in parts) else None
+    return version if version and len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts) else None
 
 
 def validate(resource: ResourceType, obj: Obj) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 # Vendors add a suffix (v1.29.1-eks-b9c9ed7, v1.29.1-gke.1589018, v1.29.1+k3s2): the numbers decide.
-VERSION = re.compile(r"^v?(\d{1,4})\.(\d{1,4})\.(\d{1,6})(?:[-+][0-9A-Za-z.+_-]{0,200})?$")
+VERSION = re.compile(r"^v?([0-9]{1,4})\.([0-9]{1,4})\.([0-9]{1,6})(?:[-+][0-9A-Za-z.+_-]{0,200})?\Z")
 KUBELET_SKEW = 3  # kubelets may be up to three minors older than the API server (since 1.28)
 
 # group/version → (resources that held objects, removed in minor). From the Kubernetes deprecation guide.

@@ -93,7 +93,7 @@ def translate(exc: BaseException, *, server: str, action: str) -> KubeError:
             retry = (exc.headers or {}).get("Retry-After") if exc.headers else None
             details = _details(body)
             # A day at most: a hostile server's "Retry-After: 999…9" must not overflow anything.
-            seconds = min(float(str(retry)[:9]), 86400.0) if retry and str(retry).isdigit() else None
+            seconds = min(float(str(retry)[:9]), 86400.0) if retry and str(retry).isascii() and str(retry).isdigit() else None
             return KubeError("throttled", f"The API server is throttling requests (429) while trying to {action}"
                                           f"{f'; it asks to retry after {int(seconds)} s' if seconds else ''}: {message}.",
                              status, seconds, details)

@@ -22,7 +22,7 @@ from pksweb.text import bound
 T = TypeVar("T")
 DEFAULT_TIMEOUT = (3.05, 10.0)  # (connect, read) seconds
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-PDB_CAUSE = re.compile(r"The disruption budget (?P<name>\S+) needs (?P<needs>\d+) healthy pods and has (?P<has>\d+) currently")
+PDB_CAUSE = re.compile(r"The disruption budget (?P<name>\S+) needs (?P<needs>[0-9]+) healthy pods and has (?P<has>[0-9]+) currently")
 
 
 def _node_info(node: k8s.V1Node) -> NodeInfo:

@@ -135,7 +135,7 @@ def _named_ports(ports: list[Obj] | None) -> frozenset[tuple[str, str]] | None:
     for port in ports:
         port = port if isinstance(port, Mapping) else {}
         value = port.get("port")
-        if not isinstance(value, str) or value.isdigit():
+        if not isinstance(value, str) or value.isascii() and value.isdigit():
             return None
         names.add((value, str(port.get("protocol") or "TCP")))
     return frozenset(names)

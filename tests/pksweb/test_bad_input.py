@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
@@ -292,3 +292,14 @@ def test_every_get_answers_in_the_shape_its_schema_says(operator_api, registered
             assert isinstance(body, list), url
         checked.append(url)
     assert len(checked) >= 10, checked
+
+
+@hyp_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=st.one_of(st.text(max_size=30), st.integers(min_value=-(2**70), max_value=2**70).map(str),
+                        st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=5)))
+@example(before="²")
+@example(before=str(2**64))
+def test_the_activity_pages_cursor_takes_any_text(op, before):
+    """``?before=`` is an event id: any other text (other scripts' digits, past a bigint) shows the newest page."""
+    answer = op.get(reverse("activity"), {"before": before}, HTTP_HX_REQUEST="true")
+    assert answer.status_code == 200

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sandbox import Sandbox
 
-VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
+VERSION = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+\Z")
 
 
 class Command(BaseCommand):
