@@ -23,12 +23,12 @@ from django.utils import timezone
 from clusters import hooks
 from clusters.access import OPERATORS_ONLY
 from clusters.choices import ACTIVE_STATES, OperationKind, OperationState
-from clusters.connect import gateway_for, gateway_verified
+from clusters.connect import gateway_verified
 from clusters.events import cluster_publish, recorded
-from clusters.kube import Gateway, KubeError, ProbeResult
+from clusters.kube import Gateway, KubeError
 from clusters.kube.drain import node_drain
 from clusters.models import Cluster, ClusterNode, NodeOperation
-from clusters.sweep import nodes_record
+from clusters.sweep import nodes_refresh
 from pksweb.leases import LeaseLost, Renewal
 from pksweb.policy import require
 from pksweb.text import REPORT_LIMIT, bound, bound_payload
@@ -151,7 +151,7 @@ def node_operation_execute(*, operation_id: int, sleep: Callable[[float], None] 
         log.warning("%s; this worker stops", exc)
         return None
     # Re-read the nodes first, so the pages the finish event updates show the cordon.
-    _refresh_nodes(operation.cluster)
+    nodes_refresh(cluster=operation.cluster)
     return _finish(operation, state, report)
 
 
@@ -212,19 +212,6 @@ def _drain(operation: NodeOperation, gateway: Gateway, sleep: Callable[[float], 
     operation.progress = {**operation.progress, "evicted": result.evicted, "skipped": result.skipped,
                           "blocked": result.blocked, "pending": result.pending}
     return (OperationState.SUCCEEDED if result.ok else OperationState.FAILED), result.report
-
-
-def _refresh_nodes(cluster: Cluster) -> None:
-    """Re-read the nodes after an operation so pages show cordons at once."""
-    try:
-        nodes = gateway_for(cluster).nodes()
-    except KubeError:
-        return  # the next sweep will catch up; the operation's own report says what happened
-    with transaction.atomic():
-        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
-        for node, ready in nodes_record(locked, ProbeResult(nodes=nodes))[0]:  # the rest: operation_finished
-            cluster_publish(locked, "cluster.node_ready_changed", f"Node {node} of {locked.name} is {'Ready' if ready else 'NotReady'}",
-                            node=node, ready=ready)
 
 
 # The tasks keep their names (clusters.tasks.*): the beat schedule and messages already queued name them so.

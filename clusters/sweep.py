@@ -154,6 +154,20 @@ def nodes_record(cluster: Cluster, result: ProbeResult) -> tuple[list[tuple[str,
     return changes, others
 
 
+def nodes_refresh(*, cluster: Cluster) -> None:
+    """Re-read the nodes after pksweb changed one (an operation, a node given to a tenant or taken back), so
+    pages show its cordon, labels and taints at once instead of after the next sweep."""
+    try:
+        nodes = gateway_for(cluster).nodes()
+    except KubeError:
+        return  # the next sweep will catch up; the operation's own report says what happened
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        for node, ready in nodes_record(locked, ProbeResult(nodes=nodes))[0]:  # the rest: operation_finished
+            cluster_publish(locked, "cluster.node_ready_changed", f"Node {node} of {locked.name} is {'Ready' if ready else 'NotReady'}",
+                            node=node, ready=ready)
+
+
 @dataclass
 class SweepReport:
     probed: int = 0

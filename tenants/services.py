@@ -13,9 +13,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from clusters import hooks
 from clusters.connect import gateway_for
 from clusters.kube import KubeError
 from clusters.models import Cluster, ClusterNode
+from clusters.sweep import nodes_refresh
 from pksweb import policy
 from pksweb.choices import Role, SubjectType
 from pksweb.events import publish
@@ -295,6 +297,14 @@ def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: An
 # ---- dedicated nodes --------------------------------------------------------------------
 
 
+def _not_busy(cluster: Cluster, node: str) -> None:
+    """A node's labels and taints are left alone while something else owns the node (a running rollout upgrades
+    it): the same refusal as for a node operation."""
+    busy = hooks.busy(cluster, node)
+    if busy:
+        raise ValidationError({"node": busy})
+
+
 def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: AnyUser | None) -> NodeAssignment:
     """Give a node to a dedicated-nodes tenant: label and taint it, then record it."""
     require(assigned_by, "operate", cluster, "Only operators can assign nodes.")
@@ -307,6 +317,7 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
         raise ValidationError({"node": f"{cluster.name} has no node {node!r} (as of its last probe)."})
     if snapshot.is_control_plane:
         raise ValidationError({"node": f"{node} is a control-plane node; only workers are given to tenants."})
+    _not_busy(cluster, node)
     current = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
     if current is not None:
         raise ValidationError({"node": f"{node} is assigned to tenant {current.tenant.name} already; release it first."})
@@ -323,6 +334,7 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
     except KubeError as exc:
         NodeAssignment.objects.filter(pk=assignment.pk).delete()
         raise ValidationError({"node": exc.message}) from None
+    nodes_refresh(cluster=cluster)  # the cluster page shows the label and taint now, not after the next sweep
     with transaction.atomic():
         publish(kind="tenant.node_assigned", message=f"Node {node} of {cluster.name} assigned to tenant {tenant.name}",
                 actor=assigned_by, subject_type=SubjectType.CLUSTER, subject_id=cluster.pk, subject_label=cluster.name,
@@ -336,6 +348,7 @@ def node_release(*, cluster: Cluster, node: str, released_by: AnyUser | None) ->
     assignment = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
     if assignment is None:
         raise ValidationError({"node": f"{node} is not assigned to any tenant."})
+    _not_busy(cluster, node)
     tenant = assignment.tenant
     namespaces = set(TenantNamespace.objects.filter(tenant=tenant, cluster=cluster).values_list("name", flat=True))
     try:
@@ -353,3 +366,4 @@ def node_release(*, cluster: Cluster, node: str, released_by: AnyUser | None) ->
         publish(kind="tenant.node_released", message=f"Node {node} of {cluster.name} released by tenant {tenant.name}",
                 actor=released_by, subject_type=SubjectType.CLUSTER, subject_id=cluster.pk, subject_label=cluster.name,
                 tenant=tenant, payload={"node": node})
+    nodes_refresh(cluster=cluster)

@@ -118,3 +118,19 @@ def test_only_operators_assign_nodes(globex, registered, sandbox_cluster, tenant
     with pytest.raises(PermissionDenied):
         node_assign(cluster=registered, node=f"{sandbox_cluster.name}-w-1", tenant=globex, assigned_by=tenant_admin)
     assert Tenant.objects.get(pk=globex.pk).node_assignments.count() == 0
+
+
+def test_a_node_given_and_taken_back_shows_so_at_once(globex, registered, sandbox_cluster, operator, op_client):
+    """The cluster page reads the stored nodes: right after an assign they carry the tenant's label and taint (no
+    "label and taint missing" until the next sweep), and right after a release they no longer do."""
+    from clusters.models import ClusterNode
+
+    node = f"{sandbox_cluster.name}-w-2"
+    node_assign(cluster=registered, node=node, tenant=globex, assigned_by=operator)
+    stored = ClusterNode.objects.get(cluster=registered, name=node)
+    assert stored.labels.get("pksweb.io/tenant") == "globex-insurance"
+    assert any("pksweb.io/tenant" in taint for taint in stored.taints), stored.taints
+    assert "label and taint missing" not in op_client.get(f"/clusters/{registered.pk}/").content.decode()
+    node_release(cluster=registered, node=node, released_by=operator)
+    stored.refresh_from_db()
+    assert "pksweb.io/tenant" not in stored.labels and not any("pksweb.io/tenant" in taint for taint in stored.taints)

@@ -178,6 +178,26 @@ def test_while_a_rollout_runs_its_nodes_and_cluster_are_left_alone(make_approved
         node_operation_start(cluster=clusters[0], node=node, kind="cordon", requested_by=operator)
 
 
+def test_while_a_rollout_runs_its_nodes_are_given_to_no_tenant(make_approved, fleet, operator, django_capture_on_commit_callbacks):
+    """Labels and taints are the rollout's to leave alone as much as cordons: assigning or releasing a node of a
+    cluster a rollout upgrades is refused with the same words as a node operation."""
+    from tenants.models import NodeAssignment, Tenant
+    from tenants.services import node_assign, node_release
+
+    clusters, _ = fleet
+    node = worker_nodes(clusters[0])[0]
+    dedicated = Tenant.objects.create(name="globex-insurance", isolation="dedicated-nodes")
+    dedicated.clusters.add(clusters[0])
+    NodeAssignment.objects.create(tenant=dedicated, cluster=clusters[0], node=node)  # given before the rollout
+    other = worker_nodes(clusters[0])[1]
+    rollout = start(make_approved(), operator, django_capture_on_commit_callbacks)
+    with pytest.raises(ValidationError, match=f"rollout #{rollout.pk} .* owns its nodes while it runs"):
+        node_assign(cluster=clusters[0], node=other, tenant=dedicated, assigned_by=operator)
+    with pytest.raises(ValidationError, match=f"rollout #{rollout.pk} .* owns its nodes while it runs"):
+        node_release(cluster=clusters[0], node=node, released_by=operator)
+    assert list(NodeAssignment.objects.values_list("node", flat=True)) == [node]
+
+
 @pytest.mark.django_db(transaction=True)  # the abort comes from another thread's connection, as from a request
 def test_an_abort_stops_a_drain_in_flight(make_approved, fleet, operator, django_capture_on_commit_callbacks):
     """A drain waiting on a budget (a 300 s timeout) stops within a couple of seconds of the abort, and the
