@@ -135,6 +135,9 @@ def cluster_update(*, cluster: Cluster, updated_by: AnyUser | None, name: str | 
             if upgrade_driver not in DRIVERS:
                 raise ValidationError({"upgrade_driver": f"{bound(upgrade_driver, 60)!r} is not a driver: use sandbox, command or "
                                                          "system-upgrade-controller (or empty for none)."})
+            if upgrade_driver == UpgradeDriver.COMMAND and not settings.PKSWEB_ALLOW_COMMAND_DRIVER:
+                raise ValidationError({"upgrade_driver": "The command driver is off in this deployment "
+                                                         "(PKSWEB_ALLOW_COMMAND_DRIVER=1 turns it on); choose another driver."})
             locked.upgrade_driver = upgrade_driver
             changes.append("upgrade driver")
         if upgrade_command is not None and upgrade_command != locked.upgrade_command:

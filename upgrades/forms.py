@@ -6,6 +6,7 @@ from django import forms
 
 from clusters.choices import UpgradeDriver
 from clusters.models import Cluster
+from upgrades.rules import COMMENT_LIMIT
 
 
 class WavesField(forms.Field):
@@ -53,7 +54,8 @@ class PlanForm(forms.Form):
 
 class DecisionForm(forms.Form):
     revision = forms.CharField(widget=forms.HiddenInput)
-    comment = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "comment (required to reject)"}))
+    comment = forms.CharField(required=False, max_length=COMMENT_LIMIT,
+                              widget=forms.TextInput(attrs={"placeholder": "comment (required to reject)"}))
 
 
 class StartForm(forms.Form):

@@ -20,6 +20,7 @@ from upgrades.models import Rollout, RolloutStep, UpgradePlan
 
 WEEK = timedelta(days=7)
 REASON_LIMIT = 2000  # a start reason a person writes, and the note of a finished rollout
+COMMENT_LIMIT = 2000  # what an approver writes; a longer text is refused in words, not cut
 
 
 def in_window(plan: UpgradePlan, now: datetime | None = None) -> bool:

@@ -26,7 +26,7 @@ from upgrades import flight, preflight, versions
 from upgrades.choices import ACTIVE_ROLLOUT, IDLE, MAY_BE_CORDONED, Decision, PlanState, RolloutState, StepPhase
 from upgrades.engine import Work, rollout_event, run_after_commit
 from upgrades.models import Approval, Rollout, RolloutStep, UpgradePlan
-from upgrades.rules import REASON_LIMIT, WEEK, approvals_standing, in_window
+from upgrades.rules import COMMENT_LIMIT, REASON_LIMIT, WEEK, approvals_standing, in_window
 
 PLAN_FIELDS = ("name", "target_version", "waves", "max_unavailable", "drain_timeout_seconds", "node_ready_timeout_seconds",
                "health_gate", "soak_seconds", "window_start", "window_end", "window_weekly", "quorum")
@@ -252,6 +252,9 @@ def plan_decide(*, plan: UpgradePlan, approver: AnyUser, revision: str, decision
                                                        "takes the cluster out of the waves."})
         if decision == Decision.REJECT and not (comment or "").strip():
             raise ValidationError({"comment": "Say why you reject the plan."})
+        if len(comment or "") > COMMENT_LIMIT:
+            raise ValidationError({"comment": f"Keep the comment to {COMMENT_LIMIT:,} characters ({len(comment):,} now); "
+                                              "link to a longer review instead."})
         if locked.approvals.filter(approver=_actor(approver), revision=locked.revision, voided=False).exists():
             raise ValidationError({"non_field_errors": "You have already decided on this revision; one person counts once."})
         try:

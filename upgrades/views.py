@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +20,17 @@ from upgrades import rules, selectors, services
 from upgrades.forms import DecisionForm, DriverForm, PlanForm, StartForm
 from upgrades.live import rollout_context
 from upgrades.models import UpgradePlan
+
+
+def _refused(request: SignedInRequest, form: forms.Form, then: HttpResponse) -> HttpResponse:
+    """A form posted from another page (a button on the plan or cluster page): say what was wrong there."""
+    said = []
+    for name, errors in form.errors.items():
+        words = " ".join(str(error) for error in errors)
+        field = form.fields.get(name)
+        said.append(f"{field.label or name.replace('_', ' ').capitalize()}: {words}" if field is not None else words)
+    messages.error(request, " ".join(said))
+    return then
 
 
 @require_GET
@@ -84,9 +96,11 @@ def plan_action(request: SignedInRequest, pk: int, action: str) -> HttpResponse:
             services.plan_submit(plan=plan, by=request.user)
         elif action in ("approve", "reject"):
             decision = DecisionForm(request.POST)
-            decision.is_valid()
-            services.plan_decide(plan=plan, approver=request.user, decision=action, revision=decision.cleaned_data.get("revision", ""),
+            if not decision.is_valid():
+                return _refused(request, decision, redirect("upgrades:plan", pk=pk))
+            services.plan_decide(plan=plan, approver=request.user, decision=action, revision=decision.cleaned_data["revision"],
                                  comment=decision.cleaned_data.get("comment", ""))
+            messages.success(request, "Plan approved." if action == "approve" else "Plan rejected.")
         elif action == "start":
             start = StartForm(request.POST)
             start.is_valid()
@@ -126,7 +140,8 @@ def cluster_driver(request: SignedInRequest, cluster_id: int) -> HttpResponse:
     """Set a cluster's upgrade driver (from the cluster page)."""
     cluster = or_404(cluster_selectors.cluster_get(user=request.user, pk=cluster_id), "No such cluster.")
     form = DriverForm(request.POST)
-    form.is_valid()
+    if not form.is_valid():
+        return _refused(request, form, redirect("clusters:detail", pk=cluster_id))
     command = (form.cleaned_data.get("upgrade_command") or "").split()
     try:
         cluster_services.cluster_update(cluster=cluster, updated_by=request.user, upgrade_driver=form.cleaned_data.get("upgrade_driver", ""),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from upgrades.models import Approval, Rollout, RolloutStep, UpgradePlan
+from upgrades.rules import COMMENT_LIMIT
 
 
 class ApprovalSerializer(serializers.ModelSerializer[Approval]):
@@ -30,7 +31,7 @@ class PlanSerializer(serializers.ModelSerializer[UpgradePlan]):
 
 class DecisionSerializer(serializers.Serializer[None]):
     revision = serializers.CharField(help_text="The revision you reviewed (from the plan).")
-    comment = serializers.CharField(required=False, allow_blank=True, default="")
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=COMMENT_LIMIT)
 
 
 class StartSerializer(serializers.Serializer[None]):
