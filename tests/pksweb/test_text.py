@@ -91,3 +91,13 @@ def test_article():
 
     assert [article(w) for w in ("approver", "operator", "viewer", "tenant admin")] == [
         "an approver", "an operator", "a viewer", "a tenant admin"]
+
+
+@given(st.floats(min_value=0, max_value=10**7, allow_nan=False))
+def test_a_duration_reads_in_words(seconds):
+    from pksweb.templatetags.pksweb_extras import duration_words
+
+    words = duration_words(seconds)
+    assert words and "PT" not in words and words.split()[-1] in ("s", "min", "h")
+    total = sum(int(n) * {"h": 3600, "min": 60, "s": 1}[unit] for n, unit in zip(words.split()[::2], words.split()[1::2], strict=True))
+    assert (0 <= round(seconds) - total < 60) if "h" in words.split() else total == round(seconds)  # hours drop the seconds

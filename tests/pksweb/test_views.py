@@ -171,6 +171,7 @@ def test_sign_in_locks_after_five_failures_whatever_the_password(db, operator):
     assert fifth.status_code == 429
     locked = client.post(reverse("login"), {"username": operator.username, "password": "the-right-passphrase"})
     assert locked.status_code == 429 and 'id="locked-out"' in locked.content.decode()
+    assert "locked for 15 min;" in locked.content.decode()  # in words, not PT15M
     assert "_auth_user_id" not in client.session
     other = Client().post(reverse("login"), {"username": "nobody-else", "password": "guess"})
     assert other.status_code == 200  # other usernames are not locked
