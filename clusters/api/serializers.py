@@ -24,6 +24,10 @@ class ClusterSerializer(serializers.ModelSerializer[Cluster]):
         read_only_fields = fields
 
 
+# The parts of a credential that mean nothing without one (a server and a token, or a kubeconfig).
+PARTS = ("context", "ca_data", "insecure_skip_tls_verify")
+
+
 class ClusterWriteSerializer(serializers.Serializer[dict[str, Any]]):
     """Register or edit: a name and a kubeconfig (+ context) or server + token (+ CA)."""
 
@@ -42,6 +46,10 @@ class ClusterWriteSerializer(serializers.Serializer[dict[str, Any]]):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         given = any((attrs.get(k) or "").strip() for k in ("kubeconfig", "server", "token"))
         if not given and not self.credential_required:
+            partial = [k for k in PARTS if k in getattr(self, "initial_data", {})]
+            if partial:  # a CA or a context alone would be dropped without a word
+                raise serializers.ValidationError({k: ["A credential is changed whole: send a kubeconfig, or server and token "
+                                                       "(with ca_data or insecure_skip_tls_verify) together."] for k in partial})
             attrs["credential_input"] = None
             return attrs
         try:

@@ -153,3 +153,15 @@ def test_importclusters_command(tmp_path, sandbox, sandbox_cluster):
         call_command("importclusters", str(path), "--context", "nope")
     with pytest.raises(CommandError, match="no such file"):
         call_command("importclusters", str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("part", [{"ca_data": "garbage"}, {"insecure_skip_tls_verify": True}, {"context": "nope"},
+                                  {"ca_data": "", "context": ""}])
+def test_part_of_a_credential_alone_is_refused_not_dropped(registered, operator_api, part):
+    """A CA, a context or a TLS switch means nothing without the credential it belongs to: say so, change nothing."""
+    from pksweb.models import Event
+
+    before = Event.objects.count()
+    refused = operator_api.patch(f"/api/clusters/{registered.pk}/", part, format="json")
+    assert refused.status_code == 400 and set(refused.json()) == set(part), refused.json()
+    assert "changed whole" in str(refused.json()) and Event.objects.count() == before
