@@ -43,9 +43,9 @@ def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by
     """Queue a cordon, uncordon or drain of ``node``; refused while another operation on it is active."""
     require(requested_by, "operate", cluster, OPERATORS_ONLY)
     if kind not in OperationKind.values:
-        raise ValidationError({"kind": f"{kind!r} is not an operation: use cordon, uncordon or drain."})
+        raise ValidationError({"kind": f"{bound(kind, 40)!r} is not an operation: use cordon, uncordon or drain."})
     if not ClusterNode.objects.filter(cluster=cluster, name=node).exists():
-        raise ValidationError({"node": f"{cluster.name} has no node {node!r} (as of its last probe)."})
+        raise ValidationError({"node": f"{cluster.name} has no node {bound(node, 80)!r} (as of its last probe)."})
     timeout = timeout_seconds or settings.PKSWEB_DRAIN_TIMEOUT
     if not 10 <= timeout <= 86400:
         raise ValidationError({"timeout_seconds": "Give the drain between 10 seconds and a day."})

@@ -12,6 +12,7 @@ from pksweb import health, policy, selectors, services, tenancy
 from pksweb.fields import an_id
 from pksweb.forms import AnnouncementForm, errors_into
 from pksweb.models import Event
+from pksweb.text import bound
 from pksweb.types import SignedInRequest
 
 PAGE_SIZE = 50
@@ -25,7 +26,7 @@ def is_api_request(request: HttpRequest) -> bool:
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """API clients get JSON saying where the endpoints are; people get the page."""
     if is_api_request(request):
-        return JsonResponse({"detail": f"No API endpoint or object at {request.path}: the endpoints are listed at /api/docs/."},
+        return JsonResponse({"detail": f"No API endpoint or object at {bound(request.path, 120)}: the endpoints are listed at /api/docs/."},
                             status=404)
     return defaults.page_not_found(request, exception)
 

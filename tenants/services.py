@@ -24,7 +24,7 @@ from pksweb.events import publish
 from pksweb.models import User
 from pksweb.policy import require
 from pksweb.services import user_create
-from pksweb.text import article
+from pksweb.text import article, bound
 from pksweb.types import Actor, AnyUser
 from tenants import bundle, tasks
 from tenants.choices import Isolation, MemberRole, SyncState
@@ -56,6 +56,11 @@ def _check_dedicated_cluster(tenant: Tenant, clusters: Iterable[Cluster]) -> Non
             if others:
                 raise ValidationError({"clusters": f"Cluster {cluster.name} already hosts namespaces of other tenants "
                                                    f"({', '.join(others)}); a dedicated-cluster tenant needs clusters of its own."})
+            holders = sorted({a.tenant.name for a in NodeAssignment.objects.filter(cluster=cluster)
+                              .exclude(tenant_id=tenant.pk).select_related("tenant")})
+            if holders:
+                raise ValidationError({"clusters": f"Cluster {cluster.name} has nodes dedicated to other tenants "
+                                                   f"({', '.join(holders)}); release them, or give this tenant clusters of its own."})
     for cluster in clusters:
         owner = Tenant.objects.filter(isolation=Isolation.DEDICATED_CLUSTER, clusters=cluster).exclude(pk=tenant.pk).first()
         if owner is not None:
@@ -248,7 +253,7 @@ def namespace_create(*, tenant: Tenant, cluster: Cluster, name: str, created_by:
                                            "delete one or ask an operator to raise the limit."})
         namespace = TenantNamespace(tenant=tenant, cluster=cluster, name=name,
                                     created_by=created_by if isinstance(created_by, User) else None)
-        namespace.full_clean(validate_unique=False)
+        namespace.full_clean(validate_unique=False, validate_constraints=False)  # the unique row decides, below
         try:
             with transaction.atomic():
                 namespace.save()
@@ -314,7 +319,7 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
         raise ValidationError({"tenant": f"Tenant {tenant.name} may not use cluster {cluster.name}."})
     snapshot = ClusterNode.objects.filter(cluster=cluster, name=node).first()
     if snapshot is None:
-        raise ValidationError({"node": f"{cluster.name} has no node {node!r} (as of its last probe)."})
+        raise ValidationError({"node": f"{cluster.name} has no node {bound(node, 80)!r} (as of its last probe)."})
     if snapshot.is_control_plane:
         raise ValidationError({"node": f"{node} is a control-plane node; only workers are given to tenants."})
     _not_busy(cluster, node)
@@ -347,7 +352,7 @@ def node_release(*, cluster: Cluster, node: str, released_by: AnyUser | None) ->
     require(released_by, "operate", cluster, "Only operators can release nodes.")
     assignment = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
     if assignment is None:
-        raise ValidationError({"node": f"{node} is not assigned to any tenant."})
+        raise ValidationError({"node": f"{bound(node, 80)} is not assigned to any tenant."})
     _not_busy(cluster, node)
     tenant = assignment.tenant
     namespaces = set(TenantNamespace.objects.filter(tenant=tenant, cluster=cluster).values_list("name", flat=True))

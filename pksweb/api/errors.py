@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError, ValidationError
@@ -16,8 +16,11 @@ from pksweb.nesting import TooDeep
 
 
 def drf_error(exc: DjangoValidationError) -> ValidationError:
+    """A service's refusal as DRF's 400 body: each message under the field it names, and what names no field
+    (Django's ``__all__``) under DRF's ``non_field_errors``."""
     if hasattr(exc, "error_dict"):
-        return ValidationError({k: [str(m) for e in v for m in e.messages] for k, v in exc.error_dict.items()})
+        return ValidationError({("non_field_errors" if k == NON_FIELD_ERRORS else k): [str(m) for e in v for m in e.messages]
+                                for k, v in exc.error_dict.items()})
     return ValidationError({"non_field_errors": exc.messages})
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clusters.choices import OperationState
 from clusters.models import ClusterNode, NodeOperation
@@ -148,3 +152,11 @@ def test_operation_waits_for_worker_in_embedded_mode(registered, sandbox_cluster
     """The task queued by the service runs in a real Celery worker thread and finishes the drain."""
     operation = start(registered, f"{sandbox_cluster.name}-w-2", "drain", operator)
     wait_for(lambda: NodeOperation.objects.get(pk=operation.pk).state == "succeeded", timeout=20, what="drain by the worker")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(node=st.text(min_size=200, max_size=8000))
+def test_a_node_name_of_any_length_is_refused_in_bounded_words(registered, operator_api, node):
+    """Whatever a URL names, the refusal quotes at most a bounded piece of it."""
+    answer = operator_api.post(f"/api/clusters/{registered.pk}/nodes/{quote(node, safe='')}/cordon/", {}, format="json")
+    assert answer.status_code in (400, 404) and len(answer.content) < 1000, answer.content[:300]

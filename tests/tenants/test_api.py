@@ -141,3 +141,14 @@ def test_tenant_deletion_is_refused_while_it_has_namespaces(operator_api, acme, 
     TenantNamespace.objects.all().delete()
     assert operator_api.delete(f"/api/tenants/{acme.pk}/").status_code == 204
     assert Event.objects.filter(kind="tenant.deleted", subject_label="acme-bank").exists()
+
+
+def test_a_second_namespace_of_the_same_name_is_refused_on_its_name(acme, registered, tenant_admin, django_capture_on_commit_callbacks):
+    """Not Django's "Tenant namespace with this Cluster and Name already exists." under ``__all__``: the field, in words."""
+    client = api_for(tenant_admin)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert client.post("/api/namespaces/", {"tenant": "acme-bank", "cluster": registered.pk, "name": "loans"},
+                           format="json").status_code == 201
+        again = client.post("/api/namespaces/", {"tenant": "acme-bank", "cluster": registered.pk, "name": "loans"}, format="json")
+    assert again.status_code == 400 and set(again.json()) == {"name"}, again.json()
+    assert "already exists on cluster" in again.json()["name"][0]

@@ -134,3 +134,10 @@ def test_a_node_given_and_taken_back_shows_so_at_once(globex, registered, sandbo
     node_release(cluster=registered, node=node, released_by=operator)
     stored.refresh_from_db()
     assert "pksweb.io/tenant" not in stored.labels and not any("pksweb.io/tenant" in taint for taint in stored.taints)
+
+
+def test_a_cluster_with_another_tenants_dedicated_node_is_not_dedicated_to_a_tenant(globex, registered, sandbox_cluster, operator):
+    """A dedicated cluster is nobody else's: nor another tenant's dedicated node."""
+    node_assign(cluster=registered, node=f"{sandbox_cluster.name}-w-1", tenant=globex, assigned_by=operator)
+    with pytest.raises(ValidationError, match="has nodes dedicated to other tenants \\(globex-insurance\\)"):
+        tenant_create(name="vault", created_by=operator, clusters=[registered], isolation="dedicated-cluster")
