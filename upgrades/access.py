@@ -10,6 +10,9 @@ from pksweb.policy import Access, is_operator, is_platform, register
 from pksweb.types import AnyUser
 from upgrades.models import Rollout, UpgradePlan
 
+# The words of a refusal the services and the pages both give.
+APPROVERS_ONLY = "Only approvers sign off upgrade plans."
+
 Plan = UpgradePlan | type[UpgradePlan]  # one plan, or the model (writing a new one)
 
 

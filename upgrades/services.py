@@ -23,6 +23,7 @@ from pksweb.policy import require
 from pksweb.text import bound, says_something
 from pksweb.types import Actor, AnyUser
 from upgrades import flight, preflight, versions
+from upgrades.access import APPROVERS_ONLY
 from upgrades.choices import ACTIVE_ROLLOUT, IDLE, MAY_BE_CORDONED, Decision, PlanState, RolloutState, StepPhase
 from upgrades.engine import Work, rollout_event, run_after_commit
 from upgrades.models import Approval, Rollout, RolloutStep, UpgradePlan
@@ -230,7 +231,7 @@ def plan_submit(*, plan: UpgradePlan, by: AnyUser | None) -> UpgradePlan:
 
 def plan_decide(*, plan: UpgradePlan, approver: AnyUser, revision: str, decision: str, comment: str = "") -> UpgradePlan:
     """An approver approves or rejects the exact revision they reviewed."""
-    require(approver, "approve", plan, "Only approvers sign off upgrade plans.")
+    require(approver, "approve", plan, APPROVERS_ONLY)
     if decision not in Decision.values:
         raise ValidationError({"decision": "Decide approve or reject."})
     with transaction.atomic():

@@ -12,11 +12,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from clusters import selectors as cluster_selectors
 from clusters import services as cluster_services
+from clusters.access import OPERATORS_ONLY
 from pksweb import policy
 from pksweb.forms import errors_into
 from pksweb.shortcuts import or_404
 from pksweb.types import SignedInRequest
 from upgrades import rules, selectors, services
+from upgrades.access import APPROVERS_ONLY
 from upgrades.forms import DecisionForm, DriverForm, PlanForm, StartForm
 from upgrades.live import rollout_context
 from upgrades.models import UpgradePlan
@@ -95,6 +97,7 @@ def plan_action(request: SignedInRequest, pk: int, action: str) -> HttpResponse:
         if action == "submit":
             services.plan_submit(plan=plan, by=request.user)
         elif action in ("approve", "reject"):
+            policy.require(request.user, "approve", plan, APPROVERS_ONLY)  # who may, before what they sent
             decision = DecisionForm(request.POST)
             if not decision.is_valid():
                 return _refused(request, decision, redirect("upgrades:plan", pk=pk))
@@ -139,6 +142,7 @@ def rollout_action(request: SignedInRequest, pk: int, action: str) -> HttpRespon
 def cluster_driver(request: SignedInRequest, cluster_id: int) -> HttpResponse:
     """Set a cluster's upgrade driver (from the cluster page)."""
     cluster = or_404(cluster_selectors.cluster_get(user=request.user, pk=cluster_id), "No such cluster.")
+    policy.require(request.user, "update", cluster, OPERATORS_ONLY)  # who may, before what they sent
     form = DriverForm(request.POST)
     if not form.is_valid():
         return _refused(request, form, redirect("clusters:detail", pk=cluster_id))

@@ -75,3 +75,11 @@ def test_the_command_driver_is_refused_when_this_deployment_has_it_off(fleet, op
                                     {"upgrade_driver": "command", "upgrade_command": "/bin/true {node}"})
     assert "PKSWEB_ALLOW_COMMAND_DRIVER=1" in said(page)
     assert Cluster.objects.get(pk=clusters[0].pk).upgrade_driver == "sandbox"
+
+
+@pytest.mark.parametrize("data", [{}, {"upgrade_driver": "bogus"}, {"upgrade_driver": "sandbox"}])
+def test_who_may_is_asked_before_what_was_sent(fleet, viewer, submitted, data):
+    """A refusal for bad input must not tell someone who may not act at all anything but that."""
+    clusters, _ = fleet
+    assert signed_in(viewer).post(reverse("upgrades:cluster-driver", args=[clusters[0].pk]), data).status_code == 403
+    assert signed_in(viewer).post(reverse("upgrades:plan-action", args=[submitted.pk, "approve"]), data).status_code == 403
