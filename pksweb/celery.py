@@ -1,11 +1,20 @@
 """The Celery application. Settings come from Django's settings (CELERY_*)."""
 
 import os
+from pathlib import Path
+from typing import Any
 
 from celery import Celery
+from celery.signals import beat_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pksweb.settings")
 
 app = Celery("pksweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@beat_init.connect
+def _schedule_folder(sender: Any = None, **kwargs: Any) -> None:
+    """beat's schedule file lives in the data folder (settings.CELERY_BEAT_SCHEDULE_FILENAME): make the folder."""
+    Path(app.conf.beat_schedule_filename).parent.mkdir(parents=True, exist_ok=True)

@@ -182,7 +182,9 @@ LOGOUT_REDIRECT_URL = "login"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Inside the package, so an installed copy finds them wherever it is started from; ahead of the apps'
+        # folders (our registration/ pages win over django.contrib.auth's).
+        "DIRS": [Path(__file__).resolve().parent / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -235,7 +237,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS: list[Path] = []  # pksweb/static is found as the pksweb app's own (installed with the package)
 STATIC_ROOT = Path(_env("PKSWEB_STATIC_ROOT") or BASE_DIR / "staticfiles") if not EMBEDDED else None
 # Embedded mode serves static files straight from the apps' folders (no collectstatic);
 # production serves the hashed, compressed files `collectstatic` wrote.
@@ -326,6 +328,10 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": PKSWEB_HEALTH_INTERVAL},
     },
 }
+# beat keeps its schedule in the data folder (PKSWEB_DATA_DIR), never in the working directory: the root
+# filesystem may be read-only. pksweb/celery.py creates the folder when beat starts.
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
 # The embedded server runs a worker and beat in threads of its own process.
 PKSWEB_EMBEDDED_CELERY = CELERY_BROKER_URL.startswith("memory://")
 PKSWEB_EMBEDDED_WORKER_THREADS = int(_env("PKSWEB_EMBEDDED_WORKER_THREADS", "4"))

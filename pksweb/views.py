@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 
@@ -21,6 +22,13 @@ PAGE_SIZE = 50
 def is_api_request(request: HttpRequest) -> bool:
     """Answered in JSON (the API) rather than with a page."""
     return request.path.startswith("/api/")
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """For browsers and tools that ask for /favicon.ico without reading the page's ``<link rel="icon">``
+    (the file's URL is looked up per request: production's manifest names it by its hash)."""
+    return redirect(static("pksweb/favicon.svg"), permanent=True)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
