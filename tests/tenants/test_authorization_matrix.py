@@ -35,7 +35,7 @@ NOBODY = rule(a=set())
 # Lists answer everyone signed in, each with only what the policy lets them see (the isolation
 # test checks their content); everything else is allowed or refused outright.
 RULES: dict[str, dict[str, set[str]]] = {
-    "healthz": EVERYONE, "readyz": EVERYONE, "login": EVERYONE,
+    "healthz": EVERYONE, "readyz": EVERYONE, "login": EVERYONE, "favicon": EVERYONE,
     "home": SIGNED, "activity": SIGNED, "api:api-root": SIGNED, "api:me": SIGNED,
     "api:schema": SIGNED, "api:docs": SIGNED, "api:redoc": SIGNED,
     "announce": FLEET_WRITE, "api:announcement-create": FLEET_WRITE,
