@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from django.core.exceptions import ValidationError
+
 if TYPE_CHECKING:
     from clusters.models import Cluster, ClusterNode
     from pksweb.types import AnyUser
@@ -81,6 +83,14 @@ def on_busy_check(check: BusyCheck) -> BusyCheck:
 def busy(cluster: Cluster, node: str | None) -> str:
     """Why ``cluster`` (or its ``node``) must be left alone now, or ''."""
     return next((reason for check in _busy_checks if (reason := check(cluster, node))), "")
+
+
+def node_left_alone(cluster: Cluster, node: str) -> None:
+    """Refuse, on the ``node`` field, any change to a node that something else owns now (a running rollout):
+    a manual operation, giving it to a tenant or taking it back all say the same."""
+    reason = busy(cluster, node)
+    if reason:
+        raise ValidationError({"node": reason})
 
 
 def on_node_owners(source: NodeOwners) -> NodeOwners:

@@ -49,9 +49,7 @@ def node_operation_start(*, cluster: Cluster, node: str, kind: str, requested_by
     timeout = timeout_seconds or settings.PKSWEB_DRAIN_TIMEOUT
     if not 10 <= timeout <= 86400:
         raise ValidationError({"timeout_seconds": "Give the drain between 10 seconds and a day."})
-    busy = hooks.busy(cluster, node)
-    if busy:
-        raise ValidationError({"node": busy})
+    hooks.node_left_alone(cluster, node)
     with transaction.atomic():
         running = NodeOperation.objects.select_for_update().filter(cluster=cluster, node=node, state__in=ACTIVE_STATES).first()
         if running is not None:

@@ -302,14 +302,6 @@ def namespace_delete(*, namespace: TenantNamespace, confirm: str, deleted_by: An
 # ---- dedicated nodes --------------------------------------------------------------------
 
 
-def _not_busy(cluster: Cluster, node: str) -> None:
-    """A node's labels and taints are left alone while something else owns the node (a running rollout upgrades
-    it): the same refusal as for a node operation."""
-    busy = hooks.busy(cluster, node)
-    if busy:
-        raise ValidationError({"node": busy})
-
-
 def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: AnyUser | None) -> NodeAssignment:
     """Give a node to a dedicated-nodes tenant: label and taint it, then record it."""
     require(assigned_by, "operate", cluster, "Only operators can assign nodes.")
@@ -322,7 +314,7 @@ def node_assign(*, cluster: Cluster, node: str, tenant: Tenant, assigned_by: Any
         raise ValidationError({"node": f"{cluster.name} has no node {bound(node, 80)!r} (as of its last probe)."})
     if snapshot.is_control_plane:
         raise ValidationError({"node": f"{node} is a control-plane node; only workers are given to tenants."})
-    _not_busy(cluster, node)
+    hooks.node_left_alone(cluster, node)
     current = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
     if current is not None:
         raise ValidationError({"node": f"{node} is assigned to tenant {current.tenant.name} already; release it first."})
@@ -353,7 +345,7 @@ def node_release(*, cluster: Cluster, node: str, released_by: AnyUser | None) ->
     assignment = NodeAssignment.objects.filter(cluster=cluster, node=node).select_related("tenant").first()
     if assignment is None:
         raise ValidationError({"node": f"{bound(node, 80)} is not assigned to any tenant."})
-    _not_busy(cluster, node)
+    hooks.node_left_alone(cluster, node)
     tenant = assignment.tenant
     namespaces = set(TenantNamespace.objects.filter(tenant=tenant, cluster=cluster).values_list("name", flat=True))
     try:
