@@ -17,7 +17,7 @@ SECRET_LOOKING = re.compile(r"PASSWORD|SECRET|TOKEN|_KEYS?$|_URL$|AUTH")
 
 
 def _environment(objects, container) -> dict[str, tuple[str, object]]:
-    """Each variable a container gets: ("value", v), ("secret", (name, key, optional)) or ("configmap", v)."""
+    """Each variable a container gets: ("value", v), ("secret", (name, key, optional)), ("field", path) or ("configmap", v)."""
     found: dict[str, tuple[str, object]] = {}
     for source in container.get("envFrom") or []:
         assert "secretRef" not in source, "secrets are named one by one (secretKeyRef), not imported whole"
@@ -27,6 +27,8 @@ def _environment(objects, container) -> dict[str, tuple[str, object]]:
     for var in container.get("env") or []:
         if "value" in var:
             found[var["name"]] = ("value", var["value"])
+        elif "fieldRef" in var["valueFrom"]:
+            found[var["name"]] = ("field", var["valueFrom"]["fieldRef"]["fieldPath"])
         else:
             ref = var["valueFrom"]["secretKeyRef"]
             found[var["name"]] = ("secret", (ref["name"], ref["key"], ref.get("optional", False)))

@@ -202,3 +202,26 @@ def test_pksweb_containers_are_all_found():
     assert sorted(where for where, _ in pksweb_containers(overlay("trial"))) == [
         "Deployment/beat container beat", "Deployment/beat container migrate", "Deployment/web container migrate",
         "Deployment/web container web", "Deployment/worker container migrate", "Deployment/worker container worker"]
+
+
+def _kubelet_environment(objects, container, pod_ip: str) -> dict[str, str]:
+    """The environment the kubelet gives a container: envFrom first, then env in order, each $(NAME) in a value
+    expanded from what is defined so far (an unknown name stays as written)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        env.update(find(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for var in container.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), var["value"])
+        elif (var["valueFrom"].get("fieldRef") or {}).get("fieldPath") == "status.podIP":
+            env[var["name"]] = pod_ip
+    return env
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_web_answers_to_its_pod_address_for_the_scraper(name):
+    """Prometheus asks with the pod's IP as Host: it is among ALLOWED_HOSTS, next to the ConfigMap's names."""
+    objects = overlay(name)
+    web = find(objects, "Deployment", "web")["spec"]["template"]["spec"]["containers"][0]
+    hosts = _kubelet_environment(objects, web, "10.1.2.3")["ALLOWED_HOSTS"].split(",")
+    assert hosts == of_kind(objects, "ConfigMap")[0]["data"]["ALLOWED_HOSTS"].split(",") + ["10.1.2.3"]
