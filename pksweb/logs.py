@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import current_task
+from django.core.signals import request_finished
+from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
@@ -62,6 +64,13 @@ def bind(context: Context) -> Token[Context | None]:
 
 def unbind(token: Token[Context | None]) -> None:
     _current.reset(token)
+
+
+@receiver(request_finished)
+def _request_finished(**kwargs: Any) -> None:
+    """A thread that answered a request (WSGI, the test client) goes on to other work: its lines are no longer the
+    request's. (Under ASGI the request's own task ends anyway.)"""
+    _current.set(None)
 
 
 def current() -> Context | None:

@@ -57,8 +57,9 @@ class ObserveMiddleware:
     """The request's id and user on every line logged while answering it; the request counted by view.
 
     Async where the server is (no thread hop per request), sync under a sync server or the test client. Under
-    ASGI the context stays bound to the end of the request's own task, so the lines Django and uvicorn write
-    after the middleware returns (a 404's warning, the access line) carry it too; in sync code it is unbound.
+    ASGI the context stays bound to the end of the request's own task, and in sync code until the response is
+    closed, so the lines Django and uvicorn write after the middleware returns (a 404's warning, the access line)
+    carry it too.
     """
 
     sync_capable = True
@@ -75,13 +76,10 @@ class ObserveMiddleware:
             return self._answer_async(request)
         started = time.perf_counter()
         context = logs.Context(logs.request_id_from(request.headers.get(logs.HEADER)), request)
-        token = logs.bind(context)
-        try:
-            response: HttpResponse = self.get_response(request)
-            self._user_known(request, context, lambda: request.user.get_username() if request.user.is_authenticated else "")
-            return self._answered(request, response, context, started)
-        finally:
-            logs.unbind(token)
+        logs.bind(context)  # unbound when the response is closed (request_finished), after Django's own last line
+        response: HttpResponse = self.get_response(request)
+        self._user_known(request, context, lambda: request.user.get_username() if request.user.is_authenticated else "")
+        return self._answered(request, response, context, started)
 
     async def _answer_async(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
