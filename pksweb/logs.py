@@ -112,4 +112,5 @@ class ContextFilter(logging.Filter):
         # Django hands its request object to its own lines (django.request, django.security); a formatter would
         # render its text into the line. What matters of it is in the fields above and the message.
         record.__dict__.pop("request", None)
+        record.__dict__.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
         return True

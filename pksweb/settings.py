@@ -13,6 +13,7 @@ Two ways to run (see README and docs/architecture.md):
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import warnings
@@ -431,6 +432,8 @@ LOGGING = {
            if LOG_FORMAT == "json" else {}),
     },
 }
+if LOG_FORMAT == "json":
+    logging.captureWarnings(True)  # Python's warnings become log lines too, not plain text among the JSON
 
 # Metrics (pksweb.metrics): GET /metrics on the web processes. With a token set, a scrape must send
 # "Authorization: Bearer <token>"; without one, /metrics is open to whoever reaches the pod (the network policy
