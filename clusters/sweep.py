@@ -26,6 +26,7 @@ from clusters.connect import gateway_for, other_cluster
 from clusters.events import cluster_publish
 from clusters.kube import Expectation, KubeError, ProbeResult
 from clusters.models import VERSION_LIMIT, Cluster, ClusterNode, HealthSpan
+from pksweb import metrics
 from pksweb.leases import LeaseLost, Renewal, lease_acquire, lease_release, lease_renew
 from pksweb.text import bound, bound_list
 
@@ -239,6 +240,7 @@ def fleet_sweep(*, workers: int | None = None, timeout: tuple[float, float] | No
         else:
             lease_release(name=SWEEP_LEASE, holder=holder)
     report.seconds = time.monotonic() - started
+    metrics.SWEEP_SECONDS.observe(report.seconds)
     return report
 
 

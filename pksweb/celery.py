@@ -1,11 +1,13 @@
 """The Celery application. Settings come from Django's settings (CELERY_*)."""
 
+import logging.config
 import os
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init
+from celery.signals import beat_init, setup_logging
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pksweb.settings")
 
@@ -13,8 +15,17 @@ app = Celery("pksweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+import pksweb.metrics  # noqa: E402, F401  -- its Celery signals: task figures, and the worker's metrics port
+
 
 @beat_init.connect
 def _schedule_folder(sender: Any = None, **kwargs: Any) -> None:
     """beat's schedule file lives in the data folder (settings.CELERY_BEAT_SCHEDULE_FILENAME): make the folder."""
     Path(app.conf.beat_schedule_filename).parent.mkdir(parents=True, exist_ok=True)
+
+
+@setup_logging.connect
+def _logging(**kwargs: Any) -> None:
+    """Workers and beat log as the web does (settings.LOGGING: JSON lines in production, with the task's name and id),
+    instead of Celery's own format on a hijacked root logger. The level is PKSWEB_LOG_LEVEL's."""
+    logging.config.dictConfig(settings.LOGGING)

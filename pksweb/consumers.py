@@ -36,7 +36,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from pksweb import policy, selectors
+from pksweb import logs, metrics, policy, selectors
 from pksweb.events import EVERYONE_GROUP, FLEET_GROUP, tenant_group
 from pksweb.fanout import fanout, loop_local
 from pksweb.models import Event
@@ -220,6 +220,10 @@ class EventStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chan
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
+        self.page = type(self).__name__.removesuffix("Consumer").lower()
+        metrics.WEBSOCKETS_OPEN.labels(self.page).inc()
+        # Lines logged for this socket (replay, sends) say whose page it is, under an id of its own.
+        logs.bind(logs.Context(logs.request_id_from(None), user=user.get_username()))
         after = self._after()
         self.live_since = timezone.now()
         self.joined: list[str] = []
@@ -268,6 +272,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chan
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
+        if getattr(self, "page", None):
+            metrics.WEBSOCKETS_OPEN.labels(self.page).dec()
+            self.page = ""
         for timer in getattr(self, "timers", []):
             timer.cancel()
         guard().forget(self)
@@ -366,6 +373,10 @@ class EventStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chan
         for message in messages[:-1]:
             await self.send(text_data=message)
         await self.send(text_data=messages[-1] + self._cursor_html(events))
+        if cache:  # live, not replayed: how long after its publication the page got each event
+            now = timezone.now()
+            for event in events:
+                metrics.EVENT_LAG.observe(max(0.0, (now - event.created_at).total_seconds()))
 
     def _cursor_html(self, events: list[Event]) -> str:
         """The page's cursor: the newest id it has accounted for, and the events this message accounts for."""

@@ -27,7 +27,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from pksweb import selectors
+from pksweb import metrics, selectors
 from pksweb.events import MESSAGE_TYPE
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,10 @@ class Fanout:
                 await asyncio.sleep(1)
                 continue
             self._saw(message.get("id"))
-            for member in list(self.members.get(message.get("group", ""), ())):
+            members = list(self.members.get(message.get("group", ""), ()))
+            for member in members:
                 member.deliver_local(message)
+            metrics.FANOUT_DELIVERIES.labels("push").inc(len(members))
 
     def _saw(self, event_id: Any) -> None:
         if isinstance(event_id, int):
@@ -116,6 +118,7 @@ class Fanout:
                         missed += 1
                         member.deliver_local({"type": MESSAGE_TYPE, "id": event_id, "group": group})
         if missed:
+            metrics.FANOUT_DELIVERIES.labels("catch_up").inc(missed)
             log.warning("%d events were not pushed to this process (was the channel layer down?); delivered from the database",
                         missed)
         return missed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -49,6 +49,12 @@ def lease_release(*, name: str, holder: str) -> None:
 def lease_held(*, name: str) -> bool:
     """Whether someone holds an unexpired lease ``name``."""
     return Lease.objects.filter(name=name, expires_at__gt=timezone.now()).exists()
+
+
+def lease_state(*, name: str) -> tuple[str, datetime] | None:
+    """(holder, expiry) of the lease ``name`` as stored, expired or not; None when nobody took it (for figures)."""
+    row = Lease.objects.filter(name=name).values_list("holder", "expires_at").first()
+    return (row[0], row[1]) if row is not None else None
 
 
 class LeaseLost(Exception):

@@ -17,9 +17,11 @@ The core knows nothing of tenants: the tenants app tells it who is a member of w
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeGuard, TypeVar
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 
@@ -173,3 +175,15 @@ def is_platform(user: AnyUser | None) -> bool:
 
 def is_operator(user: AnyUser | None) -> bool:
     return _signed_in(user) and user.role == Role.OPERATOR
+
+
+def may_scrape_metrics(authorization: str | None) -> bool:
+    """Who may read ``/metrics``. With ``PKSWEB_METRICS_TOKEN`` set, a scrape that sends ``Authorization: Bearer
+    <that token>`` (compared in constant time), and no one else; without one, anyone who reaches the process, and
+    the network policy decides who does. A session does not count either way: Prometheus has none, and a person's
+    role says nothing about the scraper."""
+    token: str = settings.PKSWEB_METRICS_TOKEN
+    if not token:
+        return True
+    scheme, _, presented = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())

@@ -13,6 +13,7 @@ Two ways to run (see README and docs/architecture.md):
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import warnings
@@ -134,6 +135,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "pksweb.middleware.ObserveMiddleware",  # outermost: every line of a request carries its id and user; /metrics counts it
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -378,18 +380,63 @@ if not EMBEDDED:
     SESSION_COOKIE_SECURE = _flag("PKSWEB_SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    # Behind TLS (secure cookies on), browsers are told to use HTTPS only, for a year.
+    # Behind TLS (secure cookies on), browsers are told to use HTTPS only, for a year, on pksweb's host name and
+    # the names under it (not its parent domain's other sites).
     SECURE_HSTS_SECONDS = 31_536_000 if SESSION_COOKIE_SECURE else 0
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SESSION_COOKIE_SECURE
+    # The preload list takes whole registrable domains, which an installation on one host name of a company's
+    # domain cannot speak for: preloading stays the domain owner's decision (PKSWEB_HSTS_PRELOAD=1 when it is theirs).
+    SECURE_HSTS_PRELOAD = _flag("PKSWEB_HSTS_PRELOAD", default=False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS += ["security.W021"]
+    # HTTP is redirected to HTTPS by the ingress, which terminates TLS; the pod itself is reached over plain HTTP
+    # by the kubelet's probes and Prometheus' scrapes, which a redirect would break. PKSWEB_SSL_REDIRECT=1 makes
+    # pksweb redirect itself (when nothing in front does), sparing the probe and scrape paths.
+    SECURE_SSL_REDIRECT = _flag("PKSWEB_SSL_REDIRECT", default=False)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    if not SECURE_SSL_REDIRECT:
+        SILENCED_SYSTEM_CHECKS += ["security.W008"]
 
 # WhiteNoise hands Django's ASGI handler a file iterator that is synchronous;
 # Django warns on every static file. The files are small and served correctly.
 warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 
+# Logs: JSON lines in production (a log collector reads them), plain text embedded (a person reads them);
+# PKSWEB_LOG_FORMAT=json|plain chooses. Every line carries the request id and user during a request and the
+# task during a task (pksweb.logs.ContextFilter). In JSON, uvicorn's own lines (access, errors) and Celery's
+# (pksweb.celery takes over its logging setup) go through the same handler.
+LOG_FORMATS = ("json", "plain")
+LOG_FORMAT = (_env("PKSWEB_LOG_FORMAT") or ("plain" if EMBEDDED else "json")).lower()
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(f"PKSWEB_LOG_FORMAT={LOG_FORMAT!r} is not a log format pksweb knows: use 'json' or 'plain'.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "pksweb.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": ["levelname", "name", "message", "process", "request_id", "user", "task_name", "task_id"],
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": True,
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": _env("PKSWEB_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
+        # uvicorn configured its loggers before the application loaded: their levels (--log-level) stay, their output
+        # becomes JSON lines like the rest.
+        **({name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "uvicorn.access")}
+           if LOG_FORMAT == "json" else {}),
+    },
 }
+if LOG_FORMAT == "json":
+    logging.captureWarnings(True)  # Python's warnings become log lines too, not plain text among the JSON
+
+# Metrics (pksweb.metrics): GET /metrics on the web processes. With a token set, a scrape must send
+# "Authorization: Bearer <token>"; without one, /metrics is open to whoever reaches the pod (the network policy
+# decides who does). Workers serve their own figures on PKSWEB_WORKER_METRICS_PORT when it is set.
+PKSWEB_METRICS_TOKEN = _env("PKSWEB_METRICS_TOKEN")
+PKSWEB_WORKER_METRICS_PORT = int(_env("PKSWEB_WORKER_METRICS_PORT") or 0) or None

@@ -8,8 +8,9 @@ from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from pksweb import health, policy, selectors, services, tenancy
+from pksweb import health, metrics, policy, selectors, services, tenancy
 from pksweb.fields import an_id
 from pksweb.forms import AnnouncementForm, errors_into
 from pksweb.models import Event
@@ -58,6 +59,17 @@ def readyz(request: HttpRequest) -> JsonResponse:
     failing = [name for name, state in checks.items() if state != "ok"]
     body = {"status": "not ready" if failing else "ready", "failing": failing, "checks": checks}
     return JsonResponse(body, status=503 if failing else 200)
+
+
+@require_GET
+def metrics_scrape(request: HttpRequest) -> HttpResponse:
+    """Prometheus' scrape: pksweb's own figures and the fleet's, in the text format (``pksweb.metrics``)."""
+    if not policy.may_scrape_metrics(request.headers.get("Authorization")):
+        refused = HttpResponse("/metrics needs the bearer token PKSWEB_METRICS_TOKEN names.\n", status=401,
+                               content_type="text/plain; charset=utf-8")
+        refused["WWW-Authenticate"] = 'Bearer realm="pksweb metrics"'
+        return refused
+    return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 @require_GET

@@ -6,8 +6,10 @@ class UpgradesConfig(AppConfig):
 
     def ready(self) -> None:
         from clusters import hooks
+        from pksweb.metrics import collect_from
         from upgrades import access  # noqa: F401
         from upgrades.engine import runs_work
+        from upgrades.metrics import rollout_figures
         from upgrades.selectors import clusters_upgrading
         from upgrades.services import plans_cluster_changed, rollout_claim
         from upgrades.tasks import enqueue
@@ -20,3 +22,5 @@ class UpgradesConfig(AppConfig):
         hooks.on_upgrading(clusters_upgrading)
         # The engine and the services decide what runs next; the tasks queue it (they import neither way back).
         runs_work(enqueue)
+        # /metrics reports the rollouts, read from the database when scraped.
+        collect_from(rollout_figures)

@@ -5,20 +5,25 @@ cluster is then used the way operators use it (probe, drain, every page and API 
 a failed credential change), and every place the token could leak is scanned: page and
 API bodies, the web and worker logs, every column of every table, every Redis key
 (channel layer, Celery broker, cache) — in clear and in base64.
+
+It runs twice: with production's JSON log lines (every line of the web and worker logs parsed, and searched as
+written and as decoded) and with plain ones.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 import redis
 
 from sandbox import Sandbox
-from tests.support.stack import PASSWORD, REDIS_URL, Stack
+from tests.support.stack import PASSWORD, REDIS_URL, Stack, make_stack
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +34,32 @@ def leaks(text: str | bytes, canary: str) -> bool:
     return any(form in data for form in forms)
 
 
-def test_a_cluster_token_appears_nowhere_but_as_ciphertext(stack: Stack):
+@pytest.fixture(scope="module")
+def plain_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from make_stack(tmp_path_factory.mktemp("plain-stack"), with_worker=True, PKSWEB_LOG_FORMAT="plain")
+
+
+@pytest.fixture(params=["json", "plain"])
+def logged(request: pytest.FixtureRequest) -> tuple[Stack, str]:
+    """The session's stack (production's default: JSON lines), or one logging plain text."""
+    return (request.getfixturevalue("stack"), "json") if request.param == "json" else (request.getfixturevalue("plain_stack"), "plain")
+
+
+def json_lines(log: bytes, name: str) -> list[dict]:
+    """Every log line of a JSON-logging process, parsed (Celery's start-up banner, printed before logging starts,
+    aside)."""
+    text = log.decode()
+    if name.startswith("worker"):
+        text = text[text.index("[tasks]"):].split("\n\n", 1)[1] if "[tasks]" in text else text
+    records = []
+    for line in text.splitlines():
+        if line.strip():
+            records.append(json.loads(line))
+    return records
+
+
+def test_a_cluster_token_appears_nowhere_but_as_ciphertext(logged: tuple[Stack, str]):
+    stack, log_format = logged
     canary = f"canary-{uuid.uuid4().hex}"
     sandbox = Sandbox(seed=23, heartbeat_seconds=0).start()
     try:
@@ -65,6 +95,15 @@ def test_a_cluster_token_appears_nowhere_but_as_ciphertext(stack: Stack):
         time.sleep(1)  # let the worker write its last lines
         for log in stack.folder.glob("*.log"):
             assert not leaks(log.read_bytes(), canary), f"the token is in {log.name}"
+        if log_format == "json":
+            web = json_lines((stack.folder / "web.log").read_bytes(), "web")
+            worker = json_lines((stack.folder / "worker.log").read_bytes(), "worker")
+            for record in web + worker:
+                assert not leaks(" ".join(str(v) for v in record.values()), canary), f"the token is in the line {record}"
+            # The lines are production's: the API's requests name their user and id, the worker's its task.
+            api_lines = [r for r in web if r.get("logger") == "uvicorn.access" and "/api/clusters/" in r["message"]]
+            assert api_lines and all(r["user"] == "itop" and len(r["request_id"]) == 32 for r in api_lines), api_lines[:3]
+            assert any(r["task_name"].startswith("clusters.") for r in worker), worker[-5:]
 
         with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
             tables = [t for (t,) in conn.execute(

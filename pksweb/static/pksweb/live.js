@@ -20,6 +20,16 @@
     return new WebSocket(full.toString());
   };
 
+  // A web process that stops (a rolling update, a pod scaled in) closes its pages' sockets with 1012, "service
+  // restart", and the extension reconnects on that code (and on 1006, 1011, 1013). The first try comes at once, at
+  // a random moment within a second, so that a whole process's pages do not arrive on the others at the same
+  // instant; it replays what the page missed (the cursor above). Tries that fail back off, doubling up to 30 s,
+  // each at a random moment below its bound.
+  htmx.config.wsReconnectDelay = function (retryCount) {
+    if (retryCount === 0) return 100 + Math.random() * 900;
+    return Math.random() * Math.min(30000, 1000 * Math.pow(2, retryCount));
+  };
+
   function setStatus(state, text) {
     var badge = document.getElementById("live-status");
     if (!badge || badge.dataset.state === "stale") return;

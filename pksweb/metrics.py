@@ -1,0 +1,228 @@
+"""What pksweb tells Prometheus: its own figures, and the fleet's, computed when scraped.
+
+pksweb's own figures are ``prometheus_client`` metrics defined here and counted where things happen:
+requests by view (the route's name, never the raw path, so the number of series stays bounded), open
+websockets, how late an event reaches a page, fan-out deliveries, Celery tasks (``pksweb.metrics`` connects
+Celery's signals when ``pksweb.celery`` imports it) and the health sweep's duration.
+
+The fleet's figures are read from the database at scrape time by collectors the apps register with
+``collect_from`` in their ``AppConfig.ready()`` (clusters, upgrades and tenants each know their own
+models; the core imports none of them). Each collector runs a fixed number of queries, whatever the size of
+the fleet. Only the web process serves them (``GET /metrics``); a worker's own port
+(``PKSWEB_WORKER_METRICS_PORT``) serves its own figures only, so the fleet is not counted once per pod twice.
+
+Several processes: uvicorn's ``--workers`` and Celery's prefork children each count on their own. With
+``PROMETHEUS_MULTIPROC_DIR`` set (before the process starts: ``prometheus_client`` reads it at import) every
+process writes its figures to files there, and a scrape adds them up. Open websockets are a "live" sum: the
+files of a process that ended are dropped, at its exit and, for one that was killed, at the next scrape.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from celery.signals import task_postrun, task_prerun, worker_init
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+log = logging.getLogger(__name__)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# No "_created" series: Prometheus does not need them, and multiprocess mode cannot serve them anyway.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# ---- pksweb's own figures ----------------------------------------------------------------------
+
+HTTP_REQUESTS = Counter("pksweb_http_requests", "HTTP requests answered, by view (route name), method and status.",
+                        ["view", "method", "status"])
+HTTP_SECONDS = Histogram("pksweb_http_request_duration_seconds", "Time to answer an HTTP request, by view and method.",
+                         ["view", "method"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+WEBSOCKETS_OPEN = Gauge("pksweb_websockets_open", "Live pages' websockets open now, by page.", ["page"],
+                        multiprocess_mode="livesum")
+EVENT_LAG = Histogram("pksweb_event_lag_seconds",
+                      "From an event's publication to the frame that carries it being sent to a page (live, not replay).",
+                      buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+FANOUT_DELIVERIES = Counter("pksweb_fanout_deliveries",
+                            "Events handed to open pages by this process's fan-out: pushed (Redis) or caught up (database).",
+                            ["source"])
+TASK_SECONDS = Histogram("pksweb_celery_task_duration_seconds", "Time a Celery task ran, by task.", ["task"],
+                         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))
+TASKS = Counter("pksweb_celery_tasks", "Celery tasks finished, by task and outcome (succeeded, failed, retried, …).",
+                ["task", "outcome"])
+SWEEP_SECONDS = Histogram("pksweb_sweep_duration_seconds", "Time one health sweep of the whole fleet took.",
+                          buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120))
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# ---- the fleet's figures: collectors the apps register ----------------------------------------
+
+Source = Callable[[], Iterable[Metric]]
+_sources: list[Source] = []
+
+
+def collect_from(source: Source) -> Source:
+    """Register ``source()``: metric families read from the database at each scrape of ``/metrics``, in a fixed
+    number of queries whatever the fleet's size. The apps register theirs in ``AppConfig.ready()``."""
+    if source not in _sources:
+        _sources.append(source)
+    return source
+
+
+class _Fleet:
+    """The registered sources, asked only when scraped (never when registered: no query at start-up)."""
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for source in _sources:
+            yield from source()
+
+
+# ---- one process or many -----------------------------------------------------------------------
+
+
+def multiproc_dir() -> str:
+    """Where the processes of this pod write their figures ('' when each process serves its own)."""
+    return os.environ.get(MULTIPROC_ENV, "").strip()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+LIVE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def forget_dead_processes(path: str) -> list[int]:
+    """Drop the live gauges (open websockets) of processes that ended without saying so (killed, OOM); their
+    counters and histograms stay, so totals never go backwards. Returns the pids forgotten."""
+    dead = set()
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(path):
+            match = LIVE_FILE.fullmatch(name)
+            if match and not _alive(int(match.group(1))):
+                dead.add(int(match.group(1)))
+    for pid in sorted(dead):
+        mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+    return sorted(dead)
+
+
+class _Own:
+    """This process's figures, or (multiprocess mode) every process's, added up from their files."""
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        path = multiproc_dir()
+        if path:
+            forget_dead_processes(path)
+            yield from MultiProcessCollector(None, path=path).collect()  # type: ignore[no-untyped-call]
+        else:
+            yield from REGISTRY.collect()
+
+
+def registry(*, fleet: bool) -> CollectorRegistry:
+    """What a scrape reads: pksweb's own figures, and with ``fleet`` the fleet's (web only)."""
+    scraped = CollectorRegistry(auto_describe=False)
+    scraped.register(_Own())
+    if fleet:
+        scraped.register(_Fleet())
+    return scraped
+
+
+def exposition() -> bytes:
+    """The text a scrape of ``/metrics`` answers (Prometheus text format)."""
+    return generate_latest(registry(fleet=True))
+
+
+def _forget_this_process() -> None:
+    """A process that ends normally (uvicorn's graceful stop) drops its live gauges itself."""
+    mark_process_dead(os.getpid(), multiproc_dir())  # type: ignore[no-untyped-call]
+
+
+if multiproc_dir():
+    atexit.register(_forget_this_process)
+
+# ---- HTTP: requests by view -------------------------------------------------------------------
+
+
+def view_label(request: HttpRequest) -> str:
+    """The route's name (``clusters:detail``): bounded, unlike the path. Static files and paths no route matches
+    are one label each."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None:
+        return match.view_name or "unnamed"
+    if request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
+        return "static"
+    return "unmatched"
+
+
+def request_observe(request: HttpRequest, response: HttpResponse, seconds: float) -> None:
+    """Count one answered request."""
+    view = view_label(request)
+    method = request.method if request.method in METHODS else "other"
+    HTTP_REQUESTS.labels(view, method, str(response.status_code)).inc()
+    HTTP_SECONDS.labels(view, method).observe(seconds)
+
+
+# ---- Celery: tasks by name, and the worker's own port -----------------------------------------
+
+_started: dict[str, float] = {}
+_started_lock = threading.Lock()
+
+
+@task_prerun.connect
+def _task_started(task_id: str | None = None, **kwargs: Any) -> None:
+    if task_id:
+        with _started_lock:
+            _started[task_id] = time.perf_counter()
+
+
+@task_postrun.connect
+def _task_finished(task_id: str | None = None, task: Any = None, state: str | None = None, **kwargs: Any) -> None:
+    with _started_lock:
+        started = _started.pop(task_id or "", None)
+    name = getattr(task, "name", None) or "unknown"
+    if started is not None:
+        TASK_SECONDS.labels(name).observe(time.perf_counter() - started)
+    TASKS.labels(name, {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}.get(state or "", (state or "unknown").lower())).inc()
+
+
+def worker_metrics_serve(port: int) -> None:
+    """A worker's own figures on ``port`` (``/metrics``), served by ``prometheus_client``'s HTTP server."""
+    start_http_server(port, registry=registry(fleet=False))
+    log.info("serving this worker's metrics on port %d", port)
+
+
+@worker_init.connect
+def _worker_started(**kwargs: Any) -> None:
+    port = getattr(settings, "PKSWEB_WORKER_METRICS_PORT", None)
+    if port:
+        worker_metrics_serve(port)
