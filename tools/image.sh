@@ -66,13 +66,21 @@ build_base() {
     rm -f "$tarball"
 }
 
-# Working containers a failed or interrupted build leaves behind (those that were not there before it).
+# What a failed or interrupted build leaves behind (what was not there before it): the command of a RUN step still
+# running in runc, its bundle folder, and buildah's working containers.
 before=$(buildah containers --quiet 2>/dev/null | sort || true)
+before_runc=$(runc list --quiet 2>/dev/null | sort || true)
 cleanup() {
     local status=$?
     [ "$status" -eq 0 ] && return
     rm -f "$IMAGE_ARCHIVE.tmp" var/image/base-*.tar
-    local left
+    local left id bundle
+    for id in $(comm -13 <(printf '%s\n' "$before_runc") <(runc list --quiet 2>/dev/null | sort) | grep '^buildah-'); do
+        bundle=$(runc state "$id" 2>/dev/null | sed -n 's/.*"bundle": *"\([^"]*\)".*/\1/p')
+        say "stopping the build step $id"
+        runc delete --force "$id" || true
+        case "$bundle" in */buildah*) rm -rf "$bundle" ;; esac
+    done
     left=$(comm -13 <(printf '%s\n' "$before") <(buildah containers --quiet 2>/dev/null | sort) || true)
     if [ -n "$left" ]; then
         say "removing the build's working containers: $(echo $left)"
@@ -90,6 +98,7 @@ if podman image exists "$IMAGE_BASE"; then
     say "base $IMAGE_BASE is there (podman rmi $IMAGE_BASE makes it again)"
 else
     build_base
+    say "base made in $((SECONDS - started)) s"
 fi
 
 secret=()
@@ -98,7 +107,7 @@ say "building $IMAGE"
 podman build "${LIMITS[@]}" --layers --force-rm --build-arg "BASE=$IMAGE_BASE" "${secret[@]}" \
     --tag "$IMAGE" --file Containerfile .
 
-say "writing $IMAGE_ARCHIVE"
+say "built in $((SECONDS - started)) s; writing $IMAGE_ARCHIVE"
 podman save --quiet --format oci-archive --output "$IMAGE_ARCHIVE.tmp" "$IMAGE"
 mv -f "$IMAGE_ARCHIVE.tmp" "$IMAGE_ARCHIVE"
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
