@@ -107,8 +107,16 @@ say "building $IMAGE"
 podman build "${LIMITS[@]}" --layers --force-rm --build-arg "BASE=$IMAGE_BASE" "${secret[@]}" \
     --tag "$IMAGE" --file Containerfile .
 
-say "built in $((SECONDS - started)) s; writing $IMAGE_ARCHIVE"
-podman save --quiet --format oci-archive --output "$IMAGE_ARCHIVE.tmp" "$IMAGE"
-mv -f "$IMAGE_ARCHIVE.tmp" "$IMAGE_ARCHIVE"
+# The archive is written again only when the image changed (compressing it takes longer than a cached build).
+id=$(podman image inspect --format '{{.Id}}' "$IMAGE")
+if [ -s "$IMAGE_ARCHIVE" ] && [ "$(cat "$IMAGE_ARCHIVE.id" 2>/dev/null)" = "$id" ]; then
+    say "built in $((SECONDS - started)) s; $IMAGE_ARCHIVE holds it already"
+else
+    say "built in $((SECONDS - started)) s; writing $IMAGE_ARCHIVE"
+    rm -f "$IMAGE_ARCHIVE.id"
+    podman save --quiet --format oci-archive --output "$IMAGE_ARCHIVE.tmp" "$IMAGE"
+    mv -f "$IMAGE_ARCHIVE.tmp" "$IMAGE_ARCHIVE"
+    echo "$id" > "$IMAGE_ARCHIVE.id"
+fi
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 say "$IMAGE: $((size / 1000000)) MB; archive $(du -m "$IMAGE_ARCHIVE" | cut -f1) MiB; $((SECONDS - started)) s"
