@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.net import free_port
-from tests.support.podman import Containers, require_image
+from tests.support.podman import IMAGE, Containers, podman, require_image
 from tests.support.stack import Stack, require_services
 
 pytestmark = [pytest.mark.integration, pytest.mark.image]
@@ -61,6 +61,8 @@ def _wait_log(pod: Containers, role: str, *words: str, seconds: float = 30) -> N
 def test_every_role_runs_read_only_as_a_non_root_user():
     require_image()
     require_services()
+    # Numeric, so that Kubernetes' runAsNonRoot can check it without the image's /etc/passwd.
+    assert podman("image", "inspect", "--format", "{{.Config.User}}", IMAGE).stdout.strip() == f"{NON_ROOT_UID}:{NON_ROOT_UID}"
     port = free_port()
     with Stack("image") as stack, Containers(f"test-{stack.tag}") as pod:
         env = {key: stack.env[key] for key in SETTINGS} | {
