@@ -2,7 +2,7 @@
 # Everything installs into .venv from pyproject.toml; nothing else is needed for
 # `make run` (no database server, broker or Redis). `make test` also installs
 # Debian's chromium and redis-server with apt when they are missing (browser tests,
-# Redis-restart tests).
+# Redis-restart tests), and builds the container image (`make image`) that one test runs.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -55,7 +55,7 @@ redis-server:
 # The whole suite on SQLite, then the tests marked `postgres` again on PostgreSQL (text that
 # SQLite would store whole must fit PostgreSQL's columns; row locks that SQLite ignores must hold).
 PKSWEB_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
-test: install-test chromium redis-server
+test: install-test chromium redis-server image
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	DATABASE_URL=$(PKSWEB_TEST_PG_URL) PKSWEB_TEST_DATABASE_NAME=test_pksweb_$$$$ $(BIN)/python -m pytest -m postgres -p no:cacheprovider
@@ -73,3 +73,24 @@ lint: install-test
 
 clean:
 	rm -rf $(VENV) var staticfiles
+
+# The container image: `make image` builds localhost/pksweb:latest FROM a Debian root filesystem made here with
+# mmdebstrap (no image registry needed) and writes it as an OCI archive; tools/image.sh says how. It runs as root
+# (as here). `make podman` installs Debian's podman, buildah, runc and mmdebstrap with apt when they are missing.
+IMAGE ?= localhost/pksweb:latest
+IMAGE_BASE ?= localhost/pksweb-base:bookworm
+IMAGE_ARCHIVE ?= var/image/pksweb.oci.tar
+IMAGE_CA ?= /etc/ssl/certs/ca-certificates.crt
+PODMAN_TOOLS := podman buildah runc mmdebstrap
+.PHONY: image podman
+
+podman:
+	@export PATH="$$PATH:/usr/sbin:/sbin"; missing=; \
+	for tool in $(PODMAN_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	[ -z "$$missing" ] || { \
+	  echo "Installing Debian's$$missing for make image (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
+
+image: podman
+	IMAGE=$(IMAGE) IMAGE_BASE=$(IMAGE_BASE) IMAGE_ARCHIVE=$(IMAGE_ARCHIVE) IMAGE_CA=$(IMAGE_CA) tools/image.sh
