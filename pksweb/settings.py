@@ -345,6 +345,10 @@ CELERY_BEAT_SCHEDULE = {
 # beat keeps its schedule in the data folder (PKSWEB_DATA_DIR), never in the working directory: the root
 # filesystem may be read-only. pksweb/celery.py creates the folder when beat starts.
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# beat is safe to run twice: only the beat holding a lease sends periodic tasks; a standby takes over within
+# PKSWEB_BEAT_LEASE_SECONDS of the leader dying (pksweb/beat.py).
+CELERY_BEAT_SCHEDULER = "pksweb.beat:SingletonScheduler"
+PKSWEB_BEAT_LEASE_SECONDS = float(_env("PKSWEB_BEAT_LEASE_SECONDS", "30"))
 
 # The embedded server runs a worker and beat in threads of its own process.
 PKSWEB_EMBEDDED_CELERY = CELERY_BROKER_URL.startswith("memory://")

@@ -8,6 +8,8 @@ queue it. How far one task takes a node is the engine's ``TASK_BUDGET``.
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from pksweb.leases import WorkerStopping
@@ -17,6 +19,7 @@ from upgrades import engine
 # After a node's step ends, the task goes on with the next node the dispatcher starts, up to this many
 # nodes, before it hands over to a new task (no queue round trip between nodes).
 NODES_PER_TASK = 4
+log = logging.getLogger(__name__)
 
 
 def enqueue(work: engine.Work) -> None:
@@ -58,6 +61,7 @@ def step_tick(step_id: int, chain: int) -> None:
     except WorkerStopping as exc:
         if at == [step_id, chain]:
             raise hand_back(exc) from None
+        log.warning("%s (as a new task: this one had gone on from another node)", exc)
         step_tick.apply_async((at[0], at[1]))
 
 
