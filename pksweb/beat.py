@@ -34,7 +34,8 @@ class SingletonScheduler(PersistentScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.leading: bool | None = None  # None until the first look: the first answer is always logged
         super().__init__(*args, **kwargs)
-        self.holder = f"{socket.gethostname()}:{self.schedule_filename}"
+        # PersistentScheduler keeps its file's name (the stubs do not say so)
+        self.holder = f"{socket.gethostname()}:{getattr(self, 'schedule_filename', '')}"
 
     @property
     def lease_seconds(self) -> float:
