@@ -29,8 +29,9 @@ from clusters.kube import Gateway, KubeError
 from clusters.kube.drain import node_drain
 from clusters.models import Cluster, ClusterNode, NodeOperation
 from clusters.sweep import nodes_refresh
-from pksweb.leases import LeaseLost, Renewal
+from pksweb.leases import LeaseLost, Renewal, WorkerStopping
 from pksweb.policy import require
+from pksweb.shutdown import handed_back
 from pksweb.text import REPORT_LIMIT, bound, bound_payload
 from pksweb.types import AnyUser
 
@@ -90,6 +91,13 @@ def _claim(operation_id: int) -> NodeOperation | None:
         return operation
 
 
+def _unclaim(operation: NodeOperation) -> None:
+    """Give a running operation back (its worker is shutting down): queued again, as if this attempt never began
+    (its lease, renewed, keeps the reaper from queuing a second task while the handed-back one travels)."""
+    NodeOperation.objects.filter(pk=operation.pk, state=OperationState.RUNNING, attempts=operation.attempts).update(
+        state=OperationState.QUEUED, attempts=operation.attempts - 1, lease_expires_at=_lease_until())
+
+
 def _renewal(operation: NodeOperation) -> Renewal:
     """Keeps this worker's claim on ``operation`` alive; lost once the reaper gave it to another."""
     attempt = operation.attempts
@@ -145,6 +153,9 @@ def node_operation_execute(*, operation_id: int, sleep: Callable[[float], None] 
             state, report = _drain(operation, gateway, sleep, renewal.keep)
     except KubeError as exc:
         state, report = OperationState.FAILED, exc.message
+    except WorkerStopping:
+        _unclaim(operation)  # this worker is ending: queued again, the task hands it back (not an attempt that failed)
+        raise
     except LeaseLost as exc:
         log.warning("%s; this worker stops", exc)
         return None
@@ -216,8 +227,10 @@ def _drain(operation: NodeOperation, gateway: Gateway, sleep: Callable[[float], 
 @shared_task(name="clusters.tasks.node_operation_run", ignore_result=True, acks_late=True, time_limit=90000,
              soft_time_limit=89900)
 def node_operation_run(operation_id: int) -> None:
-    """Run a queued cordon/uncordon/drain. Safe twice: the service claims the row or returns."""
-    node_operation_execute(operation_id=operation_id)
+    """Run a queued cordon/uncordon/drain. Safe twice: the service claims the row or returns. A worker that is
+    shutting down hands it back to the queue."""
+    with handed_back():
+        node_operation_execute(operation_id=operation_id)
 
 
 @shared_task(name="clusters.tasks.operations_reap", ignore_result=True, time_limit=60, soft_time_limit=55)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, setup_logging
+from celery.signals import beat_init, setup_logging, worker_shutting_down
 from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pksweb.settings")
@@ -29,3 +29,12 @@ def _logging(**kwargs: Any) -> None:
     """Workers and beat log as the web does (settings.LOGGING: JSON lines in production, with the task's name and id),
     instead of Celery's own format on a hijacked root logger. The level is PKSWEB_LOG_LEVEL's."""
     logging.config.dictConfig(settings.LOGGING)
+
+
+@worker_shutting_down.connect
+def _hand_back_later(sender: Any = None, **kwargs: Any) -> None:
+    """SIGTERM (a pod ending): running tasks get ``worker_soft_shutdown_timeout`` seconds, then long work hands
+    itself back to the queue (pksweb/shutdown.py says why Celery's own soft shutdown is not enough here)."""
+    from pksweb.shutdown import hand_back_after
+
+    hand_back_after(float(app.conf.worker_soft_shutdown_timeout))

@@ -42,6 +42,7 @@ def start_embedded_celery() -> None:
     )
     threading.Thread(target=worker.start, name="celery-worker", daemon=True).start()
     # thread=True makes it a thread (the stubs answer "a thread or a process").
-    beat = cast(threading.Thread, EmbeddedService(app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule")))
+    beat = cast(threading.Thread, EmbeddedService(app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule"),
+                                                  scheduler_cls=settings.CELERY_BEAT_SCHEDULER))
     beat.start()
     log.info("embedded Celery worker and beat started (in-memory broker)")

@@ -7,6 +7,7 @@ over. Every app claims work through this module, never through the ``Lease`` mod
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,25 @@ class LeaseLost(Exception):
     """The work's claim expired and someone else took it over: this worker must stop acting."""
 
 
+class WorkerStopping(LeaseLost):
+    """This process is ending (a pod's SIGTERM, past the worker's soft-shutdown time): the work stops where it is,
+    releases its claim and is handed back to the queue (``pksweb.shutdown.handed_back``), so another worker goes
+    on with it at once instead of one lease period after this process is killed."""
+
+
+_stopping = threading.Event()
+
+
+def hand_over_all() -> None:
+    """From now on every ``Renewal.keep()`` in this process raises ``WorkerStopping`` (the worker is ending)."""
+    _stopping.set()
+
+
+def hand_over_reset() -> None:
+    """Undo ``hand_over_all()`` (tests: the process goes on)."""
+    _stopping.clear()
+
+
 @dataclass
 class Renewal:
     """Keeps a claim alive during long work (a sweep, a drain, a driver call).
@@ -77,7 +97,10 @@ class Renewal:
     last: float = field(default_factory=time.monotonic)
 
     def keep(self) -> None:
-        """Renew when due; raise ``LeaseLost`` when someone else took the work over."""
+        """Renew when due; raise ``LeaseLost`` when someone else took the work over, ``WorkerStopping`` (at once,
+        whatever the period) when this process is ending."""
+        if _stopping.is_set():
+            raise WorkerStopping(f"{self.what} is handed back: this worker is shutting down")
         if time.monotonic() - self.last < self.seconds / 4:
             return
         self.last = time.monotonic()

@@ -278,6 +278,20 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 270
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Late acknowledgement: a task's message is acknowledged when the task ends, not when it starts, so a task on a
+# worker that ends (a pod's SIGTERM, a crash) goes back to the queue instead of being lost. Every task is safe twice
+# (rows claimed under lock, leases, the operation reaper, the rollout poke).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# On SIGTERM a worker takes no new task and gives the running ones this long to finish; then long work (a drain, a
+# driver call, a wait for a node) hands itself back to the queue and the worker exits (pksweb/shutdown.py). Keep it
+# well under the pod's terminationGracePeriodSeconds.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = float(_env("PKSWEB_WORKER_SOFT_SHUTDOWN_SECONDS", "15"))
+# Redis gives a message taken but not acknowledged to another worker after this long (a worker killed with SIGKILL
+# never returns its messages). Longer than any task runs (a step's task is limited to 2 h) and than any countdown
+# (30 s at most), or a task still running would be delivered twice; the leases make that harmless, and work whose
+# worker died is taken over within a lease period anyway: this is the backstop.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200}
 CELERY_TIMEZONE = TIME_ZONE
 # Fleet health ("dial tone"): how often, how many clusters probed at once, per-call timeouts.
 PKSWEB_HEALTH_INTERVAL = float(_env("PKSWEB_HEALTH_INTERVAL", "30"))
@@ -333,6 +347,10 @@ CELERY_BEAT_SCHEDULE = {
 # beat keeps its schedule in the data folder (PKSWEB_DATA_DIR), never in the working directory: the root
 # filesystem may be read-only. pksweb/celery.py creates the folder when beat starts.
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# beat is safe to run twice: only the beat holding a lease sends periodic tasks; a standby takes over within
+# PKSWEB_BEAT_LEASE_SECONDS of the leader dying (pksweb/beat.py).
+CELERY_BEAT_SCHEDULER = "pksweb.beat:SingletonScheduler"
+PKSWEB_BEAT_LEASE_SECONDS = float(_env("PKSWEB_BEAT_LEASE_SECONDS", "30"))
 
 # The embedded server runs a worker and beat in threads of its own process.
 PKSWEB_EMBEDDED_CELERY = CELERY_BROKER_URL.startswith("memory://")

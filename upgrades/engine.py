@@ -52,7 +52,7 @@ from clusters.models import Cluster
 from clusters.sweep import cluster_probe
 from pksweb.choices import SubjectType
 from pksweb.events import publish
-from pksweb.leases import LeaseLost, Renewal, lease_acquire, lease_held, lease_release
+from pksweb.leases import LeaseLost, Renewal, WorkerStopping, lease_acquire, lease_held, lease_release
 from pksweb.text import LOG_LIMIT, REPORT_LIMIT, bound, bound_tail
 from pksweb.types import Actor
 from upgrades import drivers, rules, versions
@@ -282,6 +282,8 @@ def _step_once(step_id: int, chain: int | None) -> StepTick:
             return StepTick()
         RolloutStep.objects.filter(pk=step.pk).update(last_tick_at=timezone.now())
         return _advance_step(rollout, step, keep)
+    except WorkerStopping:
+        raise  # this worker is ending: the lease is released below, and the task hands the node back to the queue
     except LeaseLost as exc:
         log.warning("%s; this worker stops acting on it", exc)
         return StepTick()
@@ -353,6 +355,9 @@ def _advance_step(rollout: Rollout, step: RolloutStep, keep: Callable[[], None])
             # Record the intent before the call: a crash after it is seen above (node NotReady or at target).
             RolloutStep.objects.filter(pk=step.pk).update(driver_called_at=timezone.now())
             step.driver_called_at = timezone.now()
+            # Which worker asked for each node's replacement, in its log (the scale-out test counts them).
+            log.info("%s/%s: the %s driver replaces the node at v%s", step.cluster.name, step.node,
+                     step.cluster.upgrade_driver, target)
             line = drivers.upgrade(step.cluster, step.node, target, keep=keep)
             _set_phase(step, StepPhase.WAIT_READY, line)
             return StepTick(READY_POLL_FAST)

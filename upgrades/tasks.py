@@ -8,13 +8,18 @@ queue it. How far one task takes a node is the engine's ``TASK_BUDGET``.
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
+from pksweb.leases import WorkerStopping
+from pksweb.shutdown import hand_back
 from upgrades import engine
 
 # After a node's step ends, the task goes on with the next node the dispatcher starts, up to this many
 # nodes, before it hands over to a new task (no queue round trip between nodes).
 NODES_PER_TASK = 4
+log = logging.getLogger(__name__)
 
 
 def enqueue(work: engine.Work) -> None:
@@ -47,7 +52,22 @@ def _dispatch(rollout_id: int, *, keep: bool) -> tuple[int, int] | None:
 def step_tick(step_id: int, chain: int) -> None:
     """Move one node on and schedule its next tick. Safe twice: a lease lets one worker act, and a
     tick of a chain that was replaced stops. When the node is done, the dispatcher runs here and now,
-    and this task goes on with the next node it starts (no queue round trip between nodes)."""
+    and this task goes on with the next node it starts (no queue round trip between nodes). A worker that is
+    shutting down hands the node back to the queue, mid-phase: this task's own message when it is still on its
+    first node, else a new tick of the node it went on with."""
+    at = [step_id, chain]
+    try:
+        _steps(at)
+    except WorkerStopping as exc:
+        if at == [step_id, chain]:
+            raise hand_back(exc) from None
+        log.warning("%s (as a new task: this one had gone on from another node)", exc)
+        step_tick.apply_async((at[0], at[1]))
+
+
+def _steps(at: list[int]) -> None:
+    """The ticks of ``step_tick``; ``at`` is the (step, chain) it is on, updated when it goes on with the next node."""
+    step_id, chain = at
     for _ in range(NODES_PER_TASK):
         tick = engine.step_advance(step_id=step_id, chain=chain, budget=engine.TASK_BUDGET)
         if tick.again is not None:
@@ -58,7 +78,7 @@ def step_tick(step_id: int, chain: int) -> None:
         following = _dispatch(rollout_id, keep=True) if rollout_id is not None else None
         if following is None:
             return
-        step_id, chain = following
+        step_id, chain = at[:] = following
     step_tick.apply_async((step_id, chain))
 
 

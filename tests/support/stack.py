@@ -12,6 +12,7 @@ shared services. Every process it starts runs this checkout's code and is stoppe
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -139,6 +140,10 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def url_of(self, port: int | None) -> str:
+        """The URL of the web process on ``port`` (None: the first one's)."""
+        return f"http://127.0.0.1:{port or self.port}"
+
     # ---- processes ----------------------------------------------------------------------
 
     def manage(self, *args: str, stdin: str | None = None, timeout: float | None = 120, **env: str) -> str:
@@ -171,11 +176,21 @@ class Stack:
         # A session of its own: killing its group (os.killpg) takes the embedded beat process with it.
         return self._start(name, argv, env={**self.env, **env}, start_new_session=True)
 
-    def web(self) -> subprocess.Popen[bytes]:
-        """The ASGI server on the stack's port, as the README starts it. Logs to ``web.log``."""
-        self._web = self._start("web", [str(BIN / "uvicorn"), "pksweb.asgi:application", "--host", "127.0.0.1", "--port",
-                                        str(self.port), "--log-level", self.log_level.lower()], env=self.env)
-        return self._web
+    def web(self, *, name: str = "web", port: int | None = None) -> subprocess.Popen[bytes]:
+        """The ASGI server on the stack's port, as the README starts it (one process). Logs to ``<name>.log``.
+
+        ``port``: a further web process on a port of its own (``free_port()``), beside the first; ``wait_web`` and
+        ``url`` stay the first one's, ``url_of(port)`` is the other's."""
+        proc = self._start(name, [str(BIN / "uvicorn"), "pksweb.asgi:application", "--host", "127.0.0.1", "--port",
+                                  str(port or self.port), "--log-level", self.log_level.lower()], env=self.env)
+        if port is None:
+            self._web = proc
+        return proc
+
+    def beat(self, *, name: str = "beat", **env: str) -> subprocess.Popen[bytes]:
+        """A `celery beat` process (its schedule file is the name's). Logs to ``<name>.log``."""
+        argv = [str(BIN / "celery"), "-A", "pksweb", "beat", "--loglevel", self.log_level, "-s", str(self.folder / f"{name}-schedule")]
+        return self._start(name, argv, env={**self.env, **env})
 
     def wait_web(self, seconds: float = 60) -> None:
         assert self._web is not None, "web() starts the server first"
@@ -214,10 +229,12 @@ class Stack:
         token = self.manage("apitoken", username).strip()
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Token {token}"}, timeout=30)
 
-    def websocket(self, path: str, session: httpx.Client | None = None) -> ClientConnection:
-        """A websocket to the web process, from this origin, with ``session``'s cookie (none: anonymous)."""
-        headers = {"Origin": self.url} | ({"Cookie": f"sessionid={session.cookies['sessionid']}"} if session else {})
-        return connect(self.url.replace("http", "ws", 1) + path, additional_headers=headers, open_timeout=10)
+    def websocket(self, path: str, session: httpx.Client | None = None, port: int | None = None) -> ClientConnection:
+        """A websocket to the web process (``port``: another one's), from this origin, with ``session``'s cookie
+        (none: anonymous)."""
+        url = self.url_of(port)
+        headers = {"Origin": url} | ({"Cookie": f"sessionid={session.cookies['sessionid']}"} if session else {})
+        return connect(url.replace("http", "ws", 1) + path, additional_headers=headers, open_timeout=10)
 
     # ---- this process on the stack's database ---------------------------------------------
 
@@ -236,6 +253,27 @@ class Stack:
         started = time.perf_counter()
         self.manage("shell", "-c", f"import sys; sys.argv = [''] + {[str(p) for p in configs]!r}\n" + script, timeout=None)
         return time.perf_counter() - started
+
+    def fleet_api(self, configs: list[Path], driver: str = "sandbox") -> tuple[httpx.Client, httpx.Client, dict[str, int]]:
+        """In one manage.py call: an operator (``fleet-op``) and an approver (``fleet-boss``), and the clusters of
+        ``configs`` registered without connecting first, upgraded by ``driver``. Returns their API clients and the
+        clusters' ids by name (for tests that, unlike the benchmarks, cannot set Django up in their own process)."""
+        script = ("import json\nfrom django.db import transaction\nfrom clusters.kube import parse_kubeconfig\n"
+                  "from clusters.models import Cluster\nfrom clusters.services import cluster_register\n"
+                  "from pksweb import services\nfrom pksweb.choices import Role\nids, tokens = {}, []\n"
+                  "for path in PATHS:\n    context, credential = parse_kubeconfig(open(path).read())\n"
+                  "    with transaction.atomic():\n"
+                  "        cluster = cluster_register(name=context, credential=credential, context=context, created_by=None, check=False)\n"
+                  "    Cluster.objects.filter(pk=cluster.pk).update(upgrade_driver=DRIVER)\n    ids[context] = cluster.pk\n"
+                  "for name, role in (('fleet-op', Role.OPERATOR), ('fleet-boss', Role.APPROVER)):\n"
+                  "    user = services.user_create(username=name, role=role, password=None)\n"
+                  "    tokens.append(services.api_token_get_or_create(user=user))\n"
+                  "print(json.dumps({'ids': ids, 'tokens': tokens}))\n")
+        out = self.manage("shell", "-c", f"PATHS = {[str(p) for p in configs]!r}\nDRIVER = {driver!r}\n" + script)
+        made = json.loads(out.strip().splitlines()[-1])
+        op, boss = (httpx.Client(base_url=self.url, headers={"Authorization": f"Token {token}"}, timeout=30)
+                    for token in made["tokens"])
+        return op, boss, made["ids"]
 
     def approved_plans(self, configs: list[Path], **plan_fields: Any) -> tuple[Any, list[Any]]:
         """Register each cluster (sandbox driver, probed once) and give it an approved one-cluster plan to 1.31.2.
