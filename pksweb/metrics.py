@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # No "_created" series: Prometheus does not need them, and multiprocess mode cannot serve them anyway.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+# Figures without labels open their file in the multiprocess folder as soon as they are defined: a process the
+# entrypoint did not prepare (beat, migrate, `manage` in a new container or an exec into a pod) makes the folder
+# rather than fail (only web and worker start from an empty one: pksweb/__main__.py).
+if os.environ.get(MULTIPROC_ENV, "").strip():
+    os.makedirs(os.environ[MULTIPROC_ENV].strip(), exist_ok=True)
 
 # ---- pksweb's own figures ----------------------------------------------------------------------
 

@@ -119,3 +119,13 @@ def test_the_metrics_folder_starts_empty(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "new" / "metrics"))
     reset_metrics_dir()
     assert (tmp_path / "new" / "metrics").is_dir()
+
+
+def test_a_command_makes_a_missing_metrics_folder(tmp_path):
+    """``manage`` in a new container (or beat, or an exec into a pod) has PROMETHEUS_MULTIPROC_DIR set but was not
+    prepared by the entrypoint: it makes the folder rather than fail on the first figure without labels."""
+    folder = tmp_path / "not-yet" / "metrics"
+    env = base_env(PKSWEB_DATA_DIR=str(tmp_path / "data"), PROMETHEUS_MULTIPROC_DIR=str(folder))
+    result = _pksweb("manage", "check", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert folder.is_dir()
