@@ -65,7 +65,8 @@ def main() -> None:
 
     redis = RedisServer(Path(tempfile.mkdtemp(prefix="soak-redis-")))
     with Stack("soak", REDIS_URL=redis.url, PKSWEB_ROLLOUT_POKE_SECONDS="1",
-               PKSWEB_ROLLOUT_STALE_SECONDS="2", PKSWEB_ROLLOUT_LEASE_SECONDS="3", PKSWEB_HEALTH_INTERVAL="3600") as stack:
+               PKSWEB_ROLLOUT_STALE_SECONDS="2", PKSWEB_ROLLOUT_LEASE_SECONDS="3", PKSWEB_BEAT_LEASE_SECONDS="3",
+               PKSWEB_HEALTH_INTERVAL="3600") as stack:
         redis.start()
         try:
             folder = stack.sandbox(clusters=args.clusters, nodes=args.nodes, extra=(

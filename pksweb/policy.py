@@ -177,13 +177,14 @@ def is_operator(user: AnyUser | None) -> bool:
     return _signed_in(user) and user.role == Role.OPERATOR
 
 
-def may_scrape_metrics(authorization: str | None) -> bool:
-    """Who may read ``/metrics``. With ``PKSWEB_METRICS_TOKEN`` set, a scrape that sends ``Authorization: Bearer
-    <that token>`` (compared in constant time), and no one else; without one, anyone who reaches the process, and
-    the network policy decides who does. A session does not count either way: Prometheus has none, and a person's
-    role says nothing about the scraper."""
-    token: str = settings.PKSWEB_METRICS_TOKEN
-    if not token:
+def may_scrape_metrics(user: AnyUser | None, authorization: str | None) -> bool:
+    """Who may read ``/metrics``: a scrape that sends ``Authorization: Bearer <PKSWEB_METRICS_TOKEN>`` (compared in
+    constant time), and people who see the whole fleet anyway (operators, approvers, viewers), in their browser. No
+    one else, whether or not a token is set: the figures name every cluster and tenant, and the Ingress forwards
+    /metrics like every path, so a tenant admin or a stranger must not read them (the network policy is a second
+    fence, not the only one)."""
+    if is_platform(user):
         return True
+    token: str = settings.PKSWEB_METRICS_TOKEN
     scheme, _, presented = (authorization or "").strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())

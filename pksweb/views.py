@@ -64,8 +64,13 @@ def readyz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def metrics_scrape(request: HttpRequest) -> HttpResponse:
     """Prometheus' scrape: pksweb's own figures and the fleet's, in the text format (``pksweb.metrics``)."""
-    if not policy.may_scrape_metrics(request.headers.get("Authorization")):
-        refused = HttpResponse("/metrics needs the bearer token PKSWEB_METRICS_TOKEN names.\n", status=401,
+    if not policy.may_scrape_metrics(request.user, request.headers.get("Authorization")):
+        if request.user.is_authenticated:  # a tenant admin: signed in, but the figures name every tenant
+            return HttpResponse("/metrics shows the whole fleet: it is for the platform team and for Prometheus with "
+                                "the bearer token PKSWEB_METRICS_TOKEN names.\n", status=403,
+                                content_type="text/plain; charset=utf-8")
+        refused = HttpResponse("/metrics needs Authorization: Bearer with the token PKSWEB_METRICS_TOKEN names (set it "
+                               "and give it to Prometheus), or a signed-in operator, approver or viewer.\n", status=401,
                                content_type="text/plain; charset=utf-8")
         refused["WWW-Authenticate"] = 'Bearer realm="pksweb metrics"'
         return refused

@@ -48,7 +48,7 @@ BEAT_LEASE = 2.0
 ENV = {"PKSWEB_ROLLOUT_POKE_SECONDS": "1", "PKSWEB_ROLLOUT_STALE_SECONDS": "2", "PKSWEB_ROLLOUT_LEASE_SECONDS": "3",
        "PKSWEB_HEALTH_INTERVAL": "3600", "PKSWEB_HEARTBEAT_SECONDS": "1", "PKSWEB_BEAT_LEASE_SECONDS": str(BEAT_LEASE),
        "PKSWEB_WORKER_SOFT_SHUTDOWN_SECONDS": str(SOFT_SHUTDOWN)}
-DRIVER_CALL = re.compile(r"(\S+/\S+): the sandbox driver replaces the node")
+DRIVER_CALL = re.compile(r"([^\s\"]+/[^\s\"]+): the sandbox driver replaces the node")  # plain or JSON lines
 SENT_HEARTBEAT = "Sending due task worker-heartbeat"
 LEADS = "leads: it sends the periodic tasks"
 

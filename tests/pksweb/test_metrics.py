@@ -39,9 +39,18 @@ FAMILIES = {
 }
 
 
+TOKEN = "test-scrape-token-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _scrape_token(settings):
+    settings.PKSWEB_METRICS_TOKEN = TOKEN
+
+
 def scrape(client: Client | None = None, **headers: str) -> dict[str, dict[tuple, float]]:
-    """family name → {(sample name, sorted labels): value} of one scrape (which must answer 200)."""
-    response = (client or Client()).get("/metrics", headers=headers)
+    """family name → {(sample name, sorted labels): value} of one scrape (which must answer 200); Prometheus' bearer
+    token unless other headers are given."""
+    response = (client or Client()).get("/metrics", headers=headers or {"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
     return parse(response.content.decode())
@@ -62,18 +71,28 @@ def test_the_scrape_answers_every_family_in_text_format():
 
 
 @pytest.mark.django_db
-def test_with_a_token_set_a_scrape_needs_it(settings, operator):
+def test_a_scrape_needs_the_token_or_a_platform_session(settings, operator, viewer, tenant_admin):
+    """The figures name every cluster and tenant: Prometheus with the token, and people who see the whole fleet."""
     settings.PKSWEB_METRICS_TOKEN = "scrape-secret-1234567890"
-    signed_in = Client()
-    signed_in.force_login(operator)  # a person's session is no token
-    for client, headers in ((Client(), {}), (Client(), {"Authorization": "Bearer wrong"}),
-                            (Client(), {"Authorization": "Token scrape-secret-1234567890"}),
-                            (Client(), {"Authorization": "Bearer scrape-secret-12345678901"}), (signed_in, {})):
-        refused = client.get("/metrics", headers=headers)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Token scrape-secret-1234567890"},
+                    {"Authorization": "Bearer scrape-secret-12345678901"}, {"Authorization": "Bearer "}):
+        refused = Client().get("/metrics", headers=headers)
         assert refused.status_code == 401, headers
         assert refused["WWW-Authenticate"].startswith("Bearer") and b"pksweb_" not in refused.content
+        assert b"PKSWEB_METRICS_TOKEN" in refused.content
     assert "pksweb_cluster_status" in scrape(Authorization="Bearer scrape-secret-1234567890")
     assert "pksweb_cluster_status" in scrape(Authorization="bearer  scrape-secret-1234567890 ")
+    for person in (operator, viewer):
+        signed_in = Client()
+        signed_in.force_login(person)
+        assert "pksweb_cluster_status" in scrape(signed_in, Accept="text/plain")
+    tenant = Client()
+    tenant.force_login(tenant_admin)
+    refused = tenant.get("/metrics", headers={"Authorization": "Bearer wrong"})
+    assert refused.status_code == 403 and b"pksweb_" not in refused.content and b"platform team" in refused.content
+    settings.PKSWEB_METRICS_TOKEN = ""  # no token set: no bearer opens it, not even an empty one
+    for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer"}):
+        assert Client().get("/metrics", headers=headers).status_code == 401, headers
 
 
 @pytest.mark.django_db

@@ -36,7 +36,7 @@ NOBODY = rule(a=set())
 # test checks their content); everything else is allowed or refused outright.
 RULES: dict[str, dict[str, set[str]]] = {
     "healthz": EVERYONE, "readyz": EVERYONE, "login": EVERYONE, "favicon": EVERYONE,
-    "metrics": EVERYONE,  # no PKSWEB_METRICS_TOKEN here: the network policy guards it (the token rule: tests/pksweb/test_metrics.py)
+    "metrics": FLEET_READ,  # and Prometheus with the bearer token (tests/pksweb/test_metrics.py)
     "home": SIGNED, "activity": SIGNED, "api:api-root": SIGNED, "api:me": SIGNED,
     "api:schema": SIGNED, "api:docs": SIGNED, "api:redoc": SIGNED,
     "announce": FLEET_WRITE, "api:announcement-create": FLEET_WRITE,
