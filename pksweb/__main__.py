@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,14 +75,51 @@ def manage(args: Sequence[str]) -> None:
     execute_from_command_line(["pksweb manage", *args])
 
 
+def configured() -> str | None:
+    """Load the settings and the apps now, before a server starts: what is wrong with the configuration, in the
+    settings' own words (one line, no traceback), or None. uvicorn's parent would otherwise restart children that
+    die of it, forever, and a pod would look alive."""
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        django.setup()
+    except ImproperlyConfigured as exc:
+        return str(exc)
+    return None
+
+
+def database_reached(wait_seconds: float) -> str | None:
+    """Wait up to ``wait_seconds`` for the database to answer (a pod's migrate step may start before PostgreSQL):
+    None once it does, else the last error in one line."""
+    from django.db import OperationalError, connections
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        connection = connections.create_connection("default")
+        try:
+            connection.ensure_connection()
+            return None
+        except OperationalError as exc:
+            error = " ".join(str(exc).split()) or exc.__class__.__name__
+            if time.monotonic() >= deadline:
+                return error
+            print(f"pksweb migrate: waiting for the database ({error})", file=sys.stderr, flush=True)
+            time.sleep(min(3.0, max(0.0, deadline - time.monotonic())))
+        finally:
+            connection.close()
+
+
 def migrate(args: Sequence[str]) -> None:
     """``migrate --noinput`` under a session-level advisory lock on PostgreSQL (no lock on SQLite, which has a
-    single writer and no concurrent pods). The lock is held on a connection of its own, so whatever migrate does
-    with its connections cannot release it early; it is released when migrate ends, even by an error."""
-    import django
+    single writer and no concurrent pods), once the database answers (``PKSWEB_MIGRATE_WAIT_SECONDS``, 60). The lock
+    is held on a connection of its own, so whatever migrate does with its connections cannot release it early; it
+    is released when migrate ends, even by an error."""
     from django.db import connections
 
-    django.setup()
+    unreachable = database_reached(float(_env("PKSWEB_MIGRATE_WAIT_SECONDS", "60")))
+    if unreachable:
+        raise SystemExit(f"pksweb migrate: the database did not answer: {unreachable}")
     lock = connections.create_connection("default")
     if lock.vendor != "postgresql":
         manage(["migrate", "--noinput", *args])
@@ -108,6 +146,10 @@ def main(argv: Sequence[str]) -> int:
         return 2
     role, args = argv[0], list(argv[1:])
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pksweb.settings")
+    wrong = configured()
+    if wrong:
+        print(f"pksweb {role}: the configuration is incomplete: {wrong}", file=sys.stderr)
+        return 1
     if role == "manage":
         manage(args)
         return 0

@@ -19,6 +19,7 @@ import secrets
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -71,7 +72,27 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-DATA_DIR = Path(_env("PKSWEB_DATA_DIR") or BASE_DIR / "var")
+def _number(name: str, default: str, kind: type[float] | type[int] = float) -> Any:
+    """A number from the environment; a value that is not one stops start-up naming the variable."""
+    value = _env(name, default)
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not {'a whole number' if kind is int else 'a number'}: use e.g. {default}."
+        ) from None
+    if number < 0 or number != number or number in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name}={value!r} must be a finite number, 0 or more: use e.g. {default}.")
+    return number
+
+
+# Where pksweb writes (the embedded database and keys, beat's schedule): PKSWEB_DATA_DIR, else var/ in a checkout
+# (make run), else the user's data folder: an installed copy never writes into site-packages.
+CHECKOUT = (BASE_DIR / "manage.py").is_file()
+DATA_DIR = Path(
+    _env("PKSWEB_DATA_DIR")
+    or (BASE_DIR / "var" if CHECKOUT else Path(_env("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "pksweb")
+)
 
 
 def _embedded_secret_key() -> str:
@@ -96,14 +117,30 @@ def _embedded_credential_key() -> str:
     return key_file.read_text().strip()
 
 
+def _fernet_keys(keys: list[str]) -> list[str]:
+    """The credential keys, each checked now: a malformed one would otherwise surface as a 500 on the first cluster
+    registered. The message never repeats a key."""
+    from cryptography.fernet import Fernet
+
+    for number, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"PKSWEB_CREDENTIAL_KEYS: key {number} of {len(keys)} is not a Fernet key (32 bytes, URL-safe base64): "
+                f"{_REQUIRED_HINTS['PKSWEB_CREDENTIAL_KEYS']}."
+            ) from None
+    return keys
+
+
 if EMBEDDED:
     SECRET_KEY = _env("PKSWEB_SECRET_KEY") or _embedded_secret_key()
-    PKSWEB_CREDENTIAL_KEYS = _csv(_env("PKSWEB_CREDENTIAL_KEYS")) or [_embedded_credential_key()]
+    PKSWEB_CREDENTIAL_KEYS = _fernet_keys(_csv(_env("PKSWEB_CREDENTIAL_KEYS")) or [_embedded_credential_key()])
     ALLOWED_HOSTS = _csv(_env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]"))
     REDIS_URL = _env("REDIS_URL")
 else:
     SECRET_KEY = _required("PKSWEB_SECRET_KEY")
-    PKSWEB_CREDENTIAL_KEYS = _csv(_required("PKSWEB_CREDENTIAL_KEYS"))
+    PKSWEB_CREDENTIAL_KEYS = _fernet_keys(_csv(_required("PKSWEB_CREDENTIAL_KEYS")))
     ALLOWED_HOSTS = _csv(_required("ALLOWED_HOSTS"))
     REDIS_URL = _required("REDIS_URL")
     _required("DATABASE_URL")
@@ -164,8 +201,8 @@ CONTENT_SECURITY_POLICY = {
 # Sign-in throttling (django-axes): after 5 failures for a username, it is locked for 15 minutes
 # whatever the password; the page says so. API tokens are not passwords and are not affected.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-AXES_FAILURE_LIMIT = int(_env("PKSWEB_LOGIN_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = timedelta(minutes=float(_env("PKSWEB_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_FAILURE_LIMIT = _number("PKSWEB_LOGIN_FAILURE_LIMIT", "5", int)
+AXES_COOLOFF_TIME = timedelta(minutes=_number("PKSWEB_LOGIN_COOLOFF_MINUTES", "15"))
 AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
@@ -240,7 +277,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS: list[Path] = []  # pksweb/static is found as the pksweb app's own (installed with the package)
-STATIC_ROOT = Path(_env("PKSWEB_STATIC_ROOT") or BASE_DIR / "staticfiles") if not EMBEDDED else None
+STATIC_ROOT = Path(_env("PKSWEB_STATIC_ROOT") or (BASE_DIR if CHECKOUT else DATA_DIR) / "staticfiles") if not EMBEDDED else None
 # Embedded mode serves static files straight from the apps' folders (no collectstatic);
 # production serves the hashed, compressed files `collectstatic` wrote.
 WHITENOISE_USE_FINDERS = EMBEDDED
@@ -286,7 +323,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # On SIGTERM a worker takes no new task and gives the running ones this long to finish; then long work (a drain, a
 # driver call, a wait for a node) hands itself back to the queue and the worker exits (pksweb/shutdown.py). Keep it
 # well under the pod's terminationGracePeriodSeconds.
-CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = float(_env("PKSWEB_WORKER_SOFT_SHUTDOWN_SECONDS", "15"))
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = _number("PKSWEB_WORKER_SOFT_SHUTDOWN_SECONDS", "15")
 # Redis gives a message taken but not acknowledged to another worker after this long (a worker killed with SIGKILL
 # never returns its messages). Longer than any task runs (a step's task is limited to 2 h) and than any countdown
 # (30 s at most), or a task still running would be delivered twice; the leases make that harmless, and work whose
@@ -294,49 +331,49 @@ CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = float(_env("PKSWEB_WORKER_SOFT_SHUTDOWN_SE
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200}
 CELERY_TIMEZONE = TIME_ZONE
 # Fleet health ("dial tone"): how often, how many clusters probed at once, per-call timeouts.
-PKSWEB_HEALTH_INTERVAL = float(_env("PKSWEB_HEALTH_INTERVAL", "30"))
+PKSWEB_HEALTH_INTERVAL = _number("PKSWEB_HEALTH_INTERVAL", "30")
 # How long a cluster page's live snapshot (pods per node, namespaces, events) is shared before it is read again.
-PKSWEB_LIVE_SNAPSHOT_SECONDS = float(_env("PKSWEB_LIVE_SNAPSHOT_SECONDS", "10"))
+PKSWEB_LIVE_SNAPSHOT_SECONDS = _number("PKSWEB_LIVE_SNAPSHOT_SECONDS", "10")
 # Open pages catch up from the database on events whose push was lost (Redis down or restarting):
 # each web process looks every CATCH_UP seconds for events older than GRACE seconds that were not pushed to it.
-PKSWEB_LIVE_CATCH_UP_SECONDS = float(_env("PKSWEB_LIVE_CATCH_UP_SECONDS", "5"))
-PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS = float(_env("PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS", "3"))
-PKSWEB_SWEEP_WORKERS = int(_env("PKSWEB_SWEEP_WORKERS", "32"))
+PKSWEB_LIVE_CATCH_UP_SECONDS = _number("PKSWEB_LIVE_CATCH_UP_SECONDS", "5")
+PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS = _number("PKSWEB_LIVE_CATCH_UP_GRACE_SECONDS", "3")
+PKSWEB_SWEEP_WORKERS = _number("PKSWEB_SWEEP_WORKERS", "32", int)
 # One sweep at a time: its lease (at least twice the interval), renewed while the sweep runs.
-PKSWEB_SWEEP_LEASE_SECONDS = float(_env("PKSWEB_SWEEP_LEASE_SECONDS", "60"))
-PKSWEB_PROBE_TIMEOUT = (float(_env("PKSWEB_PROBE_CONNECT_TIMEOUT", "3")), float(_env("PKSWEB_PROBE_READ_TIMEOUT", "8")))
-PKSWEB_DRAIN_TIMEOUT = int(_env("PKSWEB_DRAIN_TIMEOUT", "300"))
+PKSWEB_SWEEP_LEASE_SECONDS = _number("PKSWEB_SWEEP_LEASE_SECONDS", "60")
+PKSWEB_PROBE_TIMEOUT = (_number("PKSWEB_PROBE_CONNECT_TIMEOUT", "3"), _number("PKSWEB_PROBE_READ_TIMEOUT", "8"))
+PKSWEB_DRAIN_TIMEOUT = _number("PKSWEB_DRAIN_TIMEOUT", "300", int)
 # Upgrades: the command driver runs operator-configured commands, so it is off unless allowed.
 PKSWEB_ALLOW_COMMAND_DRIVER = _flag("PKSWEB_ALLOW_COMMAND_DRIVER", default=False)
-PKSWEB_COMMAND_DRIVER_TIMEOUT = int(_env("PKSWEB_COMMAND_DRIVER_TIMEOUT", "900"))
-PKSWEB_ROLLOUT_STALE_SECONDS = float(_env("PKSWEB_ROLLOUT_STALE_SECONDS", "20"))
-PKSWEB_ROLLOUT_LEASE_SECONDS = float(_env("PKSWEB_ROLLOUT_LEASE_SECONDS", "30"))
+PKSWEB_COMMAND_DRIVER_TIMEOUT = _number("PKSWEB_COMMAND_DRIVER_TIMEOUT", "900", int)
+PKSWEB_ROLLOUT_STALE_SECONDS = _number("PKSWEB_ROLLOUT_STALE_SECONDS", "20")
+PKSWEB_ROLLOUT_LEASE_SECONDS = _number("PKSWEB_ROLLOUT_LEASE_SECONDS", "30")
 # A node operation's claim, renewed while it runs; the reaper takes over an expired one.
-PKSWEB_OPERATION_LEASE_SECONDS = float(_env("PKSWEB_OPERATION_LEASE_SECONDS", "30"))
+PKSWEB_OPERATION_LEASE_SECONDS = _number("PKSWEB_OPERATION_LEASE_SECONDS", "30")
 # Sandbox clusters the embedded server starts and registers (0: none).
-PKSWEB_SANDBOX_CLUSTERS = int(_env("PKSWEB_SANDBOX_CLUSTERS", "0"))
-PKSWEB_SANDBOX_PORT = int(_env("PKSWEB_SANDBOX_PORT", "6550"))
+PKSWEB_SANDBOX_CLUSTERS = _number("PKSWEB_SANDBOX_CLUSTERS", "0", int)
+PKSWEB_SANDBOX_PORT = _number("PKSWEB_SANDBOX_PORT", "6550", int)
 
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
         "task": "pksweb.tasks.worker_heartbeat",
-        "schedule": float(_env("PKSWEB_HEARTBEAT_SECONDS", "30")),
+        "schedule": _number("PKSWEB_HEARTBEAT_SECONDS", "30"),
     },
     "drift-scan": {
         "task": "tenants.tasks.drift_scan",
-        "schedule": float(_env("PKSWEB_DRIFT_INTERVAL", "300")),
+        "schedule": _number("PKSWEB_DRIFT_INTERVAL", "300"),
     },
     "rollout-tick": {
         "task": "upgrades.tasks.rollouts_poke",
-        "schedule": float(_env("PKSWEB_ROLLOUT_POKE_SECONDS", "10")),
+        "schedule": _number("PKSWEB_ROLLOUT_POKE_SECONDS", "10"),
     },
     "operations-reap": {
         "task": "clusters.tasks.operations_reap",
-        "schedule": float(_env("PKSWEB_REAP_SECONDS", "10")),
+        "schedule": _number("PKSWEB_REAP_SECONDS", "10"),
     },
     "audit-seal": {
         "task": "pksweb.tasks.audit_seal",
-        "schedule": float(_env("PKSWEB_AUDIT_SEAL_SECONDS", "30")),
+        "schedule": _number("PKSWEB_AUDIT_SEAL_SECONDS", "30"),
     },
     "health-sweep": {
         "task": "clusters.tasks.health_sweep",
@@ -350,11 +387,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # beat is safe to run twice: only the beat holding a lease sends periodic tasks; a standby takes over within
 # PKSWEB_BEAT_LEASE_SECONDS of the leader dying (pksweb/beat.py).
 CELERY_BEAT_SCHEDULER = "pksweb.beat:SingletonScheduler"
-PKSWEB_BEAT_LEASE_SECONDS = float(_env("PKSWEB_BEAT_LEASE_SECONDS", "30"))
+PKSWEB_BEAT_LEASE_SECONDS = _number("PKSWEB_BEAT_LEASE_SECONDS", "30")
 
 # The embedded server runs a worker and beat in threads of its own process.
 PKSWEB_EMBEDDED_CELERY = CELERY_BROKER_URL.startswith("memory://")
-PKSWEB_EMBEDDED_WORKER_THREADS = int(_env("PKSWEB_EMBEDDED_WORKER_THREADS", "4"))
+PKSWEB_EMBEDDED_WORKER_THREADS = _number("PKSWEB_EMBEDDED_WORKER_THREADS", "4", int)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -457,4 +494,4 @@ if LOG_FORMAT == "json":
 # "Authorization: Bearer <token>"; without one, /metrics is open to whoever reaches the pod (the network policy
 # decides who does). Workers serve their own figures on PKSWEB_WORKER_METRICS_PORT when it is set.
 PKSWEB_METRICS_TOKEN = _env("PKSWEB_METRICS_TOKEN")
-PKSWEB_WORKER_METRICS_PORT = int(_env("PKSWEB_WORKER_METRICS_PORT") or 0) or None
+PKSWEB_WORKER_METRICS_PORT = _number("PKSWEB_WORKER_METRICS_PORT", "0", int) or None

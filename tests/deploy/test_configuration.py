@@ -103,7 +103,9 @@ def test_the_configuration_is_production_shaped(name):
     assert data["PKSWEB_DATA_DIR"] == "/data" and data["PKSWEB_LOG_FORMAT"] == "json"
     hosts = data["ALLOWED_HOSTS"].split(",")
     assert "localhost" in hosts  # what the kubelet's probes ask for
-    ingress_hosts = [rule["host"] for rule in find(objects, "Ingress", "pksweb")["spec"]["rules"]]
+    ingresses = of_kind(objects, "Ingress")
+    ingress_hosts = [rule["host"] for ingress in ingresses for rule in ingress["spec"]["rules"]]
+    assert len(ingresses) == (0 if name == "trial" else 1)
     assert set(ingress_hosts) <= set(hosts)
     assert {f"https://{host}" for host in ingress_hosts} <= set(data["CSRF_TRUSTED_ORIGINS"].split(","))
     assert data["PKSWEB_SECURE_COOKIES"] == ("0" if name == "trial" else "1")

@@ -129,3 +129,27 @@ def test_a_command_makes_a_missing_metrics_folder(tmp_path):
     result = _pksweb("manage", "check", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert folder.is_dir()
+
+
+@pytest.mark.parametrize("role", ["web", "worker", "beat", "migrate", "manage"])
+def test_a_role_with_an_incomplete_configuration_exits_in_one_line(role, tmp_path):
+    """Production without its variables: one line naming what is missing, exit 1, at once. uvicorn's parent used
+    to restart children dying of it forever (a pod that looks alive)."""
+    env = base_env(PKSWEB_MODE="production", PKSWEB_DATA_DIR=str(tmp_path))
+    began = time.monotonic()
+    result = _pksweb(role, *(["check"] if role == "manage" else []), env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"pksweb {role}: the configuration is incomplete: PKSWEB_SECRET_KEY is required when PKSWEB_MODE=production: "
+        "set it to a long random string, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(50))'`."]
+    assert time.monotonic() - began < 30
+
+
+def test_migrate_waits_for_the_database_then_says_why_in_a_line(tmp_path):
+    env = base_env(PKSWEB_DATA_DIR=str(tmp_path), DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nothing",
+                   PKSWEB_MIGRATE_WAIT_SECONDS="2")
+    result = _pksweb("migrate", env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("pksweb migrate: the database did not answer: ") and "Traceback" not in result.stderr
+    assert any(line.startswith("pksweb migrate: waiting for the database (") for line in lines[:-1]), lines

@@ -69,6 +69,28 @@ def test_an_installed_copy_started_elsewhere_uses_its_own_files(wheel, tmp_path)
     assert not any(elsewhere.iterdir())  # nothing written where it was started
 
 
+def test_an_installed_copy_writes_in_the_users_data_folder_never_beside_its_code(wheel, tmp_path):
+    """Without PKSWEB_DATA_DIR an installed copy keeps its keys, database and beat schedule in the user's data folder
+    ($XDG_DATA_HOME/pksweb), and collectstatic writes there too: never into site-packages (seen: var/ and staticfiles/
+    appeared beside the installed code)."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    before = sorted(path.relative_to(site) for path in site.rglob("*"))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PKSWEB_", "DATABASE_URL", "REDIS_URL"))},
+           "PYTHONPATH": str(site), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    show = "import pksweb.settings as s; print(s.DATA_DIR); print(s.STATIC_ROOT)"
+    embedded = subprocess.run([sys.executable, "-c", show], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert embedded.stdout.split() == [str(tmp_path / "xdg" / "pksweb"), "None"], embedded.stderr[-2000:]
+    production = {**env, "PKSWEB_MODE": "production", "PKSWEB_SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "localhost",
+                  "PKSWEB_CREDENTIAL_KEYS": "Y3JlZGVudGlhbC1rZXktZm9yLXRlc3RzLW9ubHktMDE=",
+                  "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    shown = subprocess.run([sys.executable, "-c", show], cwd=tmp_path, env=production, capture_output=True, text=True,
+                           timeout=120)
+    assert shown.stdout.split()[1] == str(tmp_path / "xdg" / "pksweb" / "staticfiles"), shown.stderr[-2000:]
+    assert sorted(path.relative_to(site) for path in site.rglob("*") if "__pycache__" not in path.parts) == \
+        [path for path in before if "__pycache__" not in path.parts]
+
+
 @pytest.mark.django_db
 def test_favicon_is_linked_and_asked_for_paths_lead_to_it(operator):
     client = Client()

@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pksweb.settings import _number
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPLETE = {
@@ -59,3 +64,34 @@ def test_production_cookies_are_secure_and_hsts_is_sent_behind_tls():
     assert production_setting(COMPLETE, flags) == "True True True 31536000"
     # Served over plain HTTP on purpose (a trusted network, a test): no Secure flag, and no HSTS a browser would keep.
     assert production_setting({**COMPLETE, "PKSWEB_SECURE_COOKIES": "0"}, flags) == "False False True 0"
+
+
+def test_a_number_that_is_not_one_is_named():
+    result = manage_check({**COMPLETE, "PKSWEB_HEALTH_INTERVAL": "abc"})
+    assert result.returncode != 0
+    assert "PKSWEB_HEALTH_INTERVAL='abc' is not a number: use e.g. 30." in result.stderr
+
+
+@given(st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=30))  # what an environment can hold
+@settings(max_examples=300, deadline=None)
+def test_every_number_setting_is_a_finite_number_or_refused_by_name(value):
+    """Whatever an operator types: a finite number, 0 or more, or ImproperlyConfigured naming the variable; never
+    another error (a bare ValueError stopped start-up with a traceback)."""
+    for kind in (float, int):
+        os.environ["PKSWEB_TRY_NUMBER"] = value
+        try:
+            number = _number("PKSWEB_TRY_NUMBER", "7", kind)
+        except ImproperlyConfigured as exc:
+            assert str(exc).startswith("PKSWEB_TRY_NUMBER=")
+        else:
+            assert isinstance(number, kind) and 0 <= number < float("inf")
+        finally:
+            del os.environ["PKSWEB_TRY_NUMBER"]
+
+
+def test_a_malformed_credential_key_stops_start_up_without_repeating_it():
+    result = manage_check({**COMPLETE, "PKSWEB_CREDENTIAL_KEYS": "Y3JlZGVudGlhbC1rZXktZm9yLXRlc3RzLW9ubHktMDE=,not-a-key-42"})
+    assert result.returncode != 0
+    assert "PKSWEB_CREDENTIAL_KEYS: key 2 of 2 is not a Fernet key" in result.stderr
+    assert "not-a-key-42" not in result.stderr
+
