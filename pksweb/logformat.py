@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,6 +77,28 @@ def config(name: str, level: str, *, filters: Mapping[str, Any] | None = None) -
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": name, "filters": list(filters)}},
         "root": {"handlers": ["console"], "level": level.upper()},
     }
+
+
+def log_uncaught() -> None:
+    """An exception nobody caught (in the main thread or another) is logged as a CRITICAL line, instead of Python
+    printing its traceback as plain text among the JSON lines, as the process ends (Celery beat that cannot open its
+    schedule file, say). Installed in JSON mode only: a console's person reads Python's own traceback fine."""
+
+    def main_thread(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, exc, tb)
+            return
+        logging.getLogger("pksweb").critical("uncaught %s: the process ends", kind.__name__, exc_info=(kind, exc, tb))
+
+    def other_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        logging.getLogger("pksweb").critical("uncaught %s in thread %s", args.exc_type.__name__,
+                                             getattr(args.thread, "name", "?"),
+                                             exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))
+
+    sys.excepthook = main_thread
+    threading.excepthook = other_thread
 
 
 # ---- bounds -------------------------------------------------------------------------------------

@@ -442,6 +442,7 @@ LOGGING["loggers"] = {
 }
 if LOG_FORMAT == "json":
     logging.captureWarnings(True)  # Python's warnings become log lines too, not plain text among the JSON
+    logformat.log_uncaught()  # and so does the traceback of an exception nobody caught
 
 # Metrics (pksweb.metrics): GET /metrics on the web processes. With a token set, a scrape must send
 # "Authorization: Bearer <token>"; without one, /metrics is open to whoever reaches the pod (the network policy

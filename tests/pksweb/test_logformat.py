@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import tempfile
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from pksweb import __main__ as entrypoint
 from pksweb import logformat
 from pksweb.logformat import LINE_BYTES, MESSAGE_CHARS, JsonFormatter, PlainFormatter
+from tests.support.stack import base_env
 
 SHAPE = {"timestamp", "level", "logger", "message", "process", "request_id", "user", "task_name", "task_id"}
 # Any character (surrogates too: a path decoded with surrogateescape has them), any length up to ~100,000.
@@ -122,3 +124,34 @@ def test_an_unknown_format_stops_the_entrypoint(monkeypatch):
     monkeypatch.setenv("PKSWEB_LOG_FORMAT", "xml")
     with pytest.raises(SystemExit, match="PKSWEB_LOG_FORMAT='xml'"):
         entrypoint.worker_argv([])
+
+
+UNCAUGHT = """
+import threading, django
+django.setup()
+thread = threading.Thread(target=lambda: 1 / 0, name="sweeper")
+thread.start()
+thread.join()
+raise ValueError("nobody caught this")
+"""
+
+
+@pytest.mark.parametrize("fmt", ["json", "plain"])
+def test_an_exception_nobody_caught_is_a_json_line_too(tmp_path, fmt):
+    """A process that dies of an exception (beat that cannot open its schedule file) writes its traceback as a
+    CRITICAL JSON line rather than as plain text among the JSON; a thread's too. Plain mode keeps Python's."""
+    env = base_env(PKSWEB_MODE="production", PKSWEB_LOG_FORMAT=fmt, PKSWEB_SECRET_KEY="s" * 50,
+                   PKSWEB_CREDENTIAL_KEYS="Y3JlZGVudGlhbC1rZXktZm9yLXRlc3RzLW9ubHktMDE=",
+                   DATABASE_URL="postgresql://nobody@127.0.0.1:9/none", REDIS_URL="redis://127.0.0.1:9/0",
+                   ALLOWED_HOSTS="localhost", PKSWEB_DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="pksweb.settings")
+    result = subprocess.run([sys.executable, "-c", UNCAUGHT], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    if fmt == "plain":
+        assert "Traceback (most recent call last)" in result.stderr and "ZeroDivisionError" in result.stderr
+        return
+    lines = [one_json_line(line) for line in result.stderr.splitlines() if line.strip()]
+    died = [line for line in lines if line["level"] == "CRITICAL"]
+    assert [line["message"] for line in died] == ["uncaught ZeroDivisionError in thread sweeper",
+                                                  "uncaught ValueError: the process ends"], result.stderr
+    assert died[1]["exc_info"].endswith("ValueError: nobody caught this")
