@@ -39,7 +39,7 @@ def _quiet_warm_shutdown(sender: Any = None, **kwargs: Any) -> None:
     installed it, without its message; Ctrl+C's and SIGQUIT's (a person at a console) keep theirs."""
     worker = getattr(sender, "controller", None)
     if settings.LOG_FORMAT == "json" and worker is not None:
-        from celery.apps.worker import install_worker_term_handler
+        from celery.apps.worker import install_worker_term_handler  # type: ignore[attr-defined]  # not in the stubs
 
         install_worker_term_handler(worker, verbose=False)
 
