@@ -54,8 +54,9 @@ def test_every_line_of_web_worker_and_beat_is_bounded_json(tmp_path, caplog):
         stack.migrate()
         port = free_port()
         env = {**stack.env, "PORT": str(port), "PKSWEB_WEB_WORKERS": "2", "PKSWEB_WEB_GRACE_SECONDS": "3",
-               "PKSWEB_DATA_DIR": str(tmp_path / "data"), "PKSWEB_WORKER_CONCURRENCY": "2"}
-        (tmp_path / "data").mkdir()  # the image's /data (a missing one: tests/pksweb/test_logformat.py)
+               "PKSWEB_DATA_DIR": str(tmp_path / "data"), "PKSWEB_WORKER_CONCURRENCY": "2",
+               "TMPDIR": str(tmp_path)}  # where the entrypoint writes uvicorn's log configuration
+        (tmp_path / "data").mkdir()  # the image's /data: beat opens its schedule file there before making the folder
         out = {role: tmp_path / f"{role}.out" for role in ("web", "worker", "beat")}
         procs = {}
         for role, path in out.items():
@@ -91,4 +92,5 @@ def test_every_line_of_web_worker_and_beat_is_bounded_json(tmp_path, caplog):
     for what in ("Uvicorn running on", "Started parent process", "Started server process", "died",
                  "Received SIGTERM", "Stopping parent process", "more characters)"):
         assert what in said, what
+    assert len(list(tmp_path.glob("pksweb-uvicorn-logging-*.json"))) == 1  # in the temporary folder, one per start
     assert "celery@" in out["worker"].read_text() and "beat: Starting" in out["beat"].read_text()
