@@ -17,9 +17,11 @@ in a virtualenv where pksweb is installed. It only composes programs (wiring): i
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,21 +53,55 @@ def reset_metrics_dir() -> None:
             entry.unlink()
 
 
+def log_format() -> str:
+    """The log format the processes write (``pksweb.logformat.chosen``: PKSWEB_LOG_FORMAT, JSON in production)."""
+    from pksweb import logformat
+
+    try:
+        return logformat.chosen(os.environ)
+    except ValueError as exc:
+        raise SystemExit(f"pksweb: {exc}") from None
+
+
+def uvicorn_log_config() -> str:
+    """A logging configuration file for uvicorn (``--log-config``), the same as Django's processes use without the
+    request filter: uvicorn's parent process, which with ``--workers`` supervises the others and loads no Django,
+    would otherwise write plain lines ("Uvicorn running on …", "Child process died") among the JSON ones. uvicorn
+    takes a file only; it is written to the temporary folder (/tmp, an emptyDir in the manifests, the image's only
+    writable place besides /data), under a name nobody can guess or have made first (``mkstemp``: the file names
+    Python callables the process imports), and stays for the parent's life: it reads it again for each worker it
+    starts. One small file per start."""
+    from pksweb import logformat
+
+    text = json.dumps(logformat.config(log_format(), _env("PKSWEB_LOG_LEVEL", "INFO")), indent=1)
+    handle, path = tempfile.mkstemp(prefix="pksweb-uvicorn-logging-", suffix=".json")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    return path
+
+
+def quiet_celery() -> list[str]:
+    """Celery's ``--quiet`` (a global option: before the sub-command) in JSON mode: the worker's ~30-line banner and
+    beat's ~11 are plain text printed past logging; plain mode keeps them for the person reading the console."""
+    return ["--quiet"] if log_format() == "json" else []
+
+
 def web_argv(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "uvicorn", "pksweb.asgi:application", "--host", "0.0.0.0",
             "--port", _env("PORT", "8000"), "--workers", _env("PKSWEB_WEB_WORKERS", "2"), "--proxy-headers",
-            "--timeout-graceful-shutdown", _env("PKSWEB_WEB_GRACE_SECONDS", "20"), *args]
+            "--timeout-graceful-shutdown", _env("PKSWEB_WEB_GRACE_SECONDS", "20"), "--log-config", uvicorn_log_config(),
+            *args]
 
 
 def worker_argv(args: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "pksweb", "worker", "--pool", "threads",
+    return [sys.executable, "-m", "celery", "-A", "pksweb", *quiet_celery(), "worker", "--pool", "threads",
             "--concurrency", _env("PKSWEB_WORKER_CONCURRENCY", "8"), "--loglevel", _env("PKSWEB_LOG_LEVEL", "INFO"),
             *args]
 
 
 def beat_argv(args: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "pksweb", "beat", "--loglevel", _env("PKSWEB_LOG_LEVEL", "INFO"),
-            *args]
+    return [sys.executable, "-m", "celery", "-A", "pksweb", *quiet_celery(), "beat",
+            "--loglevel", _env("PKSWEB_LOG_LEVEL", "INFO"), *args]
 
 
 def manage(args: Sequence[str]) -> None:

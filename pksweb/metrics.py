@@ -21,16 +21,20 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hmac
 import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from celery.signals import task_postrun, task_prerun, worker_init
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     REGISTRY,
@@ -40,9 +44,9 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
 )
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 log = logging.getLogger(__name__)
@@ -93,14 +97,46 @@ def collect_from(source: Source) -> Source:
 
 
 class _Fleet:
-    """The registered sources, asked only when scraped (never when registered: no query at start-up)."""
+    """The registered sources, asked only when scraped (never when registered: no query at start-up).
+
+    While the database cannot be reached the scrape still answers, with pksweb's own figures (the ones that help
+    diagnose the outage) and ``pksweb_fleet_figures_up`` 0 in place of the fleet's families; the outage is logged
+    once per process, and its end once. A source that fails otherwise (a bug) fails the scrape, as it should."""
 
     def describe(self) -> list[Metric]:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        for source in _sources:
-            yield from source()
+        families: list[Metric] = []
+        try:
+            for source in _sources:
+                families.extend(source())
+        except (OperationalError, InterfaceError) as exc:
+            up, families = False, []
+            _fleet_state(up=False, reason=exc)
+        else:
+            up = True
+            _fleet_state(up=True)
+        yield from families
+        yield GaugeMetricFamily("pksweb_fleet_figures_up", "1 when this scrape read the fleet's figures from the database; "
+                                "0 when the database could not be reached and they were left out.",
+                                value=1.0 if up else 0.0)
+
+
+_fleet_up = True
+_fleet_lock = threading.Lock()
+
+
+def _fleet_state(*, up: bool, reason: Exception | None = None) -> None:
+    """Log the fleet's figures going missing, and coming back, once each (Prometheus scrapes every few seconds)."""
+    global _fleet_up
+    with _fleet_lock:
+        changed, _fleet_up = _fleet_up != up, up
+    if changed and not up:
+        log.warning("/metrics leaves out the fleet's figures (pksweb_fleet_figures_up 0): the database cannot be "
+                    "reached: %s", str(reason).strip() or type(reason).__name__)
+    elif changed:
+        log.info("/metrics has the fleet's figures again: the database answers")
 
 
 # ---- one process or many -----------------------------------------------------------------------
@@ -220,10 +256,57 @@ def _task_finished(task_id: str | None = None, task: Any = None, state: str | No
     TASKS.labels(name, {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}.get(state or "", (state or "unknown").lower())).inc()
 
 
-def worker_metrics_serve(port: int) -> None:
-    """A worker's own figures on ``port`` (``/metrics``), served by ``prometheus_client``'s HTTP server."""
-    start_http_server(port, registry=registry(fleet=False))
-    log.info("serving this worker's metrics on port %d", port)
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>`` with ``token`` (compared in constant time); never without a token."""
+    scheme, _, presented = (authorization or "").strip().partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+PLAIN = [("Content-Type", "text/plain; charset=utf-8")]
+
+
+def worker_metrics_app(token: str) -> WSGIApp:
+    """What a worker's port answers: ``GET /metrics`` with this worker's figures (task names and durations, no
+    cluster or tenant), behind ``Authorization: Bearer <token>`` when a token is set (PKSWEB_METRICS_TOKEN, the
+    web's); 404 for any other path. Without a token it is open to whoever reaches the port: the NetworkPolicy lets
+    only the monitoring namespace reach it."""
+    figures = make_wsgi_app(registry(fleet=False))
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", PLAIN)
+            return [b"This port serves GET /metrics only.\n"]
+        if token and not bearer_matches(environ.get("HTTP_AUTHORIZATION"), token):
+            start_response("401 Unauthorized", [*PLAIN, ("WWW-Authenticate", 'Bearer realm="pksweb metrics"')])
+            return [b"/metrics needs Authorization: Bearer with the token PKSWEB_METRICS_TOKEN names.\n"]
+        return figures(environ, start_response)  # type: ignore[no-any-return]
+
+    return app
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A scrape that broke off (a reset connection): one log line, not a traceback printed among the JSON."""
+        log.debug("worker metrics: a scrape from %s failed", client_address, exc_info=True)
+
+
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access line per scrape (wsgiref prints them as plain text on stderr)."""
+
+
+def worker_metrics_serve(port: int, *, addr: str = "0.0.0.0") -> WSGIServer:
+    """A worker's own figures on ``port`` (``worker_metrics_app``), served from a thread of their own (stopped by
+    ``shutdown()``, or with the process)."""
+    server = make_server(addr, port, worker_metrics_app(getattr(settings, "PKSWEB_METRICS_TOKEN", "")),
+                         server_class=_Server, handler_class=_Handler)
+    threading.Thread(target=server.serve_forever, name="pksweb-worker-metrics", daemon=True).start()
+    log.info("serving this worker's metrics on port %d%s", port,
+             " (bearer token required)" if getattr(settings, "PKSWEB_METRICS_TOKEN", "") else "")
+    return server
 
 
 @worker_init.connect

@@ -460,35 +460,26 @@ warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume sy
 # PKSWEB_LOG_FORMAT=json|plain chooses. Every line carries the request id and user during a request and the
 # task during a task (pksweb.logs.ContextFilter). In JSON, uvicorn's own lines (access, errors) and Celery's
 # (pksweb.celery takes over its logging setup) go through the same handler.
-LOG_FORMATS = ("json", "plain")
-LOG_FORMAT = (_env("PKSWEB_LOG_FORMAT") or ("plain" if EMBEDDED else "json")).lower()
-if LOG_FORMAT not in LOG_FORMATS:
-    raise ImproperlyConfigured(f"PKSWEB_LOG_FORMAT={LOG_FORMAT!r} is not a log format pksweb knows: use 'json' or 'plain'.")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"context": {"()": "pksweb.logs.ContextFilter"}},
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": ["levelname", "name", "message", "process", "request_id", "user", "task_name", "task_id"],
-            "rename_fields": {"levelname": "level", "name": "logger"},
-            "timestamp": True,
-        },
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
-    "root": {"handlers": ["console"], "level": _env("PKSWEB_LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
-        # uvicorn configured its loggers before the application loaded: their levels (--log-level) stay, their output
-        # becomes JSON lines like the rest.
-        **({name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "uvicorn.access")}
-           if LOG_FORMAT == "json" else {}),
-    },
+from pksweb import logformat  # noqa: E402 - imports nothing of Django; kept beside the block it serves
+
+try:
+    LOG_FORMAT = logformat.chosen(os.environ)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+# pksweb.logformat writes the lines (and bounds each record: a container runtime splits lines over 16 KiB); uvicorn's
+# parent process, which loads no Django, is given the same configuration without the filter (pksweb/__main__.py).
+LOGGING = logformat.config(LOG_FORMAT, _env("PKSWEB_LOG_LEVEL", "INFO"),
+                           filters={"context": {"()": "pksweb.logs.ContextFilter"}})
+LOGGING["loggers"] = {
+    "django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
+    # uvicorn configured its loggers before the application loaded: their levels (--log-level) stay, their output
+    # becomes JSON lines like the rest.
+    **({name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "uvicorn.access")}
+       if LOG_FORMAT == "json" else {}),
 }
 if LOG_FORMAT == "json":
     logging.captureWarnings(True)  # Python's warnings become log lines too, not plain text among the JSON
+    logformat.log_uncaught()  # and so does the traceback of an exception nobody caught
 
 # Metrics (pksweb.metrics): GET /metrics on the web processes. With a token set, a scrape must send
 # "Authorization: Bearer <token>"; without one, /metrics is open to whoever reaches the pod (the network policy

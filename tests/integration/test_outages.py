@@ -6,11 +6,15 @@ PostgreSQL restarted: requests answer 503 in words meanwhile, and the same serve
 process serves again once the database is back.
 Redis restarted under an open page: what was announced meanwhile reaches the page from
 the database, without reconnecting.
+PostgreSQL unreachable: Prometheus' scrape of /metrics still answers pksweb's own figures, with
+pksweb_fleet_figures_up 0 in place of the fleet's, and the outage is logged once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import psycopg
@@ -48,9 +52,12 @@ def test_redis_down_pages_load_and_readyz_names_it(no_redis: Stack):
     assert "posted while Redis is down" in client.get("/activity/").text
 
 
+SCRAPE_TOKEN = "outage-scrape-token-0123456789"
+
+
 @pytest.fixture(scope="module")
 def pg_stack(tmp_path_factory):
-    yield from make_stack(tmp_path_factory.mktemp("pg-restart"), with_worker=False)
+    yield from make_stack(tmp_path_factory.mktemp("pg-restart"), with_worker=False, PKSWEB_METRICS_TOKEN=SCRAPE_TOKEN)
 
 
 def _signed_in(stack: Stack) -> httpx.Client:
@@ -86,6 +93,47 @@ def test_postgres_restart_fails_cleanly_and_recovers_without_a_process_restart(p
     assert httpx.get(pg_stack.url + "/readyz", timeout=30).status_code == 200
     with psycopg.connect(pg_stack.env["DATABASE_URL"]) as conn:
         assert conn.execute("SELECT count(*) FROM pksweb_event WHERE message = 'during the outage'").fetchone()[0] == 0
+
+
+@contextmanager
+def database_down(stack: Stack) -> Iterator[None]:
+    """The stack's database goes away as in a PostgreSQL restart (every connection cut, new ones refused) until
+    the block ends."""
+    database = stack.env["DATABASE_URL"].rsplit("/", 1)[1]
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                      (database,))
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+
+
+def _scrape(stack: Stack) -> str:
+    answer = httpx.get(stack.url + "/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}, timeout=30)
+    assert answer.status_code == 200, answer.text[:500]
+    return answer.text
+
+
+def test_metrics_answer_while_the_database_is_down(pg_stack: Stack):
+    """Prometheus' scrape needs no database: the token is checked before the session is read, and the fleet's
+    figures (read from the database) give way to pksweb_fleet_figures_up 0 while pksweb's own figures keep coming,
+    the ones that help diagnose the outage. The outage is logged once, not at every scrape; the figures return
+    with the database."""
+    before = _scrape(pg_stack)
+    assert "pksweb_fleet_figures_up 1.0" in before and "# TYPE pksweb_cluster_status gauge" in before
+    with database_down(pg_stack):
+        for _ in range(3):
+            during = _scrape(pg_stack)
+            assert "pksweb_fleet_figures_up 0.0" in during and "pksweb_http_requests_total{" in during
+            assert "pksweb_cluster_status" not in during and "pksweb_tenant_namespaces" not in during
+        refused = httpx.get(pg_stack.url + "/metrics", timeout=30)  # no token, no session: refused without the database
+        assert refused.status_code == 401 and "pksweb_" not in refused.text
+    assert "pksweb_fleet_figures_up 1.0" in _scrape(pg_stack)
+    said = (pg_stack.folder / "web.log").read_text()
+    assert said.count("/metrics leaves out the fleet's figures") == 1, pg_stack.log_tail()
+    assert said.count("/metrics has the fleet's figures again") == 1, pg_stack.log_tail()
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from django.db import connection
 from django.test import Client
@@ -26,6 +27,7 @@ from pksweb import metrics
 from pksweb.celery import app
 from pksweb.leases import lease_acquire
 from tenants.models import Tenant, TenantNamespace
+from tests.support.net import free_port
 from upgrades.models import Rollout, RolloutStep, UpgradePlan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +38,7 @@ FAMILIES = {
     "pksweb_sweep_lease_held", "pksweb_sweep_lease_expires_in_seconds",
     "pksweb_cluster_status", "pksweb_cluster_availability_ratio", "pksweb_cluster_nodes_ready", "pksweb_cluster_nodes",
     "pksweb_rollouts", "pksweb_rollout_nodes_done", "pksweb_rollout_nodes", "pksweb_tenant_namespaces",
+    "pksweb_fleet_figures_up",
 }
 
 
@@ -67,7 +70,9 @@ def value(figures: dict, family: str, sample: str = "", **labels: str) -> float:
 
 @pytest.mark.django_db
 def test_the_scrape_answers_every_family_in_text_format():
-    assert FAMILIES <= set(scrape())
+    figures = scrape()
+    assert FAMILIES <= set(figures)
+    assert value(figures, "pksweb_fleet_figures_up") == 1.0  # read from the database (tests/integration/test_outages.py: 0)
 
 
 @pytest.mark.django_db
@@ -256,3 +261,32 @@ def test_processes_are_added_up_and_the_dead_ones_open_nothing(tmp_path, monkeyp
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+@pytest.mark.parametrize("token", [TOKEN, ""])
+def test_the_worker_port_answers_only_metrics_and_only_with_the_token(settings, token):
+    """A worker's own port (PKSWEB_WORKER_METRICS_PORT), served for real on a socket: /metrics only, behind the
+    bearer token when one is set (PKSWEB_METRICS_TOKEN); open to whoever reaches it when none is (the NetworkPolicy
+    lets only the monitoring namespace reach the port)."""
+    settings.PKSWEB_METRICS_TOKEN = token
+    port = free_port()
+    server = metrics.worker_metrics_serve(port, addr="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for path in ("/", "/metrics/", "/favicon.ico", "/admin"):
+            assert httpx.get(url + path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404, path
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Token {TOKEN}"}):
+            answer = httpx.get(url + "/metrics", headers=headers)
+            if token:
+                assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer"), headers
+                assert "pksweb_" not in answer.text
+            else:
+                assert answer.status_code == 200, headers
+        answer = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
+        figures = parse(answer.text)
+        assert "pksweb_celery_tasks" in figures and "pksweb_cluster_status" not in figures
+        assert "pksweb_fleet_figures_up" not in figures  # the fleet is the web's to report
+    finally:
+        server.shutdown()
+        server.server_close()
