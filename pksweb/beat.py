@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 from celery.beat import PersistentScheduler
@@ -33,6 +34,9 @@ class SingletonScheduler(PersistentScheduler):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.leading: bool | None = None  # None until the first look: the first answer is always logged
+        # The schedule file is opened here, before beat_init fires: its folder (PKSWEB_DATA_DIR) must exist now.
+        if kwargs.get("schedule_filename"):
+            Path(kwargs["schedule_filename"]).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(*args, **kwargs)
         # PersistentScheduler keeps its file's name (the stubs do not say so)
         self.holder = f"{socket.gethostname()}:{getattr(self, 'schedule_filename', '')}"

@@ -243,6 +243,9 @@ if _env("DATABASE_URL"):
             _env("DATABASE_URL"), conn_max_age=60, conn_health_checks=True
         )
     }
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # A database host that drops packets must not hold a request, a scrape or a task for the OS's minutes.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     # The suite's PostgreSQL pass (make test) names its own test database, so runs never collide.
     DATABASES["default"]["TEST"] = {"NAME": _env("PKSWEB_TEST_DATABASE_NAME") or None}
 else:
