@@ -200,7 +200,7 @@ CONTENT_SECURITY_POLICY = {
 
 # Sign-in throttling (django-axes): after 5 failures for a username, it is locked for 15 minutes
 # whatever the password; the page says so. API tokens are not passwords and are not affected.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "pksweb.oidc.backends.LocalPasswordBackend"]
 AXES_FAILURE_LIMIT = _number("PKSWEB_LOGIN_FAILURE_LIMIT", "5", int)
 AXES_COOLOFF_TIME = timedelta(minutes=_number("PKSWEB_LOGIN_COOLOFF_MINUTES", "15"))
 AXES_LOCKOUT_PARAMETERS = ["username"]
@@ -495,3 +495,6 @@ if LOG_FORMAT == "json":
 # decides who does). Workers serve their own figures on PKSWEB_WORKER_METRICS_PORT when it is set.
 PKSWEB_METRICS_TOKEN = _env("PKSWEB_METRICS_TOKEN")
 PKSWEB_WORKER_METRICS_PORT = _number("PKSWEB_WORKER_METRICS_PORT", "0", int) or None
+# Single sign-on (pksweb/oidc/config.py: PKSWEB_OIDC_*, PKSWEB_LOCAL_LOGIN, PKSWEB_BREAK_GLASS_USER; README).
+from pksweb.oidc.config import oidc_settings  # noqa: E402
+PKSWEB_OIDC = oidc_settings(os.environ)

@@ -11,10 +11,13 @@ class TenantsConfig(AppConfig):
         from tenants import access  # noqa: F401
         from tenants.cluster_pages import node_assignable, node_owners
         from tenants.metrics import namespace_figures
+        from tenants.services import membership_sync
         from tenants.selectors import landing_tenant, member_tenant_ids, member_tenant_names, membership_rows
 
         policy.memberships_from(member_tenant_ids, membership_rows)
         tenancy.tenancy_from(landing=landing_tenant, names=member_tenant_names)
+        # Single sign-on sets a person's memberships from their groups at every sign-in.
+        tenancy.memberships_sync_from(membership_sync)
         # The cluster page shows which tenant each dedicated node is given to, and offers the others.
         hooks.on_node_owners(node_owners)
         hooks.on_node_assignable(node_assignable)
