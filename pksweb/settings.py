@@ -24,6 +24,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pksweb.oidc.config import oidc_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 MODES = ("embedded", "production")
@@ -190,11 +192,12 @@ MIDDLEWARE = [
 # Security headers. Scripts only from our own origin: no inline script or handler anywhere
 # (tests scan the templates); inline style attributes are allowed (bars, layout).
 X_FRAME_OPTIONS = "DENY"
+PKSWEB_OIDC = oidc_settings(os.environ)  # single sign-on: PKSWEB_OIDC_*, PKSWEB_LOCAL_LOGIN (pksweb/oidc/config.py, README)
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"], "script-src": ["'self'"], "style-src": ["'self'", "'unsafe-inline'"],
         "img-src": ["'self'", "data:"], "connect-src": ["'self'"], "font-src": ["'self'"], "object-src": ["'none'"],
-        "base-uri": ["'self'"], "form-action": ["'self'"], "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"], "form-action": ["'self'", *PKSWEB_OIDC.origins], "frame-ancestors": ["'none'"],
     }
 }
 
@@ -495,6 +498,3 @@ if LOG_FORMAT == "json":
 # decides who does). Workers serve their own figures on PKSWEB_WORKER_METRICS_PORT when it is set.
 PKSWEB_METRICS_TOKEN = _env("PKSWEB_METRICS_TOKEN")
 PKSWEB_WORKER_METRICS_PORT = _number("PKSWEB_WORKER_METRICS_PORT", "0", int) or None
-# Single sign-on (pksweb/oidc/config.py: PKSWEB_OIDC_*, PKSWEB_LOCAL_LOGIN, PKSWEB_BREAK_GLASS_USER; README).
-from pksweb.oidc.config import oidc_settings  # noqa: E402
-PKSWEB_OIDC = oidc_settings(os.environ)

@@ -11,8 +11,8 @@ class TenantsConfig(AppConfig):
         from tenants import access  # noqa: F401
         from tenants.cluster_pages import node_assignable, node_owners
         from tenants.metrics import namespace_figures
-        from tenants.services import membership_sync
         from tenants.selectors import landing_tenant, member_tenant_ids, member_tenant_names, membership_rows
+        from tenants.services import membership_sync
 
         policy.memberships_from(member_tenant_ids, membership_rows)
         tenancy.tenancy_from(landing=landing_tenant, names=member_tenant_names)

@@ -205,13 +205,13 @@ def membership_sync(*, user: User, wanted: dict[str, str]) -> list[str]:
         if tenant is None:
             changes.append(f"no tenant {name} (a group names it)")
             continue
-        membership = current.get(name)
-        if membership is not None and membership.role == role:
+        existing = current.get(name)
+        if existing is not None and existing.role == role:
             continue
-        membership = membership or TenantMembership(tenant=tenant, user=user)
-        membership.role = role
-        membership.full_clean()
-        membership.save()
+        changed = existing or TenantMembership(tenant=tenant, user=user)
+        changed.role = role
+        changed.full_clean()
+        changed.save()
         changes.append(f"{role} of {name}")
         _tenant_event(tenant, "tenant.member_added", f"{user.get_username()} is now {role} of tenant {name} (the identity "
                       "provider's groups)", None, username=user.get_username(), role=role, source="oidc")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
 
+from pksweb.models import User
 from pksweb.oidc.client import config
 from pksweb.oidc.services import break_glass_record
 
@@ -17,7 +17,7 @@ class LocalPasswordBackend(ModelBackend):
     break-glass account (``PKSWEB_BREAK_GLASS_USER``) may use a password, and its every use is audited."""
 
     def authenticate(self, request: HttpRequest | None, username: str | None = None, password: str | None = None,
-                     **kwargs: Any) -> AbstractBaseUser | None:
+                     **kwargs: Any) -> User | None:
         oidc = config()
         glass = username is not None and username == oidc.break_glass_user
         if not oidc.local_login and not glass:
@@ -25,5 +25,5 @@ class LocalPasswordBackend(ModelBackend):
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None and glass:
             address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
-            break_glass_record(user=user, address=str(address))  # type: ignore[arg-type]
+            break_glass_record(user=user, address=str(address))
         return user

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -35,6 +36,13 @@ class OidcSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.issuer)
+
+    @property
+    def origins(self) -> list[str]:
+        """The provider's origin, where sign-out's form may lead (its end-session endpoint): the pages' CSP
+        ``form-action`` lists it."""
+        parts = urlsplit(self.issuer)
+        return [f"{parts.scheme}://{parts.netloc}"] if self.enabled else []
 
     @property
     def discovery_url(self) -> str:

@@ -112,7 +112,7 @@ def resolve(groups: Iterable[object], rules: Iterable[Rule]) -> Grant:
     """The grant ``groups`` earn under ``rules``. Groups that are not strings are ignored; an admin
     membership wins over a viewer one for the same tenant; the highest platform role wins."""
     names = [g for g in groups if isinstance(g, str)][:MAX_GROUPS]
-    role, memberships, matched = "", {}, []
+    role, memberships, matched = "", dict[str, str](), list[str]()
     for rule in rules:
         for group in names:
             found = rule.regex.fullmatch(group)
