@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.embedded import embedded_env, start_embedded
 from tests.support.net import free_port
 from tests.support.oidc import CLIENT_ID, CLIENT_SECRET, Provider, start_provider
-from tests.support.embedded import embedded_env, start_embedded
 from tests.support.stack import manage
 
 pytestmark = pytest.mark.e2e
