@@ -207,3 +207,25 @@ def test_without_an_issuer_single_sign_on_is_off(client, db):
     assert client.get("/accounts/oidc/login/").status_code == 404
     assert client.get("/accounts/oidc/callback/").status_code == 404
     assert 'id="sso-sign-in"' not in client.get("/accounts/login/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_sign_in_that_takes_a_role_away_closes_the_persons_open_pages(provider, settings):
+    """The operator's fleet page is open; the provider moves them to a tenant group; at their next sign-in
+    (from another browser) the open page closes, as for any role change."""
+    from asgiref.sync import sync_to_async
+
+    from pksweb.consumers import CLOSE_FORBIDDEN
+    from tests.support.sockets import closed_within, socket
+
+    settings.PKSWEB_OIDC = provider.settings(PKSWEB_OIDC_GROUP_MAP=GROUP_MAP)
+    await sync_to_async(TenantFactory)(name="acme-bank")
+    provider.user("sam", ["platform-ops"])
+    await sync_to_async(round_trip)(Client(), "sam")
+    sam = await User.objects.aget(username="sam")
+    page = await socket("/ws/fleet/", sam)
+    assert (await page.connect())[0]
+    provider.user("sam", ["k8s-tenant-acme-bank-admins"])
+    await sync_to_async(round_trip)(Client(), "sam")
+    assert await closed_within(page, 5) == CLOSE_FORBIDDEN
