@@ -24,6 +24,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pksweb.oidc.config import oidc_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 MODES = ("embedded", "production")
@@ -190,17 +192,18 @@ MIDDLEWARE = [
 # Security headers. Scripts only from our own origin: no inline script or handler anywhere
 # (tests scan the templates); inline style attributes are allowed (bars, layout).
 X_FRAME_OPTIONS = "DENY"
+PKSWEB_OIDC = oidc_settings(os.environ)  # single sign-on: PKSWEB_OIDC_*, PKSWEB_LOCAL_LOGIN (pksweb/oidc/config.py, README)
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"], "script-src": ["'self'"], "style-src": ["'self'", "'unsafe-inline'"],
         "img-src": ["'self'", "data:"], "connect-src": ["'self'"], "font-src": ["'self'"], "object-src": ["'none'"],
-        "base-uri": ["'self'"], "form-action": ["'self'"], "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"], "form-action": ["'self'", *PKSWEB_OIDC.origins], "frame-ancestors": ["'none'"],
     }
 }
 
 # Sign-in throttling (django-axes): after 5 failures for a username, it is locked for 15 minutes
 # whatever the password; the page says so. API tokens are not passwords and are not affected.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "pksweb.oidc.backends.LocalPasswordBackend"]
 AXES_FAILURE_LIMIT = _number("PKSWEB_LOGIN_FAILURE_LIMIT", "5", int)
 AXES_COOLOFF_TIME = timedelta(minutes=_number("PKSWEB_LOGIN_COOLOFF_MINUTES", "15"))
 AXES_LOCKOUT_PARAMETERS = ["username"]

@@ -60,3 +60,22 @@ def landing_tenant(user: AnyUser) -> Model | None:
 def tenant_names(user: User) -> list[str]:
     """The names of the tenants ``user`` is a member of, sorted."""
     return _answers[0].names(user=user) if _answers else []
+
+
+class MembershipSync(Protocol):
+    def __call__(self, *, user: User, wanted: dict[str, str]) -> list[str]: ...
+
+
+_sync: list[MembershipSync] = []
+
+
+def memberships_sync_from(sync: MembershipSync) -> None:
+    """Who sets a user's tenant memberships to ``wanted`` (tenant name -> admin or viewer) and says what changed."""
+    _sync[:] = [sync]
+
+
+def memberships_sync(*, user: User, wanted: dict[str, str]) -> list[str]:
+    """Set ``user``'s memberships to ``wanted`` (single sign-on, at each sign-in); the changes in words."""
+    if not _sync:
+        raise LookupError("nobody sets tenant memberships: is the tenants app installed?")
+    return _sync[0](user=user, wanted=wanted)

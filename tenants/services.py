@@ -185,6 +185,41 @@ def membership_remove(*, tenant: Tenant, user: User, removed_by: AnyUser | None)
 
 
 @transaction.atomic
+def membership_sync(*, user: User, wanted: dict[str, str]) -> list[str]:
+    """Make ``user``'s tenant memberships exactly ``wanted`` (tenant name -> admin or viewer), as the identity
+    provider's groups say at a sign-in: memberships the groups no longer give are removed, tenants that do not
+    exist are skipped (and said so). Each change is a tenant event; returns the changes in words.
+
+    No person acts here (the provider does), so no policy check: the caller is the sign-in service."""
+    changes: list[str] = []
+    tenants = {tenant.name: tenant for tenant in Tenant.objects.filter(name__in=list(wanted))}
+    current = {m.tenant.name: m for m in TenantMembership.objects.select_for_update().filter(user=user).select_related("tenant")}
+    for name, membership in current.items():
+        if name not in wanted:
+            membership.delete()
+            changes.append(f"no longer a member of {name}")
+            _tenant_event(membership.tenant, "tenant.member_removed", f"{user.get_username()} is no longer a member of tenant "
+                          f"{name} (the identity provider's groups)", None, username=user.get_username(), source="oidc")
+    for name, role in wanted.items():
+        tenant = tenants.get(name)
+        if tenant is None:
+            changes.append(f"no tenant {name} (a group names it)")
+            continue
+        existing = current.get(name)
+        if existing is not None and existing.role == role:
+            continue
+        changed = existing or TenantMembership(tenant=tenant, user=user)
+        changed.role = role
+        changed.full_clean()
+        changed.save()
+        changes.append(f"{role} of {name}")
+        _tenant_event(tenant, "tenant.member_added", f"{user.get_username()} is now {role} of tenant {name} (the identity "
+                      "provider's groups)", None, username=user.get_username(), role=role, source="oidc")
+    policy.tenant_ids_forget(user)
+    return changes
+
+
+@transaction.atomic
 def user_create_in_tenants(*, username: str, role: Role, password: str | None, tenants: Iterable[Tenant] = (),
                            email: str = "", check_password: bool = True, created_by: Actor = None) -> User:
     """Create a user with a role (``pksweb.services.user_create``); tenant admins become admins of ``tenants``.

@@ -17,13 +17,14 @@ def embedded_env(data: Path, **env: str) -> dict[str, str]:
     return base_env(PKSWEB_DATA_DIR=str(data), **env)
 
 
-def start_embedded(data: Path, **extra_env: str) -> Iterator[dict[str, Any]]:
+def start_embedded(data: Path, port: int | None = None, **extra_env: str) -> Iterator[dict[str, Any]]:
     """`make run`'s steps (migrate, seed, serve) in a temporary data directory (for a fixture to yield from):
-    its url, the demo operator's API token, its log and its data directory."""
+    its url, the demo operator's API token, its log and its data directory. ``port``: a free one unless given
+    (the single sign-on test registers the callback URL at its provider first)."""
     env = embedded_env(data, **extra_env)
     manage(env, "migrate", "--noinput")
     manage(env, "seed_demo")
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     with open(data / "server.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=env,

@@ -37,3 +37,14 @@ async def admitted(communicator: WebsocketCommunicator) -> bool:
         communicator.output_queue.put_nowait(output)
     await communicator.disconnect()
     return True
+
+
+async def closed_within(communicator: WebsocketCommunicator, seconds: float) -> int:
+    """The close code the socket gets within ``seconds`` (frames sent before it are skipped)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:  # events the change itself published may come first
+        output = await communicator.receive_output(timeout=max(0.01, deadline - time.monotonic()))
+        if output["type"] == "websocket.close":
+            return int(output["code"])

@@ -36,6 +36,9 @@ NOBODY = rule(a=set())
 # test checks their content); everything else is allowed or refused outright.
 RULES: dict[str, dict[str, set[str]]] = {
     "healthz": EVERYONE, "readyz": EVERYONE, "login": EVERYONE, "favicon": EVERYONE,
+    # single sign-on's round trip: 404 while PKSWEB_OIDC_ISSUER is unset (as here); with it, for everyone
+    # (tests/pksweb/test_oidc_flow.py)
+    "oidc_login": NOBODY, "oidc_callback": NOBODY,
     "metrics": FLEET_READ,  # and Prometheus with the bearer token (tests/pksweb/test_metrics.py)
     "home": SIGNED, "activity": SIGNED, "api:api-root": SIGNED, "api:me": SIGNED,
     "api:schema": SIGNED, "api:docs": SIGNED, "api:redoc": SIGNED,
