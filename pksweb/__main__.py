@@ -37,6 +37,26 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
 
 
+# The entrypoint's own numbers: default, lowest, highest. Checked before anything starts, so that uvicorn or Celery
+# never answer a typo with their usage text or a traceback.
+NUMBERS = {
+    "PORT": ("8000", 1, 65535),
+    "PKSWEB_WEB_WORKERS": ("2", 1, 64),
+    "PKSWEB_WORKER_CONCURRENCY": ("8", 1, 1000),
+    "PKSWEB_WEB_GRACE_SECONDS": ("20", 0, 3600),
+    "PKSWEB_MIGRATE_WAIT_SECONDS": ("60", 0, 86400),
+}
+
+
+def numbers_problem() -> str | None:
+    """The first of the entrypoint's numbers that is not a whole number in its range, said in one line; or None."""
+    for name, (default, lowest, highest) in NUMBERS.items():
+        value = _env(name, default)
+        if not (value.isascii() and value.isdigit()) or not lowest <= int(value) <= highest:
+            return f"{name}={value!r} is not a whole number from {lowest} to {highest}: use e.g. {default}."
+    return None
+
+
 def reset_metrics_dir() -> None:
     """Prometheus' multiprocess mode keeps one file per process in PROMETHEUS_MULTIPROC_DIR; files left by a
     previous run would be counted again. Web and worker start from an empty folder (created if missing).
@@ -182,7 +202,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     role, args = argv[0], list(argv[1:])
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pksweb.settings")
-    wrong = configured()
+    wrong = numbers_problem() or configured()
     if wrong:
         print(f"pksweb {role}: the configuration is incomplete: {wrong}", file=sys.stderr)
         return 1

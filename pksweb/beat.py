@@ -8,13 +8,18 @@ it at every tick, ticking at least every quarter of ``PKSWEB_BEAT_LEASE_SECONDS`
 when the leader dies (it stops renewing) a standby takes over within one lease period, and when it stops
 cleanly it gives the lease up and a standby takes over at its next look.
 
-A beat is known by its host name and its schedule file: a beat restarted in the same pod (or container) with
-the same schedule goes on leading at once, while a beat elsewhere waits for the lease to lapse.
+A beat is known by its host name and an id kept beside its schedule file (``<schedule>.id``, made once): a beat
+restarted in the same pod (or container) with the same data volume goes on leading at once, while a beat elsewhere
+waits for the lease to lapse. Host name and path alone were not enough: containers on the host's network share the
+host name, and every image's schedule is /data/celerybeat-schedule, so two such beats both led. A second beat
+started on the same schedule file (one machine, one data folder) finds it locked and takes an id of its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import secrets
 import socket
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,22 @@ class SingletonScheduler(PersistentScheduler):
             Path(kwargs["schedule_filename"]).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(*args, **kwargs)
         # PersistentScheduler keeps its file's name (the stubs do not say so)
-        self.holder = f"{socket.gethostname()}:{getattr(self, 'schedule_filename', '')}"
+        self.holder = f"{socket.gethostname()}:{self._identity(str(getattr(self, 'schedule_filename', '') or ''))}"
+
+    def _identity(self, schedule: str) -> str:
+        """This beat's id: the one kept beside its schedule file, unless another live beat holds that file's lock
+        (then a new one, for this process only)."""
+        if not schedule:
+            return secrets.token_hex(8)
+        self._lock = open(f"{schedule}.lock", "a")  # held while this process lives; the kernel drops it at exit
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return secrets.token_hex(8)
+        kept = Path(f"{schedule}.id")
+        if not kept.is_file() or not kept.read_text().strip():
+            kept.write_text(secrets.token_hex(8))
+        return kept.read_text().strip()
 
     @property
     def lease_seconds(self) -> float:

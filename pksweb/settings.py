@@ -24,6 +24,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pksweb.environment import _REQUIRED_HINTS, _csv, _env, _fernet_keys, _flag, _number, _required
 from pksweb.oidc.config import oidc_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -35,58 +36,6 @@ if MODE not in MODES:
         f"PKSWEB_MODE={MODE!r} is not a mode pksweb knows: use 'embedded' or 'production'."
     )
 EMBEDDED = MODE == "embedded"
-
-_REQUIRED_HINTS = {
-    "PKSWEB_SECRET_KEY": "a long random string, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(50))'`",
-    "DATABASE_URL": "e.g. postgresql://pksweb@db.example:5432/pksweb",
-    "REDIS_URL": "e.g. redis://redis.example:6379/0",
-    "ALLOWED_HOSTS": "the host names the dashboard is served under, comma-separated",
-    "PKSWEB_CREDENTIAL_KEYS": "one or more Fernet keys, comma-separated, newest first (make one with "
-    "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)",
-}
-
-
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
-
-
-def _required(name: str) -> str:
-    value = _env(name)
-    if not value:
-        raise ImproperlyConfigured(
-            f"{name} is required when PKSWEB_MODE=production: set it to {_REQUIRED_HINTS[name]}."
-        )
-    return value
-
-
-def _flag(name: str, default: bool = False) -> bool:
-    value = _env(name)
-    if not value:
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name}={value!r} is not a yes/no value: use 1 or 0.")
-
-
-def _csv(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-def _number(name: str, default: str, kind: type[float] | type[int] = float) -> Any:
-    """A number from the environment; a value that is not one stops start-up naming the variable."""
-    value = _env(name, default)
-    try:
-        number = kind(value)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"{name}={value!r} is not {'a whole number' if kind is int else 'a number'}: use e.g. {default}."
-        ) from None
-    if number < 0 or number != number or number in (float("inf"), float("-inf")):
-        raise ImproperlyConfigured(f"{name}={value!r} must be a finite number, 0 or more: use e.g. {default}.")
-    return number
-
 
 # Where pksweb writes (the embedded database and keys, beat's schedule): PKSWEB_DATA_DIR, else var/ in a checkout
 # (make run), else the user's data folder: an installed copy never writes into site-packages.
@@ -119,22 +68,6 @@ def _embedded_credential_key() -> str:
     return key_file.read_text().strip()
 
 
-def _fernet_keys(keys: list[str]) -> list[str]:
-    """The credential keys, each checked now: a malformed one would otherwise surface as a 500 on the first cluster
-    registered. The message never repeats a key."""
-    from cryptography.fernet import Fernet
-
-    for number, key in enumerate(keys, start=1):
-        try:
-            Fernet(key)
-        except (ValueError, TypeError):
-            raise ImproperlyConfigured(
-                f"PKSWEB_CREDENTIAL_KEYS: key {number} of {len(keys)} is not a Fernet key (32 bytes, URL-safe base64): "
-                f"{_REQUIRED_HINTS['PKSWEB_CREDENTIAL_KEYS']}."
-            ) from None
-    return keys
-
-
 if EMBEDDED:
     SECRET_KEY = _env("PKSWEB_SECRET_KEY") or _embedded_secret_key()
     PKSWEB_CREDENTIAL_KEYS = _fernet_keys(_csv(_env("PKSWEB_CREDENTIAL_KEYS")) or [_embedded_credential_key()])
@@ -146,8 +79,15 @@ else:
     ALLOWED_HOSTS = _csv(_required("ALLOWED_HOSTS"))
     REDIS_URL = _required("REDIS_URL")
     _required("DATABASE_URL")
+if REDIS_URL and REDIS_URL.partition("://")[0].lower() not in ("redis", "rediss", "unix"):
+    raise ImproperlyConfigured(f"REDIS_URL is not a Redis URL (redis://, rediss:// or unix://): {_REQUIRED_HINTS['REDIS_URL']}.")
 
 DEBUG = _flag("PKSWEB_DEBUG", default=False)
+if DEBUG and not EMBEDDED:
+    raise ImproperlyConfigured("PKSWEB_DEBUG=1 is refused when PKSWEB_MODE=production: debug pages show internals to anyone.")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+if _env("PKSWEB_LOG_LEVEL", "INFO").upper() not in LOG_LEVELS:
+    raise ImproperlyConfigured(f"PKSWEB_LOG_LEVEL={_env('PKSWEB_LOG_LEVEL')!r} is not a level: use one of {', '.join(LOG_LEVELS)}.")
 CSRF_TRUSTED_ORIGINS = _csv(_env("CSRF_TRUSTED_ORIGINS"))
 
 INSTALLED_APPS = [
@@ -240,12 +180,24 @@ TEMPLATES = [
 ]
 
 # Database: DATABASE_URL wins in either mode; the embedded default is a SQLite file.
+def _database(url: str) -> dict[str, Any]:
+    """DATABASE_URL parsed; one that is not a URL of a database pksweb runs on stops start-up naming it (never
+    repeating it: it may carry a password)."""
+    usable = ("postgresql", "postgres", "pgsql") if not EMBEDDED else ("postgresql", "postgres", "pgsql", "sqlite")
+    scheme = url.partition("://")[0].lower()
+    try:
+        if scheme not in usable:
+            raise ValueError(scheme)
+        return dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not a {'PostgreSQL' if not EMBEDDED else 'PostgreSQL or SQLite'} URL pksweb can use: "
+            f"{_REQUIRED_HINTS['DATABASE_URL']}."
+        ) from None
+
+
 if _env("DATABASE_URL"):
-    DATABASES = {
-        "default": dj_database_url.parse(
-            _env("DATABASE_URL"), conn_max_age=60, conn_health_checks=True
-        )
-    }
+    DATABASES = {"default": _database(_env("DATABASE_URL"))}
     if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # A database host that drops packets must not hold a request, a scrape or a task for the OS's minutes.
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
@@ -317,6 +269,10 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = _env("PKSWEB_CELERY_QUEUE", "pksweb")
+# Workers' control, gossip and heartbeats travel on exchanges of their own: named after the queue, so that two
+# installations sharing a Redis never hear each other's workers (nor `celery control` reach the other's).
+CELERY_CONTROL_EXCHANGE = f"{CELERY_TASK_DEFAULT_QUEUE}.control"
+CELERY_EVENT_EXCHANGE = f"{CELERY_TASK_DEFAULT_QUEUE}.events"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 270
@@ -474,7 +430,7 @@ except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 # pksweb.logformat writes the lines (and bounds each record: a container runtime splits lines over 16 KiB); uvicorn's
 # parent process, which loads no Django, is given the same configuration without the filter (pksweb/__main__.py).
-LOGGING = logformat.config(LOG_FORMAT, _env("PKSWEB_LOG_LEVEL", "INFO"),
+LOGGING = logformat.config(LOG_FORMAT, _env("PKSWEB_LOG_LEVEL", "INFO").upper(),
                            filters={"context": {"()": "pksweb.logs.ContextFilter"}})
 LOGGING["loggers"] = {
     "django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},

@@ -4,6 +4,7 @@ shows both with real processes: tests/integration/test_scale_out.py)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from celery.exceptions import Reject
@@ -84,3 +85,27 @@ def test_a_stopping_worker_makes_every_claim_raise_at_once_and_the_task_hands_it
     finally:
         hand_over_reset()
     renewal.keep()
+
+
+def test_twin_beats_on_one_host_and_one_schedule_path_are_two_beats(tmp_path):
+    """Containers on the host's network share the host name and every image's schedule path: both used to lead.
+    A beat keeps its id beside its schedule (a restart in the same pod is the same beat); a second live beat on
+    the same schedule file is another beat."""
+    first = scheduler(tmp_path / "celerybeat-schedule")
+    try:
+        other = SimpleNamespace()  # a second beat's identity, taken while the first holds the file
+        twin = SingletonScheduler._identity(other, str(tmp_path / "celerybeat-schedule"))  # type: ignore[arg-type]
+        assert f"{first.holder.split(':')[0]}:{twin}" != first.holder
+    finally:
+        first.close()
+        first._lock.close()  # the first beat's process ends
+    again = scheduler(tmp_path / "celerybeat-schedule")  # the same beat started again (its lock died with it)
+    try:
+        assert again.holder == first.holder
+    finally:
+        again.close()
+    elsewhere = scheduler(tmp_path / "volume-2" / "celerybeat-schedule")  # another container's /data
+    try:
+        assert elsewhere.holder != first.holder
+    finally:
+        elsewhere.close()

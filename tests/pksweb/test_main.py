@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from pksweb.__main__ import MIGRATE_LOCK_KEY, ROLES, reset_metrics_dir
+from pksweb.__main__ import MIGRATE_LOCK_KEY, NUMBERS, ROLES, reset_metrics_dir
 from tests.support.net import free_port
 from tests.support.stack import PG_URL, Stack, base_env, require_services
 
@@ -153,3 +153,15 @@ def test_migrate_waits_for_the_database_then_says_why_in_a_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("pksweb migrate: the database did not answer: ") and "Traceback" not in result.stderr
     assert any(line.startswith("pksweb migrate: waiting for the database (") for line in lines[:-1]), lines
+
+
+@pytest.mark.parametrize(("variable", "value"), [("PORT", "abc"), ("PORT", "99999"), ("PKSWEB_WEB_WORKERS", "two"),
+                                                 ("PKSWEB_WORKER_CONCURRENCY", "0"), ("PKSWEB_MIGRATE_WAIT_SECONDS", "x"),
+                                                 ("PKSWEB_WEB_GRACE_SECONDS", "-1")])
+def test_the_entrypoints_numbers_are_checked_before_anything_starts(variable, value, tmp_path):
+    env = base_env(PKSWEB_DATA_DIR=str(tmp_path), **{variable: value})
+    result = _pksweb("web", env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"pksweb web: the configuration is incomplete: {variable}={value!r} is not a whole number from "
+        f"{NUMBERS[variable][1]} to {NUMBERS[variable][2]}: use e.g. {NUMBERS[variable][0]}."]

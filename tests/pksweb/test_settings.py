@@ -95,3 +95,29 @@ def test_a_malformed_credential_key_stops_start_up_without_repeating_it():
     assert "PKSWEB_CREDENTIAL_KEYS: key 2 of 2 is not a Fernet key" in result.stderr
     assert "not-a-key-42" not in result.stderr
 
+
+
+@pytest.mark.parametrize(("variable", "value", "said"), [
+    ("DATABASE_URL", "not-a-url", "DATABASE_URL is not a PostgreSQL URL pksweb can use"),
+    ("DATABASE_URL", "postgresql://u:SECRETPW123@127.0.0.1:99999/x", "DATABASE_URL is not a PostgreSQL URL pksweb can use"),
+    ("DATABASE_URL", "mysql://u:SECRETPW123@db/x", "DATABASE_URL is not a PostgreSQL URL pksweb can use"),
+    ("REDIS_URL", "garbage", "REDIS_URL is not a Redis URL"),
+    ("REDIS_URL", "http://redis:6379/0", "REDIS_URL is not a Redis URL"),
+    ("PKSWEB_LOG_LEVEL", "LOUD", "PKSWEB_LOG_LEVEL='LOUD' is not a level"),
+    ("PKSWEB_DEBUG", "1", "PKSWEB_DEBUG=1 is refused when PKSWEB_MODE=production"),
+])
+def test_a_value_pksweb_cannot_use_stops_start_up_in_words(variable, value, said):
+    result = manage_check({**COMPLETE, variable: value})
+    assert result.returncode != 0
+    assert said in result.stderr and "SECRETPW123" not in result.stderr
+
+
+def test_two_installations_on_one_redis_hear_nothing_of_each_other():
+    """Queue and channel prefix were not enough: Celery's control and heartbeat exchanges were shared."""
+    code = "from pksweb.celery import app; print(app.conf.control_exchange, app.conf.event_exchange)"
+    clean = {k: v for k, v in os.environ.items() if k not in COMPLETE}
+    shown = [subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"], cwd=ROOT, text=True,
+                            capture_output=True, timeout=60,
+                            env={**clean, **COMPLETE, "DJANGO_SETTINGS_MODULE": "pksweb.settings",
+                                 "PKSWEB_CELERY_QUEUE": queue}).stdout.split() for queue in ("blue", "green")]
+    assert shown == [["blue.control", "blue.events"], ["green.control", "green.events"]]
