@@ -9,6 +9,8 @@ render the fragment for their user. Nothing is sent for a rolled-back change.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -93,7 +95,29 @@ def publish(
     event.save()
     groups = event_groups(event)
     transaction.on_commit(lambda: _push(event.pk, groups), robust=True)
+    for listener in _listeners:
+        transaction.on_commit(partial(_tell, listener, event), robust=True)
     return event
+
+
+# Called with each committed event (an app above the core registers one in its AppConfig.ready(): the core imports
+# none of them). A listener must return at once — queue a task, never do the work — because it runs in the
+# request or task that published.
+Listener = Callable[[Event], None]
+_listeners: list[Listener] = []
+
+
+def after_commit(listener: Listener) -> None:
+    """Call ``listener(event)`` after each published event's transaction commits (once per listener)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _tell(listener: Listener, event: Event) -> None:
+    try:
+        listener(event)
+    except Exception:
+        log.exception("a listener of event %s failed; the event is stored and shown all the same", event.pk)
 
 
 def _limit(field: str) -> int:

@@ -169,6 +169,7 @@ INSTALLED_APPS = [
     "tenants",
     "clusters",
     "upgrades",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -495,3 +496,5 @@ if LOG_FORMAT == "json":
 # decides who does). Workers serve their own figures on PKSWEB_WORKER_METRICS_PORT when it is set.
 PKSWEB_METRICS_TOKEN = _env("PKSWEB_METRICS_TOKEN")
 PKSWEB_WORKER_METRICS_PORT = _number("PKSWEB_WORKER_METRICS_PORT", "0", int) or None
+# Notifications (README, Production: PKSWEB_NOTIFY_*, PKSWEB_PUBLIC_URL), read in a module of their own.
+from pksweb.settings_notify import *  # noqa: E402, F403

@@ -1,0 +1,60 @@
+"""Thin tasks: fan out a subject's new events, drain a channel, sweep what a lost task left."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from notifications.choices import WAITING_STATES
+from notifications.delivery import channel_drain
+from notifications.fanout import EVENT_KINDS, event_fanout
+from notifications.models import Delivery, Fanout
+from pksweb.leases import lease_acquire, lease_release
+from pksweb.models import Event
+
+LOOKBACK = timedelta(hours=1)  # older events are history, not news
+
+
+def _pending(**subject: str) -> list[Event]:
+    done = Fanout.objects.filter(event_id=OuterRef("pk"))
+    return list(Event.objects.filter(kind__in=EVENT_KINDS, created_at__gte=timezone.now() - LOOKBACK, **subject)
+                .filter(~Exists(done)).order_by("pk"))
+
+
+@shared_task(bind=True, max_retries=None, ignore_result=True)
+def notify_subject(self: Any, subject_type: str, subject_id: str) -> None:
+    """Fan out every new event about one subject, oldest first, one worker per subject at a time (so a cluster's
+    'unreachable' is decided before its 'recovered')."""
+    name, holder = f"notify.fanout.{subject_type}.{subject_id}"[:100], uuid.uuid4().hex
+    if not lease_acquire(name=name, holder=holder, seconds=60):
+        raise self.retry(countdown=0.2)
+    channels: set[int] = set()
+    try:
+        for event in _pending(subject_type=subject_type, subject_id=subject_id):
+            channels.update(event_fanout(event=event))
+    finally:
+        lease_release(name=name, holder=holder)
+    for channel_id in sorted(channels):  # each fan-out committed on its own: the rows are there for the sender
+        notify_channel.delay(channel_id)
+
+
+@shared_task(bind=True, max_retries=None, ignore_result=True)
+def notify_channel(self: Any, channel_id: int) -> None:
+    """Send what waits on one channel; come back after the backoff when a send failed."""
+    wait = channel_drain(channel_id=channel_id)
+    if wait is not None:
+        raise self.retry(countdown=max(wait, 0.05))
+
+
+@shared_task(ignore_result=True)
+def notify_sweep() -> None:
+    """Beat, every minute: subjects with events nobody fanned out (a lost task), and channels with messages waiting."""
+    for subject_type, subject_id in {(e.subject_type, e.subject_id) for e in _pending()}:
+        notify_subject.delay(subject_type, subject_id)
+    for channel_id in set(Delivery.objects.filter(state__in=WAITING_STATES, channel__isnull=False).values_list("channel_id", flat=True)):
+        notify_channel.delay(channel_id)
