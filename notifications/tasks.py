@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from django.db import OperationalError
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -18,6 +19,9 @@ from pksweb.leases import lease_acquire, lease_release
 from pksweb.models import Event
 
 LOOKBACK = timedelta(hours=1)  # older events are history, not news
+# A database that blinks (a lock, a failover) is waited out: 1, 2, 4 … 30 s, without end (the rows decide what is done).
+ON_DB_ERROR: dict[str, Any] = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backoff_max": 30,
+                               "retry_jitter": False}
 
 
 def _pending(**subject: str) -> list[Event]:
@@ -26,7 +30,7 @@ def _pending(**subject: str) -> list[Event]:
                 .filter(~Exists(done)).order_by("pk"))
 
 
-@shared_task(bind=True, max_retries=None, ignore_result=True)
+@shared_task(bind=True, max_retries=None, ignore_result=True, **ON_DB_ERROR)
 def notify_subject(self: Any, subject_type: str, subject_id: str) -> None:
     """Fan out every new event about one subject, oldest first, one worker per subject at a time (so a cluster's
     'unreachable' is decided before its 'recovered')."""
@@ -43,7 +47,7 @@ def notify_subject(self: Any, subject_type: str, subject_id: str) -> None:
         notify_channel.delay(channel_id)
 
 
-@shared_task(bind=True, max_retries=None, ignore_result=True)
+@shared_task(bind=True, max_retries=None, ignore_result=True, **ON_DB_ERROR)
 def notify_channel(self: Any, channel_id: int) -> None:
     """Send what waits on one channel; come back after the backoff when a send failed."""
     wait = channel_drain(channel_id=channel_id)
