@@ -8,6 +8,7 @@ whose task was lost that way (a process killed in between) is picked up by the s
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -34,14 +35,25 @@ class _Sender:
 
     def run(self) -> None:
         while True:
-            subject_type, subject_id = self.queue.get()
+            self.send(self.queue.get())
+
+    def send(self, subject: tuple[str, str]) -> None:
+        try:
+            notify_subject.delay(*subject)
+        except Exception:
+            log.exception("could not queue notifications for %s %s; the minute's sweep will", *subject)
+
+    def flush(self) -> None:
+        """At exit (a management command that published), queue what is left instead of losing it with the thread."""
+        while True:
             try:
-                notify_subject.delay(subject_type, subject_id)
-            except Exception:
-                log.exception("could not queue notifications for %s %s; the minute's sweep will", subject_type, subject_id)
+                self.send(self.queue.get_nowait())
+            except queue.Empty:
+                return
 
 
 _sender = _Sender()
+atexit.register(_sender.flush)
 
 
 def event_committed(event: Event) -> None:
