@@ -94,9 +94,7 @@ def publish(
     event.full_clean()
     event.save()
     groups = event_groups(event)
-    transaction.on_commit(lambda: _push(event.pk, groups), robust=True)
-    for listener in _listeners:
-        transaction.on_commit(partial(_tell, listener, event), robust=True)
+    transaction.on_commit(partial(_committed, event, groups), robust=True)
     return event
 
 
@@ -113,11 +111,14 @@ def after_commit(listener: Listener) -> None:
         _listeners.append(listener)
 
 
-def _tell(listener: Listener, event: Event) -> None:
-    try:
-        listener(event)
-    except Exception:
-        log.exception("a listener of event %s failed; the event is stored and shown all the same", event.pk)
+def _committed(event: Event, groups: list[str]) -> None:
+    """After the commit: push to the pages, then tell the listeners (each failure logged, none stops the others)."""
+    _push(event.pk, groups)
+    for listener in _listeners:
+        try:
+            listener(event)
+        except Exception:
+            log.exception("a listener of event %s failed; the event is stored and shown all the same", event.pk)
 
 
 def _limit(field: str) -> int:
