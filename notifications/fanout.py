@@ -16,8 +16,8 @@ debounced: at most one per kind per ``PKSWEB_NOTIFY_DEBOUNCE`` seconds (``Gate``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -140,47 +140,103 @@ def subject_key(event: Event, kind: NotifyKind) -> str:
     return bound(key, 100)
 
 
-def _debounced(gate: Gate, kind: str, now: datetime) -> str:
-    """Why a message of ``kind`` may not go out now ('' when it may)."""
+def _wait(gate: Gate, kind: str, now: datetime) -> float:
+    """Seconds until a message of ``kind`` may go out on this gate (0: now)."""
     last = gate.sent.get(kind)
-    window = timedelta(seconds=settings.PKSWEB_NOTIFY_DEBOUNCE)
-    if last and now - datetime.fromisoformat(last) < window:
-        return (f"debounced: one went out at {datetime.fromisoformat(last):%H:%M:%S} UTC; "
-                f"at most one per {settings.PKSWEB_NOTIFY_DEBOUNCE:g} s")
-    return ""
+    if not last:
+        return 0.0
+    return max(0.0, float(settings.PKSWEB_NOTIFY_DEBOUNCE) - (now - datetime.fromisoformat(last)).total_seconds())
+
+
+def _debounced_why(gate: Gate, kind: str) -> str:
+    return (f"debounced: one went out at {datetime.fromisoformat(gate.sent[kind]):%H:%M:%S} UTC; at most one per "
+            f"{settings.PKSWEB_NOTIFY_DEBOUNCE:g} s (the latest state is sent when the time is up, if it differs)")
+
+
+@dataclass
+class Decided:
+    """What a fan-out decided: channels with a message queued, and gates holding news back (key, seconds to wait)."""
+
+    queued: list[int] = field(default_factory=list)
+    held: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _chosen(kind: NotifyKind, subject: Model, channel_id: int | None = None) -> dict[int, tuple[Channel, list[str]]]:
+    """The channels to tell, each with who asked for it there: every subscriber checked again, now."""
+    chosen: dict[int, tuple[Channel, list[str]]] = {}
+    subscriptions = Subscription.objects.filter(kind=kind).select_related("user", "channel").order_by("channel_id", "user__username")
+    if channel_id is not None:
+        subscriptions = subscriptions.filter(channel_id=channel_id)
+    policy.tenant_ids_prime(list({s.user for s in subscriptions}))
+    for subscription in subscriptions:
+        if _wants(subscription.user, kind, subject, subscription.channel):
+            chosen.setdefault(subscription.channel_id, (subscription.channel, []))[1].append(subscription.user.get_username())
+    return chosen
+
+
+def _record(event: Event, kind: NotifyKind, subject: Model, channel: Channel, names: list[str], key: str, why: str) -> None:
+    message = _message(event, kind, subject, channel)
+    Delivery.objects.create(channel=channel, channel_name=channel.name, kind=kind, subject=key, event_id=event.pk,
+                            recipients=bound(", ".join(names), 500), title=bound(message.title, 250), body=message.body,
+                            state=DeliveryState.SUPPRESSED if why else DeliveryState.QUEUED, reason=why)
 
 
 @transaction.atomic
-def event_fanout(*, event: Event) -> list[int]:
-    """Turn one committed event into deliveries (queued, or suppressed by the debounce); returns the channels
-    with something queued. Idempotent: an event already fanned out is skipped."""
+def event_fanout(*, event: Event) -> Decided:
+    """Turn one committed event into deliveries (queued, or suppressed by the debounce). Idempotent: an event
+    already fanned out is skipped."""
+    decided = Decided()
     if Fanout.objects.filter(event_id=event.pk).exists():
-        return []
+        return decided
     Fanout.objects.create(event_id=event.pk)
     kind = notify_kind(event)
     subject = _subject(event, kind) if kind is not None else None
     if kind is None or subject is None:
-        return []
-    chosen: dict[int, tuple[Channel, list[str]]] = {}
-    subscriptions = Subscription.objects.filter(kind=kind).select_related("user", "channel").order_by("channel_id", "user__username")
-    users = {s.user for s in subscriptions}
-    policy.tenant_ids_prime(list(users))
-    for subscription in subscriptions:
-        if _wants(subscription.user, kind, subject, subscription.channel):
-            chosen.setdefault(subscription.channel_id, (subscription.channel, []))[1].append(subscription.user.get_username())
-    now, queued, key = timezone.now(), [], subject_key(event, kind)
-    for channel_id, (channel, names) in chosen.items():
+        return decided
+    now, key = timezone.now(), subject_key(event, kind)
+    for channel_id, (channel, names) in _chosen(kind, subject).items():
         gate, _ = Gate.objects.select_for_update().get_or_create(key=f"{channel_id}:{key}")
         if event.pk <= gate.last_event_id:
             continue  # newer news about this subject was decided already: this one is stale, never sent after it
         gate.last_event_id = event.pk
-        why = _debounced(gate, kind, now)
-        if not why:
-            gate.sent[kind] = now.isoformat()
-            queued.append(channel_id)
+        wait = _wait(gate, kind, now)
+        why = _debounced_why(gate, kind) if wait else ""
+        if wait:
+            if not gate.held:  # one settle per held spell, however many events it holds back
+                decided.held.append((gate.key, wait))
+            gate.held = True
+        else:
+            gate.sent[kind], gate.last_sent_kind, gate.held = now.isoformat(), kind, False
+            decided.queued.append(channel_id)
         gate.save()
-        message = _message(event, kind, subject, channel)
-        Delivery.objects.create(channel=channel, channel_name=channel.name, kind=kind, subject=key, event_id=event.pk,
-                                recipients=bound(", ".join(names), 500), title=bound(message.title, 250), body=message.body,
-                                state=DeliveryState.SUPPRESSED if why else DeliveryState.QUEUED, reason=why)
-    return queued
+        _record(event, kind, subject, channel, names, key, why)
+    return decided
+
+
+@transaction.atomic
+def gate_settle(*, key: str) -> Decided:
+    """When a debounce ends: if the latest news about the subject was held back and differs from what the channel
+    was last told (a flapping cluster that ended unreachable), send it now — the trailing edge of the debounce."""
+    decided = Decided()
+    gate = Gate.objects.select_for_update().filter(key=key).first()
+    if gate is None or not gate.held:
+        return decided
+    event = Event.objects.filter(pk=gate.last_event_id).first()
+    kind = notify_kind(event) if event is not None else None
+    subject = _subject(event, kind) if event is not None and kind is not None else None
+    if event is None or kind is None or subject is None or kind == gate.last_sent_kind:
+        gate.held = False
+        gate.save()
+        return decided
+    now = timezone.now()
+    if wait := _wait(gate, kind, now):
+        decided.held.append((key, wait))
+        return decided
+    channel_id = int(key.split(":", 1)[0])
+    gate.held = False
+    for channel, names in _chosen(kind, subject, channel_id).values():
+        gate.sent[kind], gate.last_sent_kind = now.isoformat(), kind
+        _record(event, kind, subject, channel, names, key.split(":", 1)[1], "")
+        decided.queued.append(channel_id)
+    gate.save()
+    return decided

@@ -82,6 +82,9 @@ class Gate(models.Model):
     key = models.CharField(max_length=150, primary_key=True)
     last_event_id = models.BigIntegerField(default=0)
     sent = models.JSONField(default=dict)
+    last_sent_kind = models.CharField(max_length=40, blank=True)
+    # News held back by the debounce: at the window's end the latest is sent if it differs from what was sent last.
+    held = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.key

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from notifications.choices import WAITING_STATES
 from notifications.delivery import channel_drain
-from notifications.fanout import EVENT_KINDS, event_fanout
+from notifications.fanout import EVENT_KINDS, Decided, event_fanout, gate_settle
 from notifications.models import Delivery, Fanout
 from pksweb.leases import lease_acquire, lease_release
 from pksweb.models import Event
@@ -37,14 +37,27 @@ def notify_subject(self: Any, subject_type: str, subject_id: str) -> None:
     name, holder = f"notify.fanout.{subject_type}.{subject_id}"[:100], uuid.uuid4().hex
     if not lease_acquire(name=name, holder=holder, seconds=60):
         raise self.retry(countdown=0.2)
-    channels: set[int] = set()
+    decisions = []
     try:
         for event in _pending(subject_type=subject_type, subject_id=subject_id):
-            channels.update(event_fanout(event=event))
+            decisions.append(event_fanout(event=event))
     finally:
         lease_release(name=name, holder=holder)
-    for channel_id in sorted(channels):  # each fan-out committed on its own: the rows are there for the sender
+    _follow(decisions)
+
+
+def _follow(decisions: list[Decided]) -> None:
+    """Each fan-out committed on its own: the rows are there for the sender, and the settles for the held news."""
+    for channel_id in sorted({c for d in decisions for c in d.queued}):
         notify_channel.delay(channel_id)
+    for key, wait in dict(h for d in decisions for h in d.held).items():
+        notify_settle.apply_async((key,), countdown=wait + 0.05)
+
+
+@shared_task(ignore_result=True, **ON_DB_ERROR)
+def notify_settle(key: str) -> None:
+    """A debounce window ended: send the latest held-back news about its subject if it differs from the last sent."""
+    _follow([gate_settle(key=key)])
 
 
 @shared_task(bind=True, max_retries=None, ignore_result=True, **ON_DB_ERROR)

@@ -117,3 +117,38 @@ def test_a_failing_receiver_is_retried_then_recorded_with_its_reason(receiver, c
     delivery.refresh_from_db()
     assert delivery.state == DeliveryState.FAILED and "500" in delivery.reason and "2 attempts" in delivery.reason
     assert len(receiver.received("ops")) == 2
+
+
+def test_after_the_debounce_the_latest_state_is_sent_when_it_differs(receiver, cluster, operator, channel_for, subscribe, settings):
+    """The trailing edge: a cluster that flapped and ended unreachable is said to be unreachable once the window ends;
+    one that ended healthy, as it was last said, is not mentioned again."""
+    import time
+
+    from notifications.fanout import gate_settle, subject_key
+
+    settings.PKSWEB_NOTIFY_DEBOUNCE = 0.5
+    ops = channel_for("ops")
+    subscribe(operator, NotifyKind.CLUSTER_UNREACHABLE, ops)
+    subscribe(operator, NotifyKind.CLUSTER_RECOVERED, ops)
+    for old, new in (("healthy", "unreachable"), ("unreachable", "healthy"), ("healthy", "unreachable")):
+        event = status(cluster, old, new)
+        decided = event_fanout(event=event)
+        assert channel_drain(channel_id=ops.pk) is None
+    assert decided.held and decided.held[0][1] <= 0.5  # the third is held back, a settle is due when the window ends
+    key = f"{ops.pk}:{subject_key(event, NotifyKind.CLUSTER_UNREACHABLE)}"
+    assert gate_settle(key=key).held  # too early: wait for the window
+    time.sleep(0.6)
+    assert gate_settle(key=key).queued == [ops.pk]
+    assert channel_drain(channel_id=ops.pk) is None
+    assert gate_settle(key=key).queued == []  # once
+    assert [r["body"]["title"] for r in receiver.received()] == [
+        "Cluster prod-eu is unreachable", "Cluster prod-eu is healthy", "Cluster prod-eu is unreachable"]
+    # it recovers and fails again within the window: it ends as the channel was last told, so nothing more is said
+    settings.PKSWEB_NOTIFY_DEBOUNCE = 300
+    assert event_fanout(event=status(cluster, "unreachable", "healthy")).held
+    assert not event_fanout(event=status(cluster, "healthy", "unreachable")).queued
+    from notifications.models import Gate
+
+    Gate.objects.filter(key=key).update(sent={})  # the window is over
+    assert gate_settle(key=key).queued == []
+    assert len(receiver.received()) == 3
