@@ -35,7 +35,7 @@ from pksweb.choices import Role
 from pksweb.models import Event, User
 from pksweb.text import bound
 from tenants.models import TenantNamespace
-from upgrades.models import Rollout, UpgradePlan
+from upgrades.models import Approval, Rollout, UpgradePlan
 
 # The events that may notify someone (the hook queues a fan-out only for these).
 EVENT_KINDS = frozenset({
@@ -127,7 +127,12 @@ def _message(event: Event, kind: NotifyKind, subject: Model, channel: Channel) -
         link = _link("upgrades:rollout", subject.pk)
     else:
         link = _link("tenants:namespace", subject.pk)
-    return Message(bound(event.message, 200), f"{event.message}\n{link}")
+    text = event.message
+    if kind == NotifyKind.PLAN_APPROVED:  # the rejection's event carries its comment already; an approval's does not
+        comment = (Approval.objects.filter(plan_id=subject.pk, approver_name=event.actor_name).order_by("-id")
+                   .values_list("comment", flat=True).first())
+        text += f"\nComment: {bound(comment, 1000)}" if comment else ""
+    return Message(bound(event.message, 200), f"{text}\n{link}")
 
 
 def subject_key(event: Event, kind: NotifyKind) -> str:

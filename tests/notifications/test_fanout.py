@@ -77,7 +77,12 @@ def test_plans_go_to_approvers_and_decisions_to_the_author(receiver, operator, a
     subscribe(approver, NotifyKind.PLAN_AWAITING, board)
     subscribe(operator, NotifyKind.PLAN_APPROVED, mine)
     subscribe(operator, NotifyKind.PLAN_REJECTED, mine)
+    from upgrades.models import Approval
+
+    Approval.objects.create(plan=plan, approver=approver, approver_name=approver.username, revision="r", decision="approve",
+                            comment="fine by the board")
     for kind, message, actor in (("upgrade.plan_submitted", "Upgrade plan to 1.31 submitted for approval", operator),
+                                 ("upgrade.plan_approved", "Upgrade plan to 1.31 approved by appr (1 of 2)", approver),
                                  ("upgrade.plan_rejected", "Upgrade plan to 1.31 rejected by appr: not on a Friday", approver)):
         with transaction.atomic():
             event = publish(kind=kind, message=message, actor=actor, subject_type="plan", subject_id=plan.pk,
@@ -86,8 +91,10 @@ def test_plans_go_to_approvers_and_decisions_to_the_author(receiver, operator, a
     got = receiver.received()
     assert [(r["path"], r["body"]["title"]) for r in got] == [
         ("/board", "Upgrade plan to 1.31 submitted for approval"),
+        ("/mine", "Upgrade plan to 1.31 approved by appr (1 of 2)"),
         ("/mine", "Upgrade plan to 1.31 rejected by appr: not on a Friday")]
-    assert f"https://pksweb.example/upgrades/{plan.pk}/" in got[1]["body"]["message"]
+    assert "Comment: fine by the board" in got[1]["body"]["message"]
+    assert f"https://pksweb.example/upgrades/{plan.pk}/" in got[2]["body"]["message"]
 
 
 def test_a_cluster_flapping_ten_times_sends_one_message_and_one_recovery(receiver, cluster, operator, channel_for, subscribe):
