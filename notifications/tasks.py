@@ -70,8 +70,11 @@ def notify_channel(self: Any, channel_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def notify_sweep() -> None:
-    """Beat, every minute: subjects with events nobody fanned out (a lost task), and channels with messages waiting."""
+    """Beat, every minute: subjects with events nobody fanned out (a lost task), channels with messages waiting, and
+    fan-out marks too old to matter."""
     for subject_type, subject_id in {(e.subject_type, e.subject_id) for e in _pending()}:
         notify_subject.delay(subject_type, subject_id)
     for channel_id in set(Delivery.objects.filter(state__in=WAITING_STATES, channel__isnull=False).values_list("channel_id", flat=True)):
         notify_channel.delay(channel_id)
+    # Marks of events past the lookback are never asked about again.
+    Fanout.objects.filter(done_at__lt=timezone.now() - 2 * LOOKBACK).delete()

@@ -159,3 +159,19 @@ def test_after_the_debounce_the_latest_state_is_sent_when_it_differs(receiver, c
     Gate.objects.filter(key=key).update(sent={})  # the window is over
     assert gate_settle(key=key).queued == []
     assert len(receiver.received()) == 3
+
+
+def test_the_sweep_catches_up_on_an_event_whose_task_was_lost(receiver, cluster, operator, channel_for, subscribe):
+    from notifications import tasks
+    from notifications.models import Fanout
+
+    ops = channel_for("ops")
+    subscribe(operator, NotifyKind.CLUSTER_UNREACHABLE, ops)
+    event = status(cluster, "healthy", "unreachable")  # its queued task never ran (no worker here)
+    queued = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tasks.notify_subject, "delay", lambda *a: queued.append(a))
+        tasks.notify_sweep()
+    assert queued == [("cluster", str(cluster.pk))]
+    event_fanout(event=event)
+    assert Fanout.objects.filter(event_id=event.pk).exists()
