@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from notifications.choices import NotifyKind
 from notifications.models import Channel, Delivery
+from pksweb.policy import is_operator
 
 
 class ChannelSerializer(serializers.ModelSerializer[Channel]):
@@ -19,6 +20,13 @@ class ChannelSerializer(serializers.ModelSerializer[Channel]):
         fields = ["id", "name", "url", "hint", "tenant", "created_at"]
         read_only_fields = ["id", "hint", "created_at"]
         extra_kwargs = {"tenant": {"required": False, "allow_null": True}}
+
+    def to_representation(self, instance: Channel) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or not is_operator(request.user):
+            data.pop("hint", None)  # subscribers see names; only operators see where a channel points
+        return data
 
     def create(self, validated_data: Any) -> Channel:
         raise NotImplementedError("the view calls services.channel_create")

@@ -11,26 +11,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from notifications import selectors, services
-from notifications.access import OPERATORS_ONLY
 from notifications.api.serializers import ChannelSerializer, DeliverySerializer, SubscriptionsSerializer
 from notifications.models import Channel, Delivery
-from pksweb import policy
 from pksweb.api.permissions import WRITES, PolicyPermission
-
-
-class OperatorsOnly(PolicyPermission):
-    message = OPERATORS_ONLY
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return super().has_permission(request, view) and policy.is_operator(request.user)
 
 
 class ChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin,
                      viewsets.GenericViewSet[Channel]):
-    """Notification channels (operators): create with an apprise URL, which is never returned."""
+    """Notification channels: operators create and remove them with an apprise URL, which is never returned; everyone
+    lists the channels they may receive on (names; the scheme and host only for operators)."""
 
     serializer_class = ChannelSerializer
-    permission_classes = [OperatorsOnly]
+    permission_classes = [PolicyPermission]
     policy_model = Channel
     policy_actions = WRITES
 
@@ -42,7 +34,7 @@ class ChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         data.is_valid(raise_exception=True)
         channel = services.channel_create(name=data.validated_data["name"], url=data.validated_data["url"],
                                           tenant=data.validated_data.get("tenant"), created_by=request.user)
-        return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
+        return Response(ChannelSerializer(channel, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.channel_delete(channel=self.get_object(), deleted_by=request.user)
@@ -50,10 +42,10 @@ class ChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
 
 class DeliveryViewSet(viewsets.ReadOnlyModelViewSet[Delivery]):
-    """Every delivery: sent, failed with its reason, or suppressed by the debounce (operators)."""
+    """Every delivery: sent, failed with its reason, or suppressed by the debounce (operators; an empty list for others)."""
 
     serializer_class = DeliverySerializer
-    permission_classes = [OperatorsOnly]
+    permission_classes = [PolicyPermission]
 
     def get_queryset(self) -> QuerySet[Delivery]:
         return selectors.delivery_list(user=self.request.user)

@@ -31,6 +31,7 @@ TENANT_READ = rule(a=PLATFORM | {"tenant-admin-a"}, b=PLATFORM | {"tenant-admin-
 TENANT_WRITE = rule(a={"operator", "tenant-admin-a"}, b={"operator", "tenant-admin-b"})
 APPROVE = rule(a={"approver"})
 NOBODY = rule(a=set())
+TENANT_ROOM = rule(a={"operator", "tenant-admin-a"}, b={"operator", "tenant-admin-b"})  # a tenant's notification channel
 
 # Lists answer everyone signed in, each with only what the policy lets them see (the isolation
 # test checks their content); everything else is allowed or refused outright.
@@ -69,8 +70,9 @@ RULES: dict[str, dict[str, set[str]]] = {
     "api:upgrade-plan-approve": APPROVE, "api:upgrade-plan-reject": APPROVE,
     # notifications: channels and deliveries are the operators'; each person chooses their own subscriptions
     "notifications:index": FLEET_WRITE, "notifications:channel-create": FLEET_WRITE, "notifications:channel-delete": FLEET_WRITE,
-    "api:notification-channel-list": FLEET_WRITE, "api:notification-channel-detail": FLEET_WRITE,
-    "api:notification-delivery-list": FLEET_WRITE, "api:notification-delivery-detail": FLEET_WRITE,
+    "api:notification-channel-list": SIGNED, "api:notification-delivery-list": SIGNED,
+    "api:notification-channel-detail": TENANT_ROOM,
+    "api:notification-delivery-detail": FLEET_WRITE,
     "notifications:profile": SIGNED, "api:my-notifications": SIGNED,
 }
 SKIP = {"logout"}  # it ends the session under test; CSRF and sign-out are tested on their own
