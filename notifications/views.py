@@ -67,7 +67,7 @@ def profile(request: SignedInRequest) -> HttpResponse:
     kinds = services.kinds_for(request.user)
     channels = [c for c in selectors.channel_list(user=request.user) if channel_usable(request.user, c)]
     current = {f"{s.kind}:{s.channel_id}": True for s in selectors.subscription_list(user=request.user)}
-    form = SubscriptionForm(request.POST or None, initial=current, kinds=kinds, channels=channels)
+    form = SubscriptionForm(request.POST if request.method == "POST" else None, initial=current, kinds=kinds, channels=channels)
     if request.method == "POST" and form.is_valid():
         try:
             services.subscriptions_set(user=request.user, wanted=form.wanted())

@@ -427,7 +427,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # One name for the all/some/none reach of a segmentation cell, actual or intended.
-    "ENUM_NAME_OVERRIDES": {"ReachEnum": "tenants.choices.Reach"},
+    "ENUM_NAME_OVERRIDES": {"ReachEnum": "tenants.choices.Reach", "NotifyKindEnum": "notifications.choices.NotifyKind"},
     # The schema and its docs pages are for signed-in people, like the rest of the API.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
