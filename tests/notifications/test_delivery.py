@@ -34,7 +34,9 @@ def status(cluster, old, new):
     return event, time.perf_counter() - started
 
 
-def settle(count, timeout=15.0):
+def settle(count, timeout=45.0):
+    """Until every delivery is decided and sent or failed (generous: a SQLite table lock in a worker thread is
+    retried after 1, 2, 4 … s)."""
     deadline = time.monotonic() + timeout
     while Delivery.objects.filter(state__in=(DeliveryState.QUEUED, DeliveryState.RETRYING)).exists() or \
             Delivery.objects.count() < count:
@@ -76,7 +78,7 @@ def test_exactly_the_expected_messages_in_order(worker, receiver, cluster, opera
         with transaction.atomic():
             event = publish(kind=kind, message=message, subject_type="rollout", subject_id=rollout.pk, subject_label=plan.name)
         if kind != "rollout.step_changed":
-            got = receiver.wait_for(len(latencies) + 1, "ops")
+            got = receiver.wait_for(len(latencies) + 1, "ops", timeout=30)
             latencies.append(got[-1]["at"] - event.created_at.timestamp())
     # a flapping cluster, through the worker: ten times down and up within a second
     for _ in range(10):
