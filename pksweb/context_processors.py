@@ -17,5 +17,6 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     nav = [("Fleet", reverse("clusters:fleet")), ("Upgrades", reverse("upgrades:list"))] if policy.is_platform(user) else []
     nav.append(("Activity", reverse("activity")))
     nav.append(("Tenants" if policy.is_platform(user) else "My tenants", reverse("tenants:list")))
+    nav.append(("Notifications", reverse("notifications:index" if policy.is_operator(user) else "notifications:profile")))
     nav.append(("API", reverse("api:docs")))
     return {"nav": nav}

@@ -9,6 +9,8 @@ render the fragment for their user. Nothing is sent for a rolled-back change.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -92,8 +94,31 @@ def publish(
     event.full_clean()
     event.save()
     groups = event_groups(event)
-    transaction.on_commit(lambda: _push(event.pk, groups), robust=True)
+    transaction.on_commit(partial(_committed, event, groups), robust=True)
     return event
+
+
+# Called with each committed event (an app above the core registers one in its AppConfig.ready(): the core imports
+# none of them). A listener must return at once — queue a task, never do the work — because it runs in the
+# request or task that published.
+Listener = Callable[[Event], None]
+_listeners: list[Listener] = []
+
+
+def after_commit(listener: Listener) -> None:
+    """Call ``listener(event)`` after each published event's transaction commits (once per listener)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _committed(event: Event, groups: list[str]) -> None:
+    """After the commit: push to the pages, then tell the listeners (each failure logged, none stops the others)."""
+    _push(event.pk, groups)
+    for listener in _listeners:
+        try:
+            listener(event)
+        except Exception:
+            log.exception("a listener of event %s failed; the event is stored and shown all the same", event.pk)
 
 
 def _limit(field: str) -> int:

@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "tenants",
     "clusters",
     "upgrades",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -388,7 +389,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # One name for the all/some/none reach of a segmentation cell, actual or intended.
-    "ENUM_NAME_OVERRIDES": {"ReachEnum": "tenants.choices.Reach"},
+    "ENUM_NAME_OVERRIDES": {"ReachEnum": "tenants.choices.Reach", "NotifyKindEnum": "notifications.choices.NotifyKind"},
     # The schema and its docs pages are for signed-in people, like the rest of the API.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
@@ -448,3 +449,12 @@ if LOG_FORMAT == "json":
 # decides who does). Workers serve their own figures on PKSWEB_WORKER_METRICS_PORT when it is set.
 PKSWEB_METRICS_TOKEN = _env("PKSWEB_METRICS_TOKEN")
 PKSWEB_WORKER_METRICS_PORT = _number("PKSWEB_WORKER_METRICS_PORT", "0", int) or None
+# Notifications: at most one message per subject and kind on a channel per DEBOUNCE seconds; each send bounded by
+# TIMEOUT, tried ATTEMPTS times in all, BACKOFF seconds before the first retry, doubling. Every message links back
+# to its page under PKSWEB_PUBLIC_URL (default: the first CSRF_TRUSTED_ORIGINS entry, else the embedded server's).
+PKSWEB_NOTIFY_DEBOUNCE = _number("PKSWEB_NOTIFY_DEBOUNCE", "300")
+PKSWEB_NOTIFY_TIMEOUT = _number("PKSWEB_NOTIFY_TIMEOUT", "5")
+PKSWEB_NOTIFY_ATTEMPTS = _number("PKSWEB_NOTIFY_ATTEMPTS", "4", int) or 1
+PKSWEB_NOTIFY_BACKOFF = _number("PKSWEB_NOTIFY_BACKOFF", "2")
+PKSWEB_PUBLIC_URL = (_env("PKSWEB_PUBLIC_URL") or (CSRF_TRUSTED_ORIGINS[0] if CSRF_TRUSTED_ORIGINS else "")
+                     or f"http://127.0.0.1:{_env('PORT') or '8000'}").rstrip("/")

@@ -18,6 +18,7 @@ urlpatterns = [
     path("clusters/", include("clusters.urls")),
     path("tenants/", include("tenants.urls")),
     path("upgrades/", include("upgrades.urls")),
+    path("notifications/", include("notifications.urls")),
     path("api/", include("pksweb.api.urls")),
 ]
 

@@ -16,8 +16,8 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("pksweb", "clusters", "tenants", "upgrades", "sandbox")
-DOMAIN = ("clusters", "tenants", "upgrades")
+APPS = ("pksweb", "clusters", "tenants", "upgrades", "sandbox", "notifications")
+DOMAIN = ("clusters", "tenants", "upgrades", "notifications")
 # Who may import whom, among the apps (wiring aside). Anything else is a dependency pointing backwards.
 ALLOWED = {
     "pksweb": set(),
@@ -25,6 +25,7 @@ ALLOWED = {
     "tenants": {"pksweb", "clusters"},
     "upgrades": {"pksweb", "clusters"},
     "sandbox": set(),
+    "notifications": {"pksweb", "clusters", "tenants", "upgrades"},  # on top: it hears every app's events
 }
 # The modules that compose the apps: settings, URLconfs, ASGI routing, the Celery app, demo seeding,
 # management commands (and the embedded server that starts a sandbox fleet beside the dashboard).

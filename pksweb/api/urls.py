@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from clusters.api import views as cluster_views
+from notifications.api import views as notify_views
 from pksweb.api import views
 from tenants.api import nodes as tenant_nodes
 from tenants.api import views as tenant_views
@@ -29,6 +30,8 @@ router.register("upgrade-plans", upgrade_views.PlanViewSet, basename="upgrade-pl
 router.register("rollouts", upgrade_views.RolloutViewSet, basename="rollout")
 router.register("clusters", cluster_views.ClusterViewSet, basename="cluster")
 router.register("operations", cluster_views.OperationViewSet, basename="operation")
+router.register("notification-channels", notify_views.ChannelViewSet, basename="notification-channel")
+router.register("notification-deliveries", notify_views.DeliveryViewSet, basename="notification-delivery")
 # The tenants' part of a cluster (segmentation, dedicated nodes), under the cluster's paths and URL names.
 cluster_tenancy = IdRouter()
 cluster_tenancy.include_root_view = False
@@ -39,6 +42,7 @@ urlpatterns = [
     path("", include(cluster_tenancy.urls)),
     path("announcements/", views.AnnouncementCreate.as_view(), name="announcement-create"),
     path("me/", views.MeView.as_view(), name="me"),
+    path("me/notifications/", notify_views.my_subscriptions, name="my-notifications"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),

@@ -77,3 +77,23 @@ def test_text_from_outside_is_bounded_never_refused(db):
     stored = Event.objects.get(pk=event.pk)
     assert len(stored.message) == 500 and stored.message.endswith("more characters cut]")
     assert len(stored.subject_label) == 200 and len(stored.payload["detail"]) <= 4000
+
+
+def test_listeners_hear_committed_events_only_and_a_failing_one_stops_nothing(django_capture_on_commit_callbacks, monkeypatch):
+    from pksweb import events
+
+    heard: list[str] = []
+
+    def broken(event):
+        raise RuntimeError("a listener's bug")
+
+    monkeypatch.setattr(events, "_listeners", [broken, lambda event: heard.append(event.kind)])
+    fleet = _listen(FLEET_GROUP)
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        with transaction.atomic():
+            publish(kind="system.rolled_back", message="never")
+            raise RuntimeError("roll back")
+    with django_capture_on_commit_callbacks(execute=True):
+        event = publish(kind="system.kept", message="kept")
+    assert heard == ["system.kept"]
+    assert _pending(fleet) == [{"type": "event.message", "id": event.pk, "group": "fleet"}]

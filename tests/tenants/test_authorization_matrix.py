@@ -31,6 +31,7 @@ TENANT_READ = rule(a=PLATFORM | {"tenant-admin-a"}, b=PLATFORM | {"tenant-admin-
 TENANT_WRITE = rule(a={"operator", "tenant-admin-a"}, b={"operator", "tenant-admin-b"})
 APPROVE = rule(a={"approver"})
 NOBODY = rule(a=set())
+TENANT_ROOM = rule(a={"operator", "tenant-admin-a"}, b={"operator", "tenant-admin-b"})  # a tenant's notification channel
 
 # Lists answer everyone signed in, each with only what the policy lets them see (the isolation
 # test checks their content); everything else is allowed or refused outright.
@@ -70,6 +71,12 @@ RULES: dict[str, dict[str, set[str]]] = {
     "upgrades:rollout-action": FLEET_WRITE,
     "upgrades:plan-action": APPROVE,
     "api:upgrade-plan-approve": APPROVE, "api:upgrade-plan-reject": APPROVE,
+    # notifications: channels and deliveries are the operators'; each person chooses their own subscriptions
+    "notifications:index": FLEET_WRITE, "notifications:channel-create": FLEET_WRITE, "notifications:channel-delete": FLEET_WRITE,
+    "api:notification-channel-list": SIGNED, "api:notification-delivery-list": SIGNED,
+    "api:notification-channel-detail": TENANT_ROOM,
+    "api:notification-delivery-detail": FLEET_WRITE,
+    "notifications:profile": SIGNED, "api:my-notifications": SIGNED,
 }
 SKIP = {"logout"}  # it ends the session under test; CSRF and sign-out are tested on their own
 
@@ -84,7 +91,8 @@ def route_value(name: str, param: str, world: dict, side: str) -> str:
         for prefix, key in (("tenants:namespace", "namespace"), ("api:namespace", "namespace"), ("tenants:", "tenant"),
                             ("api:tenant", "tenant"), ("api:event", "event"), ("api:operation", "operation"),
                             ("upgrades:rollout", "rollout"), ("api:rollout", "rollout"), ("upgrades:", "plan"),
-                            ("api:upgrade-plan", "plan")):
+                            ("api:upgrade-plan", "plan"), ("notifications:", "channel"), ("api:notification-channel", "channel"),
+                            ("api:notification-delivery", "delivery")):
             if name.startswith(prefix):
                 return str(objects[key].pk)
         return str(world["cluster"].pk)
@@ -107,6 +115,8 @@ def outcome(client: Client, url: str) -> str:
 @pytest.fixture
 def world(acme, globex, registered, sandbox_cluster, make_namespace, operator, approver, viewer, tenant_admin, other_tenant_admin):
     from clusters.operations import node_operation_start
+    from notifications.models import Delivery
+    from notifications.services import channel_create
     from pksweb.events import publish
     from tenants.models import TenantMembership
     from upgrades.models import Rollout, UpgradePlan
@@ -122,7 +132,10 @@ def world(acme, globex, registered, sandbox_cluster, make_namespace, operator, a
                        "event": publish(kind="tenant.notice", message=f"news of {tenant.name}", tenant=tenant),
                        "operation": node_operation_start(cluster=registered, node=f"{sandbox_cluster.name}-{node}", kind="cordon",
                                                          requested_by=operator),
-                       "plan": plan, "rollout": rollout}
+                       "plan": plan, "rollout": rollout,
+                       "channel": channel_create(name=f"room-{side}", url=f"json://127.0.0.1:9/{side}", tenant=tenant, created_by=operator),
+                       "delivery": Delivery.objects.create(channel_name=f"room-{side}", kind="cluster_unreachable", subject="c",
+                                                           event_id=1, title="t", body="b")}
     users = {"viewer": viewer, "tenant-admin-a": tenant_admin, "tenant-admin-b": other_tenant_admin, "approver": approver,
              "operator": operator}
     return {**sides, "cluster": registered, "users": users}
