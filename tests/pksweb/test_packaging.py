@@ -118,3 +118,15 @@ def test_beat_keeps_its_schedule_in_the_data_folder(tmp_path):
         beat.terminate()
         beat.wait(15)
     assert not any(elsewhere.iterdir()), list(elsewhere.iterdir())
+
+
+def test_the_image_build_context_holds_every_package_the_wheel_does():
+    """The Containerfile's context is an allow-list: a new app left out of it built an image whose settings named
+    an app it lacked (ModuleNotFoundError at collectstatic)."""
+    import tomllib
+
+    packages = {name.rstrip("*") for name in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                ["packages"]["find"]["include"]}
+    allowed = {line[1:] for line in (ROOT / ".containerignore").read_text().splitlines() if line.startswith("!")}
+    assert packages <= allowed, packages - allowed
+    assert "pyproject.toml" in allowed and "README.md" in allowed
