@@ -30,6 +30,12 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(f"JSON parse error - {exc}") from exc
         nesting.check_json(text, what="JSON body")
         try:
-            return json.loads(text, parse_constant=json.strict_constant if self.strict else None)
+            data = json.loads(text, parse_constant=json.strict_constant if self.strict else None)
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
+        try:  # a "\ud800" escape parses into a lone surrogate, which no database column, log line or page can hold
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError("JSON parse error - the body holds a lone surrogate escape (such as \\ud800), which is "
+                             "not text: send valid Unicode.") from None
+        return data

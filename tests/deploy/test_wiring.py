@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from sandbox.matching import selector_object
 from tests.support.manifests import (
     DEPLOY,
     OVERLAYS,
@@ -17,7 +18,6 @@ from tests.support.manifests import (
     overlay,
     pksweb_containers,
     render,
-    selects,
     workloads,
 )
 from tests.support.pod_security import containers
@@ -40,7 +40,7 @@ def _all_pod_labels(objects) -> dict[str, dict[str, str]]:
 
 
 def _selected(selector, objects) -> set[str]:
-    return {workload for workload, labels in _all_pod_labels(objects).items() if selects(selector, labels)}
+    return {workload for workload, labels in _all_pod_labels(objects).items() if selector_object(selector)(labels)}
 
 
 @pytest.mark.parametrize("name", OVERLAYS)

@@ -79,20 +79,3 @@ def pksweb_containers(objects: list[Obj]) -> Iterator[tuple[str, Obj]]:
         if is_pksweb(template):
             for container in containers(template.get("spec") or {}):
                 yield f"{name} container {container['name']}", container
-
-
-def selects(selector: Obj, labels: dict[str, str]) -> bool:
-    """Whether a label selector (matchLabels and matchExpressions) selects these labels."""
-    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
-        if operator == "In" and labels.get(key) not in values:
-            return False
-        if operator == "NotIn" and labels.get(key) in values:
-            return False
-        if operator == "Exists" and key not in labels:
-            return False
-        if operator == "DoesNotExist" and key in labels:
-            return False
-    return True
